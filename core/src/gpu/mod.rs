@@ -1,0 +1,848 @@
+//! The wgpu backend: WGSL kernels on Vulkan/Metal/DX12 natively and on WebGPU in a browser.
+//!
+//! How it keeps data on the device and the CPU out of the loop:
+//! - **Enqueue only.** Every [`Backend`] operation records a dispatch; nothing is submitted until
+//!   a read, an explicit [`Backend::flush`], or a full parameter arena. A CG or Neumann step is
+//!   a handful of dispatches with no round trip.
+//! - **Per-dispatch parameters** go into one uniform arena (256-byte slots, bound with a dynamic
+//!   offset) written with a single `write_buffer` just before the submit.
+//! - **Device scalars** are slots of one `scalars` storage buffer; kernels read ratios of them
+//!   (see [`Coef`]), so step sizes such as CG's α never leave the GPU.
+//! - **Buffers are pooled** by size. A dropped buffer is retired and only reusable after the
+//!   next submit, so work already recorded against it still sees its old contents; uploads
+//!   (`write_buffer`) only ever target fresh or reusable buffers for the same reason.
+//! - **Pipelines and bind groups are cached**, keyed by kernel and by the ids of the bound
+//!   buffers, so steady-state iterations create no GPU objects.
+//! - **Readback is asynchronous**: `map_async` plus a oneshot channel. Natively the device is
+//!   polled to completion first; in a browser the future resolves from the event loop.
+
+pub mod kernels;
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::future::Future;
+use std::rc::Rc;
+use std::sync::{Arc, Mutex};
+
+use crate::backend::{Backend, Coef, Rows};
+use crate::{Error, Result};
+use kernels::KernelSpec;
+
+/// Bytes per dispatch in the uniform arena (WebGPU's minimum uniform offset alignment).
+const PARAM_SLOT: usize = 256;
+/// Dispatches recorded before an automatic submit.
+const ARENA_SLOTS: usize = 1024;
+/// Device scalars available at once.
+const SCALAR_SLOTS: u32 = 4096;
+/// Workgroups of the first reduction pass (the second pass reduces these partials).
+pub(crate) const REDUCE_PARTIALS: u32 = 256;
+
+/// Which adapter to use.
+#[derive(Clone, Debug, Default)]
+pub struct GpuOptions {
+    /// Use the first adapter whose name contains this (case-insensitive), e.g. "llvmpipe";
+    /// `None` asks wgpu for its high-performance default.
+    pub adapter: Option<String>,
+}
+
+/// One adapter wgpu can see.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct AdapterSummary {
+    pub name: String,
+    pub backend: String,
+    pub device_type: String,
+    pub driver: String,
+}
+
+fn summary(info: &wgpu::AdapterInfo) -> AdapterSummary {
+    AdapterSummary {
+        name: info.name.clone(),
+        backend: format!("{:?}", info.backend),
+        device_type: format!("{:?}", info.device_type),
+        driver: format!("{} {}", info.driver, info.driver_info)
+            .trim()
+            .to_string(),
+    }
+}
+
+fn instance_descriptor() -> wgpu::InstanceDescriptor {
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+    // Compute needs Vulkan, Metal, DX12 or WebGPU; GL/WebGL have no (usable) compute shaders.
+    desc.backends = wgpu::Backends::PRIMARY;
+    desc
+}
+
+/// Lists the adapters wgpu finds on this machine (native only; a browser exposes one).
+#[cfg(not(target_arch = "wasm32"))]
+pub async fn list_adapters() -> Vec<AdapterSummary> {
+    let instance = wgpu::Instance::new(instance_descriptor());
+    instance
+        .enumerate_adapters(wgpu::Backends::PRIMARY)
+        .await
+        .iter()
+        .map(|a| summary(&a.get_info()))
+        .collect()
+}
+
+/// A buffer from a pool, with a stable id for bind-group caching.
+struct Slab {
+    buffer: wgpu::Buffer,
+    id: u64,
+    size: u64,
+}
+
+/// Buffers by usage class and size. Dropped slabs wait in `retired` until the next submit.
+#[derive(Default)]
+struct Pool {
+    free: HashMap<(u8, u64), Vec<Slab>>,
+    retired: Vec<(u8, Slab)>,
+    allocated_bytes: u64,
+    peak_bytes: u64,
+    next_id: u64,
+}
+
+const CLASS_STORAGE: u8 = 0;
+const CLASS_STAGING: u8 = 1;
+
+impl Pool {
+    fn take(&mut self, device: &wgpu::Device, class: u8, size: u64, label: &str) -> Slab {
+        if let Some(slab) = self.free.get_mut(&(class, size)).and_then(|v| v.pop()) {
+            return slab;
+        }
+        let usage = match class {
+            CLASS_STORAGE => {
+                wgpu::BufferUsages::STORAGE
+                    | wgpu::BufferUsages::COPY_DST
+                    | wgpu::BufferUsages::COPY_SRC
+            }
+            _ => wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+        };
+        let buffer = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size,
+            usage,
+            mapped_at_creation: false,
+        });
+        self.next_id += 1;
+        self.allocated_bytes += size;
+        self.peak_bytes = self.peak_bytes.max(self.allocated_bytes);
+        Slab {
+            buffer,
+            id: self.next_id,
+            size,
+        }
+    }
+    /// Called after a submit: retired slabs may be overwritten from now on.
+    fn recycle(&mut self) {
+        for (class, slab) in self.retired.drain(..) {
+            self.free.entry((class, slab.size)).or_default().push(slab);
+        }
+    }
+}
+
+/// A resident f32 vector.
+pub struct GpuVector {
+    slab: Option<Slab>,
+    len: usize,
+    pool: Rc<RefCell<Pool>>,
+}
+
+impl GpuVector {
+    fn buffer(&self) -> &wgpu::Buffer {
+        &self.slab.as_ref().expect("live vector").buffer
+    }
+    fn id(&self) -> u64 {
+        self.slab.as_ref().expect("live vector").id
+    }
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl Drop for GpuVector {
+    fn drop(&mut self) {
+        if let Some(slab) = self.slab.take() {
+            self.pool.borrow_mut().retired.push((CLASS_STORAGE, slab));
+        }
+    }
+}
+
+/// A resident dense row-major f32 matrix.
+pub struct GpuMatrix {
+    data: GpuVector,
+    rows: usize,
+    cols: usize,
+}
+
+/// A resident set of u32 row indices.
+pub struct GpuIndices {
+    data: GpuVector,
+}
+
+/// Free and retired slots of the shared scalar buffer.
+#[derive(Default)]
+struct SlotAlloc {
+    next: u32,
+    free: Vec<u32>,
+    retired: Vec<u32>,
+}
+
+/// A device scalar: one slot of the backend's `scalars` buffer.
+pub struct GpuScalar {
+    slot: u32,
+    alloc: Rc<RefCell<SlotAlloc>>,
+}
+
+impl Drop for GpuScalar {
+    fn drop(&mut self) {
+        self.alloc.borrow_mut().retired.push(self.slot);
+    }
+}
+
+/// A buffer bound to one storage binding of a dispatch.
+pub(crate) struct Bound<'a> {
+    pub buffer: &'a wgpu::Buffer,
+    pub id: u64,
+}
+
+enum Op {
+    Dispatch {
+        pipeline: wgpu::ComputePipeline,
+        bind_group: wgpu::BindGroup,
+        offset: u32,
+        groups: (u32, u32),
+    },
+    Copy {
+        src: wgpu::Buffer,
+        src_offset: u64,
+        dst: wgpu::Buffer,
+        size: u64,
+    },
+}
+
+struct Pipeline {
+    pipeline: wgpu::ComputePipeline,
+    layout: wgpu::BindGroupLayout,
+}
+
+/// Work recorded since the last submit, and the caches.
+#[derive(Default)]
+struct Recorder {
+    ops: Vec<Op>,
+    params: Vec<u8>,
+    dispatches: usize,
+    modules: HashMap<&'static str, wgpu::ShaderModule>,
+    pipelines: HashMap<(&'static str, &'static str), Rc<Pipeline>>,
+    bind_groups: HashMap<(&'static str, &'static str, Vec<u64>), wgpu::BindGroup>,
+}
+
+/// The wgpu backend. Single-threaded by design (the browser is), so it uses `RefCell`s.
+pub struct GpuBackend {
+    device: wgpu::Device,
+    queue: wgpu::Queue,
+    info: AdapterSummary,
+    arena: wgpu::Buffer,
+    scalars: wgpu::Buffer,
+    partials: wgpu::Buffer,
+    /// A small read-only buffer bound where a kernel has an unused optional input.
+    dummy: wgpu::Buffer,
+    pool: Rc<RefCell<Pool>>,
+    slots: Rc<RefCell<SlotAlloc>>,
+    rec: RefCell<Recorder>,
+    submits: Cell<u64>,
+    gpu_error: Arc<Mutex<Option<String>>>,
+}
+
+/// Ids of the backend's own fixed buffers in bind-group keys (pool ids start at 1).
+const ID_SCALARS: u64 = u64::MAX;
+const ID_PARTIALS: u64 = u64::MAX - 1;
+const ID_DUMMY: u64 = u64::MAX - 2;
+
+impl GpuBackend {
+    /// Opens an adapter and a device. Fails with [`Error::NoAdapter`] when none is found (no
+    /// GPU and no lavapipe natively, or a browser without WebGPU).
+    pub async fn new(options: &GpuOptions) -> Result<Self> {
+        #[cfg(target_arch = "wasm32")]
+        let instance = wgpu::util::new_instance_with_webgpu_detection(instance_descriptor()).await;
+        #[cfg(not(target_arch = "wasm32"))]
+        let instance = wgpu::Instance::new(instance_descriptor());
+
+        let adapter = match &options.adapter {
+            #[cfg(not(target_arch = "wasm32"))]
+            Some(want) => {
+                let want = want.to_lowercase();
+                let adapters = instance.enumerate_adapters(wgpu::Backends::PRIMARY).await;
+                let names: Vec<String> = adapters.iter().map(|a| a.get_info().name).collect();
+                adapters
+                    .into_iter()
+                    .find(|a| a.get_info().name.to_lowercase().contains(&want))
+                    .ok_or_else(|| {
+                        Error::NoAdapter(format!(
+                            "no adapter matching {want:?} (found: {})",
+                            names.join(", ")
+                        ))
+                    })?
+            }
+            _ => instance
+                .request_adapter(&wgpu::RequestAdapterOptions {
+                    power_preference: wgpu::PowerPreference::HighPerformance,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| Error::NoAdapter(no_adapter_hint(&e.to_string())))?,
+        };
+        let info = summary(&adapter.get_info());
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("bilevel.device"),
+                required_limits: adapter.limits(),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| Error::Gpu(format!("request_device failed on {}: {e}", info.name)))?;
+
+        // Validation errors become a returned error at the next read instead of a panic.
+        let gpu_error = Arc::new(Mutex::new(None::<String>));
+        let sink = gpu_error.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            let mut slot = sink.lock().unwrap_or_else(|p| p.into_inner());
+            slot.get_or_insert_with(|| {
+                e.to_string()
+                    .lines()
+                    .next()
+                    .unwrap_or("unknown")
+                    .to_string()
+            });
+        }));
+
+        let storage = wgpu::BufferUsages::STORAGE
+            | wgpu::BufferUsages::COPY_DST
+            | wgpu::BufferUsages::COPY_SRC;
+        let make = |label: &str, size: u64, usage| {
+            device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(label),
+                size,
+                usage,
+                mapped_at_creation: false,
+            })
+        };
+        let arena = make(
+            "bilevel.params_arena",
+            (PARAM_SLOT * ARENA_SLOTS) as u64,
+            wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+        );
+        let scalars = make("bilevel.scalars", SCALAR_SLOTS as u64 * 4, storage);
+        let partials = make(
+            "bilevel.reduce_partials",
+            REDUCE_PARTIALS as u64 * 4,
+            storage,
+        );
+        let dummy = make("bilevel.dummy", 16, storage);
+        Ok(GpuBackend {
+            device,
+            queue,
+            info,
+            arena,
+            scalars,
+            partials,
+            dummy,
+            pool: Rc::default(),
+            slots: Rc::default(),
+            rec: RefCell::default(),
+            submits: Cell::new(0),
+            gpu_error,
+        })
+    }
+
+    /// The adapter in use.
+    pub fn adapter(&self) -> &AdapterSummary {
+        &self.info
+    }
+
+    /// Bytes currently held by pooled buffers, and the peak (for memory tests and reports).
+    pub fn allocated_bytes(&self) -> (u64, u64) {
+        let p = self.pool.borrow();
+        (p.allocated_bytes, p.peak_bytes)
+    }
+
+    /// Number of submits so far (each read costs one).
+    pub fn submits(&self) -> u64 {
+        self.submits.get()
+    }
+
+    fn storage(&self, bytes: u64, label: &str) -> Slab {
+        // Storage bindings must be non-empty multiples of 4 bytes; round to 16 for pooling.
+        let size = bytes.max(16).div_ceil(16) * 16;
+        self.pool
+            .borrow_mut()
+            .take(&self.device, CLASS_STORAGE, size, label)
+    }
+
+    fn vector_slab(&self, slab: Slab, len: usize) -> GpuVector {
+        GpuVector {
+            slab: Some(slab),
+            len,
+            pool: self.pool.clone(),
+        }
+    }
+
+    /// The storage binding of the scalar buffer, the reduction partials and the dummy input.
+    pub(crate) fn scalars_bound(&self) -> Bound<'_> {
+        Bound {
+            buffer: &self.scalars,
+            id: ID_SCALARS,
+        }
+    }
+    pub(crate) fn partials_bound(&self) -> Bound<'_> {
+        Bound {
+            buffer: &self.partials,
+            id: ID_PARTIALS,
+        }
+    }
+    pub(crate) fn dummy_bound(&self) -> Bound<'_> {
+        Bound {
+            buffer: &self.dummy,
+            id: ID_DUMMY,
+        }
+    }
+
+    fn pipeline(&self, rec: &mut Recorder, spec: &KernelSpec) -> Rc<Pipeline> {
+        if let Some(p) = rec.pipelines.get(&(spec.module, spec.entry)) {
+            return p.clone();
+        }
+        let device = &self.device;
+        let module = rec.modules.entry(spec.module).or_insert_with(|| {
+            device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(spec.module),
+                source: wgpu::ShaderSource::Wgsl(spec.source.into()),
+            })
+        });
+        let mut entries = vec![wgpu::BindGroupLayoutEntry {
+            binding: 0,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: wgpu::BindingType::Buffer {
+                ty: wgpu::BufferBindingType::Uniform,
+                has_dynamic_offset: true,
+                min_binding_size: None,
+            },
+            count: None,
+        }];
+        for &(binding, read_only) in spec.storage {
+            entries.push(wgpu::BindGroupLayoutEntry {
+                binding,
+                visibility: wgpu::ShaderStages::COMPUTE,
+                ty: wgpu::BindingType::Buffer {
+                    ty: wgpu::BufferBindingType::Storage { read_only },
+                    has_dynamic_offset: false,
+                    min_binding_size: None,
+                },
+                count: None,
+            });
+        }
+        let label = format!("{}::{}", spec.module, spec.entry);
+        let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some(&label),
+            entries: &entries,
+        });
+        let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some(&label),
+            bind_group_layouts: &[Some(&layout)],
+            immediate_size: 0,
+        });
+        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(&label),
+            layout: Some(&pipeline_layout),
+            module,
+            entry_point: Some(spec.entry),
+            compilation_options: Default::default(),
+            cache: None,
+        });
+        let p = Rc::new(Pipeline { pipeline, layout });
+        rec.pipelines.insert((spec.module, spec.entry), p.clone());
+        p
+    }
+
+    /// Records one dispatch of `spec` over `invocations` threads (1-D, spilling into y past
+    /// 65,535 workgroups) with `params` in its uniform slot and `bound` at its storage bindings.
+    pub(crate) fn dispatch<P: bytemuck::Pod>(
+        &self,
+        spec: &KernelSpec,
+        params: &P,
+        bound: &[Bound<'_>],
+        invocations: u32,
+    ) {
+        let groups = invocations.div_ceil(bilevel_shaders::WORKGROUP_SIZE).max(1);
+        self.dispatch_groups(
+            spec,
+            params,
+            bound,
+            (groups.min(65_535), groups.div_ceil(65_535)),
+        );
+    }
+
+    pub(crate) fn dispatch_groups<P: bytemuck::Pod>(
+        &self,
+        spec: &KernelSpec,
+        params: &P,
+        bound: &[Bound<'_>],
+        groups: (u32, u32),
+    ) {
+        assert_eq!(
+            bound.len(),
+            spec.storage.len(),
+            "{}: wrong number of buffers",
+            spec.entry
+        );
+        if self.rec.borrow().dispatches == ARENA_SLOTS {
+            self.flush();
+        }
+        let mut rec = self.rec.borrow_mut();
+        let pipeline = self.pipeline(&mut rec, spec);
+        let key = (
+            spec.module,
+            spec.entry,
+            bound.iter().map(|b| b.id).collect::<Vec<_>>(),
+        );
+        let bind_group = match rec.bind_groups.get(&key) {
+            Some(bg) => bg.clone(),
+            None => {
+                let mut entries = vec![wgpu::BindGroupEntry {
+                    binding: 0,
+                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                        buffer: &self.arena,
+                        offset: 0,
+                        size: wgpu::BufferSize::new(PARAM_SLOT as u64),
+                    }),
+                }];
+                for (&(binding, _), b) in spec.storage.iter().zip(bound) {
+                    entries.push(wgpu::BindGroupEntry {
+                        binding,
+                        resource: b.buffer.as_entire_binding(),
+                    });
+                }
+                let bg = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                    label: Some(spec.entry),
+                    layout: &pipeline.layout,
+                    entries: &entries,
+                });
+                rec.bind_groups.insert(key, bg.clone());
+                bg
+            }
+        };
+        let offset = rec.params.len() as u32;
+        let bytes = bytemuck::bytes_of(params);
+        assert!(
+            bytes.len() <= PARAM_SLOT,
+            "params of {} exceed one slot",
+            spec.entry
+        );
+        rec.params.extend_from_slice(bytes);
+        rec.params.resize(offset as usize + PARAM_SLOT, 0);
+        rec.dispatches += 1;
+        rec.ops.push(Op::Dispatch {
+            pipeline: pipeline.pipeline.clone(),
+            bind_group,
+            offset,
+            groups,
+        });
+    }
+
+    fn take_error(&self) -> Result<()> {
+        match self
+            .gpu_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            Some(e) => Err(Error::Gpu(e)),
+            None => Ok(()),
+        }
+    }
+
+    /// Copies `size` bytes at `offset` of `src` into a pooled staging buffer, submits, and
+    /// resolves to the bytes once the GPU is done.
+    fn read_bytes(
+        &self,
+        src: &wgpu::Buffer,
+        offset: u64,
+        size: u64,
+    ) -> impl Future<Output = Result<Vec<u8>>> + use<> {
+        let padded = size.max(4).div_ceil(4) * 4;
+        let staging =
+            self.pool
+                .borrow_mut()
+                .take(&self.device, CLASS_STAGING, padded, "bilevel.staging");
+        self.rec.borrow_mut().ops.push(Op::Copy {
+            src: src.clone(),
+            src_offset: offset,
+            dst: staging.buffer.clone(),
+            size: padded,
+        });
+        self.flush();
+        let (tx, rx) = futures_channel::oneshot::channel();
+        staging
+            .buffer
+            .slice(..padded)
+            .map_async(wgpu::MapMode::Read, move |r| {
+                let _ = tx.send(r);
+            });
+        // Natively, drive the device until the copy (and the map callback) has happened. In a
+        // browser the callback fires from the event loop while the caller awaits.
+        #[cfg(not(target_arch = "wasm32"))]
+        let poll = self
+            .device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::Gpu(e.to_string()));
+        #[cfg(target_arch = "wasm32")]
+        let poll: Result<()> = Ok(());
+        let early = self.take_error();
+        let pool = self.pool.clone();
+        async move {
+            early?;
+            poll.map(|_| ())?;
+            let mapped = rx
+                .await
+                .map_err(|_| Error::Gpu("readback cancelled".into()))?;
+            mapped.map_err(|e| Error::Gpu(format!("readback failed: {e}")))?;
+            let bytes = {
+                let view = staging
+                    .buffer
+                    .slice(..padded)
+                    .get_mapped_range()
+                    .map_err(|e| Error::Gpu(e.to_string()))?;
+                view[..size as usize].to_vec()
+            };
+            staging.buffer.unmap();
+            pool.borrow_mut().retired.push((CLASS_STAGING, staging));
+            Ok(bytes)
+        }
+    }
+}
+
+fn no_adapter_hint(e: &str) -> String {
+    if cfg!(target_arch = "wasm32") {
+        format!(
+            "{e}; this browser does not expose WebGPU (try a recent Chrome/Edge, or enable WebGPU)"
+        )
+    } else {
+        format!("{e}; install a Vulkan driver (on Debian without a GPU: apt-get install mesa-vulkan-drivers libvulkan1)")
+    }
+}
+
+fn f32s(data: &[f64]) -> Vec<f32> {
+    data.iter().map(|&v| v as f32).collect()
+}
+
+impl Backend for GpuBackend {
+    type Vector = GpuVector;
+    type Scalar = GpuScalar;
+    type Matrix = GpuMatrix;
+    type Indices = GpuIndices;
+
+    fn describe(&self) -> String {
+        format!(
+            "gpu ({}, {}, {})",
+            self.info.name, self.info.backend, self.info.device_type
+        )
+    }
+
+    fn zeros(&self, len: usize, label: &str) -> GpuVector {
+        let mut v = self.vector_slab(self.storage(len as u64 * 4, label), len);
+        self.fill(Coef::c(0.0), &mut v);
+        v
+    }
+    fn vector_from(&self, data: &[f64], label: &str) -> GpuVector {
+        let slab = self.storage(data.len() as u64 * 4, label);
+        self.queue
+            .write_buffer(&slab.buffer, 0, bytemuck::cast_slice(&f32s(data)));
+        self.vector_slab(slab, data.len())
+    }
+    fn scalar(&self, _label: &str) -> GpuScalar {
+        let mut a = self.slots.borrow_mut();
+        let slot = a.free.pop().unwrap_or_else(|| {
+            a.next += 1;
+            assert!(
+                a.next <= SCALAR_SLOTS,
+                "more than {SCALAR_SLOTS} live device scalars"
+            );
+            a.next - 1
+        });
+        GpuScalar {
+            slot,
+            alloc: self.slots.clone(),
+        }
+    }
+    fn matrix_from(&self, rows: usize, cols: usize, data: &[f64], label: &str) -> GpuMatrix {
+        assert_eq!(data.len(), rows * cols, "matrix data has the wrong length");
+        GpuMatrix {
+            data: self.vector_from(data, label),
+            rows,
+            cols,
+        }
+    }
+    fn indices(&self, idx: &[u32]) -> GpuIndices {
+        let slab = self.storage(idx.len() as u64 * 4, "bilevel.batch_indices");
+        if !idx.is_empty() {
+            self.queue
+                .write_buffer(&slab.buffer, 0, bytemuck::cast_slice(idx));
+        }
+        GpuIndices {
+            data: self.vector_slab(slab, idx.len()),
+        }
+    }
+    fn vector_len(&self, v: &GpuVector) -> usize {
+        v.len
+    }
+    fn indices_len(&self, idx: &GpuIndices) -> usize {
+        idx.data.len
+    }
+    fn matrix_shape(&self, m: &GpuMatrix) -> (usize, usize) {
+        (m.rows, m.cols)
+    }
+
+    fn flush(&self) {
+        let mut rec = self.rec.borrow_mut();
+        if !rec.ops.is_empty() {
+            self.queue.write_buffer(&self.arena, 0, &rec.params);
+            let mut encoder = self
+                .device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                    label: Some("bilevel.flush"),
+                });
+            let ops = std::mem::take(&mut rec.ops);
+            let mut i = 0;
+            while i < ops.len() {
+                if let Op::Copy {
+                    src,
+                    src_offset,
+                    dst,
+                    size,
+                } = &ops[i]
+                {
+                    encoder.copy_buffer_to_buffer(src, *src_offset, dst, 0, *size);
+                    i += 1;
+                    continue;
+                }
+                // One compute pass per run of dispatches.
+                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some("bilevel.pass"),
+                    timestamp_writes: None,
+                });
+                while let Some(Op::Dispatch {
+                    pipeline,
+                    bind_group,
+                    offset,
+                    groups,
+                }) = ops.get(i)
+                {
+                    pass.set_pipeline(pipeline);
+                    pass.set_bind_group(0, bind_group, &[*offset]);
+                    pass.dispatch_workgroups(groups.0, groups.1, 1);
+                    i += 1;
+                }
+            }
+            self.queue.submit([encoder.finish()]);
+            self.submits.set(self.submits.get() + 1);
+            rec.params.clear();
+            rec.dispatches = 0;
+        }
+        drop(rec);
+        // Everything retired before this submit is safe to overwrite from now on.
+        self.pool.borrow_mut().recycle();
+        let mut slots = self.slots.borrow_mut();
+        let retired = std::mem::take(&mut slots.retired);
+        slots.free.extend(retired);
+    }
+
+    fn read_vector(&self, v: &GpuVector) -> impl Future<Output = Result<Vec<f64>>> {
+        let bytes = self.read_bytes(v.buffer(), 0, v.len as u64 * 4);
+        async move {
+            Ok(bytemuck::cast_slice::<u8, f32>(&bytes.await?)
+                .iter()
+                .map(|&x| x as f64)
+                .collect())
+        }
+    }
+    fn read_scalar(&self, s: &GpuScalar) -> impl Future<Output = Result<f64>> {
+        let bytes = self.read_bytes(&self.scalars, s.slot as u64 * 4, 4);
+        async move { Ok(bytemuck::cast_slice::<u8, f32>(&bytes.await?)[0] as f64) }
+    }
+
+    fn axpby(
+        &self,
+        a: Coef<'_, GpuScalar>,
+        x: &GpuVector,
+        b: Coef<'_, GpuScalar>,
+        y: &mut GpuVector,
+    ) {
+        kernels::blas1::axpby(self, a, x, b, y)
+    }
+    fn scale(&self, b: Coef<'_, GpuScalar>, y: &mut GpuVector) {
+        kernels::blas1::scale(self, b, y)
+    }
+    fn fill(&self, a: Coef<'_, GpuScalar>, y: &mut GpuVector) {
+        kernels::blas1::fill(self, a, y)
+    }
+    fn dot(&self, x: &GpuVector, y: &GpuVector, scale: f64, out: &GpuScalar, accumulate: bool) {
+        kernels::reduce::dot(self, x, y, scale, out, accumulate)
+    }
+    fn rows_matvec(
+        &self,
+        x: &GpuMatrix,
+        rows: Rows<'_, GpuIndices>,
+        v: &GpuVector,
+        t: Option<&GpuVector>,
+        scale: f64,
+        r: &mut GpuVector,
+    ) {
+        kernels::dense::rows_matvec(self, x, rows, v, t, scale, r)
+    }
+    fn rows_tmatvec(
+        &self,
+        x: &GpuMatrix,
+        rows: Rows<'_, GpuIndices>,
+        r: &GpuVector,
+        scale: f64,
+        ridge: Option<(&GpuVector, &GpuVector)>,
+        out: &mut GpuVector,
+    ) {
+        kernels::dense::rows_tmatvec(self, x, rows, r, scale, ridge, out)
+    }
+    fn exp_hadamard(
+        &self,
+        lambda: &GpuVector,
+        a: &GpuVector,
+        b: &GpuVector,
+        scale: f64,
+        out: &mut GpuVector,
+    ) {
+        kernels::dense::exp_hadamard(self, lambda, a, b, scale, out)
+    }
+}
+
+impl GpuVector {
+    pub(crate) fn bound(&self) -> Bound<'_> {
+        Bound {
+            buffer: self.buffer(),
+            id: self.id(),
+        }
+    }
+}
+impl GpuMatrix {
+    pub(crate) fn bound(&self) -> Bound<'_> {
+        self.data.bound()
+    }
+}
+impl GpuIndices {
+    pub(crate) fn bound(&self) -> Bound<'_> {
+        self.data.bound()
+    }
+}
+impl GpuScalar {
+    pub(crate) fn slot(&self) -> u32 {
+        self.slot
+    }
+}

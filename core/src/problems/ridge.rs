@@ -1,0 +1,342 @@
+//! Ridge regression with one regularisation hyperparameter per feature, on seeded synthetic
+//! data. Its hypergradient has a closed form, which makes it the reference problem for every
+//! estimator.
+//!
+//! ```text
+//! g(w, λ) = 1/(2n) ‖X w − y‖² + ½ Σ_j e^{λ_j} w_j²        (train)
+//! f(w)    = 1/(2m) ‖X_v w − y_v‖²                          (validation)
+//! ∇_w g   = Xᵀ(Xw − y)/n + e^λ∘w          H[v] = XᵀX v/n + e^λ∘v
+//! J[v]    = ∇_λ⟨∇_w g, v⟩ = e^λ∘w∘v        ∇_w f = X_vᵀ(X_v w − y_v)/m
+//! w*(λ)   = (XᵀX/n + diag e^λ)⁻¹ Xᵀy/n     ∇Φ(λ) = −J H⁻¹ ∇_w f   at w*(λ)
+//! ```
+//! On a mini-batch B the data terms use X_B and 1/|B|.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use super::Problem;
+use crate::backend::{Backend, Rows};
+use crate::sampler::Sampler;
+
+/// Host copy of a ridge instance, in f64 (the reference data for every backend).
+#[derive(Clone, Debug)]
+pub struct RidgeData {
+    pub n: usize,
+    pub m: usize,
+    pub d: usize,
+    /// n × d row-major.
+    pub x_train: Vec<f64>,
+    pub y_train: Vec<f64>,
+    /// m × d row-major.
+    pub x_val: Vec<f64>,
+    pub y_val: Vec<f64>,
+}
+
+impl RidgeData {
+    /// Seeded synthetic instance: X ~ N(0, 1)/√d entries, a ground truth whose first half of
+    /// features carry signal and second half are zero, and noisy targets. The per-feature
+    /// optimum of λ then differs between informative and noise features.
+    pub fn synthetic(n: usize, m: usize, d: usize, noise: f64, seed: u64) -> Self {
+        let mut s = Sampler::new(seed);
+        let scale = 1.0 / (d as f64).sqrt();
+        let w_true: Vec<f64> = (0..d)
+            .map(|j| if j < d.div_ceil(2) { s.normal() } else { 0.0 })
+            .collect();
+        let mut make = |rows: usize| {
+            let x: Vec<f64> = (0..rows * d).map(|_| s.normal() * scale).collect();
+            let y: Vec<f64> = (0..rows)
+                .map(|i| dot(&x[i * d..(i + 1) * d], &w_true) + noise * s.normal())
+                .collect();
+            (x, y)
+        };
+        let (x_train, y_train) = make(n);
+        let (x_val, y_val) = make(m);
+        RidgeData {
+            n,
+            m,
+            d,
+            x_train,
+            y_train,
+            x_val,
+            y_val,
+        }
+    }
+
+    /// The inner solution w*(λ), by Cholesky in f64.
+    pub fn inner_solution(&self, lambda: &[f64]) -> Vec<f64> {
+        let h = self.hessian_cholesky(lambda);
+        let mut rhs = vec![0.0; self.d];
+        for i in 0..self.n {
+            let xi = &self.x_train[i * self.d..(i + 1) * self.d];
+            for j in 0..self.d {
+                rhs[j] += xi[j] * self.y_train[i] / self.n as f64;
+            }
+        }
+        cholesky_solve(&h, self.d, &rhs)
+    }
+
+    /// The exact hypergradient ∇Φ(λ) = −J H⁻¹ ∇_w f at w*(λ), and the outer loss there.
+    pub fn exact_hypergradient(&self, lambda: &[f64]) -> (Vec<f64>, f64) {
+        let w = self.inner_solution(lambda);
+        let l = self.hessian_cholesky(lambda);
+        let (grad_f, loss) = self.outer_grad_loss(&w);
+        let v = cholesky_solve(&l, self.d, &grad_f);
+        let h = (0..self.d)
+            .map(|j| -lambda[j].exp() * w[j] * v[j])
+            .collect();
+        (h, loss)
+    }
+
+    /// ∇_w f and f at w (f64).
+    pub fn outer_grad_loss(&self, w: &[f64]) -> (Vec<f64>, f64) {
+        let mut g = vec![0.0; self.d];
+        let mut loss = 0.0;
+        for i in 0..self.m {
+            let xi = &self.x_val[i * self.d..(i + 1) * self.d];
+            let r = dot(xi, w) - self.y_val[i];
+            loss += r * r / (2.0 * self.m as f64);
+            for j in 0..self.d {
+                g[j] += xi[j] * r / self.m as f64;
+            }
+        }
+        (g, loss)
+    }
+
+    /// Cholesky factor L (lower, row-major) of H = XᵀX/n + diag e^λ.
+    fn hessian_cholesky(&self, lambda: &[f64]) -> Vec<f64> {
+        let d = self.d;
+        let mut h = vec![0.0; d * d];
+        for i in 0..self.n {
+            let xi = &self.x_train[i * d..(i + 1) * d];
+            for a in 0..d {
+                for b in 0..=a {
+                    h[a * d + b] += xi[a] * xi[b] / self.n as f64;
+                }
+            }
+        }
+        for (j, l) in lambda.iter().enumerate() {
+            h[j * d + j] += l.exp();
+        }
+        // In-place Cholesky on the lower triangle; H is SPD because e^λ > 0.
+        for j in 0..d {
+            let mut s = h[j * d + j];
+            for k in 0..j {
+                s -= h[j * d + k] * h[j * d + k];
+            }
+            h[j * d + j] = s.sqrt();
+            for i in j + 1..d {
+                let mut s = h[i * d + j];
+                for k in 0..j {
+                    s -= h[i * d + k] * h[j * d + k];
+                }
+                h[i * d + j] = s / h[j * d + j];
+            }
+        }
+        h
+    }
+}
+
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// Solves L Lᵀ x = b with L lower-triangular row-major.
+fn cholesky_solve(l: &[f64], d: usize, b: &[f64]) -> Vec<f64> {
+    let mut z = b.to_vec();
+    for i in 0..d {
+        for k in 0..i {
+            z[i] -= l[i * d + k] * z[k];
+        }
+        z[i] /= l[i * d + i];
+    }
+    for i in (0..d).rev() {
+        for k in i + 1..d {
+            z[i] -= l[k * d + i] * z[k];
+        }
+        z[i] /= l[i * d + i];
+    }
+    z
+}
+
+/// A ridge instance resident on a backend.
+pub struct Ridge<B: Backend> {
+    x_train: B::Matrix,
+    y_train: B::Vector,
+    x_val: B::Matrix,
+    y_val: B::Vector,
+    n: usize,
+    m: usize,
+    d: usize,
+    /// Residual buffers by batch size, reused across calls (no allocation per step).
+    scratch: RefCell<HashMap<usize, Vec<B::Vector>>>,
+}
+
+impl<B: Backend> Ridge<B> {
+    /// Uploads the data once; every oracle afterwards reads it where it lives.
+    pub fn new(be: &B, data: &RidgeData) -> Self {
+        Ridge {
+            x_train: be.matrix_from(data.n, data.d, &data.x_train, "ridge.x_train"),
+            y_train: be.vector_from(&data.y_train, "ridge.y_train"),
+            x_val: be.matrix_from(data.m, data.d, &data.x_val, "ridge.x_val"),
+            y_val: be.vector_from(&data.y_val, "ridge.y_val"),
+            n: data.n,
+            m: data.m,
+            d: data.d,
+            scratch: RefCell::default(),
+        }
+    }
+
+    fn batch_len(be: &B, x: &B::Matrix, rows: Rows<'_, B::Indices>) -> usize {
+        match rows {
+            Rows::All => be.matrix_shape(x).0,
+            Rows::Batch(idx) => be.indices_len(idx),
+        }
+    }
+
+    fn take(&self, be: &B, len: usize) -> B::Vector {
+        let pooled = self
+            .scratch
+            .borrow_mut()
+            .get_mut(&len)
+            .and_then(|v| v.pop());
+        pooled.unwrap_or_else(|| be.zeros(len, "ridge.residual"))
+    }
+
+    fn give(&self, len: usize, v: B::Vector) {
+        self.scratch.borrow_mut().entry(len).or_default().push(v);
+    }
+
+    /// `out ← (1/b) X_Bᵀ (X_B v − t_B) [+ e^λ∘v]`: the gradient and the HVP share this shape.
+    #[allow(clippy::too_many_arguments)]
+    fn normal_product(
+        &self,
+        be: &B,
+        x: &B::Matrix,
+        t: Option<&B::Vector>,
+        v: &B::Vector,
+        rows: Rows<'_, B::Indices>,
+        ridge: Option<(&B::Vector, &B::Vector)>,
+        out: &mut B::Vector,
+    ) {
+        let b = Self::batch_len(be, x, rows);
+        let mut r = self.take(be, b);
+        be.rows_matvec(x, rows, v, t, 1.0, &mut r);
+        be.rows_tmatvec(x, rows, &r, 1.0 / b as f64, ridge, out);
+        self.give(b, r);
+    }
+
+    /// `out ← 1/(2b) ‖X_B w − t_B‖²`.
+    fn half_mse(
+        &self,
+        be: &B,
+        x: &B::Matrix,
+        t: &B::Vector,
+        w: &B::Vector,
+        rows: Rows<'_, B::Indices>,
+        out: &B::Scalar,
+    ) {
+        let b = Self::batch_len(be, x, rows);
+        let mut r = self.take(be, b);
+        be.rows_matvec(x, rows, w, Some(t), 1.0, &mut r);
+        be.dot(&r, &r, 0.5 / b as f64, out, false);
+        self.give(b, r);
+    }
+}
+
+impl<B: Backend> Problem<B> for Ridge<B> {
+    fn dim_x(&self) -> usize {
+        self.d
+    }
+    fn dim_y(&self) -> usize {
+        self.d
+    }
+    fn n_train(&self) -> usize {
+        self.n
+    }
+    fn n_val(&self) -> usize {
+        self.m
+    }
+
+    fn inner_grad(
+        &self,
+        be: &B,
+        lam: &B::Vector,
+        w: &B::Vector,
+        rows: Rows<'_, B::Indices>,
+        out: &mut B::Vector,
+    ) {
+        self.normal_product(
+            be,
+            &self.x_train,
+            Some(&self.y_train),
+            w,
+            rows,
+            Some((lam, w)),
+            out,
+        );
+    }
+    fn inner_hvp(
+        &self,
+        be: &B,
+        lam: &B::Vector,
+        _w: &B::Vector,
+        v: &B::Vector,
+        rows: Rows<'_, B::Indices>,
+        out: &mut B::Vector,
+    ) {
+        self.normal_product(be, &self.x_train, None, v, rows, Some((lam, v)), out);
+    }
+    fn mixed_jvp(
+        &self,
+        be: &B,
+        lam: &B::Vector,
+        w: &B::Vector,
+        v: &B::Vector,
+        _rows: Rows<'_, B::Indices>,
+        out: &mut B::Vector,
+    ) {
+        // Only the regulariser depends on λ, so J has no data term: e^λ∘w∘v.
+        be.exp_hadamard(lam, w, v, 1.0, out);
+    }
+    fn outer_grad_y(
+        &self,
+        be: &B,
+        _lam: &B::Vector,
+        w: &B::Vector,
+        rows: Rows<'_, B::Indices>,
+        out: &mut B::Vector,
+    ) {
+        self.normal_product(be, &self.x_val, Some(&self.y_val), w, rows, None, out);
+    }
+    fn inner_loss(
+        &self,
+        be: &B,
+        lam: &B::Vector,
+        w: &B::Vector,
+        rows: Rows<'_, B::Indices>,
+        out: &B::Scalar,
+    ) {
+        self.half_mse(be, &self.x_train, &self.y_train, w, rows, out);
+        // + ½ Σ e^λ w²  =  ½ ⟨e^λ∘w, w⟩
+        let mut ew = self.take(be, self.d);
+        let ones = {
+            let mut o = self.take(be, self.d);
+            be.fill(crate::Coef::c(1.0), &mut o);
+            o
+        };
+        be.exp_hadamard(lam, w, &ones, 1.0, &mut ew);
+        be.dot(&ew, w, 0.5, out, true);
+        self.give(self.d, ew);
+        self.give(self.d, ones);
+    }
+    fn outer_loss(
+        &self,
+        be: &B,
+        _lam: &B::Vector,
+        w: &B::Vector,
+        rows: Rows<'_, B::Indices>,
+        out: &B::Scalar,
+    ) {
+        self.half_mse(be, &self.x_val, &self.y_val, w, rows, out);
+    }
+}

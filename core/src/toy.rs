@@ -1,0 +1,162 @@
+//! The foundation's end-to-end experiment: per-feature ridge regression on seeded synthetic data,
+//! one algorithm, the outer loop, and a record per outer iteration that compares the estimate
+//! with the closed-form hypergradient at the same point. The CLI and the web page both drive it.
+
+use serde::Serialize;
+
+use crate::algorithms::{AlgKind, Hyper};
+use crate::backend::{Backend, Rows};
+use crate::outer::OuterLoop;
+use crate::problems::ridge::{Ridge, RidgeData};
+use crate::problems::Problem;
+use crate::{Error, Result};
+
+/// Everything a toy run depends on.
+#[derive(Clone, Debug, Serialize)]
+pub struct ToyConfig {
+    pub alg: AlgKind,
+    pub hyper: Hyper,
+    pub seed: u64,
+    pub epochs: usize,
+    pub n_train: usize,
+    pub n_val: usize,
+    pub features: usize,
+    pub noise: f64,
+    /// Put the hypergradient estimate and the exact one in every record.
+    pub record_vectors: bool,
+}
+
+impl ToyConfig {
+    pub fn validate(&self) -> Result<()> {
+        self.hyper.validate()?;
+        for (name, v) in [
+            ("n_train", self.n_train),
+            ("n_val", self.n_val),
+            ("features", self.features),
+        ] {
+            if v == 0 {
+                return Err(Error::InvalidArgument(format!(
+                    "--{name} must be at least 1"
+                )));
+            }
+        }
+        if !(self.noise.is_finite() && self.noise >= 0.0) {
+            return Err(Error::InvalidArgument(format!(
+                "--noise must be finite and non-negative, got {}",
+                self.noise
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// One outer iteration's record (a JSON line).
+#[derive(Clone, Debug, Serialize)]
+pub struct ToyRecord {
+    pub iter: usize,
+    /// Cumulative solver time: inner loop, estimate, update and the readback of the estimate;
+    /// the closed-form reference and the loss evaluation are excluded.
+    pub time_s: f64,
+    /// f(w) on the whole validation set, after this iteration's inner loop.
+    pub outer_loss: f64,
+    /// Φ(λ) = f(w*(λ)) at this iteration's λ (closed form).
+    pub exact_outer_loss: f64,
+    /// ‖ĥ − ∇Φ(λ)‖ / ‖∇Φ(λ)‖ at this iteration's λ.
+    pub hypergrad_rel_err: f64,
+    pub hypergrad_norm: f64,
+    pub lambda_norm: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hypergradient: Option<Vec<f64>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exact_hypergradient: Option<Vec<f64>>,
+}
+
+/// A toy run in progress on backend `B`.
+pub struct ToyRun<'a, B: Backend> {
+    pub config: ToyConfig,
+    pub data: RidgeData,
+    pub outer: OuterLoop<'a, B, Ridge<B>>,
+    loss: B::Scalar,
+    elapsed: f64,
+}
+
+fn norm(v: &[f64]) -> f64 {
+    v.iter().map(|x| x * x).sum::<f64>().sqrt()
+}
+
+impl<'a, B: Backend + 'static> ToyRun<'a, B> {
+    /// Builds the data (host, f64), uploads it, and sets up the algorithm.
+    pub fn new(be: &'a B, config: ToyConfig) -> Result<Self> {
+        config.validate()?;
+        // The data seed is fixed by the run seed, so every backend sees the same instance.
+        let data = RidgeData::synthetic(
+            config.n_train,
+            config.n_val,
+            config.features,
+            config.noise,
+            config.seed,
+        );
+        let problem = Ridge::new(be, &data);
+        let outer = OuterLoop::new(
+            be,
+            problem,
+            config.alg,
+            config.hyper.clone(),
+            config.seed.wrapping_add(1),
+        );
+        Ok(ToyRun {
+            loss: be.scalar("toy.loss"),
+            config,
+            data,
+            outer,
+            elapsed: 0.0,
+        })
+    }
+
+    pub fn done(&self) -> bool {
+        self.outer.iter >= self.config.epochs
+    }
+
+    /// One outer iteration. `now` is a clock in seconds (std's Instant natively,
+    /// `performance.now()` in a browser).
+    pub async fn step(&mut self, now: &dyn Fn() -> f64) -> Result<ToyRecord> {
+        let be = self.outer.be;
+        let t0 = now();
+        self.outer.estimate();
+        let lambda = be.read_vector(&self.outer.x).await?;
+        let h = be.read_vector(&self.outer.h).await?;
+        self.outer.update();
+        self.elapsed += now() - t0;
+
+        let iter = self.outer.iter;
+        self.outer
+            .problem
+            .outer_loss(be, &self.outer.x, &self.outer.y, Rows::All, &self.loss);
+        let outer_loss = be.read_scalar(&self.loss).await?;
+        for (q, ok) in [
+            ("hypergradient", h.iter().all(|v| v.is_finite())),
+            ("outer loss", outer_loss.is_finite()),
+        ] {
+            if !ok {
+                return Err(Error::NonFinite {
+                    iter,
+                    quantity: q.into(),
+                });
+            }
+        }
+        let (exact, exact_loss) = self.data.exact_hypergradient(&lambda);
+        let diff: Vec<f64> = h.iter().zip(&exact).map(|(a, b)| a - b).collect();
+        let record_vectors = self.config.record_vectors;
+        Ok(ToyRecord {
+            iter,
+            time_s: self.elapsed,
+            outer_loss,
+            exact_outer_loss: exact_loss,
+            hypergrad_rel_err: norm(&diff) / norm(&exact).max(f64::MIN_POSITIVE),
+            hypergrad_norm: norm(&h),
+            lambda_norm: norm(&lambda),
+            hypergradient: record_vectors.then(|| h.clone()),
+            exact_hypergradient: record_vectors.then_some(exact),
+        })
+    }
+}

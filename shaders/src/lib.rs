@@ -1,0 +1,29 @@
+//! The WGSL sources of every bilevel compute kernel, one file per kernel family, embedded at
+//! build time so the native binary and the wasm bundle carry them without any file access.
+//!
+//! Conventions shared by every file (the typed dispatch wrappers in `bilevel-core`'s
+//! `gpu::kernels` rely on them):
+//! - `@group(0) @binding(0)` is a uniform `Params` struct bound with a dynamic offset: each
+//!   dispatch gets its own 256-byte slot of one per-submit arena.
+//! - Storage buffers follow from `@binding(1)` in the order the wrapper lists them.
+//! - Workgroups are 1-D, [`WORKGROUP_SIZE`] invocations; grids wider than 65,535 workgroups
+//!   spill into `y`, and kernels rebuild the linear index from `num_workgroups`.
+//! - A device scalar is a slot of the shared `scalars` buffer; `NONE` (0xffffffff) means "no
+//!   slot".
+
+/// Invocations per workgroup in every kernel (the WebGPU default limit is 256).
+pub const WORKGROUP_SIZE: u32 = 256;
+
+/// Vector BLAS-1: fill, copy, `y ← a·x + b·y` with device-scalar coefficients, `exp(λ)∘a∘b`.
+pub const BLAS1: &str = include_str!("../blas1.wgsl");
+/// Deterministic two-pass reductions: dot products into device scalars.
+pub const REDUCE: &str = include_str!("../reduce.wgsl");
+/// Dense row-major data: gathered mat-vec `X_B v` and transposed `X_Bᵀ r` (atomic-free).
+pub const DENSE: &str = include_str!("../dense.wgsl");
+
+/// Every WGSL source with its file name, for validation and for pipeline caching.
+pub const ALL: &[(&str, &str)] = &[
+    ("blas1.wgsl", BLAS1),
+    ("reduce.wgsl", REDUCE),
+    ("dense.wgsl", DENSE),
+];
