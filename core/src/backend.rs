@@ -29,19 +29,11 @@ impl<S> Copy for Coef<'_, S> {}
 impl<'a, S> Coef<'a, S> {
     /// A host constant.
     pub fn c(c: f64) -> Self {
-        Coef {
-            c,
-            num: None,
-            den: None,
-        }
+        Coef { c, num: None, den: None }
     }
     /// `c · num / den`, both device scalars.
     pub fn ratio(c: f64, num: &'a S, den: &'a S) -> Self {
-        Coef {
-            c,
-            num: Some(num),
-            den: Some(den),
-        }
+        Coef { c, num: Some(num), den: Some(den) }
     }
     /// The coefficient evaluated from host values of the scalars (the CPU backend's rule, and
     /// the rule the WGSL `coef` function implements).
@@ -107,26 +99,13 @@ pub trait Backend {
 
     // ---- BLAS-1 ----
     /// `y ← a·x + b·y` (with `b = 0` the old `y` is not read).
-    fn axpby(
-        &self,
-        a: Coef<'_, Self::Scalar>,
-        x: &Self::Vector,
-        b: Coef<'_, Self::Scalar>,
-        y: &mut Self::Vector,
-    );
+    fn axpby(&self, a: Coef<'_, Self::Scalar>, x: &Self::Vector, b: Coef<'_, Self::Scalar>, y: &mut Self::Vector);
     /// `y ← b·y`.
     fn scale(&self, b: Coef<'_, Self::Scalar>, y: &mut Self::Vector);
     /// `y ← a`.
     fn fill(&self, a: Coef<'_, Self::Scalar>, y: &mut Self::Vector);
     /// `out ← scale·xᵀy` (or `out += scale·xᵀy` when `accumulate`).
-    fn dot(
-        &self,
-        x: &Self::Vector,
-        y: &Self::Vector,
-        scale: f64,
-        out: &Self::Scalar,
-        accumulate: bool,
-    );
+    fn dot(&self, x: &Self::Vector, y: &Self::Vector, scale: f64, out: &Self::Scalar, accumulate: bool);
 
     // ---- dense data (row-major X, mini-batches as row indices) ----
     /// `r_k = scale·(X[row_k,:]·v − t[row_k])` for the batch's rows (`t` optional).
@@ -150,14 +129,7 @@ pub trait Backend {
         out: &mut Self::Vector,
     );
     /// `out_j = scale·e^{λ_j}·a_j·b_j`.
-    fn exp_hadamard(
-        &self,
-        lambda: &Self::Vector,
-        a: &Self::Vector,
-        b: &Self::Vector,
-        scale: f64,
-        out: &mut Self::Vector,
-    );
+    fn exp_hadamard(&self, lambda: &Self::Vector, a: &Self::Vector, b: &Self::Vector, scale: f64, out: &mut Self::Vector);
 
     // ---- conveniences built on the primitives ----
     /// `y ← y + a·x`.

@@ -79,11 +79,7 @@ impl<T: Real> Backend for CpuBackend<T> {
     }
     fn matrix_from(&self, rows: usize, cols: usize, data: &[f64], _label: &str) -> CpuMatrix<T> {
         assert_eq!(data.len(), rows * cols, "matrix data has the wrong length");
-        CpuMatrix {
-            rows,
-            cols,
-            data: data.iter().map(|&v| to_t(v)).collect(),
-        }
+        CpuMatrix { rows, cols, data: data.iter().map(|&v| to_t(v)).collect() }
     }
     fn indices(&self, idx: &[u32]) -> Vec<u32> {
         idx.to_vec()
@@ -100,10 +96,7 @@ impl<T: Real> Backend for CpuBackend<T> {
 
     fn flush(&self) {}
     fn read_vector(&self, v: &Vec<T>) -> impl Future<Output = Result<Vec<f64>>> {
-        ready(Ok(v
-            .iter()
-            .map(|x| x.to_f64().unwrap_or(f64::NAN))
-            .collect()))
+        ready(Ok(v.iter().map(|x| x.to_f64().unwrap_or(f64::NAN)).collect()))
     }
     fn read_scalar(&self, s: &Cell<T>) -> impl Future<Output = Result<f64>> {
         ready(Ok(s.get().to_f64().unwrap_or(f64::NAN)))
@@ -115,9 +108,7 @@ impl<T: Real> Backend for CpuBackend<T> {
         if b == T::zero() {
             y.iter_mut().zip(x).for_each(|(yi, &xi)| *yi = a * xi);
         } else {
-            y.iter_mut()
-                .zip(x)
-                .for_each(|(yi, &xi)| *yi = a * xi + b * *yi);
+            y.iter_mut().zip(x).for_each(|(yi, &xi)| *yi = a * xi + b * *yi);
         }
     }
     fn scale(&self, b: Coef<'_, Cell<T>>, y: &mut Vec<T>) {
@@ -134,28 +125,14 @@ impl<T: Real> Backend for CpuBackend<T> {
         out.set(if accumulate { out.get() + s } else { s });
     }
 
-    fn rows_matvec(
-        &self,
-        x: &CpuMatrix<T>,
-        rows: Rows<'_, Vec<u32>>,
-        v: &Vec<T>,
-        t: Option<&Vec<T>>,
-        scale: f64,
-        r: &mut Vec<T>,
-    ) {
+    fn rows_matvec(&self, x: &CpuMatrix<T>, rows: Rows<'_, Vec<u32>>, v: &Vec<T>, t: Option<&Vec<T>>, scale: f64, r: &mut Vec<T>) {
         let b = rows_count(x, rows);
-        assert!(
-            r.len() >= b && v.len() == x.cols,
-            "rows_matvec: shape mismatch"
-        );
+        assert!(r.len() >= b && v.len() == x.cols, "rows_matvec: shape mismatch");
         let scale = to_t::<T>(scale);
         for (k, rk) in r.iter_mut().enumerate().take(b) {
             let row = row_of(rows, k);
             let xr = &x.data[row * x.cols..(row + 1) * x.cols];
-            let mut acc = xr
-                .iter()
-                .zip(v)
-                .fold(T::zero(), |acc, (&a, &b)| acc + a * b);
+            let mut acc = xr.iter().zip(v).fold(T::zero(), |acc, (&a, &b)| acc + a * b);
             if let Some(t) = t {
                 acc = acc - t[row];
             }
@@ -173,18 +150,13 @@ impl<T: Real> Backend for CpuBackend<T> {
         out: &mut Vec<T>,
     ) {
         let b = rows_count(x, rows);
-        assert!(
-            r.len() >= b && out.len() == x.cols,
-            "rows_tmatvec: shape mismatch"
-        );
+        assert!(r.len() >= b && out.len() == x.cols, "rows_tmatvec: shape mismatch");
         out.iter_mut().for_each(|o| *o = T::zero());
         // Row-wise accumulation (cache-friendly on the CPU); same sum as the GPU's column walk.
         for (k, &rk) in r.iter().enumerate().take(b) {
             let row = row_of(rows, k);
             let xr = &x.data[row * x.cols..(row + 1) * x.cols];
-            out.iter_mut()
-                .zip(xr)
-                .for_each(|(o, &xv)| *o = *o + xv * rk);
+            out.iter_mut().zip(xr).for_each(|(o, &xv)| *o = *o + xv * rk);
         }
         let scale = to_t::<T>(scale);
         match ridge {

@@ -39,20 +39,12 @@ impl<'a, B: Backend + 'static, P: Problem<B>> OuterLoop<'a, B, P> {
 
     /// The algorithm's inner loop and hypergradient estimate at the current x (enqueued).
     pub fn estimate(&mut self) {
-        self.alg.inner_and_hypergradient(
-            self.be,
-            &self.problem,
-            &self.x,
-            &mut self.y,
-            &mut self.h,
-            &mut self.rng,
-        );
+        self.alg.inner_and_hypergradient(self.be, &self.problem, &self.x, &mut self.y, &mut self.h, &mut self.rng);
     }
 
     /// The outer SGD step x ← x − β ĥ (enqueued).
     pub fn update(&mut self) {
-        self.be
-            .axpy(Coef::c(-self.hyper.beta), &self.h, &mut self.x);
+        self.be.axpy(Coef::c(-self.hyper.beta), &self.h, &mut self.x);
         self.iter += 1;
     }
 }

@@ -13,9 +13,7 @@ pub struct Sampler {
 
 impl Sampler {
     pub fn new(seed: u64) -> Self {
-        Sampler {
-            rng: ChaCha8Rng::seed_from_u64(seed),
-        }
+        Sampler { rng: ChaCha8Rng::seed_from_u64(seed) }
     }
 
     /// `b` distinct row indices out of `0..n` (all of them, in order, when `b >= n`).
@@ -23,10 +21,7 @@ impl Sampler {
         if b >= n {
             return (0..n as u32).collect();
         }
-        index::sample(&mut self.rng, n, b)
-            .into_iter()
-            .map(|i| i as u32)
-            .collect()
+        index::sample(&mut self.rng, n, b).into_iter().map(|i| i as u32).collect()
     }
 
     /// A standard normal variate (Box–Muller; `rand_distr` is not needed for this).

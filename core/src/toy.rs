@@ -29,22 +29,13 @@ pub struct ToyConfig {
 impl ToyConfig {
     pub fn validate(&self) -> Result<()> {
         self.hyper.validate()?;
-        for (name, v) in [
-            ("n_train", self.n_train),
-            ("n_val", self.n_val),
-            ("features", self.features),
-        ] {
+        for (name, v) in [("n_train", self.n_train), ("n_val", self.n_val), ("features", self.features)] {
             if v == 0 {
-                return Err(Error::InvalidArgument(format!(
-                    "--{name} must be at least 1"
-                )));
+                return Err(Error::InvalidArgument(format!("--{name} must be at least 1")));
             }
         }
         if !(self.noise.is_finite() && self.noise >= 0.0) {
-            return Err(Error::InvalidArgument(format!(
-                "--noise must be finite and non-negative, got {}",
-                self.noise
-            )));
+            return Err(Error::InvalidArgument(format!("--noise must be finite and non-negative, got {}", self.noise)));
         }
         Ok(())
     }
@@ -89,28 +80,10 @@ impl<'a, B: Backend + 'static> ToyRun<'a, B> {
     pub fn new(be: &'a B, config: ToyConfig) -> Result<Self> {
         config.validate()?;
         // The data seed is fixed by the run seed, so every backend sees the same instance.
-        let data = RidgeData::synthetic(
-            config.n_train,
-            config.n_val,
-            config.features,
-            config.noise,
-            config.seed,
-        );
+        let data = RidgeData::synthetic(config.n_train, config.n_val, config.features, config.noise, config.seed);
         let problem = Ridge::new(be, &data);
-        let outer = OuterLoop::new(
-            be,
-            problem,
-            config.alg,
-            config.hyper.clone(),
-            config.seed.wrapping_add(1),
-        );
-        Ok(ToyRun {
-            loss: be.scalar("toy.loss"),
-            config,
-            data,
-            outer,
-            elapsed: 0.0,
-        })
+        let outer = OuterLoop::new(be, problem, config.alg, config.hyper.clone(), config.seed.wrapping_add(1));
+        Ok(ToyRun { loss: be.scalar("toy.loss"), config, data, outer, elapsed: 0.0 })
     }
 
     pub fn done(&self) -> bool {
@@ -129,19 +102,11 @@ impl<'a, B: Backend + 'static> ToyRun<'a, B> {
         self.elapsed += now() - t0;
 
         let iter = self.outer.iter;
-        self.outer
-            .problem
-            .outer_loss(be, &self.outer.x, &self.outer.y, Rows::All, &self.loss);
+        self.outer.problem.outer_loss(be, &self.outer.x, &self.outer.y, Rows::All, &self.loss);
         let outer_loss = be.read_scalar(&self.loss).await?;
-        for (q, ok) in [
-            ("hypergradient", h.iter().all(|v| v.is_finite())),
-            ("outer loss", outer_loss.is_finite()),
-        ] {
+        for (q, ok) in [("hypergradient", h.iter().all(|v| v.is_finite())), ("outer loss", outer_loss.is_finite())] {
             if !ok {
-                return Err(Error::NonFinite {
-                    iter,
-                    quantity: q.into(),
-                });
+                return Err(Error::NonFinite { iter, quantity: q.into() });
             }
         }
         let (exact, exact_loss) = self.data.exact_hypergradient(&lambda);

@@ -6,11 +6,7 @@ mod toy;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(
-    name = "bilevel",
-    version,
-    about = "Bilevel optimisation: hypergradients on CPU and GPU (wgpu)"
-)]
+#[command(name = "bilevel", version, about = "Bilevel optimisation: hypergradients on CPU and GPU (wgpu)")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -25,7 +21,21 @@ enum Command {
 }
 
 fn main() {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => e.exit(), // --help, --version
+        Err(e) => {
+            // clap's usage block, folded into one line.
+            let text = e.render().to_string();
+            let lines: Vec<&str> = text
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with("Usage:") && !l.starts_with("For more information"))
+                .collect();
+            eprintln!("{}", lines.join("; "));
+            std::process::exit(2);
+        }
+    };
     let result = match cli.command {
         Command::Toy(args) => toy::run(args),
         Command::Devices => devices(),

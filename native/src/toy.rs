@@ -19,7 +19,9 @@ pub enum BackendKind {
     Gpu,
 }
 
+/// Flags are snake_case, as in the reference code (`--hessian_q`, `--inner_lr`).
 #[derive(Args, Debug)]
+#[command(rename_all = "snake_case", allow_negative_numbers = true)]
 pub struct ToyArgs {
     /// stocBiO or AID-CG (case-insensitive).
     #[arg(long, default_value = "stocBiO")]
@@ -47,7 +49,7 @@ pub struct ToyArgs {
     #[arg(long, default_value_t = 0.5)]
     inner_lr: f64,
     /// β: outer step size.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 50.0)]
     outer_lr: f64,
     #[arg(long, default_value_t = 64)]
     batch_size: usize,
@@ -93,29 +95,19 @@ pub fn run(args: ToyArgs) -> Result<()> {
     };
     config.validate()?;
     let mut out = match &args.out {
-        Some(path) => {
-            Some(BufWriter::new(File::create(path).with_context(|| {
-                format!("cannot create {}", path.display())
-            })?))
-        }
+        Some(path) => Some(BufWriter::new(File::create(path).with_context(|| format!("cannot create {}", path.display()))?)),
         None => None,
     };
     match args.backend {
         BackendKind::Cpu => drive(&CpuBackend::<f64>::new(), config, &mut out),
         BackendKind::Gpu => {
-            let gpu = pollster::block_on(GpuBackend::new(&GpuOptions {
-                adapter: args.adapter.clone(),
-            }))?;
+            let gpu = pollster::block_on(GpuBackend::new(&GpuOptions { adapter: args.adapter.clone() }))?;
             drive(&gpu, config, &mut out)
         }
     }
 }
 
-fn drive<B: Backend + 'static>(
-    be: &B,
-    config: ToyConfig,
-    out: &mut Option<BufWriter<File>>,
-) -> Result<()> {
+fn drive<B: Backend + 'static>(be: &B, config: ToyConfig, out: &mut Option<BufWriter<File>>) -> Result<()> {
     eprintln!(
         "toy: {} on {} ({} epochs, d = {}, n = {}, m = {})",
         config.alg,
@@ -137,11 +129,7 @@ fn drive<B: Backend + 'static>(
         }
         println!(
             "iter {:>4}  time {:>8.4}s  outer_loss {:.6}  (exact {:.6})  hypergrad_rel_err {:.3e}",
-            record.iter,
-            record.time_s,
-            record.outer_loss,
-            record.exact_outer_loss,
-            record.hypergrad_rel_err
+            record.iter, record.time_s, record.outer_loss, record.exact_outer_loss, record.hypergrad_rel_err
         );
     }
     Ok(())

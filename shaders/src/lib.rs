@@ -22,8 +22,4 @@ pub const REDUCE: &str = include_str!("../reduce.wgsl");
 pub const DENSE: &str = include_str!("../dense.wgsl");
 
 /// Every WGSL source with its file name, for validation and for pipeline caching.
-pub const ALL: &[(&str, &str)] = &[
-    ("blas1.wgsl", BLAS1),
-    ("reduce.wgsl", REDUCE),
-    ("dense.wgsl", DENSE),
-];
+pub const ALL: &[(&str, &str)] = &[("blas1.wgsl", BLAS1), ("reduce.wgsl", REDUCE), ("dense.wgsl", DENSE)];

@@ -4,14 +4,10 @@
 #[test]
 fn every_wgsl_file_parses_and_validates() {
     for (name, source) in bilevel_shaders::ALL {
-        let module = naga::front::wgsl::parse_str(source)
-            .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(source)));
-        naga::valid::Validator::new(
-            naga::valid::ValidationFlags::all(),
-            naga::valid::Capabilities::empty(),
-        )
-        .validate(&module)
-        .unwrap_or_else(|e| panic!("{name}: {e:?}"));
+        let module = naga::front::wgsl::parse_str(source).unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(source)));
+        naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::empty())
+            .validate(&module)
+            .unwrap_or_else(|e| panic!("{name}: {e:?}"));
         assert!(!module.entry_points.is_empty(), "{name} has no entry point");
     }
 }
@@ -25,9 +21,6 @@ fn every_wgsl_file_is_listed() {
         .filter(|n| n.ends_with(".wgsl"))
         .collect();
     for f in &on_disk {
-        assert!(
-            bilevel_shaders::ALL.iter().any(|(n, _)| n == f),
-            "{f} is not in bilevel_shaders::ALL"
-        );
+        assert!(bilevel_shaders::ALL.iter().any(|(n, _)| n == f), "{f} is not in bilevel_shaders::ALL");
     }
 }

@@ -45,21 +45,8 @@ impl<B: Backend> AidCg<B> {
 }
 
 impl<B: Backend, P: Problem<B>> Algorithm<B, P> for AidCg<B> {
-    fn inner_and_hypergradient(
-        &mut self,
-        be: &B,
-        p: &P,
-        x: &B::Vector,
-        y: &mut B::Vector,
-        h: &mut B::Vector,
-        _rng: &mut Sampler,
-    ) {
-        let Hyper {
-            t: big_t,
-            q: big_k,
-            alpha,
-            ..
-        } = self.hyper;
+    fn inner_and_hypergradient(&mut self, be: &B, p: &P, x: &B::Vector, y: &mut B::Vector, h: &mut B::Vector, _rng: &mut Sampler) {
+        let Hyper { t: big_t, q: big_k, alpha, .. } = self.hyper;
 
         // Full-batch inner gradient descent from the warm start.
         for _ in 0..big_t {
@@ -76,24 +63,11 @@ impl<B: Backend, P: Problem<B>> Algorithm<B, P> for AidCg<B> {
             p.inner_hvp(be, x, y, &self.d, Rows::All, &mut self.hd);
             be.dot(&self.d, &self.hd, 1.0, &self.d_hd, false);
             // α_cg = ρ / dᵀHd:  v += α_cg d,  r −= α_cg H d
-            be.axpy(
-                Coef::ratio(1.0, &self.rho, &self.d_hd),
-                &self.d,
-                &mut self.v,
-            );
-            be.axpy(
-                Coef::ratio(-1.0, &self.rho, &self.d_hd),
-                &self.hd,
-                &mut self.r,
-            );
+            be.axpy(Coef::ratio(1.0, &self.rho, &self.d_hd), &self.d, &mut self.v);
+            be.axpy(Coef::ratio(-1.0, &self.rho, &self.d_hd), &self.hd, &mut self.r);
             // β_cg = ρ' / ρ:  d = r + β_cg d
             be.dot(&self.r, &self.r, 1.0, &self.rho_next, false);
-            be.axpby(
-                Coef::c(1.0),
-                &self.r,
-                Coef::ratio(1.0, &self.rho_next, &self.rho),
-                &mut self.d,
-            );
+            be.axpby(Coef::c(1.0), &self.r, Coef::ratio(1.0, &self.rho_next, &self.rho), &mut self.d);
             std::mem::swap(&mut self.rho, &mut self.rho_next);
         }
 

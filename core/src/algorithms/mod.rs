@@ -37,27 +37,14 @@ pub struct Hyper {
 impl Hyper {
     /// Rejects settings no run can use: non-positive or non-finite step sizes, zero counts.
     pub fn validate(&self) -> Result<()> {
-        for (name, v) in [
-            ("eta", self.eta),
-            ("inner_lr", self.alpha),
-            ("outer_lr", self.beta),
-        ] {
+        for (name, v) in [("eta", self.eta), ("inner_lr", self.alpha), ("outer_lr", self.beta)] {
             if !(v.is_finite() && v > 0.0) {
-                return Err(Error::InvalidArgument(format!(
-                    "--{name} must be a positive finite number, got {v}"
-                )));
+                return Err(Error::InvalidArgument(format!("--{name} must be a positive finite number, got {v}")));
             }
         }
-        for (name, v) in [
-            ("T", self.t),
-            ("hessian_q", self.q),
-            ("batch_size", self.batch_size),
-            ("val_batch_size", self.val_batch_size),
-        ] {
+        for (name, v) in [("T", self.t), ("hessian_q", self.q), ("batch_size", self.batch_size), ("val_batch_size", self.val_batch_size)] {
             if v == 0 {
-                return Err(Error::InvalidArgument(format!(
-                    "--{name} must be at least 1"
-                )));
+                return Err(Error::InvalidArgument(format!("--{name} must be at least 1")));
             }
         }
         Ok(())
@@ -68,15 +55,7 @@ impl Hyper {
 pub trait Algorithm<B: Backend, P: Problem<B>> {
     /// Runs the inner loop on `y` (warm start) at hyperparameters `x`, then writes the
     /// hypergradient estimate into `h`. Enqueues work only: nothing is read back.
-    fn inner_and_hypergradient(
-        &mut self,
-        be: &B,
-        p: &P,
-        x: &B::Vector,
-        y: &mut B::Vector,
-        h: &mut B::Vector,
-        rng: &mut Sampler,
-    );
+    fn inner_and_hypergradient(&mut self, be: &B, p: &P, x: &B::Vector, y: &mut B::Vector, h: &mut B::Vector, rng: &mut Sampler);
 }
 
 /// The algorithms by name (names as in the reference code, parsed case-insensitively).
@@ -99,12 +78,7 @@ impl AlgKind {
     }
 
     /// A fresh instance with workspaces sized for `p`.
-    pub fn build<B: Backend + 'static, P: Problem<B>>(
-        self,
-        be: &B,
-        p: &P,
-        hyper: &Hyper,
-    ) -> Box<dyn Algorithm<B, P>> {
+    pub fn build<B: Backend + 'static, P: Problem<B>>(self, be: &B, p: &P, hyper: &Hyper) -> Box<dyn Algorithm<B, P>> {
         match self {
             AlgKind::StocBiO => Box::new(stocbio::StocBiO::new(be, p, hyper.clone())),
             AlgKind::AidCg => Box::new(aid_cg::AidCg::new(be, p, hyper.clone())),
@@ -121,15 +95,9 @@ impl fmt::Display for AlgKind {
 impl FromStr for AlgKind {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
-        AlgKind::ALL
-            .into_iter()
-            .find(|a| a.name().eq_ignore_ascii_case(s))
-            .ok_or_else(|| {
-                let names: Vec<_> = AlgKind::ALL.iter().map(|a| a.name()).collect();
-                Error::InvalidArgument(format!(
-                    "unknown algorithm {s:?} (expected one of: {})",
-                    names.join(", ")
-                ))
-            })
+        AlgKind::ALL.into_iter().find(|a| a.name().eq_ignore_ascii_case(s)).ok_or_else(|| {
+            let names: Vec<_> = AlgKind::ALL.iter().map(|a| a.name()).collect();
+            Error::InvalidArgument(format!("unknown algorithm {s:?} (expected one of: {})", names.join(", ")))
+        })
     }
 }

@@ -39,24 +39,8 @@ impl<B: Backend> StocBiO<B> {
 }
 
 impl<B: Backend, P: Problem<B>> Algorithm<B, P> for StocBiO<B> {
-    fn inner_and_hypergradient(
-        &mut self,
-        be: &B,
-        p: &P,
-        x: &B::Vector,
-        y: &mut B::Vector,
-        h: &mut B::Vector,
-        rng: &mut Sampler,
-    ) {
-        let Hyper {
-            t: big_t,
-            q: big_q,
-            eta,
-            alpha,
-            batch_size,
-            val_batch_size,
-            ..
-        } = self.hyper;
+    fn inner_and_hypergradient(&mut self, be: &B, p: &P, x: &B::Vector, y: &mut B::Vector, h: &mut B::Vector, rng: &mut Sampler) {
+        let Hyper { t: big_t, q: big_q, eta, alpha, batch_size, val_batch_size, .. } = self.hyper;
         let (n, m) = (p.n_train(), p.n_val());
 
         // Inner SGD from the warm start, a fresh training batch S_t per step.

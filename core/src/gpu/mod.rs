@@ -59,9 +59,7 @@ fn summary(info: &wgpu::AdapterInfo) -> AdapterSummary {
         name: info.name.clone(),
         backend: format!("{:?}", info.backend),
         device_type: format!("{:?}", info.device_type),
-        driver: format!("{} {}", info.driver, info.driver_info)
-            .trim()
-            .to_string(),
+        driver: format!("{} {}", info.driver, info.driver_info).trim().to_string(),
     }
 }
 
@@ -76,12 +74,7 @@ fn instance_descriptor() -> wgpu::InstanceDescriptor {
 #[cfg(not(target_arch = "wasm32"))]
 pub async fn list_adapters() -> Vec<AdapterSummary> {
     let instance = wgpu::Instance::new(instance_descriptor());
-    instance
-        .enumerate_adapters(wgpu::Backends::PRIMARY)
-        .await
-        .iter()
-        .map(|a| summary(&a.get_info()))
-        .collect()
+    instance.enumerate_adapters(wgpu::Backends::PRIMARY).await.iter().map(|a| summary(&a.get_info())).collect()
 }
 
 /// A buffer from a pool, with a stable id for bind-group caching.
@@ -110,27 +103,14 @@ impl Pool {
             return slab;
         }
         let usage = match class {
-            CLASS_STORAGE => {
-                wgpu::BufferUsages::STORAGE
-                    | wgpu::BufferUsages::COPY_DST
-                    | wgpu::BufferUsages::COPY_SRC
-            }
+            CLASS_STORAGE => wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC,
             _ => wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
         };
-        let buffer = device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some(label),
-            size,
-            usage,
-            mapped_at_creation: false,
-        });
+        let buffer = device.create_buffer(&wgpu::BufferDescriptor { label: Some(label), size, usage, mapped_at_creation: false });
         self.next_id += 1;
         self.allocated_bytes += size;
         self.peak_bytes = self.peak_bytes.max(self.allocated_bytes);
-        Slab {
-            buffer,
-            id: self.next_id,
-            size,
-        }
+        Slab { buffer, id: self.next_id, size }
     }
     /// Called after a submit: retired slabs may be overwritten from now on.
     fn recycle(&mut self) {
@@ -209,18 +189,8 @@ pub(crate) struct Bound<'a> {
 }
 
 enum Op {
-    Dispatch {
-        pipeline: wgpu::ComputePipeline,
-        bind_group: wgpu::BindGroup,
-        offset: u32,
-        groups: (u32, u32),
-    },
-    Copy {
-        src: wgpu::Buffer,
-        src_offset: u64,
-        dst: wgpu::Buffer,
-        size: u64,
-    },
+    Dispatch { pipeline: wgpu::ComputePipeline, bind_group: wgpu::BindGroup, offset: u32, groups: (u32, u32) },
+    Copy { src: wgpu::Buffer, src_offset: u64, dst: wgpu::Buffer, size: u64 },
 }
 
 struct Pipeline {
@@ -279,12 +249,7 @@ impl GpuBackend {
                 adapters
                     .into_iter()
                     .find(|a| a.get_info().name.to_lowercase().contains(&want))
-                    .ok_or_else(|| {
-                        Error::NoAdapter(format!(
-                            "no adapter matching {want:?} (found: {})",
-                            names.join(", ")
-                        ))
-                    })?
+                    .ok_or_else(|| Error::NoAdapter(format!("no adapter matching {want:?} (found: {})", names.join(", "))))?
             }
             _ => instance
                 .request_adapter(&wgpu::RequestAdapterOptions {
@@ -309,37 +274,17 @@ impl GpuBackend {
         let sink = gpu_error.clone();
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
             let mut slot = sink.lock().unwrap_or_else(|p| p.into_inner());
-            slot.get_or_insert_with(|| {
-                e.to_string()
-                    .lines()
-                    .next()
-                    .unwrap_or("unknown")
-                    .to_string()
-            });
+            slot.get_or_insert_with(|| e.to_string().lines().next().unwrap_or("unknown").to_string());
         }));
 
-        let storage = wgpu::BufferUsages::STORAGE
-            | wgpu::BufferUsages::COPY_DST
-            | wgpu::BufferUsages::COPY_SRC;
+        let storage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC;
         let make = |label: &str, size: u64, usage| {
-            device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some(label),
-                size,
-                usage,
-                mapped_at_creation: false,
-            })
+            device.create_buffer(&wgpu::BufferDescriptor { label: Some(label), size, usage, mapped_at_creation: false })
         };
-        let arena = make(
-            "bilevel.params_arena",
-            (PARAM_SLOT * ARENA_SLOTS) as u64,
-            wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-        );
+        let arena =
+            make("bilevel.params_arena", (PARAM_SLOT * ARENA_SLOTS) as u64, wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST);
         let scalars = make("bilevel.scalars", SCALAR_SLOTS as u64 * 4, storage);
-        let partials = make(
-            "bilevel.reduce_partials",
-            REDUCE_PARTIALS as u64 * 4,
-            storage,
-        );
+        let partials = make("bilevel.reduce_partials", REDUCE_PARTIALS as u64 * 4, storage);
         let dummy = make("bilevel.dummy", 16, storage);
         Ok(GpuBackend {
             device,
@@ -376,37 +321,22 @@ impl GpuBackend {
     fn storage(&self, bytes: u64, label: &str) -> Slab {
         // Storage bindings must be non-empty multiples of 4 bytes; round to 16 for pooling.
         let size = bytes.max(16).div_ceil(16) * 16;
-        self.pool
-            .borrow_mut()
-            .take(&self.device, CLASS_STORAGE, size, label)
+        self.pool.borrow_mut().take(&self.device, CLASS_STORAGE, size, label)
     }
 
     fn vector_slab(&self, slab: Slab, len: usize) -> GpuVector {
-        GpuVector {
-            slab: Some(slab),
-            len,
-            pool: self.pool.clone(),
-        }
+        GpuVector { slab: Some(slab), len, pool: self.pool.clone() }
     }
 
     /// The storage binding of the scalar buffer, the reduction partials and the dummy input.
     pub(crate) fn scalars_bound(&self) -> Bound<'_> {
-        Bound {
-            buffer: &self.scalars,
-            id: ID_SCALARS,
-        }
+        Bound { buffer: &self.scalars, id: ID_SCALARS }
     }
     pub(crate) fn partials_bound(&self) -> Bound<'_> {
-        Bound {
-            buffer: &self.partials,
-            id: ID_PARTIALS,
-        }
+        Bound { buffer: &self.partials, id: ID_PARTIALS }
     }
     pub(crate) fn dummy_bound(&self) -> Bound<'_> {
-        Bound {
-            buffer: &self.dummy,
-            id: ID_DUMMY,
-        }
+        Bound { buffer: &self.dummy, id: ID_DUMMY }
     }
 
     fn pipeline(&self, rec: &mut Recorder, spec: &KernelSpec) -> Rc<Pipeline> {
@@ -423,11 +353,7 @@ impl GpuBackend {
         let mut entries = vec![wgpu::BindGroupLayoutEntry {
             binding: 0,
             visibility: wgpu::ShaderStages::COMPUTE,
-            ty: wgpu::BindingType::Buffer {
-                ty: wgpu::BufferBindingType::Uniform,
-                has_dynamic_offset: true,
-                min_binding_size: None,
-            },
+            ty: wgpu::BindingType::Buffer { ty: wgpu::BufferBindingType::Uniform, has_dynamic_offset: true, min_binding_size: None },
             count: None,
         }];
         for &(binding, read_only) in spec.storage {
@@ -443,10 +369,7 @@ impl GpuBackend {
             });
         }
         let label = format!("{}::{}", spec.module, spec.entry);
-        let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-            label: Some(&label),
-            entries: &entries,
-        });
+        let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: Some(&label), entries: &entries });
         let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
             label: Some(&label),
             bind_group_layouts: &[Some(&layout)],
@@ -467,45 +390,19 @@ impl GpuBackend {
 
     /// Records one dispatch of `spec` over `invocations` threads (1-D, spilling into y past
     /// 65,535 workgroups) with `params` in its uniform slot and `bound` at its storage bindings.
-    pub(crate) fn dispatch<P: bytemuck::Pod>(
-        &self,
-        spec: &KernelSpec,
-        params: &P,
-        bound: &[Bound<'_>],
-        invocations: u32,
-    ) {
+    pub(crate) fn dispatch<P: bytemuck::Pod>(&self, spec: &KernelSpec, params: &P, bound: &[Bound<'_>], invocations: u32) {
         let groups = invocations.div_ceil(bilevel_shaders::WORKGROUP_SIZE).max(1);
-        self.dispatch_groups(
-            spec,
-            params,
-            bound,
-            (groups.min(65_535), groups.div_ceil(65_535)),
-        );
+        self.dispatch_groups(spec, params, bound, (groups.min(65_535), groups.div_ceil(65_535)));
     }
 
-    pub(crate) fn dispatch_groups<P: bytemuck::Pod>(
-        &self,
-        spec: &KernelSpec,
-        params: &P,
-        bound: &[Bound<'_>],
-        groups: (u32, u32),
-    ) {
-        assert_eq!(
-            bound.len(),
-            spec.storage.len(),
-            "{}: wrong number of buffers",
-            spec.entry
-        );
+    pub(crate) fn dispatch_groups<P: bytemuck::Pod>(&self, spec: &KernelSpec, params: &P, bound: &[Bound<'_>], groups: (u32, u32)) {
+        assert_eq!(bound.len(), spec.storage.len(), "{}: wrong number of buffers", spec.entry);
         if self.rec.borrow().dispatches == ARENA_SLOTS {
             self.flush();
         }
         let mut rec = self.rec.borrow_mut();
         let pipeline = self.pipeline(&mut rec, spec);
-        let key = (
-            spec.module,
-            spec.entry,
-            bound.iter().map(|b| b.id).collect::<Vec<_>>(),
-        );
+        let key = (spec.module, spec.entry, bound.iter().map(|b| b.id).collect::<Vec<_>>());
         let bind_group = match rec.bind_groups.get(&key) {
             Some(bg) => bg.clone(),
             None => {
@@ -518,10 +415,7 @@ impl GpuBackend {
                     }),
                 }];
                 for (&(binding, _), b) in spec.storage.iter().zip(bound) {
-                    entries.push(wgpu::BindGroupEntry {
-                        binding,
-                        resource: b.buffer.as_entire_binding(),
-                    });
+                    entries.push(wgpu::BindGroupEntry { binding, resource: b.buffer.as_entire_binding() });
                 }
                 let bg = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
                     label: Some(spec.entry),
@@ -534,29 +428,15 @@ impl GpuBackend {
         };
         let offset = rec.params.len() as u32;
         let bytes = bytemuck::bytes_of(params);
-        assert!(
-            bytes.len() <= PARAM_SLOT,
-            "params of {} exceed one slot",
-            spec.entry
-        );
+        assert!(bytes.len() <= PARAM_SLOT, "params of {} exceed one slot", spec.entry);
         rec.params.extend_from_slice(bytes);
         rec.params.resize(offset as usize + PARAM_SLOT, 0);
         rec.dispatches += 1;
-        rec.ops.push(Op::Dispatch {
-            pipeline: pipeline.pipeline.clone(),
-            bind_group,
-            offset,
-            groups,
-        });
+        rec.ops.push(Op::Dispatch { pipeline: pipeline.pipeline.clone(), bind_group, offset, groups });
     }
 
     fn take_error(&self) -> Result<()> {
-        match self
-            .gpu_error
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
-        {
+        match self.gpu_error.lock().unwrap_or_else(|p| p.into_inner()).take() {
             Some(e) => Err(Error::Gpu(e)),
             None => Ok(()),
         }
@@ -564,38 +444,19 @@ impl GpuBackend {
 
     /// Copies `size` bytes at `offset` of `src` into a pooled staging buffer, submits, and
     /// resolves to the bytes once the GPU is done.
-    fn read_bytes(
-        &self,
-        src: &wgpu::Buffer,
-        offset: u64,
-        size: u64,
-    ) -> impl Future<Output = Result<Vec<u8>>> + use<> {
+    fn read_bytes(&self, src: &wgpu::Buffer, offset: u64, size: u64) -> impl Future<Output = Result<Vec<u8>>> + use<> {
         let padded = size.max(4).div_ceil(4) * 4;
-        let staging =
-            self.pool
-                .borrow_mut()
-                .take(&self.device, CLASS_STAGING, padded, "bilevel.staging");
-        self.rec.borrow_mut().ops.push(Op::Copy {
-            src: src.clone(),
-            src_offset: offset,
-            dst: staging.buffer.clone(),
-            size: padded,
-        });
+        let staging = self.pool.borrow_mut().take(&self.device, CLASS_STAGING, padded, "bilevel.staging");
+        self.rec.borrow_mut().ops.push(Op::Copy { src: src.clone(), src_offset: offset, dst: staging.buffer.clone(), size: padded });
         self.flush();
         let (tx, rx) = futures_channel::oneshot::channel();
-        staging
-            .buffer
-            .slice(..padded)
-            .map_async(wgpu::MapMode::Read, move |r| {
-                let _ = tx.send(r);
-            });
+        staging.buffer.slice(..padded).map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
         // Natively, drive the device until the copy (and the map callback) has happened. In a
         // browser the callback fires from the event loop while the caller awaits.
         #[cfg(not(target_arch = "wasm32"))]
-        let poll = self
-            .device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| Error::Gpu(e.to_string()));
+        let poll = self.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| Error::Gpu(e.to_string()));
         #[cfg(target_arch = "wasm32")]
         let poll: Result<()> = Ok(());
         let early = self.take_error();
@@ -603,16 +464,10 @@ impl GpuBackend {
         async move {
             early?;
             poll.map(|_| ())?;
-            let mapped = rx
-                .await
-                .map_err(|_| Error::Gpu("readback cancelled".into()))?;
+            let mapped = rx.await.map_err(|_| Error::Gpu("readback cancelled".into()))?;
             mapped.map_err(|e| Error::Gpu(format!("readback failed: {e}")))?;
             let bytes = {
-                let view = staging
-                    .buffer
-                    .slice(..padded)
-                    .get_mapped_range()
-                    .map_err(|e| Error::Gpu(e.to_string()))?;
+                let view = staging.buffer.slice(..padded).get_mapped_range().map_err(|e| Error::Gpu(e.to_string()))?;
                 view[..size as usize].to_vec()
             };
             staging.buffer.unmap();
@@ -624,9 +479,7 @@ impl GpuBackend {
 
 fn no_adapter_hint(e: &str) -> String {
     if cfg!(target_arch = "wasm32") {
-        format!(
-            "{e}; this browser does not expose WebGPU (try a recent Chrome/Edge, or enable WebGPU)"
-        )
+        format!("{e}; this browser does not expose WebGPU (try a recent Chrome/Edge, or enable WebGPU)")
     } else {
         format!("{e}; install a Vulkan driver (on Debian without a GPU: apt-get install mesa-vulkan-drivers libvulkan1)")
     }
@@ -643,10 +496,7 @@ impl Backend for GpuBackend {
     type Indices = GpuIndices;
 
     fn describe(&self) -> String {
-        format!(
-            "gpu ({}, {}, {})",
-            self.info.name, self.info.backend, self.info.device_type
-        )
+        format!("gpu ({}, {}, {})", self.info.name, self.info.backend, self.info.device_type)
     }
 
     fn zeros(&self, len: usize, label: &str) -> GpuVector {
@@ -656,42 +506,28 @@ impl Backend for GpuBackend {
     }
     fn vector_from(&self, data: &[f64], label: &str) -> GpuVector {
         let slab = self.storage(data.len() as u64 * 4, label);
-        self.queue
-            .write_buffer(&slab.buffer, 0, bytemuck::cast_slice(&f32s(data)));
+        self.queue.write_buffer(&slab.buffer, 0, bytemuck::cast_slice(&f32s(data)));
         self.vector_slab(slab, data.len())
     }
     fn scalar(&self, _label: &str) -> GpuScalar {
         let mut a = self.slots.borrow_mut();
         let slot = a.free.pop().unwrap_or_else(|| {
             a.next += 1;
-            assert!(
-                a.next <= SCALAR_SLOTS,
-                "more than {SCALAR_SLOTS} live device scalars"
-            );
+            assert!(a.next <= SCALAR_SLOTS, "more than {SCALAR_SLOTS} live device scalars");
             a.next - 1
         });
-        GpuScalar {
-            slot,
-            alloc: self.slots.clone(),
-        }
+        GpuScalar { slot, alloc: self.slots.clone() }
     }
     fn matrix_from(&self, rows: usize, cols: usize, data: &[f64], label: &str) -> GpuMatrix {
         assert_eq!(data.len(), rows * cols, "matrix data has the wrong length");
-        GpuMatrix {
-            data: self.vector_from(data, label),
-            rows,
-            cols,
-        }
+        GpuMatrix { data: self.vector_from(data, label), rows, cols }
     }
     fn indices(&self, idx: &[u32]) -> GpuIndices {
         let slab = self.storage(idx.len() as u64 * 4, "bilevel.batch_indices");
         if !idx.is_empty() {
-            self.queue
-                .write_buffer(&slab.buffer, 0, bytemuck::cast_slice(idx));
+            self.queue.write_buffer(&slab.buffer, 0, bytemuck::cast_slice(idx));
         }
-        GpuIndices {
-            data: self.vector_slab(slab, idx.len()),
-        }
+        GpuIndices { data: self.vector_slab(slab, idx.len()) }
     }
     fn vector_len(&self, v: &GpuVector) -> usize {
         v.len
@@ -707,37 +543,19 @@ impl Backend for GpuBackend {
         let mut rec = self.rec.borrow_mut();
         if !rec.ops.is_empty() {
             self.queue.write_buffer(&self.arena, 0, &rec.params);
-            let mut encoder = self
-                .device
-                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                    label: Some("bilevel.flush"),
-                });
+            let mut encoder = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("bilevel.flush") });
             let ops = std::mem::take(&mut rec.ops);
             let mut i = 0;
             while i < ops.len() {
-                if let Op::Copy {
-                    src,
-                    src_offset,
-                    dst,
-                    size,
-                } = &ops[i]
-                {
+                if let Op::Copy { src, src_offset, dst, size } = &ops[i] {
                     encoder.copy_buffer_to_buffer(src, *src_offset, dst, 0, *size);
                     i += 1;
                     continue;
                 }
                 // One compute pass per run of dispatches.
-                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                    label: Some("bilevel.pass"),
-                    timestamp_writes: None,
-                });
-                while let Some(Op::Dispatch {
-                    pipeline,
-                    bind_group,
-                    offset,
-                    groups,
-                }) = ops.get(i)
-                {
+                let mut pass =
+                    encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("bilevel.pass"), timestamp_writes: None });
+                while let Some(Op::Dispatch { pipeline, bind_group, offset, groups }) = ops.get(i) {
                     pass.set_pipeline(pipeline);
                     pass.set_bind_group(0, bind_group, &[*offset]);
                     pass.dispatch_workgroups(groups.0, groups.1, 1);
@@ -759,25 +577,14 @@ impl Backend for GpuBackend {
 
     fn read_vector(&self, v: &GpuVector) -> impl Future<Output = Result<Vec<f64>>> {
         let bytes = self.read_bytes(v.buffer(), 0, v.len as u64 * 4);
-        async move {
-            Ok(bytemuck::cast_slice::<u8, f32>(&bytes.await?)
-                .iter()
-                .map(|&x| x as f64)
-                .collect())
-        }
+        async move { Ok(bytemuck::cast_slice::<u8, f32>(&bytes.await?).iter().map(|&x| x as f64).collect()) }
     }
     fn read_scalar(&self, s: &GpuScalar) -> impl Future<Output = Result<f64>> {
         let bytes = self.read_bytes(&self.scalars, s.slot as u64 * 4, 4);
         async move { Ok(bytemuck::cast_slice::<u8, f32>(&bytes.await?)[0] as f64) }
     }
 
-    fn axpby(
-        &self,
-        a: Coef<'_, GpuScalar>,
-        x: &GpuVector,
-        b: Coef<'_, GpuScalar>,
-        y: &mut GpuVector,
-    ) {
+    fn axpby(&self, a: Coef<'_, GpuScalar>, x: &GpuVector, b: Coef<'_, GpuScalar>, y: &mut GpuVector) {
         kernels::blas1::axpby(self, a, x, b, y)
     }
     fn scale(&self, b: Coef<'_, GpuScalar>, y: &mut GpuVector) {
@@ -789,15 +596,7 @@ impl Backend for GpuBackend {
     fn dot(&self, x: &GpuVector, y: &GpuVector, scale: f64, out: &GpuScalar, accumulate: bool) {
         kernels::reduce::dot(self, x, y, scale, out, accumulate)
     }
-    fn rows_matvec(
-        &self,
-        x: &GpuMatrix,
-        rows: Rows<'_, GpuIndices>,
-        v: &GpuVector,
-        t: Option<&GpuVector>,
-        scale: f64,
-        r: &mut GpuVector,
-    ) {
+    fn rows_matvec(&self, x: &GpuMatrix, rows: Rows<'_, GpuIndices>, v: &GpuVector, t: Option<&GpuVector>, scale: f64, r: &mut GpuVector) {
         kernels::dense::rows_matvec(self, x, rows, v, t, scale, r)
     }
     fn rows_tmatvec(
@@ -811,24 +610,14 @@ impl Backend for GpuBackend {
     ) {
         kernels::dense::rows_tmatvec(self, x, rows, r, scale, ridge, out)
     }
-    fn exp_hadamard(
-        &self,
-        lambda: &GpuVector,
-        a: &GpuVector,
-        b: &GpuVector,
-        scale: f64,
-        out: &mut GpuVector,
-    ) {
+    fn exp_hadamard(&self, lambda: &GpuVector, a: &GpuVector, b: &GpuVector, scale: f64, out: &mut GpuVector) {
         kernels::dense::exp_hadamard(self, lambda, a, b, scale, out)
     }
 }
 
 impl GpuVector {
     pub(crate) fn bound(&self) -> Bound<'_> {
-        Bound {
-            buffer: self.buffer(),
-            id: self.id(),
-        }
+        Bound { buffer: self.buffer(), id: self.id() }
     }
 }
 impl GpuMatrix {

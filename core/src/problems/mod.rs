@@ -17,70 +17,18 @@ pub trait Problem<B: Backend> {
     fn n_val(&self) -> usize;
 
     /// `out ← ∇_y g(x, y; rows)`.
-    fn inner_grad(
-        &self,
-        be: &B,
-        x: &B::Vector,
-        y: &B::Vector,
-        rows: Rows<'_, B::Indices>,
-        out: &mut B::Vector,
-    );
+    fn inner_grad(&self, be: &B, x: &B::Vector, y: &B::Vector, rows: Rows<'_, B::Indices>, out: &mut B::Vector);
     /// `out ← ∇²_yy g(x, y; rows) · v` (Hessian-vector product).
-    fn inner_hvp(
-        &self,
-        be: &B,
-        x: &B::Vector,
-        y: &B::Vector,
-        v: &B::Vector,
-        rows: Rows<'_, B::Indices>,
-        out: &mut B::Vector,
-    );
+    fn inner_hvp(&self, be: &B, x: &B::Vector, y: &B::Vector, v: &B::Vector, rows: Rows<'_, B::Indices>, out: &mut B::Vector);
     /// `out ← J[v] = ∇_x ⟨∇_y g(x, y; rows), v⟩` (mixed second derivative, y-space → x-space).
-    fn mixed_jvp(
-        &self,
-        be: &B,
-        x: &B::Vector,
-        y: &B::Vector,
-        v: &B::Vector,
-        rows: Rows<'_, B::Indices>,
-        out: &mut B::Vector,
-    );
+    fn mixed_jvp(&self, be: &B, x: &B::Vector, y: &B::Vector, v: &B::Vector, rows: Rows<'_, B::Indices>, out: &mut B::Vector);
     /// `out ← ∇_y f(x, y; rows)`.
-    fn outer_grad_y(
-        &self,
-        be: &B,
-        x: &B::Vector,
-        y: &B::Vector,
-        rows: Rows<'_, B::Indices>,
-        out: &mut B::Vector,
-    );
+    fn outer_grad_y(&self, be: &B, x: &B::Vector, y: &B::Vector, rows: Rows<'_, B::Indices>, out: &mut B::Vector);
     /// `out += ∇_x f(x, y; rows)`. The default is for problems whose f does not depend on x
     /// directly (every hyperparameter problem here): nothing to add.
-    fn add_outer_grad_x(
-        &self,
-        _be: &B,
-        _x: &B::Vector,
-        _y: &B::Vector,
-        _rows: Rows<'_, B::Indices>,
-        _out: &mut B::Vector,
-    ) {
-    }
+    fn add_outer_grad_x(&self, _be: &B, _x: &B::Vector, _y: &B::Vector, _rows: Rows<'_, B::Indices>, _out: &mut B::Vector) {}
     /// `out ← g(x, y; rows)`.
-    fn inner_loss(
-        &self,
-        be: &B,
-        x: &B::Vector,
-        y: &B::Vector,
-        rows: Rows<'_, B::Indices>,
-        out: &B::Scalar,
-    );
+    fn inner_loss(&self, be: &B, x: &B::Vector, y: &B::Vector, rows: Rows<'_, B::Indices>, out: &B::Scalar);
     /// `out ← f(x, y; rows)`.
-    fn outer_loss(
-        &self,
-        be: &B,
-        x: &B::Vector,
-        y: &B::Vector,
-        rows: Rows<'_, B::Indices>,
-        out: &B::Scalar,
-    );
+    fn outer_loss(&self, be: &B, x: &B::Vector, y: &B::Vector, rows: Rows<'_, B::Indices>, out: &B::Scalar);
 }

@@ -39,27 +39,15 @@ impl RidgeData {
     pub fn synthetic(n: usize, m: usize, d: usize, noise: f64, seed: u64) -> Self {
         let mut s = Sampler::new(seed);
         let scale = 1.0 / (d as f64).sqrt();
-        let w_true: Vec<f64> = (0..d)
-            .map(|j| if j < d.div_ceil(2) { s.normal() } else { 0.0 })
-            .collect();
+        let w_true: Vec<f64> = (0..d).map(|j| if j < d.div_ceil(2) { s.normal() } else { 0.0 }).collect();
         let mut make = |rows: usize| {
             let x: Vec<f64> = (0..rows * d).map(|_| s.normal() * scale).collect();
-            let y: Vec<f64> = (0..rows)
-                .map(|i| dot(&x[i * d..(i + 1) * d], &w_true) + noise * s.normal())
-                .collect();
+            let y: Vec<f64> = (0..rows).map(|i| dot(&x[i * d..(i + 1) * d], &w_true) + noise * s.normal()).collect();
             (x, y)
         };
         let (x_train, y_train) = make(n);
         let (x_val, y_val) = make(m);
-        RidgeData {
-            n,
-            m,
-            d,
-            x_train,
-            y_train,
-            x_val,
-            y_val,
-        }
+        RidgeData { n, m, d, x_train, y_train, x_val, y_val }
     }
 
     /// The inner solution w*(λ), by Cholesky in f64.
@@ -81,9 +69,7 @@ impl RidgeData {
         let l = self.hessian_cholesky(lambda);
         let (grad_f, loss) = self.outer_grad_loss(&w);
         let v = cholesky_solve(&l, self.d, &grad_f);
-        let h = (0..self.d)
-            .map(|j| -lambda[j].exp() * w[j] * v[j])
-            .collect();
+        let h = (0..self.d).map(|j| -lambda[j].exp() * w[j] * v[j]).collect();
         (h, loss)
     }
 
@@ -194,11 +180,7 @@ impl<B: Backend> Ridge<B> {
     }
 
     fn take(&self, be: &B, len: usize) -> B::Vector {
-        let pooled = self
-            .scratch
-            .borrow_mut()
-            .get_mut(&len)
-            .and_then(|v| v.pop());
+        let pooled = self.scratch.borrow_mut().get_mut(&len).and_then(|v| v.pop());
         pooled.unwrap_or_else(|| be.zeros(len, "ridge.residual"))
     }
 
@@ -226,15 +208,7 @@ impl<B: Backend> Ridge<B> {
     }
 
     /// `out ← 1/(2b) ‖X_B w − t_B‖²`.
-    fn half_mse(
-        &self,
-        be: &B,
-        x: &B::Matrix,
-        t: &B::Vector,
-        w: &B::Vector,
-        rows: Rows<'_, B::Indices>,
-        out: &B::Scalar,
-    ) {
+    fn half_mse(&self, be: &B, x: &B::Matrix, t: &B::Vector, w: &B::Vector, rows: Rows<'_, B::Indices>, out: &B::Scalar) {
         let b = Self::batch_len(be, x, rows);
         let mut r = self.take(be, b);
         be.rows_matvec(x, rows, w, Some(t), 1.0, &mut r);
@@ -257,65 +231,20 @@ impl<B: Backend> Problem<B> for Ridge<B> {
         self.m
     }
 
-    fn inner_grad(
-        &self,
-        be: &B,
-        lam: &B::Vector,
-        w: &B::Vector,
-        rows: Rows<'_, B::Indices>,
-        out: &mut B::Vector,
-    ) {
-        self.normal_product(
-            be,
-            &self.x_train,
-            Some(&self.y_train),
-            w,
-            rows,
-            Some((lam, w)),
-            out,
-        );
+    fn inner_grad(&self, be: &B, lam: &B::Vector, w: &B::Vector, rows: Rows<'_, B::Indices>, out: &mut B::Vector) {
+        self.normal_product(be, &self.x_train, Some(&self.y_train), w, rows, Some((lam, w)), out);
     }
-    fn inner_hvp(
-        &self,
-        be: &B,
-        lam: &B::Vector,
-        _w: &B::Vector,
-        v: &B::Vector,
-        rows: Rows<'_, B::Indices>,
-        out: &mut B::Vector,
-    ) {
+    fn inner_hvp(&self, be: &B, lam: &B::Vector, _w: &B::Vector, v: &B::Vector, rows: Rows<'_, B::Indices>, out: &mut B::Vector) {
         self.normal_product(be, &self.x_train, None, v, rows, Some((lam, v)), out);
     }
-    fn mixed_jvp(
-        &self,
-        be: &B,
-        lam: &B::Vector,
-        w: &B::Vector,
-        v: &B::Vector,
-        _rows: Rows<'_, B::Indices>,
-        out: &mut B::Vector,
-    ) {
+    fn mixed_jvp(&self, be: &B, lam: &B::Vector, w: &B::Vector, v: &B::Vector, _rows: Rows<'_, B::Indices>, out: &mut B::Vector) {
         // Only the regulariser depends on λ, so J has no data term: e^λ∘w∘v.
         be.exp_hadamard(lam, w, v, 1.0, out);
     }
-    fn outer_grad_y(
-        &self,
-        be: &B,
-        _lam: &B::Vector,
-        w: &B::Vector,
-        rows: Rows<'_, B::Indices>,
-        out: &mut B::Vector,
-    ) {
+    fn outer_grad_y(&self, be: &B, _lam: &B::Vector, w: &B::Vector, rows: Rows<'_, B::Indices>, out: &mut B::Vector) {
         self.normal_product(be, &self.x_val, Some(&self.y_val), w, rows, None, out);
     }
-    fn inner_loss(
-        &self,
-        be: &B,
-        lam: &B::Vector,
-        w: &B::Vector,
-        rows: Rows<'_, B::Indices>,
-        out: &B::Scalar,
-    ) {
+    fn inner_loss(&self, be: &B, lam: &B::Vector, w: &B::Vector, rows: Rows<'_, B::Indices>, out: &B::Scalar) {
         self.half_mse(be, &self.x_train, &self.y_train, w, rows, out);
         // + ½ Σ e^λ w²  =  ½ ⟨e^λ∘w, w⟩
         let mut ew = self.take(be, self.d);
@@ -329,14 +258,7 @@ impl<B: Backend> Problem<B> for Ridge<B> {
         self.give(self.d, ew);
         self.give(self.d, ones);
     }
-    fn outer_loss(
-        &self,
-        be: &B,
-        _lam: &B::Vector,
-        w: &B::Vector,
-        rows: Rows<'_, B::Indices>,
-        out: &B::Scalar,
-    ) {
+    fn outer_loss(&self, be: &B, _lam: &B::Vector, w: &B::Vector, rows: Rows<'_, B::Indices>, out: &B::Scalar) {
         self.half_mse(be, &self.x_val, &self.y_val, w, rows, out);
     }
 }

@@ -19,24 +19,9 @@ struct Params {
 }
 
 const BINDINGS: &[(u32, bool)] = &[(1, true), (2, true), (3, false)];
-const AXPBY: KernelSpec = KernelSpec {
-    module: "blas1.wgsl",
-    source: bilevel_shaders::BLAS1,
-    entry: "axpby",
-    storage: BINDINGS,
-};
-const SCALE: KernelSpec = KernelSpec {
-    module: "blas1.wgsl",
-    source: bilevel_shaders::BLAS1,
-    entry: "scale",
-    storage: BINDINGS,
-};
-const FILL: KernelSpec = KernelSpec {
-    module: "blas1.wgsl",
-    source: bilevel_shaders::BLAS1,
-    entry: "fill",
-    storage: BINDINGS,
-};
+const AXPBY: KernelSpec = KernelSpec { module: "blas1.wgsl", source: bilevel_shaders::BLAS1, entry: "axpby", storage: BINDINGS };
+const SCALE: KernelSpec = KernelSpec { module: "blas1.wgsl", source: bilevel_shaders::BLAS1, entry: "scale", storage: BINDINGS };
+const FILL: KernelSpec = KernelSpec { module: "blas1.wgsl", source: bilevel_shaders::BLAS1, entry: "fill", storage: BINDINGS };
 
 fn slot(s: Option<&GpuScalar>) -> u32 {
     s.map_or(NONE, |s| s.slot())
@@ -55,38 +40,17 @@ fn params(n: usize, a: Coef<'_, GpuScalar>, b: Coef<'_, GpuScalar>) -> Params {
     }
 }
 
-pub(crate) fn axpby(
-    gpu: &GpuBackend,
-    a: Coef<'_, GpuScalar>,
-    x: &GpuVector,
-    b: Coef<'_, GpuScalar>,
-    y: &mut GpuVector,
-) {
+pub(crate) fn axpby(gpu: &GpuBackend, a: Coef<'_, GpuScalar>, x: &GpuVector, b: Coef<'_, GpuScalar>, y: &mut GpuVector) {
     assert_eq!(x.len(), y.len(), "axpby: length mismatch");
-    gpu.dispatch(
-        &AXPBY,
-        &params(y.len(), a, b),
-        &[gpu.scalars_bound(), x.bound(), y.bound()],
-        y.len() as u32,
-    );
+    gpu.dispatch(&AXPBY, &params(y.len(), a, b), &[gpu.scalars_bound(), x.bound(), y.bound()], y.len() as u32);
 }
 
 pub(crate) fn fill(gpu: &GpuBackend, a: Coef<'_, GpuScalar>, y: &mut GpuVector) {
     let p = params(y.len(), a, Coef::c(0.0));
-    gpu.dispatch(
-        &FILL,
-        &p,
-        &[gpu.scalars_bound(), gpu.dummy_bound(), y.bound()],
-        y.len() as u32,
-    );
+    gpu.dispatch(&FILL, &p, &[gpu.scalars_bound(), gpu.dummy_bound(), y.bound()], y.len() as u32);
 }
 
 pub(crate) fn scale(gpu: &GpuBackend, b: Coef<'_, GpuScalar>, y: &mut GpuVector) {
     let p = params(y.len(), Coef::c(0.0), b);
-    gpu.dispatch(
-        &SCALE,
-        &p,
-        &[gpu.scalars_bound(), gpu.dummy_bound(), y.bound()],
-        y.len() as u32,
-    );
+    gpu.dispatch(&SCALE, &p, &[gpu.scalars_bound(), gpu.dummy_bound(), y.bound()], y.len() as u32);
 }

@@ -19,42 +19,13 @@ const DOT_PARTIAL: KernelSpec = KernelSpec {
     entry: "dot_partial",
     storage: &[(1, true), (2, true), (3, false)],
 };
-const SUM_PARTIALS: KernelSpec = KernelSpec {
-    module: "reduce.wgsl",
-    source: bilevel_shaders::REDUCE,
-    entry: "sum_partials",
-    storage: &[(3, false), (4, false)],
-};
+const SUM_PARTIALS: KernelSpec =
+    KernelSpec { module: "reduce.wgsl", source: bilevel_shaders::REDUCE, entry: "sum_partials", storage: &[(3, false), (4, false)] };
 
-pub(crate) fn dot(
-    gpu: &GpuBackend,
-    x: &GpuVector,
-    y: &GpuVector,
-    scale: f64,
-    out: &GpuScalar,
-    accumulate: bool,
-) {
+pub(crate) fn dot(gpu: &GpuBackend, x: &GpuVector, y: &GpuVector, scale: f64, out: &GpuScalar, accumulate: bool) {
     assert_eq!(x.len(), y.len(), "dot: length mismatch");
-    let groups = (x.len() as u32)
-        .div_ceil(bilevel_shaders::WORKGROUP_SIZE)
-        .clamp(1, REDUCE_PARTIALS);
-    let p = Params {
-        n: x.len() as u32,
-        out: out.slot(),
-        accumulate: accumulate as u32,
-        num_partials: groups,
-        scale: scale as f32,
-    };
-    gpu.dispatch_groups(
-        &DOT_PARTIAL,
-        &p,
-        &[x.bound(), y.bound(), gpu.partials_bound()],
-        (groups, 1),
-    );
-    gpu.dispatch_groups(
-        &SUM_PARTIALS,
-        &p,
-        &[gpu.partials_bound(), gpu.scalars_bound()],
-        (1, 1),
-    );
+    let groups = (x.len() as u32).div_ceil(bilevel_shaders::WORKGROUP_SIZE).clamp(1, REDUCE_PARTIALS);
+    let p = Params { n: x.len() as u32, out: out.slot(), accumulate: accumulate as u32, num_partials: groups, scale: scale as f32 };
+    gpu.dispatch_groups(&DOT_PARTIAL, &p, &[x.bound(), y.bound(), gpu.partials_bound()], (groups, 1));
+    gpu.dispatch_groups(&SUM_PARTIALS, &p, &[gpu.partials_bound(), gpu.scalars_bound()], (1, 1));
 }

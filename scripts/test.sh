@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Every test: installs what it needs (idempotent), then formatting and lint gates, the Rust
+# tests (CPU reference, finite differences, closed forms, GPU parity on lavapipe, CLI), and the
+# browser end-to-end test (trunk-built page in headless Chromium on SwiftShader WebGPU).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh --all
+source scripts/env.sh
+
+echo "== rustfmt"
+cargo fmt --all -- --check
+echo "== clippy"
+cargo clippy --all-targets -- -D warnings
+wasm_env cargo clippy --target wasm32-unknown-unknown -p bilevel-web -- -D warnings
+echo "== cargo test"
+cargo test --no-fail-fast
+echo "== browser"
+bash tests/browser/run.sh
