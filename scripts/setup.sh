@@ -33,7 +33,7 @@ apt_install mesa-vulkan-drivers libvulkan1
 
 if [ $want_all -eq 1 ]; then
   # wasm32: Debian's rustc-web ships the standard library's source for -Zbuild-std.
-  apt_install -t bookworm-security rustc-web cargo-web rust-web-src
+  apt_install -t bookworm-security rustc-web cargo-web rust-web-src rust-web-clippy
   apt_install lld chromium
 
   if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$WASM_BINDGEN_VERSION" ]; then
