@@ -81,7 +81,7 @@ impl<'a, B: Backend + 'static> ToyRun<'a, B> {
         config.validate()?;
         // The data seed is fixed by the run seed, so every backend sees the same instance.
         let data = RidgeData::synthetic(config.n_train, config.n_val, config.features, config.noise, config.seed);
-        let problem = Ridge::new(be, &data);
+        let problem = Ridge::ridge(be, &data);
         let outer = OuterLoop::new(be, problem, config.alg, config.hyper.clone(), config.seed.wrapping_add(1));
         Ok(ToyRun { loss: be.scalar("toy.loss"), config, data, outer, elapsed: 0.0 })
     }

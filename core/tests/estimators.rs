@@ -31,7 +31,7 @@ fn estimate(alg: &mut dyn Algorithm<Cpu, Ridge<Cpu>>, be: &Cpu, p: &Ridge<Cpu>, 
 fn aid_cg_with_enough_iterations_matches_the_closed_form() {
     let be = Cpu::new();
     let data = RidgeData::synthetic(120, 90, 17, 0.4, 3);
-    let p = Ridge::new(&be, &data);
+    let p = Ridge::ridge(&be, &data);
     let lam = randn(&mut Sampler::new(4), 17, 0.5);
     let (exact, _) = data.exact_hypergradient(&lam);
     // T = 3000 full-batch steps converge the inner problem; K = 2d CG iterations solve H v = ∇f.
@@ -50,7 +50,7 @@ fn aid_cg_with_enough_iterations_matches_the_closed_form() {
 fn stocbio_mean_error(q: usize, batch: usize, eta: f64) -> f64 {
     let be = Cpu::new();
     let data = RidgeData::synthetic(400, 400, 12, 0.4, 11);
-    let p = Ridge::new(&be, &data);
+    let p = Ridge::ridge(&be, &data);
     let lam = randn(&mut Sampler::new(12), 12, 0.3);
     let (exact, _) = data.exact_hypergradient(&lam);
     let w_star = data.inner_solution(&lam);
