@@ -154,7 +154,7 @@ impl Drop for GpuVector {
 /// `X_Bᵀ E`) with a buffer of batch positions per data row.
 pub enum GpuMatrix {
     Dense { data: GpuVector, rows: usize, cols: usize },
-    Sparse { csr: [GpuVector; 3], csc: [GpuVector; 3], pos: GpuVector, rows: usize, cols: usize },
+    Sparse { csr: Box<[GpuVector; 3]>, csc: Box<[GpuVector; 3]>, pos: GpuVector, rows: usize, cols: usize },
 }
 
 impl GpuMatrix {
@@ -544,8 +544,16 @@ impl Backend for GpuBackend {
             HostMatrix::Csr { rows, cols, indptr, indices, values } => {
                 let (colptr, rowidx, cvals) = m.csc();
                 GpuMatrix::Sparse {
-                    csr: [self.u32s(indptr, "csr.indptr"), self.u32s(indices, "csr.indices"), self.vector_from(values, "csr.values")],
-                    csc: [self.u32s(&colptr, "csc.colptr"), self.u32s(&rowidx, "csc.rowidx"), self.vector_from(&cvals, "csc.values")],
+                    csr: Box::new([
+                        self.u32s(indptr, "csr.indptr"),
+                        self.u32s(indices, "csr.indices"),
+                        self.vector_from(values, "csr.values"),
+                    ]),
+                    csc: Box::new([
+                        self.u32s(&colptr, "csc.colptr"),
+                        self.u32s(&rowidx, "csc.rowidx"),
+                        self.vector_from(&cvals, "csc.values"),
+                    ]),
                     pos: self.vector_slab(self.storage(*rows as u64 * 4, "csc.batch_pos"), *rows),
                     rows: *rows,
                     cols: *cols,
