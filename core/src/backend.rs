@@ -17,6 +17,9 @@ pub struct Coef<'a, S> {
     pub c: f64,
     pub num: Option<&'a S>,
     pub den: Option<&'a S>,
+    /// `Some((s, τ))`: the coefficient is 0 unless `s > τ` (a solver that has reached its
+    /// tolerance stops moving, decided on the device).
+    pub gate: Option<(&'a S, f64)>,
 }
 
 impl<S> Clone for Coef<'_, S> {
@@ -29,15 +32,24 @@ impl<S> Copy for Coef<'_, S> {}
 impl<'a, S> Coef<'a, S> {
     /// A host constant.
     pub fn c(c: f64) -> Self {
-        Coef { c, num: None, den: None }
+        Coef { c, num: None, den: None, gate: None }
     }
     /// `c · num / den`, both device scalars.
     pub fn ratio(c: f64, num: &'a S, den: &'a S) -> Self {
-        Coef { c, num: Some(num), den: Some(den) }
+        Coef { c, num: Some(num), den: Some(den), gate: None }
+    }
+    /// This coefficient while `s > threshold`, else 0.
+    pub fn gated(self, s: &'a S, threshold: f64) -> Self {
+        Coef { gate: Some((s, threshold)), ..self }
     }
     /// The coefficient evaluated from host values of the scalars (the CPU backend's rule, and
     /// the rule the WGSL `coef` function implements).
     pub fn eval(&self, get: impl Fn(&S) -> f64) -> f64 {
+        if let Some((s, threshold)) = self.gate {
+            if get(s) <= threshold {
+                return 0.0;
+            }
+        }
         let mut v = self.c;
         if let Some(n) = self.num {
             v *= get(n);
@@ -260,6 +272,20 @@ pub trait Backend {
     );
     /// `out_j = scale·e^{λ_j}·Σ_k A_jk B_jk` for `d × c` matrices A, B.
     fn exp_rowdot(&self, lambda: &Self::Vector, a: &Self::Vector, b: &Self::Vector, c: usize, scale: f64, out: &mut Self::Vector);
+    /// Adam's update with bias corrections folded into `lr` and `eps`:
+    /// `m ← β₁m + (1−β₁)g;  v ← β₂v + (1−β₂)g²;  x ← x − lr·m/(√v + eps)`.
+    #[allow(clippy::too_many_arguments)]
+    fn adam(
+        &self,
+        g: &Self::Vector,
+        m: &mut Self::Vector,
+        v: &mut Self::Vector,
+        x: &mut Self::Vector,
+        lr: f64,
+        beta1: f64,
+        beta2: f64,
+        eps: f64,
+    );
     /// `out ← scale·Σ_i x_i` (or `+=` when `accumulate`).
     fn sum(&self, x: &Self::Vector, scale: f64, out: &Self::Scalar, accumulate: bool);
 

@@ -288,6 +288,15 @@ impl<T: Real> Backend for CpuBackend<T> {
         }
     }
 
+    fn adam(&self, g: &Vec<T>, m: &mut Vec<T>, v: &mut Vec<T>, x: &mut Vec<T>, lr: f64, beta1: f64, beta2: f64, eps: f64) {
+        let (lr, b1, b2, eps) = (to_t::<T>(lr), to_t::<T>(beta1), to_t::<T>(beta2), to_t::<T>(eps));
+        for i in 0..x.len() {
+            m[i] = b1 * m[i] + (T::one() - b1) * g[i];
+            v[i] = b2 * v[i] + (T::one() - b2) * g[i] * g[i];
+            x[i] = x[i] - lr * m[i] / (v[i].sqrt() + eps);
+        }
+    }
+
     fn sum(&self, x: &Vec<T>, scale: f64, out: &Cell<T>, accumulate: bool) {
         let s = x.iter().fold(T::zero(), |acc, &v| acc + v) * to_t(scale);
         out.set(if accumulate { out.get() + s } else { s });

@@ -7,6 +7,7 @@ mod common;
 use bilevel_core::algorithms::{AlgKind, Hyper};
 use bilevel_core::backend::{HostMatrix, LossKind, Reg};
 use bilevel_core::cpu::CpuBackend;
+use bilevel_core::outer::{OuterLoop, OuterOpt};
 use bilevel_core::problems::glm::{Glm, GlmData, HyperKind};
 use bilevel_core::problems::ridge::RidgeData;
 use bilevel_core::problems::synthetic::SyntheticSpec;
@@ -45,8 +46,18 @@ fn kernel_outputs<B: Backend>(be: &B, n: usize, rows: usize, seed: u64) -> Vec<(
     read(&mut out, "axpby zero denominator", &y);
     be.scale(Coef::ratio(1.0, &s_xy, &s_xx), &mut y);
     read(&mut out, "scale ratio", &y);
+    // Gates: open (xᵀx > 0.5) and shut (0 > 0.5 is false).
+    be.axpby(Coef::c(0.5).gated(&s_xx, 0.5), &x, Coef::c(1.0).gated(&zero, 0.5), &mut y);
+    read(&mut out, "axpby gated", &y);
     be.copy(&x, &mut y);
     read(&mut out, "copy", &y);
+    let (mut m1, mut m2, mut xa) = (be.vector_from(&ys, "m"), be.zeros(n, "v"), be.vector_from(&xs, "xa"));
+    for _ in 0..3 {
+        be.adam(&y, &mut m1, &mut m2, &mut xa, 0.1, 0.9, 0.99, 1e-3);
+    }
+    read(&mut out, "adam x", &xa);
+    read(&mut out, "adam m", &m1);
+    read(&mut out, "adam v", &m2);
     be.fill(Coef::ratio(3.0, &s_xy, &s_xx), &mut y);
     read(&mut out, "fill ratio", &y);
     let scalars = [&s_xx, &s_xy, &zero].map(|sc| block(be.read_scalar(sc)).unwrap());
@@ -226,6 +237,7 @@ fn toy_records<B: Backend + 'static>(be: &B, alg: AlgKind, epochs: usize) -> Vec
     let config = ToyConfig {
         alg,
         hyper: Hyper { t: 10, q: 10, eta: 0.5, alpha: 0.5, beta: 5.0, batch_size: 37, val_batch_size: 41 },
+        opt: OuterOpt::Sgd { momentum: 0.0 },
         seed: 3,
         epochs,
         n_train: 300,
@@ -263,6 +275,7 @@ fn steady_state_iterations_allocate_no_new_buffers() {
         let config = ToyConfig {
             alg,
             hyper: Hyper { t: 5, q: 5, eta: 0.5, alpha: 0.5, beta: 1.0, batch_size: 33, val_batch_size: 33 },
+            opt: OuterOpt::Sgd { momentum: 0.0 },
             seed: 0,
             epochs: 8,
             n_train: 200,
@@ -281,4 +294,75 @@ fn steady_state_iterations_allocate_no_new_buffers() {
         }
         assert_eq!(g.allocated_bytes().0, after_warmup, "{alg}: pooled buffers should be reused");
     }
+}
+
+/// x after each of `iters` outer iterations of `alg` on backend `B`.
+fn trajectory<B: Backend + 'static>(be: &B, data: &GlmData, hyper_kind: HyperKind, alg: AlgKind, iters: usize) -> Vec<Vec<f64>> {
+    let h = Hyper { t: 5, q: 5, eta: 0.3, alpha: 0.3, beta: 0.5, batch_size: 23, val_batch_size: 19 };
+    let mut run = OuterLoop::new(be, Glm::new(be, data, hyper_kind), alg, h, OuterOpt::adam(), 5);
+    (0..iters)
+        .map(|_| {
+            run.estimate();
+            run.update();
+            block(be.read_vector(&run.x)).unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn every_algorithm_matches_the_cpu_run_on_every_problem() {
+    let spec =
+        |loss, classes, nnz, bias| SyntheticSpec { n_train: 67, n_val: 45, features: 11, classes, loss, nnz_per_row: nnz, bias, seed: 4 };
+    let cases = [
+        ("ridge", RidgeData::synthetic(67, 45, 11, 0.5, 4).glm(), HyperKind::FeatureRidge { scale: 1.0 }),
+        ("logreg", spec(LossKind::Logistic, 1, None, false).generate(), HyperKind::FeatureRidge { scale: 1.0 }),
+        ("multilogreg", spec(LossKind::Softmax, 5, Some(4), false).generate(), HyperKind::FeatureRidge { scale: 1.0 }),
+        ("hyperclean", spec(LossKind::Softmax, 3, None, true).generate(), HyperKind::SampleWeights { rho: 0.01 }),
+    ];
+    let (c, g) = (CpuBackend::<f64>::new(), gpu());
+    for (name, data, hk) in &cases {
+        for alg in AlgKind::ALL {
+            let (tc, tg) = (trajectory(&c, data, *hk, alg, 3), trajectory(&g, data, *hk, alg, 3));
+            for (k, (a, b)) in tg.iter().zip(&tc).enumerate() {
+                let err = rel_err(a, b);
+                assert!(err < 1e-3, "{name} {alg} iteration {k}: x on GPU vs CPU rel err {err:e}");
+            }
+        }
+    }
+}
+
+#[test]
+fn reverse_mode_memory_does_not_grow_with_t() {
+    // Backpropagating through all T steps (K = T) keeps a fixed number of checkpoints and
+    // recomputes the rest, so the peak of GPU bytes allocated is the same for every T.
+    let data = SyntheticSpec {
+        n_train: 200,
+        n_val: 100,
+        features: 50,
+        classes: 10,
+        loss: LossKind::Softmax,
+        nnz_per_row: None,
+        bias: true,
+        seed: 1,
+    }
+    .generate();
+    let peaks: Vec<u64> = [8, 32, 128]
+        .iter()
+        .map(|&t| {
+            let g = gpu();
+            let h = Hyper { t, q: t, eta: 0.5, alpha: 0.1, beta: 0.1, batch_size: 10, val_batch_size: 10 };
+            let mut run = OuterLoop::new(
+                &g,
+                Glm::new(&g, &data, HyperKind::SampleWeights { rho: 0.001 }),
+                AlgKind::Reverse,
+                h,
+                OuterOpt::Sgd { momentum: 0.0 },
+                0,
+            );
+            run.estimate();
+            block(g.read_vector(&run.h)).unwrap();
+            g.allocated_bytes().1
+        })
+        .collect();
+    assert!(peaks.windows(2).all(|w| w[0] == w[1]), "peak GPU bytes grew with T: {peaks:?}");
 }

@@ -24,7 +24,15 @@ pub const DENSE: &str = include_str!("../dense.wgsl");
 pub const SPARSE: &str = include_str!("../sparse.wgsl");
 /// Row-wise GLM losses (squared, logistic, softmax), their curvature, and the mixed products.
 pub const LOSS: &str = include_str!("../loss.wgsl");
+/// Outer optimiser updates (Adam).
+pub const OPTIM: &str = include_str!("../optim.wgsl");
 
 /// Every WGSL source with its file name, for validation and for pipeline caching.
-pub const ALL: &[(&str, &str)] =
-    &[("blas1.wgsl", BLAS1), ("reduce.wgsl", REDUCE), ("dense.wgsl", DENSE), ("sparse.wgsl", SPARSE), ("loss.wgsl", LOSS)];
+pub const ALL: &[(&str, &str)] = &[
+    ("blas1.wgsl", BLAS1),
+    ("reduce.wgsl", REDUCE),
+    ("dense.wgsl", DENSE),
+    ("sparse.wgsl", SPARSE),
+    ("loss.wgsl", LOSS),
+    ("optim.wgsl", OPTIM),
+];

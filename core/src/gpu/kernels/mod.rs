@@ -5,6 +5,7 @@
 pub mod blas1;
 pub mod dense;
 pub mod loss;
+pub mod optim;
 pub mod reduce;
 pub mod sparse;
 
