@@ -102,7 +102,7 @@ impl<'a, B: Backend + 'static, P: Problem<B>> OuterLoop<'a, B, P> {
         let k = self.iter;
         let lr = self.hyper.beta * self.schedule().factor(k);
         match self.opt {
-            OuterOpt::Sgd { momentum } if momentum == 0.0 => self.be.axpy(Coef::c(-lr), &self.h, &mut self.x),
+            OuterOpt::Sgd { momentum: 0.0 } => self.be.axpy(Coef::c(-lr), &self.h, &mut self.x),
             OuterOpt::Sgd { momentum } => {
                 self.be.axpby(Coef::c(1.0), &self.h, Coef::c(momentum), &mut self.m1);
                 self.be.axpy(Coef::c(-lr), &self.m1, &mut self.x);
