@@ -10,11 +10,14 @@ struct Params {
     a_den: u32,
     b_num: u32,
     b_den: u32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
+    // Gates: a (b) is 0 unless scalars[a_gate] > a_thr (NONE: no gate).
+    a_gate: u32,
+    b_gate: u32,
+    _pad: u32,
     a_c: f32,
     b_c: f32,
+    a_thr: f32,
+    b_thr: f32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -25,7 +28,8 @@ fn linear_index(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
 
 // A coefficient c * num / den. A zero denominator gives 0: for CG this means "converged, take
 // no step", the same guard the CPU backend applies.
-fn coef(c: f32, num: u32, den: u32) -> f32 {
+fn coef(c: f32, num: u32, den: u32, gate: u32, thr: f32) -> f32 {
+    if (gate != NONE && scalars_in[gate] <= thr) { return 0.0; }
     var v = c;
     if (num != NONE) { v = v * scalars_in[num]; }
     if (den != NONE) {
@@ -45,8 +49,8 @@ fn coef(c: f32, num: u32, den: u32) -> f32 {
 fn axpby(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = linear_index(gid, nwg);
     if (i >= p.n) { return; }
-    let a = coef(p.a_c, p.a_num, p.a_den);
-    let b = coef(p.b_c, p.b_num, p.b_den);
+    let a = coef(p.a_c, p.a_num, p.a_den, p.a_gate, p.a_thr);
+    let b = coef(p.b_c, p.b_num, p.b_den, p.b_gate, p.b_thr);
     var v = a * x[i];
     if (b != 0.0) { v = v + b * y[i]; }
     y[i] = v;
@@ -57,7 +61,7 @@ fn axpby(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups)
 fn fill(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = linear_index(gid, nwg);
     if (i >= p.n) { return; }
-    y[i] = coef(p.a_c, p.a_num, p.a_den);
+    y[i] = coef(p.a_c, p.a_num, p.a_den, p.a_gate, p.a_thr);
 }
 
 // y <- b y (x is bound but unread).
@@ -65,5 +69,5 @@ fn fill(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
 fn scale(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = linear_index(gid, nwg);
     if (i >= p.n) { return; }
-    y[i] = coef(p.b_c, p.b_num, p.b_den) * y[i];
+    y[i] = coef(p.b_c, p.b_num, p.b_den, p.b_gate, p.b_thr) * y[i];
 }

@@ -1,24 +1,27 @@
-// Dense row-major data X (rows x cols) with mini-batches given as row indices, gathered from
-// data already resident on the GPU. Both products are atomic-free: one invocation owns one
-// output entry.
-
-const NONE: u32 = 0xffffffffu;
+// Dense row-major data X (rows x cols) times feature-major c-column matrices, with mini-batches
+// given as row indices gathered from data already resident on the GPU. Atomic-free: one
+// invocation owns one output entry.
 
 struct Params {
-    // Number of batch rows (b), columns (d).
+    // Batch rows b, data columns d, classes c.
     rows: u32,
     cols: u32,
+    c: u32,
     // 1 when `idx` holds the batch's row indices, 0 for "all rows in order".
     use_idx: u32,
-    // rows_matvec: 1 to subtract the gathered targets t[row].
-    // rows_tmatvec: 1 to add the ridge term exp(lam_j) * v_j.
-    flag: u32,
+    // gather_tmatmul's regulariser: 0 none, 1 coef*exp(lam_j)*v_jk, 2 coef*v_jk.
+    reg: u32,
     scale: f32,
+    coef: f32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> xmat: array<f32>;
 @group(0) @binding(2) var<storage, read> idx: array<u32>;
+@group(0) @binding(3) var<storage, read> rhs: array<f32>;
+@group(0) @binding(4) var<storage, read> lam: array<f32>;
+@group(0) @binding(5) var<storage, read> v: array<f32>;
+@group(0) @binding(6) var<storage, read_write> out: array<f32>;
 
 fn linear_index(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return gid.x + gid.y * nwg.x * 256u;
@@ -29,47 +32,38 @@ fn row_of(k: u32) -> u32 {
     return k;
 }
 
-@group(0) @binding(3) var<storage, read> v: array<f32>;
-@group(0) @binding(4) var<storage, read> t: array<f32>;
-@group(0) @binding(5) var<storage, read_write> r: array<f32>;
+fn reg_term(j: u32, t: u32) -> f32 {
+    if (p.reg == 1u) { return p.coef * exp(lam[j]) * v[t]; }
+    if (p.reg == 2u) { return p.coef * v[t]; }
+    return 0.0;
+}
 
-// r_k = scale * (X[row_k, :] . v - flag * t[row_k])   for k < rows.
+// Z[k, kk] = X[row_k, :] . W[:, kk]   (rhs = W, d x c)
 @compute @workgroup_size(256)
-fn rows_matvec(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let k = linear_index(gid, nwg);
-    if (k >= p.rows) { return; }
-    let row = row_of(k);
-    let base = row * p.cols;
+fn gather_matmul(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let t = linear_index(gid, nwg);
+    if (t >= p.rows * p.c) { return; }
+    let k = t / p.c;
+    let kk = t % p.c;
+    let base = row_of(k) * p.cols;
     var acc = 0.0;
     for (var j = 0u; j < p.cols; j = j + 1u) {
-        acc = acc + xmat[base + j] * v[j];
+        acc = acc + xmat[base + j] * rhs[j * p.c + kk];
     }
-    if (p.flag == 1u) { acc = acc - t[row]; }
-    r[k] = p.scale * acc;
+    out[t] = acc;
 }
 
-@group(0) @binding(6) var<storage, read> lam: array<f32>;
-@group(0) @binding(7) var<storage, read_write> out: array<f32>;
-
-// out_j = scale * sum_k X[row_k, j] r_k  (+ exp(lam_j) v_j when flag == 1)   for j < cols.
-// Invocations walk a column each, so neighbouring invocations read neighbouring addresses.
+// out[j, kk] = scale * sum_k X[row_k, j] E[k, kk] + reg   (rhs = E, b x c). Neighbouring
+// invocations read neighbouring columns of X.
 @compute @workgroup_size(256)
-fn rows_tmatvec(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let j = linear_index(gid, nwg);
-    if (j >= p.cols) { return; }
+fn gather_tmatmul(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let t = linear_index(gid, nwg);
+    if (t >= p.cols * p.c) { return; }
+    let j = t / p.c;
+    let kk = t % p.c;
     var acc = 0.0;
     for (var k = 0u; k < p.rows; k = k + 1u) {
-        acc = acc + xmat[row_of(k) * p.cols + j] * r[k];
+        acc = acc + xmat[row_of(k) * p.cols + j] * rhs[k * p.c + kk];
     }
-    acc = p.scale * acc;
-    if (p.flag == 1u) { acc = acc + exp(lam[j]) * v[j]; }
-    out[j] = acc;
-}
-
-// out_j = scale * exp(lam_j) * v_j * t_j  (the ridge mixed product J[v] and the regulariser).
-@compute @workgroup_size(256)
-fn exp_hadamard(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let j = linear_index(gid, nwg);
-    if (j >= p.cols) { return; }
-    out[j] = p.scale * exp(lam[j]) * v[j] * t[j];
+    out[t] = p.scale * acc + reg_term(j, t);
 }

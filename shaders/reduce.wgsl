@@ -9,6 +9,8 @@ struct Params {
     accumulate: u32,
     num_partials: u32,
     scale: f32,
+    // 0: sum x (y unread), 1: x . y.
+    has_y: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -36,7 +38,7 @@ fn dot_partial(@builtin(local_invocation_id) lid3: vec3<u32>,
     var i = wid.x * 256u + lid;
     let stride = nwg.x * 256u;
     while (i < p.n) {
-        acc = acc + x[i] * y[i];
+        if (p.has_y == 1u) { acc = acc + x[i] * y[i]; } else { acc = acc + x[i]; }
         i = i + stride;
     }
     tree[lid] = acc;

@@ -17,6 +17,9 @@ pub struct Coef<'a, S> {
     pub c: f64,
     pub num: Option<&'a S>,
     pub den: Option<&'a S>,
+    /// `Some((s, τ))`: the coefficient is 0 unless `s > τ` (a solver that has reached its
+    /// tolerance stops moving, decided on the device).
+    pub gate: Option<(&'a S, f64)>,
 }
 
 impl<S> Clone for Coef<'_, S> {
@@ -29,15 +32,24 @@ impl<S> Copy for Coef<'_, S> {}
 impl<'a, S> Coef<'a, S> {
     /// A host constant.
     pub fn c(c: f64) -> Self {
-        Coef { c, num: None, den: None }
+        Coef { c, num: None, den: None, gate: None }
     }
     /// `c · num / den`, both device scalars.
     pub fn ratio(c: f64, num: &'a S, den: &'a S) -> Self {
-        Coef { c, num: Some(num), den: Some(den) }
+        Coef { c, num: Some(num), den: Some(den), gate: None }
+    }
+    /// This coefficient while `s > threshold`, else 0.
+    pub fn gated(self, s: &'a S, threshold: f64) -> Self {
+        Coef { gate: Some((s, threshold)), ..self }
     }
     /// The coefficient evaluated from host values of the scalars (the CPU backend's rule, and
     /// the rule the WGSL `coef` function implements).
     pub fn eval(&self, get: impl Fn(&S) -> f64) -> f64 {
+        if let Some((s, threshold)) = self.gate {
+            if get(s) <= threshold {
+                return 0.0;
+            }
+        }
         let mut v = self.c;
         if let Some(n) = self.num {
             v *= get(n);
@@ -67,13 +79,106 @@ impl<I> Clone for Rows<'_, I> {
 }
 impl<I> Copy for Rows<'_, I> {}
 
+/// The loss of a generalised linear model, row by row (`z` a row of predictions, `t` its target).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub enum LossKind {
+    /// `ℓ = ½(z − t)²` (c = 1).
+    Squared,
+    /// Binary logistic, `t ∈ {0, 1}`: `ℓ = log(1 + e^z) − t z` (c = 1; labels ±1 map to 1/0).
+    Logistic,
+    /// Softmax cross-entropy over c classes, `t` the class index: `ℓ = lse(z) − z_t`.
+    Softmax,
+}
+
+impl LossKind {
+    /// The id the WGSL kernels switch on.
+    pub fn id(self) -> u32 {
+        match self {
+            LossKind::Squared => 0,
+            LossKind::Logistic => 1,
+            LossKind::Softmax => 2,
+        }
+    }
+}
+
+/// The regulariser term added by [`Backend::gather_tmatmul`] (its derivative, in fact).
+pub enum Reg<'a, B: Backend + ?Sized> {
+    None,
+    /// `+ coef·e^{λ_j}·v_jk` (per-feature ridge).
+    ExpLambda {
+        lambda: &'a B::Vector,
+        v: &'a B::Vector,
+        coef: f64,
+    },
+    /// `+ coef·v_jk` (a fixed Frobenius penalty).
+    Scaled {
+        v: &'a B::Vector,
+        coef: f64,
+    },
+}
+
+/// A data matrix on the host, before upload: dense row-major or sparse CSR.
+#[derive(Clone, Debug)]
+pub enum HostMatrix {
+    Dense { rows: usize, cols: usize, data: Vec<f64> },
+    Csr { rows: usize, cols: usize, indptr: Vec<u32>, indices: Vec<u32>, values: Vec<f64> },
+}
+
+impl HostMatrix {
+    pub fn shape(&self) -> (usize, usize) {
+        match self {
+            HostMatrix::Dense { rows, cols, .. } | HostMatrix::Csr { rows, cols, .. } => (*rows, *cols),
+        }
+    }
+    pub fn nnz(&self) -> usize {
+        match self {
+            HostMatrix::Dense { data, .. } => data.len(),
+            HostMatrix::Csr { values, .. } => values.len(),
+        }
+    }
+    /// Row `i` as (column, value) pairs.
+    pub fn row(&self, i: usize) -> Vec<(usize, f64)> {
+        match self {
+            HostMatrix::Dense { cols, data, .. } => (0..*cols).map(|j| (j, data[i * cols + j])).collect(),
+            HostMatrix::Csr { indptr, indices, values, .. } => {
+                (indptr[i] as usize..indptr[i + 1] as usize).map(|p| (indices[p] as usize, values[p])).collect()
+            }
+        }
+    }
+    /// The transpose's CSR arrays (= this matrix's CSC): `(colptr, rowidx, values)`.
+    pub fn csc(&self) -> (Vec<u32>, Vec<u32>, Vec<f64>) {
+        let (rows, cols) = self.shape();
+        let mut count = vec![0u32; cols + 1];
+        for i in 0..rows {
+            for (j, _) in self.row(i) {
+                count[j + 1] += 1;
+            }
+        }
+        for j in 0..cols {
+            count[j + 1] += count[j];
+        }
+        let mut next = count.clone();
+        let nnz = count[cols] as usize;
+        let (mut ri, mut vals) = (vec![0u32; nnz], vec![0.0; nnz]);
+        for i in 0..rows {
+            for (j, v) in self.row(i) {
+                let p = next[j] as usize;
+                ri[p] = i as u32;
+                vals[p] = v;
+                next[j] += 1;
+            }
+        }
+        (count, ri, vals)
+    }
+}
+
 /// Resident buffers and the enqueue-only operations on them.
 pub trait Backend {
     /// A resident vector of reals (f64 on the CPU reference, f32 on the GPU).
     type Vector;
     /// A resident scalar, written by reductions and read by [`Coef`]s.
     type Scalar;
-    /// A resident dense row-major data matrix.
+    /// A resident data matrix (dense row-major or sparse CSR).
     type Matrix;
     /// A resident set of row indices (a mini-batch).
     type Indices;
@@ -85,7 +190,7 @@ pub trait Backend {
     fn zeros(&self, len: usize, label: &str) -> Self::Vector;
     fn vector_from(&self, data: &[f64], label: &str) -> Self::Vector;
     fn scalar(&self, label: &str) -> Self::Scalar;
-    fn matrix_from(&self, rows: usize, cols: usize, data: &[f64], label: &str) -> Self::Matrix;
+    fn matrix_from(&self, m: &HostMatrix, label: &str) -> Self::Matrix;
     fn indices(&self, idx: &[u32]) -> Self::Indices;
     fn vector_len(&self, v: &Self::Vector) -> usize;
     fn indices_len(&self, idx: &Self::Indices) -> usize;
@@ -107,29 +212,82 @@ pub trait Backend {
     /// `out ← scale·xᵀy` (or `out += scale·xᵀy` when `accumulate`).
     fn dot(&self, x: &Self::Vector, y: &Self::Vector, scale: f64, out: &Self::Scalar, accumulate: bool);
 
-    // ---- dense data (row-major X, mini-batches as row indices) ----
-    /// `r_k = scale·(X[row_k,:]·v − t[row_k])` for the batch's rows (`t` optional).
-    fn rows_matvec(
+    // ---- data products (X dense row-major or sparse CSR; mini-batches as row indices) ----
+    /// `Z[k, :] = X[row_k, :] · W` for the batch's rows, with `W` a `d × c` row-major matrix
+    /// (feature-major: row j holds the c class weights of feature j) and `Z` a `b × c` one.
+    fn gather_matmul(&self, x: &Self::Matrix, rows: Rows<'_, Self::Indices>, w: &Self::Vector, c: usize, z: &mut Self::Vector);
+    /// `out = scale · X_Bᵀ E + reg`, with `E` a `b × c` matrix of the batch's rows and `out` `d × c`.
+    #[allow(clippy::too_many_arguments)]
+    fn gather_tmatmul(
         &self,
         x: &Self::Matrix,
         rows: Rows<'_, Self::Indices>,
-        v: &Self::Vector,
-        t: Option<&Self::Vector>,
+        e: &Self::Vector,
+        c: usize,
         scale: f64,
-        r: &mut Self::Vector,
-    );
-    /// `out_j = scale·Σ_k X[row_k, j] r_k (+ e^{λ_j} v_j when `ridge = Some((λ, v))`)`.
-    fn rows_tmatvec(
-        &self,
-        x: &Self::Matrix,
-        rows: Rows<'_, Self::Indices>,
-        r: &Self::Vector,
-        scale: f64,
-        ridge: Option<(&Self::Vector, &Self::Vector)>,
+        reg: Reg<'_, Self>,
         out: &mut Self::Vector,
     );
-    /// `out_j = scale·e^{λ_j}·a_j·b_j`.
-    fn exp_hadamard(&self, lambda: &Self::Vector, a: &Self::Vector, b: &Self::Vector, scale: f64, out: &mut Self::Vector);
+
+    // ---- row-wise losses on a batch of predictions Z (b × c) ----
+    /// `R_k = scale·w_k·ℓ'(Z_k; t_{row_k})` and optionally `loss_k = scale·w_k·ℓ(Z_k; t_{row_k})`,
+    /// with `w_k = σ(λ[row_k])` when `weights = Some(λ)`, else 1.
+    #[allow(clippy::too_many_arguments)]
+    fn loss_residual(
+        &self,
+        kind: LossKind,
+        z: &Self::Vector,
+        targets: &Self::Vector,
+        rows: Rows<'_, Self::Indices>,
+        c: usize,
+        weights: Option<&Self::Vector>,
+        scale: f64,
+        r: &mut Self::Vector,
+        loss: Option<&mut Self::Vector>,
+    );
+    /// `M_k = scale·w_k·ℓ''(Z_k)·U_k` (the loss Hessian applied to a batch direction U).
+    #[allow(clippy::too_many_arguments)]
+    fn loss_curvature(
+        &self,
+        kind: LossKind,
+        z: &Self::Vector,
+        u: &Self::Vector,
+        rows: Rows<'_, Self::Indices>,
+        c: usize,
+        weights: Option<&Self::Vector>,
+        scale: f64,
+        m: &mut Self::Vector,
+    );
+    /// `out[row_k] = scale·σ'(λ[row_k])·⟨A_k, B_k⟩` for the batch's rows (other entries untouched).
+    #[allow(clippy::too_many_arguments)]
+    fn rowdot_sigmoid_scatter(
+        &self,
+        a: &Self::Vector,
+        b: &Self::Vector,
+        rows: Rows<'_, Self::Indices>,
+        c: usize,
+        lambda: &Self::Vector,
+        scale: f64,
+        out: &mut Self::Vector,
+    );
+    /// `out_j = scale·e^{λ_j}·Σ_k A_jk B_jk` for `d × c` matrices A, B.
+    fn exp_rowdot(&self, lambda: &Self::Vector, a: &Self::Vector, b: &Self::Vector, c: usize, scale: f64, out: &mut Self::Vector);
+    /// Adam's update with bias corrections folded into `lr` and `eps`:
+    /// `m ← β₁m + (1−β₁)g;  v ← β₂v + (1−β₂)g²;  x ← x − lr·m/(√v + eps)`.
+    #[allow(clippy::too_many_arguments)]
+    fn adam(
+        &self,
+        g: &Self::Vector,
+        m: &mut Self::Vector,
+        v: &mut Self::Vector,
+        x: &mut Self::Vector,
+        lr: f64,
+        beta1: f64,
+        beta2: f64,
+        eps: f64,
+    );
+    /// `out ← scale·Σ_i x_i` (or `+=` when `accumulate`).
+    fn sum(&self, x: &Self::Vector, scale: f64, out: &Self::Scalar, accumulate: bool);
 
     // ---- conveniences built on the primitives ----
     /// `y ← y + a·x`.

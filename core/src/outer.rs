@@ -1,50 +1,125 @@
-//! The outer loop shared by every algorithm: T inner steps from a warm start and a hypergradient
-//! estimate (the algorithm's part), then the outer SGD step `x ← x − β ĥ`.
+//! The outer loop shared by every algorithm: the algorithm's inner loop and hypergradient
+//! estimate, then the outer step on x with SGD (optionally with momentum, as the reference code
+//! offers) or Adam, at the algorithm's step-size schedule. Oracle calls are counted.
 
-use crate::algorithms::{AlgKind, Algorithm, Hyper};
+use serde::Serialize;
+
+use crate::algorithms::{AlgKind, Algorithm, Hyper, Schedule};
 use crate::backend::{Backend, Coef};
+use crate::problems::counted::{Counted, OracleCounts};
 use crate::problems::Problem;
 use crate::sampler::Sampler;
+use crate::{Error, Result};
+
+/// The outer optimiser.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub enum OuterOpt {
+    /// `m ← μ m + ĥ;  x ← x − β_k m` (PyTorch's SGD; μ = 0 is plain SGD).
+    Sgd { momentum: f64 },
+    /// Adam (Kingma & Ba) with bias correction.
+    Adam { beta1: f64, beta2: f64, eps: f64 },
+}
+
+impl OuterOpt {
+    pub fn adam() -> Self {
+        OuterOpt::Adam { beta1: 0.9, beta2: 0.999, eps: 1e-8 }
+    }
+    pub fn validate(&self) -> Result<()> {
+        let ok = match *self {
+            OuterOpt::Sgd { momentum } => (0.0..1.0).contains(&momentum),
+            OuterOpt::Adam { beta1, beta2, eps } => (0.0..1.0).contains(&beta1) && (0.0..1.0).contains(&beta2) && eps > 0.0,
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(Error::InvalidArgument(format!("invalid outer optimiser settings {self:?} (momentum and Adam betas in [0, 1))")))
+        }
+    }
+}
 
 /// A bilevel run's resident state: hyperparameters x, warm-started inner variable y, the last
-/// hypergradient estimate h.
+/// hypergradient estimate h, and the optimiser's moments.
 pub struct OuterLoop<'a, B: Backend, P: Problem<B>> {
     pub be: &'a B,
-    pub problem: P,
+    pub problem: Counted<P>,
     pub hyper: Hyper,
-    alg: Box<dyn Algorithm<B, P>>,
+    pub opt: OuterOpt,
+    alg: Box<dyn Algorithm<B, Counted<P>>>,
     pub x: B::Vector,
     pub y: B::Vector,
     pub h: B::Vector,
+    m1: B::Vector,
+    m2: B::Vector,
     pub rng: Sampler,
     pub iter: usize,
 }
 
 impl<'a, B: Backend + 'static, P: Problem<B>> OuterLoop<'a, B, P> {
-    /// x and y start at zero (as in the reference code).
-    pub fn new(be: &'a B, problem: P, alg: AlgKind, hyper: Hyper, seed: u64) -> Self {
+    /// x and y start at zero (as in the reference code); see [`OuterLoop::with_start`].
+    pub fn new(be: &'a B, problem: P, alg: AlgKind, hyper: Hyper, opt: OuterOpt, seed: u64) -> Self {
+        let problem = Counted::new(problem);
         let alg = alg.build(be, &problem, &hyper);
+        let (dx, dy) = (problem.dim_x(), problem.dim_y());
         OuterLoop {
-            x: be.zeros(problem.dim_x(), "outer.x"),
-            y: be.zeros(problem.dim_y(), "outer.y"),
-            h: be.zeros(problem.dim_x(), "outer.h"),
+            x: be.zeros(dx, "outer.x"),
+            y: be.zeros(dy, "outer.y"),
+            h: be.zeros(dx, "outer.h"),
+            m1: be.zeros(dx, "outer.m1"),
+            m2: be.zeros(dx, "outer.m2"),
             be,
             problem,
             hyper,
+            opt,
             alg,
             rng: Sampler::new(seed),
             iter: 0,
         }
     }
 
-    /// The algorithm's inner loop and hypergradient estimate at the current x (enqueued).
-    pub fn estimate(&mut self) {
-        self.alg.inner_and_hypergradient(self.be, &self.problem, &self.x, &mut self.y, &mut self.h, &mut self.rng);
+    /// Replaces the starting point (x, y) (host values).
+    pub fn with_start(mut self, x: Option<&[f64]>, y: Option<&[f64]>) -> Self {
+        if let Some(x) = x {
+            self.x = self.be.vector_from(x, "outer.x");
+        }
+        if let Some(y) = y {
+            self.y = self.be.vector_from(y, "outer.y");
+        }
+        self
     }
 
-    /// The outer SGD step x ← x − β ĥ (enqueued).
+    /// Oracle calls so far.
+    pub fn counts(&self) -> OracleCounts {
+        self.problem.counts()
+    }
+
+    /// The algorithm's inner loop and hypergradient estimate at the current x (enqueued).
+    pub fn estimate(&mut self) {
+        self.alg.inner_and_hypergradient(self.be, &self.problem, self.iter, &self.x, &mut self.y, &mut self.h, &mut self.rng);
+    }
+
+    /// The outer step with the current estimate (enqueued).
     pub fn update(&mut self) {
-        self.be.axpy(Coef::c(-self.hyper.beta), &self.h, &mut self.x);
+        let k = self.iter;
+        let lr = self.hyper.beta * self.schedule().factor(k);
+        match self.opt {
+            OuterOpt::Sgd { momentum: 0.0 } => self.be.axpy(Coef::c(-lr), &self.h, &mut self.x),
+            OuterOpt::Sgd { momentum } => {
+                self.be.axpby(Coef::c(1.0), &self.h, Coef::c(momentum), &mut self.m1);
+                self.be.axpy(Coef::c(-lr), &self.m1, &mut self.x);
+            }
+            OuterOpt::Adam { beta1, beta2, eps } => {
+                let t = (k + 1) as i32;
+                // Bias corrections folded into the step: lr_t = lr √(1 − β₂ᵗ) / (1 − β₁ᵗ).
+                let lr_t = lr * (1.0 - beta2.powi(t)).sqrt() / (1.0 - beta1.powi(t));
+                let eps_t = eps * (1.0 - beta2.powi(t)).sqrt();
+                self.be.adam(&self.h, &mut self.m1, &mut self.m2, &mut self.x, lr_t, beta1, beta2, eps_t);
+            }
+        }
         self.iter += 1;
+    }
+
+    /// The schedule of the algorithm in use.
+    pub fn schedule(&self) -> Schedule {
+        self.alg.outer_schedule()
     }
 }

@@ -24,6 +24,11 @@ impl Sampler {
         index::sample(&mut self.rng, n, b).into_iter().map(|i| i as u32).collect()
     }
 
+    /// A uniform integer in `0..n` (`n ≥ 1`).
+    pub fn below(&mut self, n: usize) -> usize {
+        self.rng.random_range(0..n.max(1))
+    }
+
     /// A standard normal variate (Box–Muller; `rand_distr` is not needed for this).
     pub fn normal(&mut self) -> f64 {
         let u1: f64 = 1.0 - self.rng.random::<f64>();

@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use crate::algorithms::{AlgKind, Hyper};
 use crate::backend::{Backend, Rows};
-use crate::outer::OuterLoop;
+use crate::outer::{OuterLoop, OuterOpt};
 use crate::problems::ridge::{Ridge, RidgeData};
 use crate::problems::Problem;
 use crate::{Error, Result};
@@ -16,6 +16,7 @@ use crate::{Error, Result};
 pub struct ToyConfig {
     pub alg: AlgKind,
     pub hyper: Hyper,
+    pub opt: OuterOpt,
     pub seed: u64,
     pub epochs: usize,
     pub n_train: usize,
@@ -29,6 +30,7 @@ pub struct ToyConfig {
 impl ToyConfig {
     pub fn validate(&self) -> Result<()> {
         self.hyper.validate()?;
+        self.opt.validate()?;
         for (name, v) in [("n_train", self.n_train), ("n_val", self.n_val), ("features", self.features)] {
             if v == 0 {
                 return Err(Error::InvalidArgument(format!("--{name} must be at least 1")));
@@ -81,8 +83,8 @@ impl<'a, B: Backend + 'static> ToyRun<'a, B> {
         config.validate()?;
         // The data seed is fixed by the run seed, so every backend sees the same instance.
         let data = RidgeData::synthetic(config.n_train, config.n_val, config.features, config.noise, config.seed);
-        let problem = Ridge::new(be, &data);
-        let outer = OuterLoop::new(be, problem, config.alg, config.hyper.clone(), config.seed.wrapping_add(1));
+        let problem = Ridge::ridge(be, &data);
+        let outer = OuterLoop::new(be, problem, config.alg, config.hyper.clone(), config.opt, config.seed.wrapping_add(1));
         Ok(ToyRun { loss: be.scalar("toy.loss"), config, data, outer, elapsed: 0.0 })
     }
 

@@ -1,11 +1,14 @@
-//! Every oracle of the ridge problem against central finite differences, in f64 on the CPU
-//! reference backend, on the full data and on a mini-batch. And the closed-form hypergradient
+//! Every oracle of every problem against central finite differences, in f64 on the CPU
+//! reference backend, on the full data and on a mini-batch, dense and sparse. And the closed-form hypergradient
 //! against finite differences of Φ(λ) = f(w*(λ)).
 
 mod common;
 
+use bilevel_core::backend::LossKind;
 use bilevel_core::cpu::CpuBackend;
+use bilevel_core::problems::glm::{Glm, GlmData, HyperKind};
 use bilevel_core::problems::ridge::{Ridge, RidgeData};
+use bilevel_core::problems::synthetic::SyntheticSpec;
 use bilevel_core::problems::Problem;
 use bilevel_core::sampler::Sampler;
 use bilevel_core::{Backend, Rows};
@@ -14,26 +17,56 @@ use common::{randn, rel_err};
 type Cpu = CpuBackend<f64>;
 const FD_STEP: f64 = 1e-5;
 
+/// A small instance of a problem configuration, and a point (λ, W, V) with a mini-batch.
 struct Setup {
+    name: &'static str,
     be: Cpu,
-    data: RidgeData,
-    p: Ridge<Cpu>,
+    p: Glm<Cpu>,
     lam: Vec<f64>,
     w: Vec<f64>,
     v: Vec<f64>,
     batch: Vec<u32>,
+    val_batch: Vec<u32>,
 }
 
-fn setup() -> Setup {
-    let be = Cpu::new();
-    let data = RidgeData::synthetic(37, 29, 13, 0.3, 7);
-    let p = Ridge::new(&be, &data);
-    let mut s = Sampler::new(99);
-    let lam = randn(&mut s, 13, 0.7);
-    let w = randn(&mut s, 13, 1.0);
-    let v = randn(&mut s, 13, 1.0);
-    let batch = s.batch(37, 11);
-    Setup { be, data, p, lam, w, v, batch }
+/// Every problem configuration: ridge, logreg (ijcnn1-like), multilogreg on sparse data (20news,
+/// both regulariser scalings), and hyper-cleaning (per-sample weights, bias column).
+fn setups() -> Vec<Setup> {
+    let spec = |loss, classes, nnz, bias, seed| SyntheticSpec {
+        n_train: 37,
+        n_val: 29,
+        features: 13,
+        classes,
+        loss,
+        nnz_per_row: nnz,
+        bias,
+        seed,
+    };
+    let cases: Vec<(&str, GlmData, HyperKind)> = vec![
+        ("ridge", RidgeData::synthetic(37, 29, 13, 0.3, 7).glm(), HyperKind::FeatureRidge { scale: 1.0 }),
+        ("logreg", spec(LossKind::Logistic, 1, None, false, 8).generate(), HyperKind::FeatureRidge { scale: 1.0 }),
+        ("multilogreg sparse", spec(LossKind::Softmax, 4, Some(5), false, 9).generate(), HyperKind::FeatureRidge { scale: 1.0 }),
+        (
+            "multilogreg sparse, mean-scaled",
+            spec(LossKind::Softmax, 4, Some(5), false, 10).generate(),
+            HyperKind::FeatureRidge { scale: 1.0 / 52.0 },
+        ),
+        ("hyperclean", spec(LossKind::Softmax, 3, None, true, 11).generate(), HyperKind::SampleWeights { rho: 0.05 }),
+    ];
+    cases
+        .into_iter()
+        .map(|(name, data, hyper)| {
+            let be = Cpu::new();
+            let p = Glm::new(&be, &data, hyper);
+            let mut s = Sampler::new(99);
+            let lam = randn(&mut s, p.dim_x(), 0.7);
+            let w = randn(&mut s, p.dim_y(), 1.0);
+            let v = randn(&mut s, p.dim_y(), 1.0);
+            let batch = s.batch(37, 11);
+            let val_batch = s.batch(29, 9);
+            Setup { name, be, p, lam, w, v, batch, val_batch }
+        })
+        .collect()
 }
 
 fn scalar(f: impl FnOnce(&std::cell::Cell<f64>)) -> f64 {
@@ -67,16 +100,18 @@ fn fd_jvp(at: &[f64], dir: &[f64], f: impl Fn(&[f64]) -> Vec<f64>) -> Vec<f64> {
     f(&plus).iter().zip(f(&minus)).map(|(p, m)| (p - m) / (2.0 * FD_STEP)).collect()
 }
 
-fn for_both_row_sets(s: &Setup, check: impl Fn(Rows<'_, Vec<u32>>, &str)) {
-    check(Rows::All, "all rows");
-    check(Rows::Batch(&s.batch), "mini-batch");
+/// Runs `check` for every problem configuration, on all rows and on a mini-batch.
+fn for_every_problem(check: impl Fn(&Setup, Rows<'_, Vec<u32>>, Rows<'_, Vec<u32>>, String)) {
+    for s in setups() {
+        check(&s, Rows::All, Rows::All, format!("{} (all rows)", s.name));
+        check(&s, Rows::Batch(&s.batch), Rows::Batch(&s.val_batch), format!("{} (mini-batch)", s.name));
+    }
 }
 
 #[test]
 fn inner_gradient_matches_finite_differences_of_inner_loss() {
-    let s = setup();
-    for_both_row_sets(&s, |rows, what| {
-        let mut g = s.be.zeros(13, "g");
+    for_every_problem(|s, rows, _, what| {
+        let mut g = s.be.zeros(s.p.dim_y(), "g");
         s.p.inner_grad(&s.be, &s.lam, &s.w, rows, &mut g);
         let fd = fd_grad(&s.w, |w| scalar(|out| s.p.inner_loss(&s.be, &s.lam, &w.to_vec(), rows, out)));
         let err = rel_err(&g, &fd);
@@ -86,12 +121,11 @@ fn inner_gradient_matches_finite_differences_of_inner_loss() {
 
 #[test]
 fn hessian_vector_product_matches_finite_differences_of_gradient() {
-    let s = setup();
-    for_both_row_sets(&s, |rows, what| {
-        let mut hv = s.be.zeros(13, "hv");
+    for_every_problem(|s, rows, _, what| {
+        let mut hv = s.be.zeros(s.p.dim_y(), "hv");
         s.p.inner_hvp(&s.be, &s.lam, &s.w, &s.v, rows, &mut hv);
         let fd = fd_jvp(&s.w, &s.v, |w| {
-            let mut g = s.be.zeros(13, "g");
+            let mut g = s.be.zeros(s.p.dim_y(), "g");
             s.p.inner_grad(&s.be, &s.lam, &w.to_vec(), rows, &mut g);
             g
         });
@@ -103,12 +137,11 @@ fn hessian_vector_product_matches_finite_differences_of_gradient() {
 #[test]
 fn mixed_product_matches_finite_differences_in_lambda() {
     // J[v] = ∇_λ ⟨∇_w g(w, λ), v⟩: the FD gradient in λ of that scalar.
-    let s = setup();
-    for_both_row_sets(&s, |rows, what| {
-        let mut jv = s.be.zeros(13, "jv");
+    for_every_problem(|s, rows, _, what| {
+        let mut jv = s.be.zeros(s.p.dim_x(), "jv");
         s.p.mixed_jvp(&s.be, &s.lam, &s.w, &s.v, rows, &mut jv);
         let fd = fd_grad(&s.lam, |lam| {
-            let mut g = s.be.zeros(13, "g");
+            let mut g = s.be.zeros(s.p.dim_y(), "g");
             s.p.inner_grad(&s.be, &lam.to_vec(), &s.w, rows, &mut g);
             g.iter().zip(&s.v).map(|(a, b)| a * b).sum()
         });
@@ -119,30 +152,31 @@ fn mixed_product_matches_finite_differences_in_lambda() {
 
 #[test]
 fn outer_gradient_matches_finite_differences_of_outer_loss() {
-    let s = setup();
-    let val_batch = Sampler::new(5).batch(29, 9);
-    for rows in [Rows::All, Rows::Batch(&val_batch)] {
-        let mut g = s.be.zeros(13, "g");
-        s.p.outer_grad_y(&s.be, &s.lam, &s.w, rows, &mut g);
-        let fd = fd_grad(&s.w, |w| scalar(|out| s.p.outer_loss(&s.be, &s.lam, &w.to_vec(), rows, out)));
+    for_every_problem(|s, _, val_rows, what| {
+        let mut g = s.be.zeros(s.p.dim_y(), "g");
+        s.p.outer_grad_y(&s.be, &s.lam, &s.w, val_rows, &mut g);
+        let fd = fd_grad(&s.w, |w| scalar(|out| s.p.outer_loss(&s.be, &s.lam, &w.to_vec(), val_rows, out)));
         let err = rel_err(&g, &fd);
-        assert!(err < 1e-8, "∇_w f vs FD rel err {err:e}");
-    }
+        assert!(err < 1e-8, "{what}: ∇_w f vs FD rel err {err:e}");
+    });
 }
 
 #[test]
 fn closed_form_hypergradient_matches_finite_differences_of_phi() {
     // Φ(λ) = f(w*(λ)) with w* by Cholesky: the exact hypergradient is its gradient.
-    let s = setup();
-    let (exact, phi) = s.data.exact_hypergradient(&s.lam);
-    let phi_of = |lam: &[f64]| s.data.exact_hypergradient(lam).1;
-    assert!((phi - phi_of(&s.lam)).abs() < 1e-15);
-    let fd = fd_grad(&s.lam, phi_of);
+    let be = Cpu::new();
+    let data = RidgeData::synthetic(37, 29, 13, 0.3, 7);
+    let p = Ridge::ridge(&be, &data);
+    let lam = randn(&mut Sampler::new(99), 13, 0.7);
+    let (exact, phi) = data.exact_hypergradient(&lam);
+    let phi_of = |lam: &[f64]| data.exact_hypergradient(lam).1;
+    assert!((phi - phi_of(&lam)).abs() < 1e-15);
+    let fd = fd_grad(&lam, phi_of);
     let err = rel_err(&exact, &fd);
     assert!(err < 1e-7, "closed-form ∇Φ vs FD rel err {err:e}");
     // And the inner solution is stationary: ∇_w g(w*) = 0.
-    let w_star = s.data.inner_solution(&s.lam);
-    let mut g = s.be.zeros(13, "g");
-    s.p.inner_grad(&s.be, &s.lam, &w_star, Rows::All, &mut g);
+    let w_star = data.inner_solution(&lam);
+    let mut g = be.zeros(13, "g");
+    p.inner_grad(&be, &lam, &w_star, Rows::All, &mut g);
     assert!(common::norm(&g) < 1e-12, "‖∇_w g(w*)‖ = {:e}", common::norm(&g));
 }

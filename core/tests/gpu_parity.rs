@@ -5,8 +5,12 @@
 mod common;
 
 use bilevel_core::algorithms::{AlgKind, Hyper};
+use bilevel_core::backend::{HostMatrix, LossKind, Reg};
 use bilevel_core::cpu::CpuBackend;
-use bilevel_core::problems::ridge::{Ridge, RidgeData};
+use bilevel_core::outer::{OuterLoop, OuterOpt};
+use bilevel_core::problems::glm::{Glm, GlmData, HyperKind};
+use bilevel_core::problems::ridge::RidgeData;
+use bilevel_core::problems::synthetic::SyntheticSpec;
 use bilevel_core::problems::Problem;
 use bilevel_core::sampler::Sampler;
 use bilevel_core::toy::{ToyConfig, ToyRecord, ToyRun};
@@ -42,32 +46,93 @@ fn kernel_outputs<B: Backend>(be: &B, n: usize, rows: usize, seed: u64) -> Vec<(
     read(&mut out, "axpby zero denominator", &y);
     be.scale(Coef::ratio(1.0, &s_xy, &s_xx), &mut y);
     read(&mut out, "scale ratio", &y);
+    // Gates: open (xᵀx > 0.5) and shut (0 > 0.5 is false).
+    be.axpby(Coef::c(0.5).gated(&s_xx, 0.5), &x, Coef::c(1.0).gated(&zero, 0.5), &mut y);
+    read(&mut out, "axpby gated", &y);
     be.copy(&x, &mut y);
     read(&mut out, "copy", &y);
+    let (mut m1, mut m2, mut xa) = (be.vector_from(&ys, "m"), be.zeros(n, "v"), be.vector_from(&xs, "xa"));
+    for _ in 0..3 {
+        be.adam(&y, &mut m1, &mut m2, &mut xa, 0.1, 0.9, 0.99, 1e-3);
+    }
+    read(&mut out, "adam x", &xa);
+    read(&mut out, "adam m", &m1);
+    read(&mut out, "adam v", &m2);
     be.fill(Coef::ratio(3.0, &s_xy, &s_xx), &mut y);
     read(&mut out, "fill ratio", &y);
     let scalars = [&s_xx, &s_xy, &zero].map(|sc| block(be.read_scalar(sc)).unwrap());
     out.push((format!("dot scalars (n={n})"), scalars.to_vec()));
 
-    // Dense gathered products: X is rows × n, a batch of about a third of the rows.
-    let xm = randn(&mut s, rows * n, 1.0);
-    let t = randn(&mut s, rows, 1.0);
+    let total = be.scalar("sum");
+    be.sum(&x, 0.5, &total, false);
+    be.sum(&x, 1.0, &total, true);
+    out.push((format!("sum (n={n})"), vec![block(be.read_scalar(&total)).unwrap()]));
+
+    // Data products, dense and sparse, with c = 3 columns: X is rows × n.
+    let c = 3;
+    let lam_rows = randn(&mut s, rows, 1.0);
+    let w = be.vector_from(&randn(&mut s, n * c, 1.0), "W");
+    let e = be.vector_from(&randn(&mut s, rows * c, 1.0), "E");
     let idx = s.batch(rows, rows / 3 + 1);
-    let (mat, tv, batch) = (be.matrix_from(rows, n, &xm, "X"), be.vector_from(&t, "t"), be.indices(&idx));
-    let mut r = be.zeros(rows, "r");
-    let mut g = be.zeros(n, "g");
-    for (label, sel) in [("all", Rows::All), ("batch", Rows::Batch(&batch))] {
-        be.rows_matvec(&mat, sel, &x, Some(&tv), 0.9, &mut r);
-        read(&mut out, &format!("rows_matvec {label} with targets"), &r);
-        be.rows_matvec(&mat, sel, &x, None, 1.0, &mut r);
-        read(&mut out, &format!("rows_matvec {label}"), &r);
-        be.rows_tmatvec(&mat, sel, &r, 0.3, None, &mut g);
-        read(&mut out, &format!("rows_tmatvec {label}"), &g);
-        be.rows_tmatvec(&mat, sel, &r, 0.3, Some((&lam, &x)), &mut g);
-        read(&mut out, &format!("rows_tmatvec {label} with ridge"), &g);
+    let batch = be.indices(&idx);
+    let dense = HostMatrix::Dense { rows, cols: n, data: randn(&mut s, rows * n, 1.0) };
+    let sparse = SyntheticSpec {
+        n_train: rows,
+        n_val: 1,
+        features: n,
+        classes: 1,
+        loss: LossKind::Squared,
+        nnz_per_row: Some(5),
+        bias: false,
+        seed,
     }
-    be.exp_hadamard(&lam, &x, &be.vector_from(&ys, "y"), -0.4, &mut g);
-    read(&mut out, "exp_hadamard", &g);
+    .generate()
+    .x_train;
+    let mut z = be.zeros(rows * c, "Z");
+    let mut g = be.zeros(n * c, "G");
+    for (kind, host) in [("dense", &dense), ("sparse", &sparse)] {
+        let mat = be.matrix_from(host, "X");
+        for (label, sel) in [("all", Rows::All), ("batch", Rows::Batch(&batch))] {
+            be.gather_matmul(&mat, sel, &w, c, &mut z);
+            read(&mut out, &format!("{kind} gather_matmul {label}"), &z);
+            be.gather_tmatmul(&mat, sel, &e, c, 0.3, Reg::None, &mut g);
+            read(&mut out, &format!("{kind} gather_tmatmul {label}"), &g);
+            be.gather_tmatmul(&mat, sel, &e, c, 0.3, Reg::ExpLambda { lambda: &lam, v: &w, coef: 0.7 }, &mut g);
+            read(&mut out, &format!("{kind} gather_tmatmul {label} exp-lambda reg"), &g);
+            be.gather_tmatmul(&mat, sel, &e, c, 0.3, Reg::Scaled { v: &w, coef: 0.2 }, &mut g);
+            read(&mut out, &format!("{kind} gather_tmatmul {label} scaled reg"), &g);
+        }
+    }
+
+    // Row-wise losses on a batch of predictions, for every loss kind, weighted and not.
+    let lam_r = be.vector_from(&lam_rows, "lam_rows");
+    for (kind, cc) in [(LossKind::Squared, 1), (LossKind::Logistic, 1), (LossKind::Softmax, 4)] {
+        let targets: Vec<f64> = (0..rows)
+            .map(|i| match kind {
+                LossKind::Squared => lam_rows[i] * 2.0,
+                LossKind::Logistic => (i % 2) as f64,
+                LossKind::Softmax => (i % cc) as f64,
+            })
+            .collect();
+        let t = be.vector_from(&targets, "t");
+        let zb = be.vector_from(&randn(&mut s, idx.len() * cc, 2.0), "Zb");
+        let ub = be.vector_from(&randn(&mut s, idx.len() * cc, 1.0), "Ub");
+        let (mut r, mut l, mut m) = (be.zeros(idx.len() * cc, "R"), be.zeros(idx.len(), "l"), be.zeros(idx.len() * cc, "M"));
+        for weights in [None, Some(&lam_r)] {
+            let tag = format!("{kind:?} weighted={}", weights.is_some());
+            be.loss_residual(kind, &zb, &t, Rows::Batch(&batch), cc, weights, 0.7, &mut r, Some(&mut l));
+            read(&mut out, &format!("loss_residual {tag}"), &r);
+            read(&mut out, &format!("loss rows {tag}"), &l);
+            be.loss_curvature(kind, &zb, &ub, Rows::Batch(&batch), cc, weights, 0.7, &mut m);
+            read(&mut out, &format!("loss_curvature {tag}"), &m);
+        }
+        let mut xo = be.zeros(rows, "x-space");
+        be.rowdot_sigmoid_scatter(&r, &ub, Rows::Batch(&batch), cc, &lam_r, 0.9, &mut xo);
+        read(&mut out, &format!("rowdot_sigmoid_scatter {kind:?}"), &xo);
+    }
+    let mut xo = be.zeros(n, "feature-space");
+    be.exp_rowdot(&lam, &w, &be.vector_from(&randn(&mut s, n * c, 1.0), "V"), c, -0.4, &mut xo);
+    read(&mut out, "exp_rowdot", &xo);
     out
 }
 
@@ -107,30 +172,30 @@ fn grids_wider_than_65535_workgroups_cover_every_element() {
     assert!(((sg - sc) / sc).abs() < 1e-4, "dot over {n} elements: {sg} vs {sc}");
 }
 
-/// Every ridge oracle, on all rows and on a mini-batch.
-fn oracle_outputs<B: Backend>(be: &B, data: &RidgeData) -> Vec<(String, Vec<f64>)> {
-    let p = Ridge::new(be, data);
+/// Every oracle of a problem, on all rows and on a mini-batch.
+fn oracle_outputs<B: Backend>(be: &B, data: &GlmData, hyper: HyperKind) -> Vec<(String, Vec<f64>)> {
+    let p = Glm::new(be, data, hyper);
     let mut s = Sampler::new(21);
-    let d = data.d;
+    let (dx, dy) = (p.dim_x(), p.dim_y());
     let (lam, w, v) = (
-        be.vector_from(&randn(&mut s, d, 0.5), "lam"),
-        be.vector_from(&randn(&mut s, d, 1.0), "w"),
-        be.vector_from(&randn(&mut s, d, 1.0), "v"),
+        be.vector_from(&randn(&mut s, dx, 0.5), "lam"),
+        be.vector_from(&randn(&mut s, dy, 1.0), "w"),
+        be.vector_from(&randn(&mut s, dy, 1.0), "v"),
     );
-    let tb = be.indices(&s.batch(data.n, data.n / 4 + 1));
-    let vb = be.indices(&s.batch(data.m, data.m / 4 + 1));
+    let tb = be.indices(&s.batch(p.n_train(), p.n_train() / 4 + 1));
+    let vb = be.indices(&s.batch(p.n_val(), p.n_val() / 4 + 1));
     let mut out = Vec::new();
-    let mut o = be.zeros(d, "o");
+    let (mut oy, mut ox) = (be.zeros(dy, "oy"), be.zeros(dx, "ox"));
     let sc = be.scalar("loss");
     for (label, tr, va) in [("all", Rows::All, Rows::All), ("batch", Rows::Batch(&tb), Rows::Batch(&vb))] {
-        p.inner_grad(be, &lam, &w, tr, &mut o);
-        out.push((format!("inner_grad {label}"), block(be.read_vector(&o)).unwrap()));
-        p.inner_hvp(be, &lam, &w, &v, tr, &mut o);
-        out.push((format!("inner_hvp {label}"), block(be.read_vector(&o)).unwrap()));
-        p.mixed_jvp(be, &lam, &w, &v, tr, &mut o);
-        out.push((format!("mixed_jvp {label}"), block(be.read_vector(&o)).unwrap()));
-        p.outer_grad_y(be, &lam, &w, va, &mut o);
-        out.push((format!("outer_grad_y {label}"), block(be.read_vector(&o)).unwrap()));
+        p.inner_grad(be, &lam, &w, tr, &mut oy);
+        out.push((format!("inner_grad {label}"), block(be.read_vector(&oy)).unwrap()));
+        p.inner_hvp(be, &lam, &w, &v, tr, &mut oy);
+        out.push((format!("inner_hvp {label}"), block(be.read_vector(&oy)).unwrap()));
+        p.mixed_jvp(be, &lam, &w, &v, tr, &mut ox);
+        out.push((format!("mixed_jvp {label}"), block(be.read_vector(&ox)).unwrap()));
+        p.outer_grad_y(be, &lam, &w, va, &mut oy);
+        out.push((format!("outer_grad_y {label}"), block(be.read_vector(&oy)).unwrap()));
         p.inner_loss(be, &lam, &w, tr, &sc);
         let inner = block(be.read_scalar(&sc)).unwrap();
         p.outer_loss(be, &lam, &w, va, &sc);
@@ -140,15 +205,39 @@ fn oracle_outputs<B: Backend>(be: &B, data: &RidgeData) -> Vec<(String, Vec<f64>
 }
 
 #[test]
-fn every_ridge_oracle_matches_the_cpu_reference() {
-    let data = RidgeData::synthetic(301, 259, 263, 0.5, 8);
-    assert_parity(oracle_outputs(&CpuBackend::<f64>::new(), &data), oracle_outputs(&gpu(), &data), F32_TOL);
+fn every_problem_oracle_matches_the_cpu_reference() {
+    let spec = |loss, classes, nnz, bias, features| SyntheticSpec {
+        n_train: 301,
+        n_val: 259,
+        features,
+        classes,
+        loss,
+        nnz_per_row: nnz,
+        bias,
+        seed: 8,
+    };
+    let cases = [
+        ("ridge", RidgeData::synthetic(301, 259, 263, 0.5, 8).glm(), HyperKind::FeatureRidge { scale: 1.0 }),
+        ("logreg", spec(LossKind::Logistic, 1, None, false, 22).generate(), HyperKind::FeatureRidge { scale: 1.0 }),
+        ("multilogreg", spec(LossKind::Softmax, 20, Some(17), false, 1031).generate(), HyperKind::FeatureRidge { scale: 0.3 }),
+        ("hyperclean", spec(LossKind::Softmax, 10, None, true, 300).generate(), HyperKind::SampleWeights { rho: 0.001 }),
+    ];
+    let (c, g) = (CpuBackend::<f64>::new(), gpu());
+    for (name, data, hyper) in cases {
+        let cpu = oracle_outputs(&c, &data, hyper);
+        let gpu = oracle_outputs(&g, &data, hyper);
+        for ((what, a), (_, b)) in cpu.iter().zip(&gpu) {
+            let err = rel_err(b, a);
+            assert!(err < F32_TOL, "{name} {what}: GPU vs CPU rel err {err:e}");
+        }
+    }
 }
 
 fn toy_records<B: Backend + 'static>(be: &B, alg: AlgKind, epochs: usize) -> Vec<ToyRecord> {
     let config = ToyConfig {
         alg,
         hyper: Hyper { t: 10, q: 10, eta: 0.5, alpha: 0.5, beta: 5.0, batch_size: 37, val_batch_size: 41 },
+        opt: OuterOpt::Sgd { momentum: 0.0 },
         seed: 3,
         epochs,
         n_train: 300,
@@ -186,6 +275,7 @@ fn steady_state_iterations_allocate_no_new_buffers() {
         let config = ToyConfig {
             alg,
             hyper: Hyper { t: 5, q: 5, eta: 0.5, alpha: 0.5, beta: 1.0, batch_size: 33, val_batch_size: 33 },
+            opt: OuterOpt::Sgd { momentum: 0.0 },
             seed: 0,
             epochs: 8,
             n_train: 200,
@@ -204,4 +294,75 @@ fn steady_state_iterations_allocate_no_new_buffers() {
         }
         assert_eq!(g.allocated_bytes().0, after_warmup, "{alg}: pooled buffers should be reused");
     }
+}
+
+/// x after each of `iters` outer iterations of `alg` on backend `B`.
+fn trajectory<B: Backend + 'static>(be: &B, data: &GlmData, hyper_kind: HyperKind, alg: AlgKind, iters: usize) -> Vec<Vec<f64>> {
+    let h = Hyper { t: 5, q: 5, eta: 0.3, alpha: 0.3, beta: 0.5, batch_size: 23, val_batch_size: 19 };
+    let mut run = OuterLoop::new(be, Glm::new(be, data, hyper_kind), alg, h, OuterOpt::adam(), 5);
+    (0..iters)
+        .map(|_| {
+            run.estimate();
+            run.update();
+            block(be.read_vector(&run.x)).unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn every_algorithm_matches_the_cpu_run_on_every_problem() {
+    let spec =
+        |loss, classes, nnz, bias| SyntheticSpec { n_train: 67, n_val: 45, features: 11, classes, loss, nnz_per_row: nnz, bias, seed: 4 };
+    let cases = [
+        ("ridge", RidgeData::synthetic(67, 45, 11, 0.5, 4).glm(), HyperKind::FeatureRidge { scale: 1.0 }),
+        ("logreg", spec(LossKind::Logistic, 1, None, false).generate(), HyperKind::FeatureRidge { scale: 1.0 }),
+        ("multilogreg", spec(LossKind::Softmax, 5, Some(4), false).generate(), HyperKind::FeatureRidge { scale: 1.0 }),
+        ("hyperclean", spec(LossKind::Softmax, 3, None, true).generate(), HyperKind::SampleWeights { rho: 0.01 }),
+    ];
+    let (c, g) = (CpuBackend::<f64>::new(), gpu());
+    for (name, data, hk) in &cases {
+        for alg in AlgKind::ALL {
+            let (tc, tg) = (trajectory(&c, data, *hk, alg, 3), trajectory(&g, data, *hk, alg, 3));
+            for (k, (a, b)) in tg.iter().zip(&tc).enumerate() {
+                let err = rel_err(a, b);
+                assert!(err < 1e-3, "{name} {alg} iteration {k}: x on GPU vs CPU rel err {err:e}");
+            }
+        }
+    }
+}
+
+#[test]
+fn reverse_mode_memory_does_not_grow_with_t() {
+    // Backpropagating through all T steps (K = T) keeps a fixed number of checkpoints and
+    // recomputes the rest, so the peak of GPU bytes allocated is the same for every T.
+    let data = SyntheticSpec {
+        n_train: 200,
+        n_val: 100,
+        features: 50,
+        classes: 10,
+        loss: LossKind::Softmax,
+        nnz_per_row: None,
+        bias: true,
+        seed: 1,
+    }
+    .generate();
+    let peaks: Vec<u64> = [8, 32, 128]
+        .iter()
+        .map(|&t| {
+            let g = gpu();
+            let h = Hyper { t, q: t, eta: 0.5, alpha: 0.1, beta: 0.1, batch_size: 10, val_batch_size: 10 };
+            let mut run = OuterLoop::new(
+                &g,
+                Glm::new(&g, &data, HyperKind::SampleWeights { rho: 0.001 }),
+                AlgKind::Reverse,
+                h,
+                OuterOpt::Sgd { momentum: 0.0 },
+                0,
+            );
+            run.estimate();
+            block(g.read_vector(&run.h)).unwrap();
+            g.allocated_bytes().1
+        })
+        .collect();
+    assert!(peaks.windows(2).all(|w| w[0] == w[1]), "peak GPU bytes grew with T: {peaks:?}");
 }

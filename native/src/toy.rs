@@ -9,6 +9,7 @@ use anyhow::{Context, Result};
 use bilevel_core::algorithms::{AlgKind, Hyper};
 use bilevel_core::cpu::CpuBackend;
 use bilevel_core::gpu::{GpuBackend, GpuOptions};
+use bilevel_core::outer::OuterOpt;
 use bilevel_core::toy::{ToyConfig, ToyRun};
 use bilevel_core::Backend;
 use clap::{Args, ValueEnum};
@@ -85,6 +86,7 @@ pub fn run(args: ToyArgs) -> Result<()> {
             batch_size: args.batch_size,
             val_batch_size: args.val_batch_size.unwrap_or(args.batch_size),
         },
+        opt: OuterOpt::Sgd { momentum: 0.0 },
         seed: args.seed,
         epochs: args.epochs,
         n_train: args.n_train,

@@ -18,8 +18,21 @@ pub const WORKGROUP_SIZE: u32 = 256;
 pub const BLAS1: &str = include_str!("../blas1.wgsl");
 /// Deterministic two-pass reductions: dot products into device scalars.
 pub const REDUCE: &str = include_str!("../reduce.wgsl");
-/// Dense row-major data: gathered mat-vec `X_B v` and transposed `X_Bᵀ r` (atomic-free).
+/// Dense row-major data: gathered `X_B W` and transposed `X_Bᵀ E` (atomic-free).
 pub const DENSE: &str = include_str!("../dense.wgsl");
+/// Sparse CSR/CSC data: the same products, with batch positions instead of atomics.
+pub const SPARSE: &str = include_str!("../sparse.wgsl");
+/// Row-wise GLM losses (squared, logistic, softmax), their curvature, and the mixed products.
+pub const LOSS: &str = include_str!("../loss.wgsl");
+/// Outer optimiser updates (Adam).
+pub const OPTIM: &str = include_str!("../optim.wgsl");
 
 /// Every WGSL source with its file name, for validation and for pipeline caching.
-pub const ALL: &[(&str, &str)] = &[("blas1.wgsl", BLAS1), ("reduce.wgsl", REDUCE), ("dense.wgsl", DENSE)];
+pub const ALL: &[(&str, &str)] = &[
+    ("blas1.wgsl", BLAS1),
+    ("reduce.wgsl", REDUCE),
+    ("dense.wgsl", DENSE),
+    ("sparse.wgsl", SPARSE),
+    ("loss.wgsl", LOSS),
+    ("optim.wgsl", OPTIM),
+];

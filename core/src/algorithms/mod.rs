@@ -1,16 +1,24 @@
 //! Hypergradient algorithms, one file each, written against [`Backend`] and [`Problem`] only.
-//! Each implements [`Algorithm`]: T inner steps from the warm start, then a hypergradient
-//! estimate. The shared outer update lives in [`crate::outer`].
+//! Each implements [`Algorithm`]: its inner loop from the warm start, then a hypergradient
+//! estimate. The shared outer update (SGD, momentum, Adam; step schedules) lives in
+//! [`crate::outer`]. The pieces several algorithms share — inner descent, a Neumann step, CG —
+//! are here, written once.
 
 pub mod aid_cg;
+pub mod aid_fp;
+pub mod bsa;
+pub mod hoag;
+pub mod reverse;
+pub mod soba;
 pub mod stocbio;
+pub mod ttsa;
 
 use std::fmt;
 use std::str::FromStr;
 
 use serde::Serialize;
 
-use crate::backend::Backend;
+use crate::backend::{Backend, Coef, Rows};
 use crate::problems::Problem;
 use crate::sampler::Sampler;
 use crate::{Error, Result};
@@ -20,17 +28,18 @@ use crate::{Error, Result};
 pub struct Hyper {
     /// T: inner steps per outer iteration (warm-started).
     pub t: usize,
-    /// Q: Neumann terms of stocBiO; K: CG iterations of AID-CG (`--hessian_q`).
+    /// Q: Neumann terms (stocBiO, BSA, TTSA); K: CG, fixed-point or backpropagated steps
+    /// (AID-CG, AID-FP, reverse, HOAG) — the reference code's `--hessian_q`.
     pub q: usize,
-    /// η: Neumann step size.
+    /// η: Neumann step size (and SOBA's step for v).
     pub eta: f64,
     /// α: inner step size.
     pub alpha: f64,
     /// β: outer step size.
     pub beta: f64,
-    /// Mini-batch size for the training-set oracles (stocBiO).
+    /// Mini-batch size for the training-set oracles (stochastic algorithms).
     pub batch_size: usize,
-    /// Mini-batch size for the validation-set oracle (stocBiO's D_F).
+    /// Mini-batch size for the validation-set oracle (stochastic algorithms' D_F).
     pub val_batch_size: usize,
 }
 
@@ -51,11 +60,34 @@ impl Hyper {
     }
 }
 
+/// How the outer step size evolves with the outer iteration k (0-based).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub enum Schedule {
+    Constant,
+    /// β_k = β / (k + 1)^p  (BSA: p = 1/2; TTSA: p = 3/5).
+    Power(f64),
+}
+
+impl Schedule {
+    pub fn factor(self, k: usize) -> f64 {
+        match self {
+            Schedule::Constant => 1.0,
+            Schedule::Power(p) => ((k + 1) as f64).powf(-p),
+        }
+    }
+}
+
 /// One outer iteration's inner loop and hypergradient estimate.
 pub trait Algorithm<B: Backend, P: Problem<B>> {
-    /// Runs the inner loop on `y` (warm start) at hyperparameters `x`, then writes the
-    /// hypergradient estimate into `h`. Enqueues work only: nothing is read back.
-    fn inner_and_hypergradient(&mut self, be: &B, p: &P, x: &B::Vector, y: &mut B::Vector, h: &mut B::Vector, rng: &mut Sampler);
+    /// Runs the inner loop on `y` (warm start) at hyperparameters `x` in outer iteration `k`,
+    /// then writes the hypergradient estimate into `h`. Enqueues work only: nothing is read.
+    #[allow(clippy::too_many_arguments)]
+    fn inner_and_hypergradient(&mut self, be: &B, p: &P, k: usize, x: &B::Vector, y: &mut B::Vector, h: &mut B::Vector, rng: &mut Sampler);
+
+    /// The outer step-size schedule the algorithm's paper prescribes.
+    fn outer_schedule(&self) -> Schedule {
+        Schedule::Constant
+    }
 }
 
 /// The algorithms by name (names as in the reference code, parsed case-insensitively).
@@ -65,23 +97,49 @@ pub enum AlgKind {
     StocBiO,
     #[serde(rename = "AID-CG")]
     AidCg,
+    #[serde(rename = "AID-FP")]
+    AidFp,
+    #[serde(rename = "reverse")]
+    Reverse,
+    #[serde(rename = "HOAG")]
+    Hoag,
+    #[serde(rename = "BSA")]
+    Bsa,
+    #[serde(rename = "TTSA")]
+    Ttsa,
+    #[serde(rename = "SOBA")]
+    Soba,
 }
 
 impl AlgKind {
-    pub const ALL: [AlgKind; 2] = [AlgKind::StocBiO, AlgKind::AidCg];
+    pub const ALL: [AlgKind; 8] =
+        [AlgKind::StocBiO, AlgKind::AidCg, AlgKind::AidFp, AlgKind::Reverse, AlgKind::Hoag, AlgKind::Bsa, AlgKind::Ttsa, AlgKind::Soba];
 
     pub fn name(self) -> &'static str {
         match self {
             AlgKind::StocBiO => "stocBiO",
             AlgKind::AidCg => "AID-CG",
+            AlgKind::AidFp => "AID-FP",
+            AlgKind::Reverse => "reverse",
+            AlgKind::Hoag => "HOAG",
+            AlgKind::Bsa => "BSA",
+            AlgKind::Ttsa => "TTSA",
+            AlgKind::Soba => "SOBA",
         }
     }
 
     /// A fresh instance with workspaces sized for `p`.
     pub fn build<B: Backend + 'static, P: Problem<B>>(self, be: &B, p: &P, hyper: &Hyper) -> Box<dyn Algorithm<B, P>> {
+        let h = hyper.clone();
         match self {
-            AlgKind::StocBiO => Box::new(stocbio::StocBiO::new(be, p, hyper.clone())),
-            AlgKind::AidCg => Box::new(aid_cg::AidCg::new(be, p, hyper.clone())),
+            AlgKind::StocBiO => Box::new(stocbio::StocBiO::new(be, p, h)),
+            AlgKind::AidCg => Box::new(aid_cg::AidCg::new(be, p, h)),
+            AlgKind::AidFp => Box::new(aid_fp::AidFp::new(be, p, h)),
+            AlgKind::Reverse => Box::new(reverse::Reverse::new(be, p, h)),
+            AlgKind::Hoag => Box::new(hoag::Hoag::new(be, p, h)),
+            AlgKind::Bsa => Box::new(bsa::Bsa::new(be, p, h)),
+            AlgKind::Ttsa => Box::new(ttsa::Ttsa::new(be, p, h)),
+            AlgKind::Soba => Box::new(soba::Soba::new(be, p, h)),
         }
     }
 }
@@ -99,5 +157,120 @@ impl FromStr for AlgKind {
             let names: Vec<_> = AlgKind::ALL.iter().map(|a| a.name()).collect();
             Error::InvalidArgument(format!("unknown algorithm {s:?} (expected one of: {})", names.join(", ")))
         })
+    }
+}
+
+// ---- pieces shared by several algorithms ----
+
+/// `steps` inner descent steps `y ← y − α ∇_y g(x, y; S_t)`: a fresh training batch of
+/// `batch` rows per step, or the full training set when `batch` is `None`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn inner_descent<B: Backend, P: Problem<B>>(
+    be: &B,
+    p: &P,
+    x: &B::Vector,
+    y: &mut B::Vector,
+    grad: &mut B::Vector,
+    steps: usize,
+    alpha: f64,
+    batch: Option<usize>,
+    rng: &mut Sampler,
+) {
+    for _ in 0..steps {
+        match batch {
+            Some(b) => {
+                let s_t = be.indices(&rng.batch(p.n_train(), b));
+                p.inner_grad(be, x, y, Rows::Batch(&s_t), grad);
+            }
+            None => p.inner_grad(be, x, y, Rows::All, grad),
+        }
+        be.axpy(Coef::c(-alpha), grad, y);
+    }
+}
+
+/// One Neumann step `r ← (I − η H_B) r` on a fresh training batch (`None`: full batch).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn neumann_step<B: Backend, P: Problem<B>>(
+    be: &B,
+    p: &P,
+    x: &B::Vector,
+    y: &B::Vector,
+    r: &mut B::Vector,
+    hr: &mut B::Vector,
+    eta: f64,
+    batch: Option<usize>,
+    rng: &mut Sampler,
+) {
+    match batch {
+        Some(b) => {
+            let b_j = be.indices(&rng.batch(p.n_train(), b));
+            p.inner_hvp(be, x, y, r, Rows::Batch(&b_j), hr);
+        }
+        None => p.inner_hvp(be, x, y, r, Rows::All, hr),
+    }
+    be.axpy(Coef::c(-eta), hr, r);
+}
+
+/// Conjugate gradient for `H v = b` (H = ∇²_yy g on the full training set), with every scalar
+/// on the device. `tol`: stop moving once ‖r‖ ≤ tol (decided on the device by gated steps).
+pub(crate) struct Cg<B: Backend> {
+    r: B::Vector,
+    d: B::Vector,
+    hd: B::Vector,
+    rho: B::Scalar,
+    rho_next: B::Scalar,
+    d_hd: B::Scalar,
+}
+
+impl<B: Backend> Cg<B> {
+    pub(crate) fn new(be: &B, n: usize) -> Self {
+        Cg {
+            r: be.zeros(n, "cg.r"),
+            d: be.zeros(n, "cg.d"),
+            hd: be.zeros(n, "cg.hd"),
+            rho: be.scalar("cg.rho"),
+            rho_next: be.scalar("cg.rho_next"),
+            d_hd: be.scalar("cg.d_hd"),
+        }
+    }
+
+    /// `iters` CG iterations on `H v = b` from the `v` given (`warm`) or from 0.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn solve<P: Problem<B>>(
+        &mut self,
+        be: &B,
+        p: &P,
+        x: &B::Vector,
+        y: &B::Vector,
+        b: &B::Vector,
+        v: &mut B::Vector,
+        iters: usize,
+        warm: bool,
+        tol: Option<f64>,
+    ) {
+        // r = b − H v (= b from v = 0), d = r, ρ = rᵀr.
+        if warm {
+            p.inner_hvp(be, x, y, v, Rows::All, &mut self.hd);
+            be.copy(b, &mut self.r);
+            be.axpy(Coef::c(-1.0), &self.hd, &mut self.r);
+        } else {
+            be.fill(Coef::c(0.0), v);
+            be.copy(b, &mut self.r);
+        }
+        be.copy(&self.r, &mut self.d);
+        be.dot(&self.r, &self.r, 1.0, &self.rho, false);
+        let threshold = tol.map_or(0.0, |t| t * t);
+        for _ in 0..iters {
+            p.inner_hvp(be, x, y, &self.d, Rows::All, &mut self.hd);
+            be.dot(&self.d, &self.hd, 1.0, &self.d_hd, false);
+            // α = ρ / dᵀHd (0 once ρ ≤ tol²):  v += α d,  r −= α H d
+            let alpha = |sign| Coef::ratio(sign, &self.rho, &self.d_hd).gated(&self.rho, threshold);
+            be.axpy(alpha(1.0), &self.d, v);
+            be.axpy(alpha(-1.0), &self.hd, &mut self.r);
+            // β = ρ' / ρ:  d = r + β d
+            be.dot(&self.r, &self.r, 1.0, &self.rho_next, false);
+            be.axpby(Coef::c(1.0), &self.r, Coef::ratio(1.0, &self.rho_next, &self.rho), &mut self.d);
+            std::mem::swap(&mut self.rho, &mut self.rho_next);
+        }
     }
 }

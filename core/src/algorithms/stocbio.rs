@@ -8,18 +8,16 @@
 //! ĥ   = ∇_x f(x, y; D_F) − ∇_x∇_y g(x, y; D_G) v_Q
 //! ```
 
-use super::{Algorithm, Hyper};
+use super::{inner_descent, neumann_step, Algorithm, Hyper};
 use crate::backend::{Backend, Coef, Rows};
 use crate::problems::Problem;
 use crate::sampler::Sampler;
 
 pub struct StocBiO<B: Backend> {
     hyper: Hyper,
-    /// ∇_y g on the current batch.
     grad: B::Vector,
     /// r: the current Neumann term Π(I − ηH) v_0.
     r: B::Vector,
-    /// H r on the current batch.
     hr: B::Vector,
     /// Σ_q r_q (v_Q = η · sum).
     sum: B::Vector,
@@ -39,32 +37,34 @@ impl<B: Backend> StocBiO<B> {
 }
 
 impl<B: Backend, P: Problem<B>> Algorithm<B, P> for StocBiO<B> {
-    fn inner_and_hypergradient(&mut self, be: &B, p: &P, x: &B::Vector, y: &mut B::Vector, h: &mut B::Vector, rng: &mut Sampler) {
+    fn inner_and_hypergradient(
+        &mut self,
+        be: &B,
+        p: &P,
+        _k: usize,
+        x: &B::Vector,
+        y: &mut B::Vector,
+        h: &mut B::Vector,
+        rng: &mut Sampler,
+    ) {
         let Hyper { t: big_t, q: big_q, eta, alpha, batch_size, val_batch_size, .. } = self.hyper;
-        let (n, m) = (p.n_train(), p.n_val());
 
         // Inner SGD from the warm start, a fresh training batch S_t per step.
-        for _ in 0..big_t {
-            let s_t = be.indices(&rng.batch(n, batch_size));
-            p.inner_grad(be, x, y, Rows::Batch(&s_t), &mut self.grad);
-            be.axpy(Coef::c(-alpha), &self.grad, y);
-        }
+        inner_descent(be, p, x, y, &mut self.grad, big_t, alpha, Some(batch_size), rng);
 
         // v_0 = ∇_y f(x, y; D_F)
-        let d_f = be.indices(&rng.batch(m, val_batch_size));
+        let d_f = be.indices(&rng.batch(p.n_val(), val_batch_size));
         p.outer_grad_y(be, x, y, Rows::Batch(&d_f), &mut self.r);
         be.copy(&self.r, &mut self.sum);
 
         // Truncated Neumann series for H⁻¹ v_0, a fresh training batch B_j per HVP.
         for _ in 0..big_q {
-            let b_j = be.indices(&rng.batch(n, batch_size));
-            p.inner_hvp(be, x, y, &self.r, Rows::Batch(&b_j), &mut self.hr);
-            be.axpy(Coef::c(-eta), &self.hr, &mut self.r);
+            neumann_step(be, p, x, y, &mut self.r, &mut self.hr, eta, Some(batch_size), rng);
             be.axpy(Coef::c(1.0), &self.r, &mut self.sum);
         }
 
         // ĥ = ∇_x f − J_{D_G}[v_Q],  v_Q = η·sum  (η folded into the scale of J's output).
-        let d_g = be.indices(&rng.batch(n, batch_size));
+        let d_g = be.indices(&rng.batch(p.n_train(), batch_size));
         p.mixed_jvp(be, x, y, &self.sum, Rows::Batch(&d_g), h);
         be.scale(Coef::c(-eta), h);
         p.add_outer_grad_x(be, x, y, Rows::Batch(&d_f), h);

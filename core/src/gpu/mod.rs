@@ -24,7 +24,7 @@ use std::future::Future;
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 
-use crate::backend::{Backend, Coef, Rows};
+use crate::backend::{Backend, Coef, HostMatrix, LossKind, Reg, Rows};
 use crate::{Error, Result};
 use kernels::KernelSpec;
 
@@ -150,11 +150,19 @@ impl Drop for GpuVector {
     }
 }
 
-/// A resident dense row-major f32 matrix.
-pub struct GpuMatrix {
-    data: GpuVector,
-    rows: usize,
-    cols: usize,
+/// A resident data matrix: dense row-major f32, or sparse as CSR (for `X_B W`) plus CSC (for
+/// `X_Bᵀ E`) with a buffer of batch positions per data row.
+pub enum GpuMatrix {
+    Dense { data: GpuVector, rows: usize, cols: usize },
+    Sparse { csr: Box<[GpuVector; 3]>, csc: Box<[GpuVector; 3]>, pos: GpuVector, rows: usize, cols: usize },
+}
+
+impl GpuMatrix {
+    pub(crate) fn shape(&self) -> (usize, usize) {
+        match self {
+            GpuMatrix::Dense { rows, cols, .. } | GpuMatrix::Sparse { rows, cols, .. } => (*rows, *cols),
+        }
+    }
 }
 
 /// A resident set of u32 row indices.
@@ -322,6 +330,15 @@ impl GpuBackend {
         // Storage bindings must be non-empty multiples of 4 bytes; round to 16 for pooling.
         let size = bytes.max(16).div_ceil(16) * 16;
         self.pool.borrow_mut().take(&self.device, CLASS_STORAGE, size, label)
+    }
+
+    /// Uploads u32 data into a fresh pooled buffer.
+    fn u32s(&self, data: &[u32], label: &str) -> GpuVector {
+        let slab = self.storage(data.len() as u64 * 4, label);
+        if !data.is_empty() {
+            self.queue.write_buffer(&slab.buffer, 0, bytemuck::cast_slice(data));
+        }
+        self.vector_slab(slab, data.len())
     }
 
     fn vector_slab(&self, slab: Slab, len: usize) -> GpuVector {
@@ -518,16 +535,34 @@ impl Backend for GpuBackend {
         });
         GpuScalar { slot, alloc: self.slots.clone() }
     }
-    fn matrix_from(&self, rows: usize, cols: usize, data: &[f64], label: &str) -> GpuMatrix {
-        assert_eq!(data.len(), rows * cols, "matrix data has the wrong length");
-        GpuMatrix { data: self.vector_from(data, label), rows, cols }
+    fn matrix_from(&self, m: &HostMatrix, label: &str) -> GpuMatrix {
+        match m {
+            HostMatrix::Dense { rows, cols, data } => {
+                assert_eq!(data.len(), rows * cols, "matrix data has the wrong length");
+                GpuMatrix::Dense { data: self.vector_from(data, label), rows: *rows, cols: *cols }
+            }
+            HostMatrix::Csr { rows, cols, indptr, indices, values } => {
+                let (colptr, rowidx, cvals) = m.csc();
+                GpuMatrix::Sparse {
+                    csr: Box::new([
+                        self.u32s(indptr, "csr.indptr"),
+                        self.u32s(indices, "csr.indices"),
+                        self.vector_from(values, "csr.values"),
+                    ]),
+                    csc: Box::new([
+                        self.u32s(&colptr, "csc.colptr"),
+                        self.u32s(&rowidx, "csc.rowidx"),
+                        self.vector_from(&cvals, "csc.values"),
+                    ]),
+                    pos: self.vector_slab(self.storage(*rows as u64 * 4, "csc.batch_pos"), *rows),
+                    rows: *rows,
+                    cols: *cols,
+                }
+            }
+        }
     }
     fn indices(&self, idx: &[u32]) -> GpuIndices {
-        let slab = self.storage(idx.len() as u64 * 4, "bilevel.batch_indices");
-        if !idx.is_empty() {
-            self.queue.write_buffer(&slab.buffer, 0, bytemuck::cast_slice(idx));
-        }
-        GpuIndices { data: self.vector_slab(slab, idx.len()) }
+        GpuIndices { data: self.u32s(idx, "bilevel.batch_indices") }
     }
     fn vector_len(&self, v: &GpuVector) -> usize {
         v.len
@@ -536,7 +571,7 @@ impl Backend for GpuBackend {
         idx.data.len
     }
     fn matrix_shape(&self, m: &GpuMatrix) -> (usize, usize) {
-        (m.rows, m.cols)
+        m.shape()
     }
 
     fn flush(&self) {
@@ -596,22 +631,74 @@ impl Backend for GpuBackend {
     fn dot(&self, x: &GpuVector, y: &GpuVector, scale: f64, out: &GpuScalar, accumulate: bool) {
         kernels::reduce::dot(self, x, y, scale, out, accumulate)
     }
-    fn rows_matvec(&self, x: &GpuMatrix, rows: Rows<'_, GpuIndices>, v: &GpuVector, t: Option<&GpuVector>, scale: f64, r: &mut GpuVector) {
-        kernels::dense::rows_matvec(self, x, rows, v, t, scale, r)
+    fn adam(&self, g: &GpuVector, m: &mut GpuVector, v: &mut GpuVector, x: &mut GpuVector, lr: f64, beta1: f64, beta2: f64, eps: f64) {
+        kernels::optim::adam(self, g, m, v, x, lr, beta1, beta2, eps)
     }
-    fn rows_tmatvec(
+    fn sum(&self, x: &GpuVector, scale: f64, out: &GpuScalar, accumulate: bool) {
+        kernels::reduce::sum(self, x, scale, out, accumulate)
+    }
+    fn gather_matmul(&self, x: &GpuMatrix, rows: Rows<'_, GpuIndices>, w: &GpuVector, c: usize, z: &mut GpuVector) {
+        match x {
+            GpuMatrix::Dense { .. } => kernels::dense::gather_matmul(self, x, rows, w, c, z),
+            GpuMatrix::Sparse { .. } => kernels::sparse::gather_matmul(self, x, rows, w, c, z),
+        }
+    }
+    fn gather_tmatmul(
         &self,
         x: &GpuMatrix,
         rows: Rows<'_, GpuIndices>,
-        r: &GpuVector,
+        e: &GpuVector,
+        c: usize,
         scale: f64,
-        ridge: Option<(&GpuVector, &GpuVector)>,
+        reg: Reg<'_, Self>,
         out: &mut GpuVector,
     ) {
-        kernels::dense::rows_tmatvec(self, x, rows, r, scale, ridge, out)
+        match x {
+            GpuMatrix::Dense { .. } => kernels::dense::gather_tmatmul(self, x, rows, e, c, scale, reg, out),
+            GpuMatrix::Sparse { .. } => kernels::sparse::gather_tmatmul(self, x, rows, e, c, scale, reg, out),
+        }
     }
-    fn exp_hadamard(&self, lambda: &GpuVector, a: &GpuVector, b: &GpuVector, scale: f64, out: &mut GpuVector) {
-        kernels::dense::exp_hadamard(self, lambda, a, b, scale, out)
+    fn loss_residual(
+        &self,
+        kind: LossKind,
+        z: &GpuVector,
+        targets: &GpuVector,
+        rows: Rows<'_, GpuIndices>,
+        c: usize,
+        weights: Option<&GpuVector>,
+        scale: f64,
+        r: &mut GpuVector,
+        loss: Option<&mut GpuVector>,
+    ) {
+        kernels::loss::residual(self, kind, z, targets, rows, c, weights, scale, r, loss)
+    }
+    fn loss_curvature(
+        &self,
+        kind: LossKind,
+        z: &GpuVector,
+        u: &GpuVector,
+        rows: Rows<'_, GpuIndices>,
+        c: usize,
+        weights: Option<&GpuVector>,
+        scale: f64,
+        m: &mut GpuVector,
+    ) {
+        kernels::loss::curvature(self, kind, z, u, rows, c, weights, scale, m)
+    }
+    fn rowdot_sigmoid_scatter(
+        &self,
+        a: &GpuVector,
+        b: &GpuVector,
+        rows: Rows<'_, GpuIndices>,
+        c: usize,
+        lambda: &GpuVector,
+        scale: f64,
+        out: &mut GpuVector,
+    ) {
+        kernels::loss::rowdot_sigmoid_scatter(self, a, b, rows, c, lambda, scale, out)
+    }
+    fn exp_rowdot(&self, lambda: &GpuVector, a: &GpuVector, b: &GpuVector, c: usize, scale: f64, out: &mut GpuVector) {
+        kernels::loss::exp_rowdot(self, lambda, a, b, c, scale, out)
     }
 }
 
@@ -620,12 +707,13 @@ impl GpuVector {
         Bound { buffer: self.buffer(), id: self.id() }
     }
 }
-impl GpuMatrix {
-    pub(crate) fn bound(&self) -> Bound<'_> {
-        self.data.bound()
-    }
-}
 impl GpuIndices {
+    pub fn len(&self) -> usize {
+        self.data.len
+    }
+    pub fn is_empty(&self) -> bool {
+        self.data.len == 0
+    }
     pub(crate) fn bound(&self) -> Bound<'_> {
         self.data.bound()
     }

@@ -2,7 +2,10 @@
 //! hand-derived oracles written once against [`Backend`] primitives, so they run on every
 //! backend. `x` are the hyperparameters (λ), `y` the model parameters (w).
 
+pub mod counted;
+pub mod glm;
 pub mod ridge;
+pub mod synthetic;
 
 use crate::backend::{Backend, Rows};
 

@@ -11,11 +11,8 @@
 //! ```
 //! On a mini-batch B the data terms use X_B and 1/|B|.
 
-use std::cell::RefCell;
-use std::collections::HashMap;
-
-use super::Problem;
-use crate::backend::{Backend, Rows};
+use super::glm::{Glm, GlmData, HyperKind};
+use crate::backend::{Backend, HostMatrix, LossKind};
 use crate::sampler::Sampler;
 
 /// Host copy of a ridge instance, in f64 (the reference data for every backend).
@@ -144,121 +141,26 @@ fn cholesky_solve(l: &[f64], d: usize, b: &[f64]) -> Vec<f64> {
     z
 }
 
-/// A ridge instance resident on a backend.
-pub struct Ridge<B: Backend> {
-    x_train: B::Matrix,
-    y_train: B::Vector,
-    x_val: B::Matrix,
-    y_val: B::Vector,
-    n: usize,
-    m: usize,
-    d: usize,
-    /// Residual buffers by batch size, reused across calls (no allocation per step).
-    scratch: RefCell<HashMap<usize, Vec<B::Vector>>>,
-}
-
-impl<B: Backend> Ridge<B> {
-    /// Uploads the data once; every oracle afterwards reads it where it lives.
-    pub fn new(be: &B, data: &RidgeData) -> Self {
-        Ridge {
-            x_train: be.matrix_from(data.n, data.d, &data.x_train, "ridge.x_train"),
-            y_train: be.vector_from(&data.y_train, "ridge.y_train"),
-            x_val: be.matrix_from(data.m, data.d, &data.x_val, "ridge.x_val"),
-            y_val: be.vector_from(&data.y_val, "ridge.y_val"),
-            n: data.n,
-            m: data.m,
-            d: data.d,
-            scratch: RefCell::default(),
+impl RidgeData {
+    /// The same instance as a [`GlmData`]: squared loss, one class column, per-feature ridge.
+    pub fn glm(&self) -> GlmData {
+        GlmData {
+            x_train: HostMatrix::Dense { rows: self.n, cols: self.d, data: self.x_train.clone() },
+            t_train: self.y_train.clone(),
+            x_val: HostMatrix::Dense { rows: self.m, cols: self.d, data: self.x_val.clone() },
+            t_val: self.y_val.clone(),
+            loss: LossKind::Squared,
+            classes: 1,
         }
-    }
-
-    fn batch_len(be: &B, x: &B::Matrix, rows: Rows<'_, B::Indices>) -> usize {
-        match rows {
-            Rows::All => be.matrix_shape(x).0,
-            Rows::Batch(idx) => be.indices_len(idx),
-        }
-    }
-
-    fn take(&self, be: &B, len: usize) -> B::Vector {
-        let pooled = self.scratch.borrow_mut().get_mut(&len).and_then(|v| v.pop());
-        pooled.unwrap_or_else(|| be.zeros(len, "ridge.residual"))
-    }
-
-    fn give(&self, len: usize, v: B::Vector) {
-        self.scratch.borrow_mut().entry(len).or_default().push(v);
-    }
-
-    /// `out ← (1/b) X_Bᵀ (X_B v − t_B) [+ e^λ∘v]`: the gradient and the HVP share this shape.
-    #[allow(clippy::too_many_arguments)]
-    fn normal_product(
-        &self,
-        be: &B,
-        x: &B::Matrix,
-        t: Option<&B::Vector>,
-        v: &B::Vector,
-        rows: Rows<'_, B::Indices>,
-        ridge: Option<(&B::Vector, &B::Vector)>,
-        out: &mut B::Vector,
-    ) {
-        let b = Self::batch_len(be, x, rows);
-        let mut r = self.take(be, b);
-        be.rows_matvec(x, rows, v, t, 1.0, &mut r);
-        be.rows_tmatvec(x, rows, &r, 1.0 / b as f64, ridge, out);
-        self.give(b, r);
-    }
-
-    /// `out ← 1/(2b) ‖X_B w − t_B‖²`.
-    fn half_mse(&self, be: &B, x: &B::Matrix, t: &B::Vector, w: &B::Vector, rows: Rows<'_, B::Indices>, out: &B::Scalar) {
-        let b = Self::batch_len(be, x, rows);
-        let mut r = self.take(be, b);
-        be.rows_matvec(x, rows, w, Some(t), 1.0, &mut r);
-        be.dot(&r, &r, 0.5 / b as f64, out, false);
-        self.give(b, r);
     }
 }
 
-impl<B: Backend> Problem<B> for Ridge<B> {
-    fn dim_x(&self) -> usize {
-        self.d
-    }
-    fn dim_y(&self) -> usize {
-        self.d
-    }
-    fn n_train(&self) -> usize {
-        self.n
-    }
-    fn n_val(&self) -> usize {
-        self.m
-    }
+/// The ridge problem resident on a backend.
+pub type Ridge<B> = Glm<B>;
 
-    fn inner_grad(&self, be: &B, lam: &B::Vector, w: &B::Vector, rows: Rows<'_, B::Indices>, out: &mut B::Vector) {
-        self.normal_product(be, &self.x_train, Some(&self.y_train), w, rows, Some((lam, w)), out);
-    }
-    fn inner_hvp(&self, be: &B, lam: &B::Vector, _w: &B::Vector, v: &B::Vector, rows: Rows<'_, B::Indices>, out: &mut B::Vector) {
-        self.normal_product(be, &self.x_train, None, v, rows, Some((lam, v)), out);
-    }
-    fn mixed_jvp(&self, be: &B, lam: &B::Vector, w: &B::Vector, v: &B::Vector, _rows: Rows<'_, B::Indices>, out: &mut B::Vector) {
-        // Only the regulariser depends on λ, so J has no data term: e^λ∘w∘v.
-        be.exp_hadamard(lam, w, v, 1.0, out);
-    }
-    fn outer_grad_y(&self, be: &B, _lam: &B::Vector, w: &B::Vector, rows: Rows<'_, B::Indices>, out: &mut B::Vector) {
-        self.normal_product(be, &self.x_val, Some(&self.y_val), w, rows, None, out);
-    }
-    fn inner_loss(&self, be: &B, lam: &B::Vector, w: &B::Vector, rows: Rows<'_, B::Indices>, out: &B::Scalar) {
-        self.half_mse(be, &self.x_train, &self.y_train, w, rows, out);
-        // + ½ Σ e^λ w²  =  ½ ⟨e^λ∘w, w⟩
-        let mut ew = self.take(be, self.d);
-        let ones = {
-            let mut o = self.take(be, self.d);
-            be.fill(crate::Coef::c(1.0), &mut o);
-            o
-        };
-        be.exp_hadamard(lam, w, &ones, 1.0, &mut ew);
-        be.dot(&ew, w, 0.5, out, true);
-        self.give(self.d, ew);
-        self.give(self.d, ones);
-    }
-    fn outer_loss(&self, be: &B, _lam: &B::Vector, w: &B::Vector, rows: Rows<'_, B::Indices>, out: &B::Scalar) {
-        self.half_mse(be, &self.x_val, &self.y_val, w, rows, out);
+impl<B: Backend> Glm<B> {
+    /// Uploads a ridge instance: `g = 1/(2n)‖Xw − y‖² + ½ Σ e^{λ_j} w_j²`, `f = 1/(2m)‖X_v w − y_v‖²`.
+    pub fn ridge(be: &B, data: &RidgeData) -> Self {
+        Glm::new(be, &data.glm(), HyperKind::FeatureRidge { scale: 1.0 })
     }
 }

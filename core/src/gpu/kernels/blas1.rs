@@ -13,9 +13,13 @@ struct Params {
     a_den: u32,
     b_num: u32,
     b_den: u32,
-    _pad: [u32; 3],
+    a_gate: u32,
+    b_gate: u32,
+    _pad: u32,
     a_c: f32,
     b_c: f32,
+    a_thr: f32,
+    b_thr: f32,
 }
 
 const BINDINGS: &[(u32, bool)] = &[(1, true), (2, true), (3, false)];
@@ -34,9 +38,13 @@ fn params(n: usize, a: Coef<'_, GpuScalar>, b: Coef<'_, GpuScalar>) -> Params {
         a_den: slot(a.den),
         b_num: slot(b.num),
         b_den: slot(b.den),
-        _pad: [0; 3],
+        a_gate: slot(a.gate.map(|g| g.0)),
+        b_gate: slot(b.gate.map(|g| g.0)),
+        _pad: 0,
         a_c: a.c as f32,
         b_c: b.c as f32,
+        a_thr: a.gate.map_or(0.0, |g| g.1 as f32),
+        b_thr: b.gate.map_or(0.0, |g| g.1 as f32),
     }
 }
 

@@ -1,8 +1,7 @@
-//! `shaders/dense.wgsl`: gathered products with a dense row-major data matrix, and the
-//! elementwise `scale·e^λ∘a∘b`.
+//! `shaders/dense.wgsl`: `Z = X_B W` and `out = scale·X_Bᵀ E + reg` for dense row-major X.
 
-use super::KernelSpec;
-use crate::backend::Rows;
+use super::{batch, reg_parts, KernelSpec};
+use crate::backend::{Reg, Rows};
 use crate::gpu::{GpuBackend, GpuIndices, GpuMatrix, GpuVector};
 
 #[repr(C)]
@@ -10,60 +9,56 @@ use crate::gpu::{GpuBackend, GpuIndices, GpuMatrix, GpuVector};
 struct Params {
     rows: u32,
     cols: u32,
+    c: u32,
     use_idx: u32,
-    flag: u32,
+    reg: u32,
     scale: f32,
+    coef: f32,
 }
 
-const fn spec(entry: &'static str, storage: &'static [(u32, bool)]) -> KernelSpec {
-    KernelSpec { module: "dense.wgsl", source: bilevel_shaders::DENSE, entry, storage }
+const fn spec(entry: &'static str) -> KernelSpec {
+    KernelSpec {
+        module: "dense.wgsl",
+        source: bilevel_shaders::DENSE,
+        entry,
+        storage: &[(1, true), (2, true), (3, true), (4, true), (5, true), (6, false)],
+    }
 }
-const ROWS_MATVEC: KernelSpec = spec("rows_matvec", &[(1, true), (2, true), (3, true), (4, true), (5, false)]);
-const ROWS_TMATVEC: KernelSpec = spec("rows_tmatvec", &[(1, true), (2, true), (3, true), (5, false), (6, true), (7, false)]);
-const EXP_HADAMARD: KernelSpec = spec("exp_hadamard", &[(3, true), (4, true), (6, true), (7, false)]);
+const GATHER_MATMUL: KernelSpec = spec("gather_matmul");
+const GATHER_TMATMUL: KernelSpec = spec("gather_tmatmul");
 
-fn batch<'a>(gpu: &'a GpuBackend, x: &GpuMatrix, rows: Rows<'a, GpuIndices>) -> (u32, u32, crate::gpu::Bound<'a>) {
-    match rows {
-        Rows::All => (x.rows as u32, 0, gpu.dummy_bound()),
-        Rows::Batch(idx) => (idx.data.len() as u32, 1, idx.bound()),
+fn data(x: &GpuMatrix) -> (&GpuVector, usize, usize) {
+    match x {
+        GpuMatrix::Dense { data, rows, cols } => (data, *rows, *cols),
+        GpuMatrix::Sparse { .. } => unreachable!("dense kernel on a sparse matrix"),
     }
 }
 
-pub(crate) fn rows_matvec(
-    gpu: &GpuBackend,
-    x: &GpuMatrix,
-    rows: Rows<'_, GpuIndices>,
-    v: &GpuVector,
-    t: Option<&GpuVector>,
-    scale: f64,
-    r: &mut GpuVector,
-) {
-    let (b, use_idx, idx) = batch(gpu, x, rows);
-    assert!(r.len() >= b as usize && v.len() == x.cols, "rows_matvec: shape mismatch");
-    let p = Params { rows: b, cols: x.cols as u32, use_idx, flag: t.is_some() as u32, scale: scale as f32 };
-    let t = t.map_or(gpu.dummy_bound(), |t| t.bound());
-    gpu.dispatch(&ROWS_MATVEC, &p, &[x.bound(), idx, v.bound(), t, r.bound()], b);
+pub(crate) fn gather_matmul(gpu: &GpuBackend, x: &GpuMatrix, rows: Rows<'_, GpuIndices>, w: &GpuVector, c: usize, z: &mut GpuVector) {
+    let (xd, n, d) = data(x);
+    let (b, use_idx, idx) = batch(gpu, n, rows);
+    assert!(z.len() >= b as usize * c && w.len() == d * c, "gather_matmul: shape mismatch");
+    let p = Params { rows: b, cols: d as u32, c: c as u32, use_idx, reg: 0, scale: 1.0, coef: 0.0 };
+    let bound = [xd.bound(), idx, w.bound(), gpu.dummy_bound(), gpu.dummy_bound(), z.bound()];
+    gpu.dispatch(&GATHER_MATMUL, &p, &bound, b * c as u32);
 }
 
-pub(crate) fn rows_tmatvec(
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gather_tmatmul(
     gpu: &GpuBackend,
     x: &GpuMatrix,
     rows: Rows<'_, GpuIndices>,
-    r: &GpuVector,
+    e: &GpuVector,
+    c: usize,
     scale: f64,
-    ridge: Option<(&GpuVector, &GpuVector)>,
+    reg: Reg<'_, GpuBackend>,
     out: &mut GpuVector,
 ) {
-    let (b, use_idx, idx) = batch(gpu, x, rows);
-    assert!(r.len() >= b as usize && out.len() == x.cols, "rows_tmatvec: shape mismatch");
-    let p = Params { rows: b, cols: x.cols as u32, use_idx, flag: ridge.is_some() as u32, scale: scale as f32 };
-    let (lam, v) = ridge.map_or((gpu.dummy_bound(), gpu.dummy_bound()), |(l, v)| (l.bound(), v.bound()));
-    gpu.dispatch(&ROWS_TMATVEC, &p, &[x.bound(), idx, v, r.bound(), lam, out.bound()], x.cols as u32);
-}
-
-pub(crate) fn exp_hadamard(gpu: &GpuBackend, lambda: &GpuVector, a: &GpuVector, b: &GpuVector, scale: f64, out: &mut GpuVector) {
-    let n = out.len();
-    assert!(lambda.len() == n && a.len() == n && b.len() == n, "exp_hadamard: length mismatch");
-    let p = Params { rows: 0, cols: n as u32, use_idx: 0, flag: 0, scale: scale as f32 };
-    gpu.dispatch(&EXP_HADAMARD, &p, &[a.bound(), b.bound(), lambda.bound(), out.bound()], n as u32);
+    let (xd, n, d) = data(x);
+    let (b, use_idx, idx) = batch(gpu, n, rows);
+    assert!(e.len() >= b as usize * c && out.len() == d * c, "gather_tmatmul: shape mismatch");
+    let (reg_id, coef, lam, v) = reg_parts(gpu, &reg);
+    let p = Params { rows: b, cols: d as u32, c: c as u32, use_idx, reg: reg_id, scale: scale as f32, coef };
+    let bound = [xd.bound(), idx, e.bound(), lam, v, out.bound()];
+    gpu.dispatch(&GATHER_TMATMUL, &p, &bound, (d * c) as u32);
 }

@@ -1,0 +1,75 @@
+//! HOAG (Pedregosa 2016): hyperparameter optimisation with approximate gradient. Each outer
+//! iteration solves the inner problem and the linear system only to a tolerance ε_k that
+//! decreases geometrically (summable, as the method's convergence needs), warm-starting both:
+//!
+//! ```text
+//! y: full-batch descent until ‖∇_y g‖ ≤ ε_k            (at most T steps)
+//! v: CG on H v = ∇_y f from the previous v until ‖H v − ∇_y f‖ ≤ ε_k   (at most K steps)
+//! ĥ = ∇_x f − J[v];   ε_{k+1} = ρ ε_k
+//! ```
+//! The tolerance tests run on the device (gated steps), so no readback is needed. The step size
+//! is the outer optimiser's (Pedregosa adapts it with a Lipschitz estimate; not done here).
+
+use super::{Algorithm, Cg, Hyper};
+use crate::backend::{Backend, Coef, Rows};
+use crate::problems::Problem;
+use crate::sampler::Sampler;
+
+/// ε_0 and the decrease ρ of the tolerance sequence ε_k = ε_0 ρ^k (Pedregosa's exponential one).
+pub const TOL0: f64 = 1e-2;
+pub const TOL_DECAY: f64 = 0.9;
+
+pub struct Hoag<B: Backend> {
+    hyper: Hyper,
+    grad: B::Vector,
+    grad_sq: B::Scalar,
+    b: B::Vector,
+    /// The linear system's solution, kept between outer iterations as the next warm start.
+    v: B::Vector,
+    cg: Cg<B>,
+}
+
+impl<B: Backend> Hoag<B> {
+    pub fn new<P: Problem<B>>(be: &B, p: &P, hyper: Hyper) -> Self {
+        let n = p.dim_y();
+        Hoag {
+            hyper,
+            grad: be.zeros(n, "hoag.grad"),
+            grad_sq: be.scalar("hoag.grad_sq"),
+            b: be.zeros(n, "hoag.b"),
+            v: be.zeros(n, "hoag.v"),
+            cg: Cg::new(be, n),
+        }
+    }
+}
+
+impl<B: Backend, P: Problem<B>> Algorithm<B, P> for Hoag<B> {
+    fn inner_and_hypergradient(
+        &mut self,
+        be: &B,
+        p: &P,
+        k: usize,
+        x: &B::Vector,
+        y: &mut B::Vector,
+        h: &mut B::Vector,
+        _rng: &mut Sampler,
+    ) {
+        let Hyper { t: big_t, q: big_k, alpha, .. } = self.hyper;
+        let eps = TOL0 * TOL_DECAY.powi(k as i32);
+
+        // Inner descent that stops moving once ‖∇_y g‖ ≤ ε_k.
+        for _ in 0..big_t {
+            p.inner_grad(be, x, y, Rows::All, &mut self.grad);
+            be.dot(&self.grad, &self.grad, 1.0, &self.grad_sq, false);
+            be.axpy(Coef::c(-alpha).gated(&self.grad_sq, eps * eps), &self.grad, y);
+        }
+
+        // CG to ‖r‖ ≤ ε_k, warm-started from the previous solution.
+        p.outer_grad_y(be, x, y, Rows::All, &mut self.b);
+        self.cg.solve(be, p, x, y, &self.b, &mut self.v, big_k, k > 0, Some(eps));
+
+        p.mixed_jvp(be, x, y, &self.v, Rows::All, h);
+        be.scale(Coef::c(-1.0), h);
+        p.add_outer_grad_x(be, x, y, Rows::All, h);
+    }
+}

@@ -1,0 +1,86 @@
+//! Oracle accounting for any problem: a wrapper that forwards every oracle and counts the
+//! calls and the samples each touched, so every run reports its cost beside its time.
+
+use std::cell::Cell;
+
+use serde::Serialize;
+
+use super::Problem;
+use crate::backend::{Backend, Rows};
+
+/// Oracle calls so far, and the data rows they read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct OracleCounts {
+    pub inner_grads: u64,
+    pub hvps: u64,
+    pub jvps: u64,
+    pub outer_grads: u64,
+    pub losses: u64,
+    pub samples: u64,
+}
+
+/// `P` with its oracle calls counted.
+pub struct Counted<P> {
+    pub inner: P,
+    counts: Cell<OracleCounts>,
+}
+
+impl<P> Counted<P> {
+    pub fn new(inner: P) -> Self {
+        Counted { inner, counts: Cell::default() }
+    }
+    pub fn counts(&self) -> OracleCounts {
+        self.counts.get()
+    }
+    fn add<B: Backend>(&self, be: &B, rows: Rows<'_, B::Indices>, all: usize, field: impl Fn(&mut OracleCounts)) {
+        let mut c = self.counts.get();
+        field(&mut c);
+        c.samples += match rows {
+            Rows::All => all,
+            Rows::Batch(idx) => be.indices_len(idx),
+        } as u64;
+        self.counts.set(c);
+    }
+}
+
+impl<B: Backend, P: Problem<B>> Problem<B> for Counted<P> {
+    fn dim_x(&self) -> usize {
+        self.inner.dim_x()
+    }
+    fn dim_y(&self) -> usize {
+        self.inner.dim_y()
+    }
+    fn n_train(&self) -> usize {
+        self.inner.n_train()
+    }
+    fn n_val(&self) -> usize {
+        self.inner.n_val()
+    }
+    fn inner_grad(&self, be: &B, x: &B::Vector, y: &B::Vector, rows: Rows<'_, B::Indices>, out: &mut B::Vector) {
+        self.add(be, rows, self.n_train(), |c| c.inner_grads += 1);
+        self.inner.inner_grad(be, x, y, rows, out)
+    }
+    fn inner_hvp(&self, be: &B, x: &B::Vector, y: &B::Vector, v: &B::Vector, rows: Rows<'_, B::Indices>, out: &mut B::Vector) {
+        self.add(be, rows, self.n_train(), |c| c.hvps += 1);
+        self.inner.inner_hvp(be, x, y, v, rows, out)
+    }
+    fn mixed_jvp(&self, be: &B, x: &B::Vector, y: &B::Vector, v: &B::Vector, rows: Rows<'_, B::Indices>, out: &mut B::Vector) {
+        self.add(be, rows, self.n_train(), |c| c.jvps += 1);
+        self.inner.mixed_jvp(be, x, y, v, rows, out)
+    }
+    fn outer_grad_y(&self, be: &B, x: &B::Vector, y: &B::Vector, rows: Rows<'_, B::Indices>, out: &mut B::Vector) {
+        self.add(be, rows, self.n_val(), |c| c.outer_grads += 1);
+        self.inner.outer_grad_y(be, x, y, rows, out)
+    }
+    fn add_outer_grad_x(&self, be: &B, x: &B::Vector, y: &B::Vector, rows: Rows<'_, B::Indices>, out: &mut B::Vector) {
+        self.inner.add_outer_grad_x(be, x, y, rows, out)
+    }
+    fn inner_loss(&self, be: &B, x: &B::Vector, y: &B::Vector, rows: Rows<'_, B::Indices>, out: &B::Scalar) {
+        self.add(be, rows, self.n_train(), |c| c.losses += 1);
+        self.inner.inner_loss(be, x, y, rows, out)
+    }
+    fn outer_loss(&self, be: &B, x: &B::Vector, y: &B::Vector, rows: Rows<'_, B::Indices>, out: &B::Scalar) {
+        self.add(be, rows, self.n_val(), |c| c.losses += 1);
+        self.inner.outer_loss(be, x, y, rows, out)
+    }
+}

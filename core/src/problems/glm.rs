@@ -1,0 +1,245 @@
+//! Generalised linear models with hyperparameters, the one oracle set behind every problem here:
+//! ridge (squared loss), logreg (binary logistic, ijcnn1), multilogreg (softmax on sparse data,
+//! 20 Newsgroups) and hyper-cleaning (softmax with per-sample weights, MNIST).
+//!
+//! With `Z = X_B W` (b × c), the row residual `R_k = ℓ'(Z_k)`, the row curvature
+//! `ℓ''(Z_k)` and per-sample weights `s_k` (1, or σ(λ_{row_k}) for hyper-cleaning):
+//! ```text
+//! g(W, λ; B) = (1/b) Σ_k s_k ℓ(Z_k) + Reg(W, λ)          f(W; V) = (1/|V|) Σ ℓ(Z_k)
+//! ∇_W g      = X_Bᵀ diag(s) R / b + ∇Reg                ∇_W f   = X_Vᵀ R_V / |V|
+//! H[V]       = X_Bᵀ diag(s) M / b + ∇²Reg V,   M_k = ℓ''(Z_k) U_k,  U = X_B V
+//! J[V]       feature ridge, Reg = (s/2) Σ_j e^{λ_j} ‖W_j‖²:  J[V]_j = s e^{λ_j} ⟨W_j, V_j⟩
+//!            sample weights, Reg = ρ‖W‖²:  J[V]_{row_k} = (1/b) σ'(λ_{row_k}) ⟨R_k, U_k⟩
+//! ```
+//! (the softmax M is `P∘(U − ⟨P, U⟩1)`, the logistic one `σ(1−σ)U`, the squared one `U`).
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use super::Problem;
+use crate::backend::{Backend, Coef, HostMatrix, LossKind, Reg, Rows};
+
+/// The hyperparameters and the inner problem's regulariser.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub enum HyperKind {
+    /// x = λ ∈ R^d, one per feature: `Reg = (scale/2) Σ_j e^{λ_j} Σ_k W_jk²`.
+    FeatureRidge { scale: f64 },
+    /// x = λ ∈ R^n, one per training sample, weighting its loss by σ(λ_i); `Reg = ρ‖W‖²_F`.
+    SampleWeights { rho: f64 },
+}
+
+/// A GLM data set on the host: features, targets (real values, 0/1 labels, or class indices).
+#[derive(Clone, Debug)]
+pub struct GlmData {
+    pub x_train: HostMatrix,
+    pub t_train: Vec<f64>,
+    pub x_val: HostMatrix,
+    pub t_val: Vec<f64>,
+    pub loss: LossKind,
+    /// Output columns c (1 for squared and logistic losses).
+    pub classes: usize,
+}
+
+/// A GLM bilevel problem resident on a backend.
+pub struct Glm<B: Backend> {
+    x_train: B::Matrix,
+    t_train: B::Vector,
+    x_val: B::Matrix,
+    t_val: B::Vector,
+    n: usize,
+    m: usize,
+    d: usize,
+    c: usize,
+    loss: LossKind,
+    hyper: HyperKind,
+    /// Batch-sized buffers by length, reused across calls (no allocation per step).
+    scratch: RefCell<HashMap<usize, Vec<B::Vector>>>,
+}
+
+#[derive(Clone, Copy)]
+enum Split {
+    Train,
+    Val,
+}
+
+impl<B: Backend> Glm<B> {
+    /// Uploads the data once; every oracle afterwards reads it where it lives.
+    pub fn new(be: &B, data: &GlmData, hyper: HyperKind) -> Self {
+        let (n, d) = data.x_train.shape();
+        let (m, dv) = data.x_val.shape();
+        assert_eq!(d, dv, "train and validation have different feature counts");
+        Glm {
+            x_train: be.matrix_from(&data.x_train, "glm.x_train"),
+            t_train: be.vector_from(&data.t_train, "glm.t_train"),
+            x_val: be.matrix_from(&data.x_val, "glm.x_val"),
+            t_val: be.vector_from(&data.t_val, "glm.t_val"),
+            n,
+            m,
+            d,
+            c: data.classes,
+            loss: data.loss,
+            hyper,
+            scratch: RefCell::default(),
+        }
+    }
+
+    pub fn classes(&self) -> usize {
+        self.c
+    }
+    pub fn features(&self) -> usize {
+        self.d
+    }
+
+    fn take(&self, be: &B, len: usize) -> B::Vector {
+        let pooled = self.scratch.borrow_mut().get_mut(&len).and_then(|v| v.pop());
+        pooled.unwrap_or_else(|| be.zeros(len, "glm.scratch"))
+    }
+
+    fn give(&self, len: usize, v: B::Vector) {
+        self.scratch.borrow_mut().entry(len).or_default().push(v);
+    }
+
+    fn data(&self, split: Split) -> (&B::Matrix, &B::Vector, usize) {
+        match split {
+            Split::Train => (&self.x_train, &self.t_train, self.n),
+            Split::Val => (&self.x_val, &self.t_val, self.m),
+        }
+    }
+
+    fn batch_len(be: &B, n: usize, rows: Rows<'_, B::Indices>) -> usize {
+        match rows {
+            Rows::All => n,
+            Rows::Batch(idx) => be.indices_len(idx),
+        }
+    }
+
+    /// Per-sample weights σ(λ_row) on the training split of hyper-cleaning, else none.
+    fn weights<'a>(&self, split: Split, x: &'a B::Vector) -> Option<&'a B::Vector> {
+        match (split, self.hyper) {
+            (Split::Train, HyperKind::SampleWeights { .. }) => Some(x),
+            _ => None,
+        }
+    }
+
+    /// `∇Reg` applied to `v` (the gradient's term at v = W, the Hessian's at v = direction).
+    fn reg<'a>(&self, x: &'a B::Vector, v: &'a B::Vector) -> Reg<'a, B> {
+        match self.hyper {
+            HyperKind::FeatureRidge { scale } => Reg::ExpLambda { lambda: x, v, coef: scale },
+            HyperKind::SampleWeights { rho } => Reg::Scaled { v, coef: 2.0 * rho },
+        }
+    }
+
+    /// `out ← X_Bᵀ (weighted residual)/b + reg`: the inner gradient (reg on) and the outer
+    /// gradient (reg off, validation split).
+    #[allow(clippy::too_many_arguments)]
+    fn gradient(
+        &self,
+        be: &B,
+        split: Split,
+        x: &B::Vector,
+        w: &B::Vector,
+        rows: Rows<'_, B::Indices>,
+        reg: Reg<'_, B>,
+        out: &mut B::Vector,
+    ) {
+        let (xm, t, n) = self.data(split);
+        let bc = Self::batch_len(be, n, rows) * self.c;
+        let (mut z, mut r) = (self.take(be, bc), self.take(be, bc));
+        be.gather_matmul(xm, rows, w, self.c, &mut z);
+        let b = bc / self.c;
+        be.loss_residual(self.loss, &z, t, rows, self.c, self.weights(split, x), 1.0 / b as f64, &mut r, None);
+        be.gather_tmatmul(xm, rows, &r, self.c, 1.0, reg, out);
+        self.give(bc, z);
+        self.give(bc, r);
+    }
+
+    /// `out ← (1/b) Σ_k s_k ℓ(Z_k)` on a split.
+    fn data_loss(&self, be: &B, split: Split, x: &B::Vector, w: &B::Vector, rows: Rows<'_, B::Indices>, out: &B::Scalar) {
+        let (xm, t, n) = self.data(split);
+        let b = Self::batch_len(be, n, rows);
+        let (mut z, mut r, mut l) = (self.take(be, b * self.c), self.take(be, b * self.c), self.take(be, b));
+        be.gather_matmul(xm, rows, w, self.c, &mut z);
+        be.loss_residual(self.loss, &z, t, rows, self.c, self.weights(split, x), 1.0 / b as f64, &mut r, Some(&mut l));
+        be.sum(&l, 1.0, out, false);
+        self.give(b * self.c, z);
+        self.give(b * self.c, r);
+        self.give(b, l);
+    }
+}
+
+impl<B: Backend> Problem<B> for Glm<B> {
+    fn dim_x(&self) -> usize {
+        match self.hyper {
+            HyperKind::FeatureRidge { .. } => self.d,
+            HyperKind::SampleWeights { .. } => self.n,
+        }
+    }
+    fn dim_y(&self) -> usize {
+        self.d * self.c
+    }
+    fn n_train(&self) -> usize {
+        self.n
+    }
+    fn n_val(&self) -> usize {
+        self.m
+    }
+
+    fn inner_grad(&self, be: &B, x: &B::Vector, w: &B::Vector, rows: Rows<'_, B::Indices>, out: &mut B::Vector) {
+        self.gradient(be, Split::Train, x, w, rows, self.reg(x, w), out);
+    }
+
+    fn inner_hvp(&self, be: &B, x: &B::Vector, w: &B::Vector, v: &B::Vector, rows: Rows<'_, B::Indices>, out: &mut B::Vector) {
+        let bc = Self::batch_len(be, self.n, rows) * self.c;
+        let (mut z, mut u, mut m) = (self.take(be, bc), self.take(be, bc), self.take(be, bc));
+        be.gather_matmul(&self.x_train, rows, w, self.c, &mut z);
+        be.gather_matmul(&self.x_train, rows, v, self.c, &mut u);
+        let b = bc / self.c;
+        be.loss_curvature(self.loss, &z, &u, rows, self.c, self.weights(Split::Train, x), 1.0 / b as f64, &mut m);
+        be.gather_tmatmul(&self.x_train, rows, &m, self.c, 1.0, self.reg(x, v), out);
+        self.give(bc, z);
+        self.give(bc, u);
+        self.give(bc, m);
+    }
+
+    fn mixed_jvp(&self, be: &B, x: &B::Vector, w: &B::Vector, v: &B::Vector, rows: Rows<'_, B::Indices>, out: &mut B::Vector) {
+        match self.hyper {
+            // Only the penalty depends on λ: no data term.
+            HyperKind::FeatureRidge { scale } => be.exp_rowdot(x, w, v, self.c, scale, out),
+            HyperKind::SampleWeights { .. } => {
+                let b = Self::batch_len(be, self.n, rows);
+                let bc = b * self.c;
+                let (mut z, mut r, mut u) = (self.take(be, bc), self.take(be, bc), self.take(be, bc));
+                be.gather_matmul(&self.x_train, rows, w, self.c, &mut z);
+                be.loss_residual(self.loss, &z, &self.t_train, rows, self.c, None, 1.0, &mut r, None);
+                be.gather_matmul(&self.x_train, rows, v, self.c, &mut u);
+                // Samples outside the batch have no term.
+                be.fill(Coef::c(0.0), out);
+                be.rowdot_sigmoid_scatter(&r, &u, rows, self.c, x, 1.0 / b as f64, out);
+                self.give(bc, z);
+                self.give(bc, r);
+                self.give(bc, u);
+            }
+        }
+    }
+
+    fn outer_grad_y(&self, be: &B, x: &B::Vector, w: &B::Vector, rows: Rows<'_, B::Indices>, out: &mut B::Vector) {
+        self.gradient(be, Split::Val, x, w, rows, Reg::None, out);
+    }
+
+    fn inner_loss(&self, be: &B, x: &B::Vector, w: &B::Vector, rows: Rows<'_, B::Indices>, out: &B::Scalar) {
+        self.data_loss(be, Split::Train, x, w, rows, out);
+        match self.hyper {
+            HyperKind::FeatureRidge { scale } => {
+                let mut per_feature = self.take(be, self.d);
+                be.exp_rowdot(x, w, w, self.c, 0.5 * scale, &mut per_feature);
+                be.sum(&per_feature, 1.0, out, true);
+                self.give(self.d, per_feature);
+            }
+            HyperKind::SampleWeights { rho } => be.dot(w, w, rho, out, true),
+        }
+    }
+
+    fn outer_loss(&self, be: &B, x: &B::Vector, w: &B::Vector, rows: Rows<'_, B::Indices>, out: &B::Scalar) {
+        self.data_loss(be, Split::Val, x, w, rows, out);
+    }
+}
