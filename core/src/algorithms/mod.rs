@@ -162,8 +162,8 @@ impl FromStr for AlgKind {
 
 // ---- pieces shared by several algorithms ----
 
-/// `steps` inner descent steps `y ← y − α ∇_y g(x, y; S_t)`: a fresh training batch of
-/// `batch` rows per step, or the full training set when `batch` is `None`.
+/// `steps` inner descent steps `y ← y − α ∇_y g(x, y; S_t)` (the problem's fused step): a fresh
+/// training batch of `batch` rows per step, or the full training set when `batch` is `None`.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn inner_descent<B: Backend, P: Problem<B>>(
     be: &B,
@@ -180,11 +180,10 @@ pub(crate) fn inner_descent<B: Backend, P: Problem<B>>(
         match batch {
             Some(b) => {
                 let s_t = be.indices(&rng.batch(p.n_train(), b));
-                p.inner_grad(be, x, y, Rows::Batch(&s_t), grad);
+                p.inner_step(be, x, y, alpha, Rows::Batch(&s_t), grad);
             }
-            None => p.inner_grad(be, x, y, Rows::All, grad),
+            None => p.inner_step(be, x, y, alpha, Rows::All, grad),
         }
-        be.axpy(Coef::c(-alpha), grad, y);
     }
 }
 
@@ -204,11 +203,10 @@ pub(crate) fn neumann_step<B: Backend, P: Problem<B>>(
     match batch {
         Some(b) => {
             let b_j = be.indices(&rng.batch(p.n_train(), b));
-            p.inner_hvp(be, x, y, r, Rows::Batch(&b_j), hr);
+            p.neumann_step(be, x, y, r, eta, Rows::Batch(&b_j), hr);
         }
-        None => p.inner_hvp(be, x, y, r, Rows::All, hr),
+        None => p.neumann_step(be, x, y, r, eta, Rows::All, hr),
     }
-    be.axpy(Coef::c(-eta), hr, r);
 }
 
 /// Conjugate gradient for `H v = b` (H = ∇²_yy g on the full training set), with every scalar

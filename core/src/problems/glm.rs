@@ -153,6 +153,14 @@ impl<B: Backend> Glm<B> {
         self.give(bc, r);
     }
 
+    /// The in-place form of `v ← v − step·∇Reg(v)`, for the fused steps.
+    fn decay<'a>(&self, x: &'a B::Vector, step: f64) -> Reg<'a, B> {
+        match self.hyper {
+            HyperKind::FeatureRidge { scale } => Reg::Decay { lambda: Some(x), exp_coef: -step * scale, const_coef: 1.0 },
+            HyperKind::SampleWeights { rho } => Reg::Decay { lambda: None, exp_coef: 0.0, const_coef: 1.0 - 2.0 * step * rho },
+        }
+    }
+
     /// `out ← (1/b) Σ_k s_k ℓ(Z_k)` on a split.
     fn data_loss(&self, be: &B, split: Split, x: &B::Vector, w: &B::Vector, rows: Rows<'_, B::Indices>, out: &B::Scalar) {
         let (xm, t, n) = self.data(split);
@@ -196,6 +204,41 @@ impl<B: Backend> Problem<B> for Glm<B> {
         let b = bc / self.c;
         be.loss_curvature(self.loss, &z, &u, rows, self.c, self.weights(Split::Train, x), 1.0 / b as f64, &mut m);
         be.gather_tmatmul(&self.x_train, rows, &m, self.c, 1.0, self.reg(x, v), out);
+        self.give(bc, z);
+        self.give(bc, u);
+        self.give(bc, m);
+    }
+
+    fn inner_step(&self, be: &B, x: &B::Vector, w: &mut B::Vector, alpha: f64, rows: Rows<'_, B::Indices>, _scratch: &mut B::Vector) {
+        // W ← (1 − α ∇Reg) W − α X_Bᵀ diag(s) R / b, one pass over W.
+        let bc = Self::batch_len(be, self.n, rows) * self.c;
+        let (mut z, mut r) = (self.take(be, bc), self.take(be, bc));
+        be.gather_matmul(&self.x_train, rows, w, self.c, &mut z);
+        let b = bc / self.c;
+        be.loss_residual(self.loss, &z, &self.t_train, rows, self.c, self.weights(Split::Train, x), 1.0 / b as f64, &mut r, None);
+        be.gather_tmatmul(&self.x_train, rows, &r, self.c, -alpha, self.decay(x, alpha), w);
+        self.give(bc, z);
+        self.give(bc, r);
+    }
+
+    fn neumann_step(
+        &self,
+        be: &B,
+        x: &B::Vector,
+        w: &B::Vector,
+        v: &mut B::Vector,
+        eta: f64,
+        rows: Rows<'_, B::Indices>,
+        _scratch: &mut B::Vector,
+    ) {
+        // V ← (1 − η ∇²Reg) V − η X_Bᵀ diag(s) M / b, one pass over V.
+        let bc = Self::batch_len(be, self.n, rows) * self.c;
+        let (mut z, mut u, mut m) = (self.take(be, bc), self.take(be, bc), self.take(be, bc));
+        be.gather_matmul(&self.x_train, rows, w, self.c, &mut z);
+        be.gather_matmul(&self.x_train, rows, v, self.c, &mut u);
+        let b = bc / self.c;
+        be.loss_curvature(self.loss, &z, &u, rows, self.c, self.weights(Split::Train, x), 1.0 / b as f64, &mut m);
+        be.gather_tmatmul(&self.x_train, rows, &m, self.c, -eta, self.decay(x, eta), v);
         self.give(bc, z);
         self.give(bc, u);
         self.give(bc, m);
