@@ -12,6 +12,7 @@ use bilevel_core::{Backend, Rows};
 use common::{randn, rel_err};
 
 /// Naive `Z = X_B W` and `scale·X_Bᵀ E + coef·e^λ∘V` on the host matrix.
+#[allow(clippy::too_many_arguments)]
 fn naive(
     x: &HostMatrix,
     rows: &[usize],
