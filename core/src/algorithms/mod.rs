@@ -95,6 +95,9 @@ pub trait Algorithm<B: Backend, P: Problem<B>> {
 pub enum AlgKind {
     #[serde(rename = "stocBiO")]
     StocBiO,
+    /// stocBiO as the reference code implements it (`--compat v1|head`).
+    #[serde(rename = "stocBiO-compat")]
+    StocBiOCompat(stocbio::Compat),
     #[serde(rename = "AID-CG")]
     AidCg,
     #[serde(rename = "AID-FP")]
@@ -118,6 +121,8 @@ impl AlgKind {
     pub fn name(self) -> &'static str {
         match self {
             AlgKind::StocBiO => "stocBiO",
+            AlgKind::StocBiOCompat(stocbio::Compat::V1) => "stocBiO (compat v1)",
+            AlgKind::StocBiOCompat(_) => "stocBiO (compat head)",
             AlgKind::AidCg => "AID-CG",
             AlgKind::AidFp => "AID-FP",
             AlgKind::Reverse => "reverse",
@@ -128,11 +133,30 @@ impl AlgKind {
         }
     }
 
+    /// Applies `--compat` (only stocBiO has reference-code versions).
+    pub fn with_compat(self, compat: stocbio::Compat) -> Result<Self> {
+        match (self, compat) {
+            (_, stocbio::Compat::Paper) => Ok(self),
+            (AlgKind::StocBiO, c) => Ok(AlgKind::StocBiOCompat(c)),
+            (other, _) => Err(Error::InvalidArgument(format!("--compat applies to stocBiO only, not {other}"))),
+        }
+    }
+
+    /// Refuses combinations a problem cannot run (the reference stocBiO needs g on validation
+    /// batches, which per-sample weights do not have).
+    pub fn check<B: Backend, P: Problem<B>>(self, p: &P) -> Result<()> {
+        if matches!(self, AlgKind::StocBiOCompat(_)) && p.val_as_train().is_none() {
+            return Err(Error::InvalidArgument(format!("{self} needs g on validation batches, which this problem does not define")));
+        }
+        Ok(())
+    }
+
     /// A fresh instance with workspaces sized for `p`.
     pub fn build<B: Backend + 'static, P: Problem<B>>(self, be: &B, p: &P, hyper: &Hyper) -> Box<dyn Algorithm<B, P>> {
         let h = hyper.clone();
         match self {
             AlgKind::StocBiO => Box::new(stocbio::StocBiO::new(be, p, h)),
+            AlgKind::StocBiOCompat(c) => Box::new(stocbio::StocBiO::with_compat(be, p, h, c)),
             AlgKind::AidCg => Box::new(aid_cg::AidCg::new(be, p, h)),
             AlgKind::AidFp => Box::new(aid_fp::AidFp::new(be, p, h)),
             AlgKind::Reverse => Box::new(reverse::Reverse::new(be, p, h)),

@@ -92,6 +92,10 @@ impl<B: Backend, P: Problem<B>> Problem<B> for Counted<P> {
         self.add(be, rows, self.n_train(), |c| c.hvps += 1);
         self.inner.neumann_step(be, x, y, r, eta, rows, scratch)
     }
+    fn val_as_train(&self) -> Option<Box<dyn Problem<B> + '_>> {
+        // Calls through the view are not counted separately from the view's own oracles.
+        self.inner.val_as_train()
+    }
     fn inner_loss(&self, be: &B, x: &B::Vector, y: &B::Vector, rows: Rows<'_, B::Indices>, out: &B::Scalar) {
         self.add(be, rows, self.n_train(), |c| c.losses += 1);
         self.inner.inner_loss(be, x, y, rows, out)

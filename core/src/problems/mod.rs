@@ -53,6 +53,12 @@ pub trait Problem<B: Backend> {
         self.inner_hvp(be, x, y, r, rows, scratch);
         be.axpy(Coef::c(-eta), scratch, r);
     }
+    /// The same problem with the validation set in the training set's place, for the reference
+    /// code's stocBiO (`--compat`), which evaluates g's HVP and J on validation batches. `None`
+    /// where that has no sound meaning.
+    fn val_as_train(&self) -> Option<Box<dyn Problem<B> + '_>> {
+        None
+    }
     /// `out ← g(x, y; rows)`.
     fn inner_loss(&self, be: &B, x: &B::Vector, y: &B::Vector, rows: Rows<'_, B::Indices>, out: &B::Scalar);
     /// `out ← f(x, y; rows)`.
