@@ -44,8 +44,11 @@ pub struct StocBiO<B: Backend> {
     /// Σ_q r_q.
     sum: B::Vector,
     /// The reference code's fixed batch lists (compat modes), uploaded once.
-    lists: Option<(Vec<B::Indices>, Vec<B::Indices>)>,
+    lists: Option<BatchLists<B>>,
 }
+
+/// Training and validation batch lists.
+type BatchLists<B> = (Vec<<B as Backend>::Indices>, Vec<<B as Backend>::Indices>);
 
 impl<B: Backend> StocBiO<B> {
     pub fn new<P: Problem<B>>(be: &B, p: &P, hyper: Hyper) -> Self {
