@@ -220,6 +220,20 @@ impl<T: Real> Backend for CpuBackend<T> {
         assert!(z.len() >= b * c && w.len() == x.cols() * c, "gather_matmul: shape mismatch");
         // Rows of Z are independent: split them across threads.
         let work = b * c * x.row_nnz_estimate();
+        if let (CpuMatrix::Dense { cols, data, .. }, true) = (x, c > 1) {
+            // Dense with several classes: c dot products of length d per row, on Wᵀ (c × d).
+            let wt = transpose(w, *cols, c);
+            chunked(&mut z[..b * c], b.div_ceil(pieces()) * c, work, |start, zc| {
+                for (i, zk) in zc.chunks_exact_mut(c).enumerate() {
+                    let row = row_of(rows, start / c + i);
+                    let xr = &data[row * cols..(row + 1) * cols];
+                    for (zv, wk) in zk.iter_mut().zip(wt.chunks_exact(*cols)) {
+                        *zv = dot(xr, wk);
+                    }
+                }
+            });
+            return;
+        }
         chunked(&mut z[..b * c], b.div_ceil(pieces()) * c, work, |start, zc| {
             for (i, zk) in zc.chunks_exact_mut(c).enumerate() {
                 x.row_times(row_of(rows, start / c + i), w, zk);
@@ -250,12 +264,27 @@ impl<T: Real> Backend for CpuBackend<T> {
         if work >= PARALLEL_WORK && d * c <= PARALLEL_WORK {
             use rayon::prelude::*;
             let per = b.div_ceil(rayon::current_num_threads());
+            let dense_multi = matches!(x, CpuMatrix::Dense { .. }) && c > 1;
             let parts: Vec<Vec<T>> = (0..b.div_ceil(per.max(1)))
                 .into_par_iter()
                 .map(|t| {
                     let mut acc = vec![T::zero(); d * c];
                     for k in t * per..((t + 1) * per).min(b) {
-                        x.scatter_row(row_of(rows, k), 0..d, scale, &e[k * c..(k + 1) * c], &mut acc);
+                        let ek = &e[k * c..(k + 1) * c];
+                        match x {
+                            // Accumulate Xᵀ E transposed (c × d): vectorisable length-d axpys.
+                            CpuMatrix::Dense { data, .. } if dense_multi => {
+                                let row = row_of(rows, k);
+                                let xr = &data[row * d..(row + 1) * d];
+                                for (acc_k, &ev) in acc.chunks_exact_mut(d).zip(ek) {
+                                    axpy_slice(scale * ev, xr, acc_k);
+                                }
+                            }
+                            _ => x.scatter_row(row_of(rows, k), 0..d, scale, ek, &mut acc),
+                        }
+                    }
+                    if dense_multi {
+                        acc = transpose(&acc, c, d);
                     }
                     acc
                 })
@@ -438,6 +467,17 @@ fn dot<T: Real>(x: &[T], y: &[T]) -> T {
     }
     let tail = xr.iter().zip(yr).fold(T::zero(), |s, (&a, &b)| s + a * b);
     acc.iter().fold(tail, |s, &a| s + a)
+}
+
+/// The transpose of a row-major `rows × cols` matrix.
+fn transpose<T: Real>(m: &[T], rows: usize, cols: usize) -> Vec<T> {
+    let mut t = vec![T::zero(); rows * cols];
+    for (i, row) in m.chunks_exact(cols).enumerate() {
+        for (j, &v) in row.iter().enumerate() {
+            t[j * rows + i] = v;
+        }
+    }
+    t
 }
 
 /// `y += a·x` over a slice.
