@@ -493,7 +493,7 @@ fn sigmoid<T: Real>(x: T) -> T {
 }
 
 /// `ℓ'(z)` into `r` and `ℓ(z)` returned, for one row (see [`LossKind`]).
-pub(crate) fn row_residual<T: Real>(kind: LossKind, z: &[T], t: T, r: &mut [T]) -> T {
+pub fn row_residual<T: Real>(kind: LossKind, z: &[T], t: T, r: &mut [T]) -> T {
     match kind {
         LossKind::Squared => {
             r[0] = z[0] - t;

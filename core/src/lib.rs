@@ -11,6 +11,7 @@ pub mod cpu;
 pub mod data;
 pub mod error;
 pub mod exact;
+pub mod experiment;
 pub mod gpu;
 pub mod outer;
 pub mod problems;

@@ -1,0 +1,185 @@
+//! A bilevel run on a real data set with a test split: the outer loop, evaluation on the side
+//! (excluded from the time), and a record per outer iteration. The CLI's `hyperclean`, `l2reg`
+//! and `ijcnn1` subcommands drive it.
+
+use serde::Serialize;
+
+use crate::algorithms::{AlgKind, Hyper};
+use crate::backend::{Backend, HostMatrix, LossKind, Rows};
+use crate::outer::{OuterLoop, OuterOpt};
+use crate::problems::counted::OracleCounts;
+use crate::problems::glm::{Glm, GlmData, HyperKind};
+use crate::problems::Problem;
+use crate::sampler::Sampler;
+use crate::{Error, Result};
+
+/// A problem's data with its held-out test split.
+#[derive(Clone, Debug)]
+pub struct Experiment {
+    pub data: GlmData,
+    pub hyper_kind: HyperKind,
+    pub x_test: HostMatrix,
+    pub t_test: Vec<f64>,
+    /// For hyper-cleaning: which training labels were corrupted (for precision and recall).
+    pub corrupted: Option<Vec<bool>>,
+}
+
+/// One outer iteration's record.
+#[derive(Clone, Debug, Serialize)]
+pub struct Record {
+    pub iter: usize,
+    /// Cumulative solver time (inner loop, hypergradient, outer step); evaluation excluded.
+    pub time_s: f64,
+    pub test_loss: f64,
+    pub test_acc: f64,
+    pub val_loss: f64,
+    pub lambda_norm: f64,
+    pub oracle_counts: OracleCounts,
+    /// Hyper-cleaning: of the samples with weight σ(λ_i) < 0.5, the fraction that are corrupted…
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub precision: Option<f64>,
+    /// …and of the corrupted samples, the fraction with weight < 0.5.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recall: Option<f64>,
+}
+
+/// Corrupts a fraction `p` of the labels once, from the seed: `round(p·n)` positions, each given
+/// a uniformly drawn *different* class (the paper's setting). Returns the corruption mask.
+pub fn corrupt_labels(labels: &mut [f64], classes: usize, p: f64, seed: u64) -> Vec<bool> {
+    let mut rng = Sampler::new(seed);
+    let n = labels.len();
+    let mut mask = vec![false; n];
+    for i in rng.batch(n, ((p * n as f64).round() as usize).min(n)) {
+        let i = i as usize;
+        let shift = 1 + rng.below(classes - 1);
+        labels[i] = ((labels[i] as usize + shift) % classes) as f64;
+        mask[i] = true;
+    }
+    mask
+}
+
+/// Corrupts each label with probability `p`, replacing it by a class drawn uniformly from all
+/// classes, so it may stay correct (the Benchopt benchmark's setting). Returns which changed.
+pub fn corrupt_labels_uniform(labels: &mut [f64], classes: usize, p: f64, seed: u64) -> Vec<bool> {
+    let mut rng = Sampler::new(seed);
+    labels
+        .iter_mut()
+        .map(|y| {
+            let flip = rng.below(1_000_000) < (p * 1e6) as usize;
+            let new = if flip { rng.below(classes) as f64 } else { *y };
+            let changed = new != *y;
+            *y = new;
+            changed
+        })
+        .collect()
+}
+
+/// A run in progress on backend `B`.
+pub struct Run<'a, B: Backend> {
+    pub outer: OuterLoop<'a, B, Glm<B>>,
+    x_test: B::Matrix,
+    t_test: Vec<f64>,
+    corrupted: Option<Vec<bool>>,
+    loss: LossKind,
+    classes: usize,
+    z_test: B::Vector,
+    scalar: B::Scalar,
+    elapsed: f64,
+}
+
+impl<'a, B: Backend + 'static> Run<'a, B> {
+    pub fn new(be: &'a B, exp: &Experiment, alg: AlgKind, hyper: Hyper, opt: OuterOpt, seed: u64) -> Result<Self> {
+        hyper.validate()?;
+        opt.validate()?;
+        let problem = Glm::new(be, &exp.data, exp.hyper_kind);
+        alg.check::<B, _>(&problem)?;
+        let n_test = exp.x_test.shape().0;
+        Ok(Run {
+            outer: OuterLoop::new(be, problem, alg, hyper, opt, seed),
+            x_test: be.matrix_from(&exp.x_test, "test.x"),
+            t_test: exp.t_test.clone(),
+            corrupted: exp.corrupted.clone(),
+            loss: exp.data.loss,
+            classes: exp.data.classes,
+            z_test: be.zeros(n_test * exp.data.classes, "test.z"),
+            scalar: be.scalar("run.scalar"),
+            elapsed: 0.0,
+        })
+    }
+
+    /// The record of the starting point (iteration 0, no time spent).
+    pub async fn initial(&mut self) -> Result<Record> {
+        self.record().await
+    }
+
+    /// One outer iteration, then its evaluation.
+    pub async fn step(&mut self, now: &dyn Fn() -> f64) -> Result<Record> {
+        let be = self.outer.be;
+        let t0 = now();
+        self.outer.estimate();
+        self.outer.update();
+        // Wait for the GPU (a scalar read waits for everything before it) inside the timing.
+        be.dot(&self.outer.h, &self.outer.h, 1.0, &self.scalar, false);
+        let h2 = be.read_scalar(&self.scalar).await?;
+        self.elapsed += now() - t0;
+        if !h2.is_finite() {
+            return Err(Error::NonFinite { iter: self.outer.iter, quantity: "hypergradient".into() });
+        }
+        self.record().await
+    }
+
+    async fn record(&mut self) -> Result<Record> {
+        let be = self.outer.be;
+        let iter = self.outer.iter;
+        // Test loss and accuracy from the test logits (read back: evaluation only).
+        be.gather_matmul(&self.x_test, Rows::All, &self.outer.y, self.classes, &mut self.z_test);
+        let z = be.read_vector(&self.z_test).await?;
+        let (test_loss, test_acc) = evaluate(self.loss, &z, &self.t_test, self.classes);
+        self.outer.problem.inner.outer_loss(be, &self.outer.x, &self.outer.y, Rows::All, &self.scalar);
+        let val_loss = be.read_scalar(&self.scalar).await?;
+        let lambda = be.read_vector(&self.outer.x).await?;
+        for (q, v) in [("test loss", test_loss), ("validation loss", val_loss)] {
+            if !v.is_finite() {
+                return Err(Error::NonFinite { iter, quantity: q.into() });
+            }
+        }
+        let (precision, recall) = match &self.corrupted {
+            Some(mask) => {
+                // Weight σ(λ) < 0.5 ⇔ λ < 0: the detector of corrupted labels.
+                let flagged: Vec<bool> = lambda.iter().map(|&l| l < 0.0).collect();
+                let tp = flagged.iter().zip(mask).filter(|(f, m)| **f && **m).count() as f64;
+                let (nf, nm) = (flagged.iter().filter(|f| **f).count() as f64, mask.iter().filter(|m| **m).count() as f64);
+                (Some(if nf > 0.0 { tp / nf } else { 0.0 }), Some(if nm > 0.0 { tp / nm } else { 0.0 }))
+            }
+            None => (None, None),
+        };
+        Ok(Record {
+            iter,
+            time_s: self.elapsed,
+            test_loss,
+            test_acc,
+            val_loss,
+            lambda_norm: lambda.iter().map(|v| v * v).sum::<f64>().sqrt(),
+            oracle_counts: self.outer.counts(),
+            precision,
+            recall,
+        })
+    }
+}
+
+/// Mean loss and accuracy of predictions `z` (rows × c) against targets.
+pub fn evaluate(loss: LossKind, z: &[f64], targets: &[f64], c: usize) -> (f64, f64) {
+    let n = targets.len().max(1);
+    let (mut total, mut correct) = (0.0, 0usize);
+    let mut r = vec![0.0; c];
+    for (zi, &t) in z.chunks_exact(c).zip(targets) {
+        total += crate::cpu::row_residual(loss, zi, t, &mut r);
+        let predicted = match loss {
+            LossKind::Squared => t, // accuracy is not meaningful for regression
+            LossKind::Logistic => (zi[0] > 0.0) as u8 as f64,
+            LossKind::Softmax => zi.iter().enumerate().fold(0, |best, (k, &v)| if v > zi[best] { k } else { best }) as f64,
+        };
+        correct += (predicted == t) as usize;
+    }
+    (total / n as f64, correct as f64 / n as f64)
+}

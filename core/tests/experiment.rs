@@ -1,0 +1,79 @@
+//! Runs on data with a test split: label corruption, evaluation, and hyper-cleaning finding the
+//! corrupted samples.
+
+mod common;
+
+use bilevel_core::algorithms::{AlgKind, Hyper};
+use bilevel_core::backend::LossKind;
+use bilevel_core::cpu::CpuBackend;
+use bilevel_core::experiment::{corrupt_labels, corrupt_labels_uniform, evaluate, Experiment, Run};
+use bilevel_core::outer::OuterOpt;
+use bilevel_core::problems::glm::HyperKind;
+use bilevel_core::problems::synthetic::SyntheticSpec;
+use common::block;
+
+#[test]
+fn corruption_changes_exactly_the_drawn_labels_to_other_classes() {
+    let clean: Vec<f64> = (0..1000).map(|i| (i % 10) as f64).collect();
+    let mut labels = clean.clone();
+    let mask = corrupt_labels(&mut labels, 10, 0.4, 7);
+    assert_eq!(mask.iter().filter(|m| **m).count(), 400);
+    for ((c, l), m) in clean.iter().zip(&labels).zip(&mask) {
+        assert_eq!(c != l, *m, "a corrupted label must differ, a clean one must not");
+    }
+    // Drawn once from the seed: the same seed gives the same corruption.
+    let mut again = clean.clone();
+    assert_eq!(corrupt_labels(&mut again, 10, 0.4, 7), mask);
+    assert_eq!(again, labels);
+    // The uniform variant keeps about 1/c of the drawn labels.
+    let mut u = clean.clone();
+    let changed = corrupt_labels_uniform(&mut u, 10, 0.5, 3).iter().filter(|m| **m).count();
+    assert!((400..500).contains(&changed), "expected ≈ 0.5·0.9·1000 changes, got {changed}");
+}
+
+#[test]
+fn evaluation_of_known_predictions() {
+    // Two softmax rows, one right; one logistic pair, one right.
+    let (loss, acc) = evaluate(LossKind::Softmax, &[2.0, 0.0, 0.0, 0.0, 0.0, 3.0], &[0.0, 1.0], 3);
+    let want = ((1.0 + 2.0 * (-2f64).exp()).ln() + (3.0 + (2.0 + 3f64.exp()).ln() - 3.0)) / 2.0;
+    assert!((loss - want).abs() < 1e-12 && acc == 0.5, "{loss} {acc}");
+    let (_, acc) = evaluate(LossKind::Logistic, &[1.5, -0.5], &[1.0, 1.0], 1);
+    assert_eq!(acc, 0.5);
+}
+
+#[test]
+fn hyper_cleaning_down_weights_the_corrupted_samples() {
+    // A separable 4-class problem with 40 % of the training labels corrupted.
+    let spec = SyntheticSpec {
+        n_train: 300,
+        n_val: 200,
+        features: 10,
+        classes: 4,
+        loss: LossKind::Softmax,
+        nnz_per_row: None,
+        bias: true,
+        seed: 5,
+    };
+    let mut data = spec.generate();
+    let test = SyntheticSpec { n_train: 400, n_val: 1, seed: 5, ..spec.clone() }.generate();
+    let mask = corrupt_labels(&mut data.t_train, 4, 0.4, 11);
+    let exp = Experiment {
+        data,
+        hyper_kind: HyperKind::SampleWeights { rho: 0.001 },
+        x_test: test.x_train,
+        t_test: test.t_train,
+        corrupted: Some(mask),
+    };
+    let be = CpuBackend::<f64>::new();
+    let hyper = Hyper { t: 50, q: 20, eta: 0.5, alpha: 1.0, beta: 100.0, batch_size: 64, val_batch_size: 64 };
+    let mut run = Run::new(&be, &exp, AlgKind::AidCg, hyper, OuterOpt::Sgd { momentum: 0.0 }, 1).unwrap();
+    let first = block(run.initial()).unwrap();
+    let mut last = first.clone();
+    for _ in 0..40 {
+        last = block(run.step(&|| 0.0)).unwrap();
+    }
+    assert!(last.iter == 40 && last.time_s == 0.0);
+    let (p, r) = (last.precision.unwrap(), last.recall.unwrap());
+    assert!(p > 0.8 && r > 0.6, "weights below 0.5 should mostly be the corrupted samples: precision {p}, recall {r}");
+    assert!(last.val_loss < first.val_loss, "validation loss should fall: {} -> {}", first.val_loss, last.val_loss);
+}
