@@ -22,9 +22,6 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> p: Params;
 
-fn linear_index(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
-    return gid.x + gid.y * nwg.x * 256u;
-}
 
 // A coefficient c * num / den. A zero denominator gives 0: for CG this means "converged, take
 // no step", the same guard the CPU backend applies.

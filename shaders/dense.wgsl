@@ -25,26 +25,9 @@ struct Params {
 @group(0) @binding(5) var<storage, read> v: array<f32>;
 @group(0) @binding(6) var<storage, read_write> out: array<f32>;
 
-fn linear_index(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
-    return gid.x + gid.y * nwg.x * 256u;
-}
-
 fn row_of(k: u32) -> u32 {
     if (p.use_idx == 1u) { return idx[k]; }
     return k;
-}
-
-fn reg_term(j: u32, t: u32) -> f32 {
-    if (p.reg == 1u) { return p.coef * exp(lam[j]) * v[t]; }
-    if (p.reg == 2u) { return p.coef * v[t]; }
-    return 0.0;
-}
-
-// The product's final value: with reg 3/4 the old out[t] decays in place.
-fn finish(j: u32, t: u32, acc: f32) -> f32 {
-    if (p.reg == 3u) { return (p.coef2 + p.coef * exp(lam[j])) * out[t] + p.scale * acc; }
-    if (p.reg == 4u) { return p.coef2 * out[t] + p.scale * acc; }
-    return p.scale * acc + reg_term(j, t);
 }
 
 // Z[k, kk] = X[row_k, :] . W[:, kk]   (rhs = W, d x c)

@@ -23,9 +23,6 @@ struct Params {
 @group(0) @binding(6) var<storage, read_write> loss: array<f32>;
 @group(0) @binding(7) var<storage, read> u: array<f32>;
 
-fn linear_index(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
-    return gid.x + gid.y * nwg.x * 256u;
-}
 
 fn row_of(k: u32) -> u32 {
     if (p.use_idx == 1u) { return idx[k]; }

@@ -18,7 +18,7 @@ struct Params {
 // m <- b1 m + (1 - b1) g;  v <- b2 v + (1 - b2) g^2;  x <- x - lr m / (sqrt(v) + eps).
 @compute @workgroup_size(256)
 fn adam(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = gid.x + gid.y * nwg.x * 256u;
+    let i = linear_index(gid, nwg);
     if (i >= p.n) { return; }
     let gi = g[i];
     let mi = p.beta1 * m[i] + (1.0 - p.beta1) * gi;

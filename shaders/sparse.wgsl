@@ -29,10 +29,6 @@ struct Params {
 @group(0) @binding(7) var<storage, read> v: array<f32>;
 @group(0) @binding(8) var<storage, read_write> out: array<f32>;
 
-fn linear_index(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
-    return gid.x + gid.y * nwg.x * 256u;
-}
-
 // Z[k, kk] = sum_p val[p] W[ind[p], kk] over row_k's entries (ptr/ind/val = CSR, sel = batch).
 @compute @workgroup_size(256)
 fn csr_gather_matmul(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -47,19 +43,6 @@ fn csr_gather_matmul(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num
         acc = acc + val[q] * rhs[ind[q] * p.c + kk];
     }
     out[t] = acc;
-}
-
-fn reg_term(j: u32, t: u32) -> f32 {
-    if (p.reg == 1u) { return p.coef * exp(lam[j]) * v[t]; }
-    if (p.reg == 2u) { return p.coef * v[t]; }
-    return 0.0;
-}
-
-// The product's final value: with reg 3/4 the old out[t] decays in place.
-fn finish(j: u32, t: u32, acc: f32) -> f32 {
-    if (p.reg == 3u) { return (p.coef2 + p.coef * exp(lam[j])) * out[t] + p.scale * acc; }
-    if (p.reg == 4u) { return p.coef2 * out[t] + p.scale * acc; }
-    return p.scale * acc + reg_term(j, t);
 }
 
 // out[j, kk] = scale * sum over column j's entries in the batch of val * E[pos[row], kk] + reg

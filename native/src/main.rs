@@ -4,6 +4,7 @@
 mod bench;
 mod common;
 mod hypergrad;
+mod run;
 mod toy;
 
 use clap::{Parser, Subcommand};

@@ -14,20 +14,31 @@
 /// Invocations per workgroup in every kernel (the WebGPU default limit is 256).
 pub const WORKGROUP_SIZE: u32 = 256;
 
+/// A kernel file with the shared helpers (`common.wgsl`) appended: WGSL has no includes, and
+/// module-scope declarations may come in any order.
+macro_rules! module {
+    ($file:literal) => {
+        concat!(include_str!($file), "\n", include_str!("../common.wgsl"))
+    };
+    ($file:literal, reg) => {
+        concat!(include_str!($file), "\n", include_str!("../common.wgsl"), "\n", include_str!("../reg.wgsl"))
+    };
+}
+
 /// Vector BLAS-1: fill, copy, `y ← a·x + b·y` with device-scalar coefficients, `exp(λ)∘a∘b`.
-pub const BLAS1: &str = include_str!("../blas1.wgsl");
+pub const BLAS1: &str = module!("../blas1.wgsl");
 /// Deterministic two-pass reductions: dot products into device scalars.
 pub const REDUCE: &str = include_str!("../reduce.wgsl");
 /// Dense row-major data: gathered `X_B W` and transposed `X_Bᵀ E` (atomic-free).
-pub const DENSE: &str = include_str!("../dense.wgsl");
+pub const DENSE: &str = module!("../dense.wgsl", reg);
 /// Sparse CSR/CSC data: the same products, with batch positions instead of atomics.
-pub const SPARSE: &str = include_str!("../sparse.wgsl");
+pub const SPARSE: &str = module!("../sparse.wgsl", reg);
 /// Row-wise GLM losses (squared, logistic, softmax), their curvature, and the mixed products.
-pub const LOSS: &str = include_str!("../loss.wgsl");
+pub const LOSS: &str = module!("../loss.wgsl");
 /// Outer optimiser updates (Adam).
-pub const OPTIM: &str = include_str!("../optim.wgsl");
+pub const OPTIM: &str = module!("../optim.wgsl");
 
-/// Every WGSL source with its file name, for validation and for pipeline caching.
+/// Every composed WGSL module with its main file's name, for validation and pipeline caching.
 pub const ALL: &[(&str, &str)] = &[
     ("blas1.wgsl", BLAS1),
     ("reduce.wgsl", REDUCE),

@@ -282,7 +282,12 @@ impl GpuBackend {
         let sink = gpu_error.clone();
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
             let mut slot = sink.lock().unwrap_or_else(|p| p.into_inner());
-            slot.get_or_insert_with(|| e.to_string().lines().next().unwrap_or("unknown").to_string());
+            // wgpu's message spans several lines (the error and its causes): fold it into one.
+            slot.get_or_insert_with(|| {
+                let text = e.to_string();
+                let parts: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+                parts.join(" | ")
+            });
         }));
 
         let storage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC;

@@ -1,0 +1,153 @@
+//! The real-data runs (`hyperclean`, `l2reg`, `ijcnn1`): the flags they share with the reference
+//! code, and one driver that runs an [`Experiment`] on any backend, streaming a JSON line per
+//! outer iteration to disk as it goes, with a progress bar and a final summary line.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use bilevel_core::algorithms::{AlgKind, Hyper};
+use bilevel_core::experiment::{Experiment, Record, Run};
+use bilevel_core::outer::OuterOpt;
+use bilevel_core::Backend;
+use clap::{Args, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+
+use crate::common::{algorithm, BackendArgs, CompatArg, HyperArgs, Job};
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum OptArg {
+    Sgd,
+    Adam,
+}
+
+/// Flags shared by the real-data runs (named as in the reference code).
+#[derive(Args, Debug, Clone)]
+#[command(rename_all = "snake_case")]
+pub struct RunArgs {
+    /// stocBiO, AID-FP, AID-CG, reverse, HOAG, BSA, TTSA, SOBA (case-insensitive).
+    #[arg(long, default_value = "stocBiO")]
+    pub alg: String,
+    /// stocBiO's version: the paper's, or the reference code's (v1: its published figures).
+    #[arg(long, value_enum, default_value = "paper", ignore_case = true)]
+    pub compat: CompatArg,
+    /// Outer iterations.
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Outer optimiser.
+    #[arg(long, value_enum, default_value = "sgd", ignore_case = true)]
+    pub outer_opt: OptArg,
+    /// Outer SGD momentum (the reference's --outer_mu).
+    #[arg(long, default_value_t = 0.0)]
+    pub outer_mu: f64,
+    /// Write one JSON object per line per outer iteration here (flushed as it goes).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Where the data sets are (see `bilevel data-info`).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// The reference's output folder and run name: accepted for its commands, not used (use --out).
+    #[arg(long, hide = true)]
+    pub save_folder: Option<String>,
+    #[arg(long, hide = true)]
+    pub model_name: Option<String>,
+    #[command(flatten)]
+    pub backend: BackendArgs,
+    #[command(flatten)]
+    pub hyper: HyperArgs,
+}
+
+impl RunArgs {
+    pub fn opt(&self) -> OuterOpt {
+        match self.outer_opt {
+            OptArg::Sgd => OuterOpt::Sgd { momentum: self.outer_mu },
+            OptArg::Adam => OuterOpt::adam(),
+        }
+    }
+    pub fn alg(&self) -> Result<AlgKind> {
+        algorithm(&self.alg, self.compat)
+    }
+}
+
+/// A run ready to go on any backend.
+pub struct Drive {
+    pub name: String,
+    pub exp: Experiment,
+    pub alg: AlgKind,
+    pub hyper: Hyper,
+    pub opt: OuterOpt,
+    pub epochs: usize,
+    pub seed: u64,
+    pub out: Option<PathBuf>,
+}
+
+impl Job for Drive {
+    fn run<B: Backend + 'static>(self, be: &B) -> Result<()> {
+        let mut out = match &self.out {
+            Some(path) => {
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+                }
+                Some(BufWriter::new(File::create(path).with_context(|| format!("cannot create {}", path.display()))?))
+            }
+            None => None,
+        };
+        let mut write = |r: &Record| -> Result<()> {
+            if let Some(w) = out.as_mut() {
+                writeln!(w, "{}", serde_json::to_string(r)?)?;
+                w.flush()?;
+            }
+            Ok(())
+        };
+        eprintln!("{}: {} on {} ({} outer iterations)", self.name, self.alg, be.describe(), self.epochs);
+        let mut run = Run::new(be, &self.exp, self.alg, self.hyper.clone(), self.opt, self.seed)?;
+        let start = Instant::now();
+        let now = move || start.elapsed().as_secs_f64();
+        let mut last = pollster::block_on(run.initial())?;
+        write(&last)?;
+        let bar = ProgressBar::new(self.epochs as u64);
+        bar.set_style(
+            ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} [{elapsed_precise}]").unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        for _ in 0..self.epochs {
+            // A failure keeps everything written so far and ends with one error line.
+            last = match pollster::block_on(run.step(&now)) {
+                Ok(r) => r,
+                Err(e) => {
+                    bar.abandon();
+                    return Err(e.into());
+                }
+            };
+            write(&last)?;
+            bar.set_message(format!("test loss {:.4} acc {:.2}%", last.test_loss, 100.0 * last.test_acc));
+            bar.inc(1);
+        }
+        bar.finish();
+        let summary = json!({
+            "summary": true,
+            "name": self.name,
+            "alg": self.alg.name(),
+            "backend": be.describe(),
+            "settings": self.hyper,
+            "outer_iterations": last.iter,
+            "time_s": last.time_s,
+            "test_loss": last.test_loss,
+            "test_acc": last.test_acc,
+            "val_loss": last.val_loss,
+            "precision": last.precision,
+            "recall": last.recall,
+            "oracle_counts": last.oracle_counts,
+        });
+        if let Some(w) = out.as_mut() {
+            writeln!(w, "{summary}")?;
+            w.flush()?;
+        }
+        println!("{summary}");
+        Ok(())
+    }
+}
