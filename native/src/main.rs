@@ -4,6 +4,7 @@
 mod bench;
 mod common;
 mod hypergrad;
+#[allow(dead_code)] // wired to `hyperclean`, `l2reg` and `ijcnn1` with the data loaders
 mod run;
 mod toy;
 
