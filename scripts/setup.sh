@@ -30,6 +30,8 @@ apt_install() { # apt_install [-t SUITE] PKG...
 
 # Mesa lavapipe: a Vulkan adapter on the CPU, so wgpu has a device on machines without a GPU.
 apt_install mesa-vulkan-drivers libvulkan1
+# DejaVu Sans: the font of `bilevel plot`'s PNG figures.
+apt_install fonts-dejavu-core
 
 if [ $want_all -eq 1 ]; then
   # wasm32: Debian's rustc-web ships the standard library's source for -Zbuild-std.

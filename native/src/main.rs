@@ -4,6 +4,7 @@
 mod bench;
 mod common;
 mod hypergrad;
+mod plot;
 #[allow(dead_code)] // wired to `hyperclean`, `l2reg` and `ijcnn1` with the data loaders
 mod run;
 mod toy;
@@ -25,6 +26,8 @@ enum Command {
     Hypergrad(hypergrad::HypergradArgs),
     /// Time outer iterations at the real problems' shapes (synthetic data), per backend.
     Bench(bench::BenchArgs),
+    /// Test loss and accuracy against time, one line per results file (.png or .svg).
+    Plot(plot::PlotArgs),
     /// List the GPU adapters wgpu finds.
     Devices,
 }
@@ -49,6 +52,7 @@ fn main() {
         Command::Toy(args) => toy::run(args),
         Command::Hypergrad(args) => hypergrad::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Plot(args) => plot::run(args),
         Command::Devices => devices(),
     };
     if let Err(e) = result {

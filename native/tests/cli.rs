@@ -222,3 +222,30 @@ fn hypergrad_bad_input_is_named_with_file_and_line() {
         "non-finite",
     );
 }
+
+#[test]
+fn plot_draws_png_and_svg_from_results_and_rejects_bad_files() {
+    let dir = std::env::temp_dir().join(format!("bilevel-plot-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let results = dir.join("run.jsonl");
+    let lines = [
+        r#"{"iter":0,"time_s":0.0,"test_loss":2.3,"test_acc":0.1}"#,
+        r#"{"iter":1,"time_s":0.5,"test_loss":1.2,"test_acc":0.6}"#,
+        r#"{"summary":true,"name":"demo","alg":"stocBiO"}"#,
+    ];
+    std::fs::write(&results, lines.join("\n")).unwrap();
+    for ext in ["png", "svg"] {
+        let fig = dir.join(format!("fig.{ext}"));
+        let out = bilevel(&["plot", results.to_str().unwrap(), "-o", fig.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(std::fs::metadata(&fig).unwrap().len() > 1000, "{ext} figure is empty");
+    }
+    let bad = dir.join("bad.jsonl");
+    std::fs::write(&bad, "{\"iter\":0}\nnot json\n").unwrap();
+    assert_one_line_error(&["plot", bad.to_str().unwrap(), "-o", dir.join("x.png").to_str().unwrap()], "bad.jsonl:1: a record needs");
+    assert_one_line_error(
+        &["plot", results.to_str().unwrap(), "-o", dir.join("x.pdf").to_str().unwrap()],
+        "--out must end in .png or .svg",
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
