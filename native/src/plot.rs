@@ -99,24 +99,24 @@ pub fn run(args: PlotArgs) -> Result<()> {
         series.extend(read_reference(&args.reference_dir)?);
     }
     let ext = args.out.extension().and_then(|e| e.to_str()).unwrap_or("").to_lowercase();
+    if !matches!(ext.as_str(), "png" | "svg") {
+        bail!("--out must end in .png or .svg, got {}", args.out.display());
+    }
+    register_font()?;
     match ext.as_str() {
         "svg" => draw(SVGBackend::new(&args.out, (1400, 560)).into_drawing_area(), &series, by_time),
-        "png" => {
-            register_font()?;
-            draw(BitMapBackend::new(&args.out, (1400, 560)).into_drawing_area(), &series, by_time)
-        }
-        _ => bail!("--out must end in .png or .svg, got {}", args.out.display()),
+        _ => draw(BitMapBackend::new(&args.out, (1400, 560)).into_drawing_area(), &series, by_time),
     }
     .with_context(|| format!("cannot draw {}", args.out.display()))?;
     println!("wrote {}", args.out.display());
     Ok(())
 }
 
-/// PNG text needs a font file: DejaVu Sans from Debian's fonts-dejavu-core (scripts/setup.sh).
+/// Text needs a font file (its glyphs for PNG, its metrics for SVG layout): DejaVu Sans from Debian's fonts-dejavu-core (scripts/setup.sh).
 fn register_font() -> Result<()> {
     let path = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
     let bytes = std::fs::read(path)
-        .with_context(|| format!("PNG figures need the font {path} (apt-get install fonts-dejavu-core), or write .svg"))?;
+        .with_context(|| format!("PNG figures need the font {path} (apt-get install fonts-dejavu-core)"))?;
     plotters::style::register_font("sans-serif", FontStyle::Normal, Box::leak(bytes.into_boxed_slice()))
         .map_err(|_| anyhow::anyhow!("{path} is not a usable font"))
 }
