@@ -3,6 +3,7 @@
 
 mod bench;
 mod common;
+mod data;
 mod hypergrad;
 mod toy;
 
@@ -25,6 +26,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// List the GPU adapters wgpu finds.
     Devices,
+    /// Shapes, non-zeros and class counts of a real data set's splits (mnist, 20news, ijcnn1), as one JSON object.
+    DataInfo(data::DataInfoArgs),
 }
 
 fn main() {
@@ -48,6 +51,7 @@ fn main() {
         Command::Hypergrad(args) => hypergrad::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Devices => devices(),
+        Command::DataInfo(args) => data::run(args),
     };
     if let Err(e) = result {
         // One line: the error and its causes, joined.
