@@ -8,7 +8,9 @@
 pub mod algorithms;
 pub mod backend;
 pub mod cpu;
+pub mod data;
 pub mod error;
+pub mod exact;
 pub mod gpu;
 pub mod outer;
 pub mod problems;

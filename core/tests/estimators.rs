@@ -191,3 +191,39 @@ fn every_algorithm_and_optimiser_descends_the_exact_objective() {
         }
     }
 }
+
+#[test]
+fn exact_on_logreg_agrees_with_finite_differences_through_a_solved_inner_problem() {
+    use bilevel_core::backend::LossKind;
+    use bilevel_core::exact::exact_hypergradient;
+    use bilevel_core::problems::glm::{Glm, HyperKind};
+    use bilevel_core::problems::synthetic::SyntheticSpec;
+    let be = Cpu::new();
+    let data = SyntheticSpec {
+        n_train: 150,
+        n_val: 90,
+        features: 6,
+        classes: 1,
+        loss: LossKind::Logistic,
+        nnz_per_row: None,
+        bias: false,
+        seed: 2,
+    }
+    .generate();
+    let p = Glm::new(&be, &data, HyperKind::FeatureRidge { scale: 1.0 });
+    let lam = randn(&mut Sampler::new(5), 6, 0.5).iter().map(|v| v - 2.0).collect::<Vec<_>>();
+    let y0 = vec![0.0; 6];
+    let phi = |lam: &[f64]| block(exact_hypergradient(&be, &p, &lam.to_vec(), &y0, 1e-12)).unwrap().outer_loss;
+    let e = block(exact_hypergradient(&be, &p, &lam, &y0, 1e-12)).unwrap();
+    assert!(e.inner_grad_norm <= 1e-12, "inner problem not solved: {}", e.inner_grad_norm);
+    let fd: Vec<f64> = (0..6)
+        .map(|j| {
+            let (mut a, mut b) = (lam.clone(), lam.clone());
+            a[j] += 1e-5;
+            b[j] -= 1e-5;
+            (phi(&a) - phi(&b)) / 2e-5
+        })
+        .collect();
+    let err = rel_err(&e.hypergradient, &fd);
+    assert!(err < 1e-6, "exact vs FD of Φ: rel err {err:e}");
+}

@@ -1,6 +1,8 @@
 //! `bilevel`: the command-line front end. Every failure ends in one line on stderr and a
 //! non-zero exit; results are streamed to disk as they are produced.
 
+mod common;
+mod hypergrad;
 mod toy;
 
 use clap::{Parser, Subcommand};
@@ -16,6 +18,8 @@ struct Cli {
 enum Command {
     /// Per-feature ridge regression on synthetic data, with the exact hypergradient as reference.
     Toy(toy::ToyArgs),
+    /// The hypergradient of your own svmlight data at a given λ (one JSON object).
+    Hypergrad(hypergrad::HypergradArgs),
     /// List the GPU adapters wgpu finds.
     Devices,
 }
@@ -38,6 +42,7 @@ fn main() {
     };
     let result = match cli.command {
         Command::Toy(args) => toy::run(args),
+        Command::Hypergrad(args) => hypergrad::run(args),
         Command::Devices => devices(),
     };
     if let Err(e) = result {

@@ -26,7 +26,23 @@ fn assert_one_line_error(args: &[&str], needle: &str) {
 fn toy_writes_one_json_record_per_outer_iteration() {
     let path = std::env::temp_dir().join(format!("bilevel-cli-{}.jsonl", std::process::id()));
     let p = path.to_str().unwrap();
-    let out = bilevel(&["toy", "--alg", "aid-cg", "--epochs", "4", "--features", "10", "--n_train", "60", "--n_val", "50", "--out", p]);
+    let out = bilevel(&[
+        "toy",
+        "--alg",
+        "aid-cg",
+        "--epochs",
+        "4",
+        "--outer_lr",
+        "1",
+        "--features",
+        "10",
+        "--n_train",
+        "60",
+        "--n_val",
+        "50",
+        "--out",
+        p,
+    ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = std::fs::read_to_string(&path).unwrap();
     std::fs::remove_file(&path).ok();
@@ -38,7 +54,8 @@ fn toy_writes_one_json_record_per_outer_iteration() {
             assert!(r[key].as_f64().is_some_and(f64::is_finite), "record {i} lacks a finite {key}: {r}");
         }
     }
-    // AID-CG with K = 10 ≥ d = 10 CG steps is close to exact after the first warm start.
+    // AID-CG with K = 10 ≥ d = 10 CG steps is close to exact after the first warm start
+    // (with a small β, so the warm-started inner iterate keeps up with λ).
     assert!(records[3]["hypergrad_rel_err"].as_f64().unwrap() < 1e-2, "{}", records[3]);
 }
 
@@ -93,4 +110,115 @@ fn devices_lists_the_lavapipe_adapter() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.lines().any(|l| l.contains("llvmpipe")), "lavapipe missing: {text}");
+}
+
+/// Writes svmlight text to a temporary file and returns its path.
+fn svm_file(name: &str, text: &str) -> std::path::PathBuf {
+    let path = std::env::temp_dir().join(format!("bilevel-{}-{name}", std::process::id()));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// A small separable-ish binary problem in svmlight form.
+fn logreg_text(rows: usize, seed: u64) -> String {
+    let mut s = String::new();
+    let mut state = seed;
+    let mut next = || {
+        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        ((state >> 33) as f64 / (1u64 << 31) as f64) - 0.5
+    };
+    for _ in 0..rows {
+        let f: Vec<f64> = (0..5).map(|_| next()).collect();
+        let label = if f[0] + 0.5 * f[1] - f[2] + 0.1 * next() > 0.0 { "+1" } else { "-1" };
+        let feats: Vec<String> = f.iter().enumerate().map(|(j, v)| format!("{}:{v:.4}", j + 1)).collect();
+        s += &format!("{label} {}\n", feats.join(" "));
+    }
+    s
+}
+
+#[test]
+fn hypergrad_prints_one_json_object_and_estimators_agree_with_exact() {
+    let (tr, va) = (svm_file("tr.svm", &logreg_text(120, 1)), svm_file("va.svm", &logreg_text(80, 2)));
+    let run = |estimator: &str, backend: &str| -> serde_json::Value {
+        let out = bilevel(&[
+            "hypergrad",
+            "--problem",
+            "logreg",
+            "--train",
+            tr.to_str().unwrap(),
+            "--val",
+            va.to_str().unwrap(),
+            "--lambda",
+            "-2",
+            "--estimator",
+            estimator,
+            "--backend",
+            backend,
+            "--T",
+            "3000",
+            "--hessian_q",
+            "30",
+            "--inner_lr",
+            "1",
+        ]);
+        assert!(out.status.success(), "{estimator}: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let exact = run("exact", "cpu");
+    let h: Vec<f64> = exact["hypergradient"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    assert_eq!(h.len(), 5);
+    assert!(exact["inner_grad_norm"].as_f64().unwrap() < 1e-8);
+    assert!(exact["outer_loss"].as_f64().unwrap().is_finite());
+    for (estimator, backend, tol) in [("AID-CG", "cpu", 1e-5), ("exact", "gpu", 1e-4)] {
+        let other = run(estimator, backend);
+        let g: Vec<f64> = other["hypergradient"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+        let err = h.iter().zip(&g).map(|(a, b)| (a - b).powi(2)).sum::<f64>().sqrt() / h.iter().map(|a| a * a).sum::<f64>().sqrt();
+        assert!(err < tol, "{estimator} on {backend} vs exact: rel err {err:e}");
+    }
+    std::fs::remove_file(tr).ok();
+    std::fs::remove_file(va).ok();
+}
+
+#[test]
+fn hypergrad_bad_input_is_named_with_file_and_line() {
+    let good = svm_file("good.svm", &logreg_text(20, 3));
+    let g = good.to_str().unwrap();
+    let bad_line = svm_file("badline.svm", "+1 1:0.5 2:0.1\n-1 1:0.2 2:oops\n");
+    let bad_order = svm_file("badorder.svm", "+1 3:0.5 2:0.1\n");
+    let wide = svm_file("wide.svm", "+1 1:0.5 9:0.1\n");
+    let labels = svm_file("labels.svm", "+2 1:0.5\n-1 1:0.1\n");
+    let lam3 = svm_file("lam3.txt", "0.1 0.2 0.3\n");
+    let lam_nan = svm_file("lamnan.txt", "0.1 0.2 nan 0.3 0.4\n");
+    let hg = |train: &str, val: &str, lambda: &str| -> Vec<String> {
+        vec![
+            "hypergrad".into(),
+            "--problem".into(),
+            "logreg".into(),
+            "--train".into(),
+            train.into(),
+            "--val".into(),
+            val.into(),
+            "--lambda".into(),
+            lambda.into(),
+        ]
+    };
+    let cases: Vec<(Vec<String>, String)> = vec![
+        (hg("/nonexistent/train.svm", g, "0"), "cannot open /nonexistent/train.svm".into()),
+        (hg(bad_line.to_str().unwrap(), g, "0"), format!("{}:2: feature value \"oops\" is not a number", bad_line.display())),
+        (hg(bad_order.to_str().unwrap(), g, "0"), format!("{}:1: feature indices must increase", bad_order.display())),
+        (hg(g, wide.to_str().unwrap(), "0"), "dimension mismatch: the validation set has 9 features but the training set only 5".into()),
+        (hg(labels.to_str().unwrap(), labels.to_str().unwrap(), "0"), "training sample 1: logreg labels must be ±1 (or 0/1), got 2".into()),
+        (hg(g, g, lam3.to_str().unwrap()), "λ has 3 entries, the problem needs 5".into()),
+        (hg(g, g, lam_nan.to_str().unwrap()), "entry 3 (\"nan\") is not a finite number".into()),
+        (hg(g, g, "not-a-number-or-file"), "is neither a number nor a readable file".into()),
+    ];
+    for (args, needle) in cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        assert_one_line_error(&args, &needle);
+    }
+    // A diverging estimator is reported, not printed as a result.
+    assert_one_line_error(
+        &["hypergrad", "--problem", "logreg", "--train", g, "--val", g, "--lambda", "0", "--estimator", "AID-FP", "--inner_lr", "1e30"],
+        "non-finite",
+    );
 }

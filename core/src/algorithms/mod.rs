@@ -213,7 +213,7 @@ pub(crate) fn neumann_step<B: Backend, P: Problem<B>>(
 
 /// Conjugate gradient for `H v = b` (H = ∇²_yy g on the full training set), with every scalar
 /// on the device. `tol`: stop moving once ‖r‖ ≤ tol (decided on the device by gated steps).
-pub(crate) struct Cg<B: Backend> {
+pub struct Cg<B: Backend> {
     r: B::Vector,
     d: B::Vector,
     hd: B::Vector,
@@ -223,7 +223,7 @@ pub(crate) struct Cg<B: Backend> {
 }
 
 impl<B: Backend> Cg<B> {
-    pub(crate) fn new(be: &B, n: usize) -> Self {
+    pub fn new(be: &B, n: usize) -> Self {
         Cg {
             r: be.zeros(n, "cg.r"),
             d: be.zeros(n, "cg.d"),
@@ -236,7 +236,7 @@ impl<B: Backend> Cg<B> {
 
     /// `iters` CG iterations on `H v = b` from the `v` given (`warm`) or from 0.
     #[allow(clippy::too_many_arguments)]
-    pub(crate) fn solve<P: Problem<B>>(
+    pub fn solve<P: Problem<B>>(
         &mut self,
         be: &B,
         p: &P,

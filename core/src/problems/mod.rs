@@ -35,3 +35,107 @@ pub trait Problem<B: Backend> {
     /// `out ← f(x, y; rows)`.
     fn outer_loss(&self, be: &B, x: &B::Vector, y: &B::Vector, rows: Rows<'_, B::Indices>, out: &B::Scalar);
 }
+
+use crate::backend::{HostMatrix, LossKind};
+use crate::data::svmlight::Svmlight;
+use crate::{Error, Result};
+use glm::{GlmData, HyperKind};
+
+/// The problems, by the names the CLI uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProblemKind {
+    /// Squared loss, one λ per feature.
+    Ridge,
+    /// Binary logistic regression (labels ±1), one λ per feature (ijcnn1).
+    Logreg,
+    /// Multinomial logistic regression on sparse features, one λ per feature (20 Newsgroups).
+    Multilogreg,
+    /// Multinomial logistic regression with a bias column, one weight σ(λ_i) per training
+    /// sample, `ρ‖W‖²` (MNIST hyper-cleaning).
+    Hyperclean,
+}
+
+/// How the multilogreg penalty is scaled: a sum (the paper's), or the reference code's mean
+/// `1/(2dc) Σ e^{λ_j} W_jk²`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub enum RegScale {
+    Sum,
+    Mean,
+}
+
+impl ProblemKind {
+    /// Builds the problem's data from svmlight train and validation sets. Multiclass labels must
+    /// be integers and map to 0..c−1 in sorted order; logreg labels must be ±1 (or 0/1).
+    pub fn from_svmlight(self, train: Svmlight, val: Svmlight, reg_scale: RegScale, rho: f64) -> Result<(GlmData, HyperKind)> {
+        let (_, d) = train.x.shape();
+        let (_, dv) = val.x.shape();
+        if dv > d {
+            return Err(Error::InvalidArgument(format!(
+                "dimension mismatch: the validation set has {dv} features but the training set only {d}"
+            )));
+        }
+        let val = val.with_cols(d);
+        let (loss, classes, t_train, t_val) = match self {
+            ProblemKind::Ridge => (LossKind::Squared, 1, train.labels.clone(), val.labels.clone()),
+            ProblemKind::Logreg => {
+                let map = |labels: &[f64], which: &str| -> Result<Vec<f64>> {
+                    labels
+                        .iter()
+                        .enumerate()
+                        .map(|(i, &y)| match y {
+                            1.0 => Ok(1.0),
+                            -1.0 | 0.0 => Ok(0.0),
+                            _ => {
+                                Err(Error::InvalidArgument(format!("{which} sample {}: logreg labels must be ±1 (or 0/1), got {y}", i + 1)))
+                            }
+                        })
+                        .collect()
+                };
+                (LossKind::Logistic, 1, map(&train.labels, "training")?, map(&val.labels, "validation")?)
+            }
+            ProblemKind::Multilogreg | ProblemKind::Hyperclean => {
+                let mut classes: Vec<i64> = Vec::new();
+                for (i, &y) in train.labels.iter().chain(&val.labels).enumerate() {
+                    if y.fract() != 0.0 {
+                        return Err(Error::InvalidArgument(format!("sample {}: multiclass labels must be integers, got {y}", i + 1)));
+                    }
+                    classes.push(y as i64);
+                }
+                classes.sort_unstable();
+                classes.dedup();
+                let index = |labels: &[f64]| labels.iter().map(|&y| classes.binary_search(&(y as i64)).unwrap_or(0) as f64).collect();
+                (LossKind::Softmax, classes.len(), index(&train.labels), index(&val.labels))
+            }
+        };
+        let (mut x_train, mut x_val) = (train.x, val.x);
+        let hyper = match self {
+            ProblemKind::Ridge | ProblemKind::Logreg => HyperKind::FeatureRidge { scale: 1.0 },
+            ProblemKind::Multilogreg => HyperKind::FeatureRidge {
+                scale: match reg_scale {
+                    RegScale::Sum => 1.0,
+                    RegScale::Mean => 1.0 / (d * classes) as f64,
+                },
+            },
+            ProblemKind::Hyperclean => {
+                x_train = dense_with_bias(&x_train);
+                x_val = dense_with_bias(&x_val);
+                HyperKind::SampleWeights { rho }
+            }
+        };
+        Ok((GlmData { x_train, t_train, x_val, t_val, loss, classes }, hyper))
+    }
+}
+
+/// Dense rows with a constant-1 column appended (the bias of hyper-cleaning's model).
+pub fn dense_with_bias(x: &HostMatrix) -> HostMatrix {
+    let (rows, cols) = x.shape();
+    let mut data = vec![0.0; rows * (cols + 1)];
+    for i in 0..rows {
+        for (j, v) in x.row(i) {
+            data[i * (cols + 1) + j] = v;
+        }
+        data[i * (cols + 1) + cols] = 1.0;
+    }
+    HostMatrix::Dense { rows, cols: cols + 1, data }
+}

@@ -1,0 +1,72 @@
+//! A reference hypergradient at a given x: the inner problem solved by damped Newton–CG to a
+//! tight gradient norm, the linear system H v = ∇_y f by CG to a tight residual, then
+//! `∇Φ ≈ ∇_x f − J[v]`. A reference, not a fast path: it reads norms back every Newton step.
+
+use crate::algorithms::Cg;
+use crate::backend::{Backend, Coef, Rows};
+use crate::problems::Problem;
+use crate::{Error, Result};
+
+/// The reference's output.
+pub struct Exact<B: Backend> {
+    pub y: B::Vector,
+    pub hypergradient: B::Vector,
+    pub inner_grad_norm: f64,
+    pub outer_loss: f64,
+    pub newton_steps: usize,
+}
+
+/// Solves the inner problem from `y0` to ‖∇_y g‖ ≤ `tol` and returns the hypergradient there.
+pub async fn exact_hypergradient<B: Backend, P: Problem<B>>(be: &B, p: &P, x: &B::Vector, y0: &B::Vector, tol: f64) -> Result<Exact<B>> {
+    let n = p.dim_y();
+    let (mut y, mut trial, mut g, mut step) =
+        (be.zeros(n, "exact.y"), be.zeros(n, "exact.trial"), be.zeros(n, "exact.g"), be.zeros(n, "exact.step"));
+    be.copy(y0, &mut y);
+    let (s, loss) = (be.scalar("exact.s"), be.scalar("exact.loss"));
+    let mut cg = Cg::new(be, n);
+    let cg_iters = n.clamp(50, 2000);
+    let mut newton_steps = 0;
+    let mut grad_norm;
+    loop {
+        p.inner_grad(be, x, &y, Rows::All, &mut g);
+        be.dot(&g, &g, 1.0, &s, false);
+        grad_norm = be.read_scalar(&s).await?.sqrt();
+        if !grad_norm.is_finite() {
+            return Err(Error::NonFinite { iter: newton_steps, quantity: "inner gradient (exact solve)".into() });
+        }
+        if grad_norm <= tol || newton_steps == 100 {
+            break;
+        }
+        // Newton direction H d = g (CG to a relative residual of 1e-6), then backtracking on g.
+        cg.solve(be, p, x, &y, &g, &mut step, cg_iters, false, Some(1e-6 * grad_norm));
+        p.inner_loss(be, x, &y, Rows::All, &loss);
+        let f0 = be.read_scalar(&loss).await?;
+        be.dot(&g, &step, 1.0, &s, false);
+        let slope = be.read_scalar(&s).await?;
+        let mut t = 1.0;
+        loop {
+            be.copy(&y, &mut trial);
+            be.axpy(Coef::c(-t), &step, &mut trial);
+            p.inner_loss(be, x, &trial, Rows::All, &loss);
+            let f1 = be.read_scalar(&loss).await?;
+            if f1 <= f0 - 1e-4 * t * slope || t < 1e-10 {
+                break;
+            }
+            t *= 0.5;
+        }
+        std::mem::swap(&mut y, &mut trial);
+        newton_steps += 1;
+    }
+    // v = H⁻¹ ∇_y f, then ∇Φ = ∇_x f − J[v].
+    p.outer_grad_y(be, x, &y, Rows::All, &mut g);
+    be.dot(&g, &g, 1.0, &s, false);
+    let rhs_norm = be.read_scalar(&s).await?.sqrt();
+    cg.solve(be, p, x, &y, &g, &mut step, cg_iters, false, Some(1e-10 * rhs_norm.max(1e-300)));
+    let mut h = be.zeros(p.dim_x(), "exact.h");
+    p.mixed_jvp(be, x, &y, &step, Rows::All, &mut h);
+    be.scale(Coef::c(-1.0), &mut h);
+    p.add_outer_grad_x(be, x, &y, Rows::All, &mut h);
+    p.outer_loss(be, x, &y, Rows::All, &loss);
+    let outer_loss = be.read_scalar(&loss).await?;
+    Ok(Exact { y, hypergradient: h, inner_grad_norm: grad_norm, outer_loss, newton_steps })
+}

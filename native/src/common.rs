@@ -1,0 +1,89 @@
+//! Flags and plumbing shared by the subcommands: the algorithm settings (named as in the
+//! reference code), the backend choice, and running generic work on the chosen backend.
+
+use anyhow::Result;
+use bilevel_core::algorithms::Hyper;
+use bilevel_core::cpu::CpuBackend;
+use bilevel_core::gpu::{GpuBackend, GpuOptions};
+use bilevel_core::Backend;
+use clap::{Args, ValueEnum};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum BackendKind {
+    /// The CPU reference, in f64.
+    Cpu,
+    /// The CPU backend in f32 (the GPU's precision, twice the speed).
+    Cpu32,
+    /// wgpu: Vulkan/Metal/DX12 (lavapipe on machines without a GPU).
+    Gpu,
+}
+
+/// Where to run.
+#[derive(Args, Debug, Clone)]
+#[command(rename_all = "snake_case")]
+pub struct BackendArgs {
+    #[arg(long, value_enum, default_value = "cpu", ignore_case = true)]
+    pub backend: BackendKind,
+    /// GPU adapter to use: the first whose name contains this (e.g. llvmpipe).
+    #[arg(long)]
+    pub adapter: Option<String>,
+}
+
+/// Algorithm settings; unset ones take the subcommand's defaults.
+#[derive(Args, Debug, Clone)]
+#[command(rename_all = "snake_case")]
+pub struct HyperArgs {
+    /// T: inner steps per outer iteration.
+    #[arg(long = "T", alias = "iterations")]
+    pub t: Option<usize>,
+    /// Q: Neumann terms (stocBiO, BSA, TTSA); K: CG/fixed-point/backprop steps (AID-*, reverse, HOAG).
+    #[arg(long)]
+    pub hessian_q: Option<usize>,
+    /// η: Neumann step size.
+    #[arg(long)]
+    pub eta: Option<f64>,
+    /// α: inner step size.
+    #[arg(long)]
+    pub inner_lr: Option<f64>,
+    /// β: outer step size.
+    #[arg(long)]
+    pub outer_lr: Option<f64>,
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Validation mini-batch (defaults to --batch_size).
+    #[arg(long)]
+    pub val_batch_size: Option<usize>,
+}
+
+impl HyperArgs {
+    /// The settings, with `defaults` where a flag is unset.
+    pub fn hyper(&self, defaults: Hyper) -> Hyper {
+        let batch_size = self.batch_size.unwrap_or(defaults.batch_size);
+        Hyper {
+            t: self.t.unwrap_or(defaults.t),
+            q: self.hessian_q.unwrap_or(defaults.q),
+            eta: self.eta.unwrap_or(defaults.eta),
+            alpha: self.inner_lr.unwrap_or(defaults.alpha),
+            beta: self.outer_lr.unwrap_or(defaults.beta),
+            batch_size,
+            val_batch_size: self.val_batch_size.unwrap_or(if self.batch_size.is_some() { batch_size } else { defaults.val_batch_size }),
+        }
+    }
+}
+
+/// Work that runs on any backend.
+pub trait Job {
+    fn run<B: Backend + 'static>(self, be: &B) -> Result<()>;
+}
+
+/// Opens the chosen backend and runs `job` on it.
+pub fn on_backend(args: &BackendArgs, job: impl Job) -> Result<()> {
+    match args.backend {
+        BackendKind::Cpu => job.run(&CpuBackend::<f64>::new()),
+        BackendKind::Cpu32 => job.run(&CpuBackend::<f32>::new()),
+        BackendKind::Gpu => {
+            let gpu = pollster::block_on(GpuBackend::new(&GpuOptions { adapter: args.adapter.clone() }))?;
+            job.run(&gpu)
+        }
+    }
+}
