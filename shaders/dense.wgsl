@@ -9,10 +9,12 @@ struct Params {
     c: u32,
     // 1 when `idx` holds the batch's row indices, 0 for "all rows in order".
     use_idx: u32,
-    // gather_tmatmul's regulariser: 0 none, 1 coef*exp(lam_j)*v_jk, 2 coef*v_jk.
+    // gather_tmatmul's regulariser: 0 none, 1 coef*exp(lam_j)*v_jk, 2 coef*v_jk, 3/4 in place.
     reg: u32,
     scale: f32,
     coef: f32,
+    // reg 3/4 (in place): out = (coef2 + coef*exp(lam_j)) * out + scale * acc (4: no lam).
+    coef2: f32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -36,6 +38,13 @@ fn reg_term(j: u32, t: u32) -> f32 {
     if (p.reg == 1u) { return p.coef * exp(lam[j]) * v[t]; }
     if (p.reg == 2u) { return p.coef * v[t]; }
     return 0.0;
+}
+
+// The product's final value: with reg 3/4 the old out[t] decays in place.
+fn finish(j: u32, t: u32, acc: f32) -> f32 {
+    if (p.reg == 3u) { return (p.coef2 + p.coef * exp(lam[j])) * out[t] + p.scale * acc; }
+    if (p.reg == 4u) { return p.coef2 * out[t] + p.scale * acc; }
+    return p.scale * acc + reg_term(j, t);
 }
 
 // Z[k, kk] = X[row_k, :] . W[:, kk]   (rhs = W, d x c)
@@ -65,5 +74,5 @@ fn gather_tmatmul(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wo
     for (var k = 0u; k < p.rows; k = k + 1u) {
         acc = acc + xmat[row_of(k) * p.cols + j] * rhs[k * p.c + kk];
     }
-    out[t] = p.scale * acc + reg_term(j, t);
+    out[t] = finish(j, t, acc);
 }

@@ -14,6 +14,8 @@ struct Params {
     reg: u32,
     scale: f32,
     coef: f32,
+    // reg 3/4 (in place): out = (coef2 + coef*exp(lam_j)) * out + scale * acc (4: no lam).
+    coef2: f32,
     n_rows: u32,
 }
 
@@ -53,6 +55,13 @@ fn reg_term(j: u32, t: u32) -> f32 {
     return 0.0;
 }
 
+// The product's final value: with reg 3/4 the old out[t] decays in place.
+fn finish(j: u32, t: u32, acc: f32) -> f32 {
+    if (p.reg == 3u) { return (p.coef2 + p.coef * exp(lam[j])) * out[t] + p.scale * acc; }
+    if (p.reg == 4u) { return p.coef2 * out[t] + p.scale * acc; }
+    return p.scale * acc + reg_term(j, t);
+}
+
 // out[j, kk] = scale * sum over column j's entries in the batch of val * E[pos[row], kk] + reg
 // (ptr/ind/val = CSC, sel = pos).
 @compute @workgroup_size(256)
@@ -67,7 +76,7 @@ fn csc_gather_tmatmul(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(nu
         if (p.use_idx == 1u) { k = sel[k]; }
         if (k != NONE) { acc = acc + val[q] * rhs[k * p.c + kk]; }
     }
-    out[t] = p.scale * acc + reg_term(j, t);
+    out[t] = finish(j, t, acc);
 }
 
 @group(0) @binding(9) var<storage, read_write> pos: array<u32>;

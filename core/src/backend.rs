@@ -115,6 +115,13 @@ pub enum Reg<'a, B: Backend + ?Sized> {
         v: &'a B::Vector,
         coef: f64,
     },
+    /// In place: `out ← (const_coef + exp_coef·e^{λ_j})·out + scale·X_Bᵀ E`. One pass over
+    /// `out` for a whole descent or Neumann step (the fused form of product + penalty + axpy).
+    Decay {
+        lambda: Option<&'a B::Vector>,
+        exp_coef: f64,
+        const_coef: f64,
+    },
 }
 
 /// A data matrix on the host, before upload: dense row-major or sparse CSR.
@@ -216,7 +223,8 @@ pub trait Backend {
     /// `Z[k, :] = X[row_k, :] · W` for the batch's rows, with `W` a `d × c` row-major matrix
     /// (feature-major: row j holds the c class weights of feature j) and `Z` a `b × c` one.
     fn gather_matmul(&self, x: &Self::Matrix, rows: Rows<'_, Self::Indices>, w: &Self::Vector, c: usize, z: &mut Self::Vector);
-    /// `out = scale · X_Bᵀ E + reg`, with `E` a `b × c` matrix of the batch's rows and `out` `d × c`.
+    /// `out = scale · X_Bᵀ E + reg`, with `E` a `b × c` matrix of the batch's rows and `out` `d × c`
+    /// (with [`Reg::Decay`], `out` is also read: an in-place update).
     #[allow(clippy::too_many_arguments)]
     fn gather_tmatmul(
         &self,

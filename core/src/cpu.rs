@@ -13,7 +13,7 @@ use crate::backend::{Backend, Coef, HostMatrix, LossKind, Reg, Rows};
 use crate::Result;
 
 /// Real types the CPU backend computes in.
-pub trait Real: Float + std::fmt::Debug + Default + 'static {}
+pub trait Real: Float + std::fmt::Debug + Default + Send + Sync + 'static {}
 impl Real for f32 {}
 impl Real for f64 {}
 
@@ -34,22 +34,74 @@ impl<T: Real> CpuMatrix<T> {
             CpuMatrix::Dense { cols, .. } | CpuMatrix::Csr { cols, .. } => *cols,
         }
     }
+    /// Average stored entries per row (the work of one row's product).
+    fn row_nnz_estimate(&self) -> usize {
+        match self {
+            CpuMatrix::Dense { cols, .. } => *cols,
+            CpuMatrix::Csr { rows, values, .. } => values.len() / (*rows).max(1) + 1,
+        }
+    }
+
+    /// `z = X[row, :] · W` for a `d × c` feature-major W.
+    #[inline]
+    fn row_times(&self, row: usize, w: &[T], z: &mut [T]) {
+        let c = z.len();
+        match self {
+            CpuMatrix::Dense { cols, data, .. } => {
+                let xr = &data[row * cols..(row + 1) * cols];
+                if c == 1 {
+                    z[0] = dot(xr, w);
+                } else {
+                    z.fill(T::zero());
+                    for (&xv, wj) in xr.iter().zip(w.chunks_exact(c)) {
+                        axpy_slice(xv, wj, z);
+                    }
+                }
+            }
+            CpuMatrix::Csr { indptr, indices, values, .. } => {
+                let span = indptr[row] as usize..indptr[row + 1] as usize;
+                z.fill(T::zero());
+                for (&j, &xv) in indices[span.clone()].iter().zip(&values[span]) {
+                    let j = j as usize;
+                    axpy_slice(xv, &w[j * c..(j + 1) * c], z);
+                }
+            }
+        }
+    }
+
+    /// `out[j, :] += scale · X[row, j] · e` for the features j in `range` (`out` holds exactly
+    /// those rows).
+    #[inline]
+    fn scatter_row(&self, row: usize, range: std::ops::Range<usize>, scale: T, e: &[T], out: &mut [T]) {
+        let c = e.len();
+        match self {
+            CpuMatrix::Dense { cols, data, .. } => {
+                let xr = &data[row * cols + range.start..row * cols + range.end];
+                if c == 1 {
+                    axpy_slice(scale * e[0], xr, out);
+                } else {
+                    for (&xv, oj) in xr.iter().zip(out.chunks_exact_mut(c)) {
+                        axpy_slice(scale * xv, e, oj);
+                    }
+                }
+            }
+            CpuMatrix::Csr { indptr, indices, values, .. } => {
+                let span = indptr[row] as usize..indptr[row + 1] as usize;
+                for (&j, &xv) in indices[span.clone()].iter().zip(&values[span]) {
+                    let j = j as usize;
+                    if range.contains(&j) {
+                        let o = (j - range.start) * c;
+                        axpy_slice(scale * xv, e, &mut out[o..o + c]);
+                    }
+                }
+            }
+        }
+    }
+
     fn batch_len(&self, rows: Rows<'_, Vec<u32>>) -> usize {
         match rows {
             Rows::All => self.rows(),
             Rows::Batch(idx) => idx.len(),
-        }
-    }
-    /// Calls `f(j, x_ij)` for the stored entries of row i.
-    #[inline]
-    fn for_each_in_row(&self, i: usize, mut f: impl FnMut(usize, T)) {
-        match self {
-            CpuMatrix::Dense { cols, data, .. } => data[i * cols..(i + 1) * cols].iter().enumerate().for_each(|(j, &v)| f(j, v)),
-            CpuMatrix::Csr { indptr, indices, values, .. } => {
-                for p in indptr[i] as usize..indptr[i + 1] as usize {
-                    f(indices[p] as usize, values[p]);
-                }
-            }
         }
     }
 }
@@ -139,11 +191,15 @@ impl<T: Real> Backend for CpuBackend<T> {
     fn axpby(&self, a: Coef<'_, Cell<T>>, x: &Vec<T>, b: Coef<'_, Cell<T>>, y: &mut Vec<T>) {
         assert_eq!(x.len(), y.len(), "axpby: length mismatch");
         let (a, b) = (coef(a), coef(b));
-        if b == T::zero() {
-            y.iter_mut().zip(x).for_each(|(yi, &xi)| *yi = a * xi);
-        } else {
-            y.iter_mut().zip(x).for_each(|(yi, &xi)| *yi = a * xi + b * *yi);
-        }
+        let n = y.len();
+        chunked(y, n.div_ceil(pieces()), n, |start, yc| {
+            let xc = &x[start..start + yc.len()];
+            if b == T::zero() {
+                yc.iter_mut().zip(xc).for_each(|(yi, &xi)| *yi = a * xi);
+            } else {
+                yc.iter_mut().zip(xc).for_each(|(yi, &xi)| *yi = a * xi + b * *yi);
+            }
+        });
     }
     fn scale(&self, b: Coef<'_, Cell<T>>, y: &mut Vec<T>) {
         let b = coef(b);
@@ -162,15 +218,27 @@ impl<T: Real> Backend for CpuBackend<T> {
     fn gather_matmul(&self, x: &CpuMatrix<T>, rows: Rows<'_, Vec<u32>>, w: &Vec<T>, c: usize, z: &mut Vec<T>) {
         let b = x.batch_len(rows);
         assert!(z.len() >= b * c && w.len() == x.cols() * c, "gather_matmul: shape mismatch");
-        for k in 0..b {
-            let zk = &mut z[k * c..(k + 1) * c];
-            zk.iter_mut().for_each(|v| *v = T::zero());
-            x.for_each_in_row(row_of(rows, k), |j, xv| {
-                for (zv, &wv) in zk.iter_mut().zip(&w[j * c..(j + 1) * c]) {
-                    *zv = *zv + xv * wv;
+        // Rows of Z are independent: split them across threads.
+        let work = b * c * x.row_nnz_estimate();
+        if let (CpuMatrix::Dense { cols, data, .. }, true) = (x, c > 1) {
+            // Dense with several classes: c dot products of length d per row, on Wᵀ (c × d).
+            let wt = transpose(w, *cols, c);
+            chunked(&mut z[..b * c], b.div_ceil(pieces()) * c, work, |start, zc| {
+                for (i, zk) in zc.chunks_exact_mut(c).enumerate() {
+                    let row = row_of(rows, start / c + i);
+                    let xr = &data[row * cols..(row + 1) * cols];
+                    for (zv, wk) in zk.iter_mut().zip(wt.chunks_exact(*cols)) {
+                        *zv = dot(xr, wk);
+                    }
                 }
             });
+            return;
         }
+        chunked(&mut z[..b * c], b.div_ceil(pieces()) * c, work, |start, zc| {
+            for (i, zk) in zc.chunks_exact_mut(c).enumerate() {
+                x.row_times(row_of(rows, start / c + i), w, zk);
+            }
+        });
     }
 
     fn gather_tmatmul(
@@ -184,32 +252,57 @@ impl<T: Real> Backend for CpuBackend<T> {
         out: &mut Vec<T>,
     ) {
         let b = x.batch_len(rows);
-        assert!(e.len() >= b * c && out.len() == x.cols() * c, "gather_tmatmul: shape mismatch");
-        match reg {
-            Reg::None => out.iter_mut().for_each(|o| *o = T::zero()),
-            Reg::ExpLambda { lambda, v, coef } => {
-                let coef = to_t::<T>(coef);
-                for (j, (oj, vj)) in out.chunks_mut(c).zip(v.chunks(c)).enumerate() {
-                    let f = coef * lambda[j].exp();
-                    oj.iter_mut().zip(vj).for_each(|(o, &vv)| *o = f * vv);
-                }
-            }
-            Reg::Scaled { v, coef } => {
-                let coef = to_t::<T>(coef);
-                out.iter_mut().zip(v.iter()).for_each(|(o, &vv)| *o = coef * vv);
-            }
-        }
-        // Scatter row by row (cache-friendly on the CPU); the GPU gathers column by column.
+        let d = x.cols();
+        assert!(e.len() >= b * c && out.len() == d * c, "gather_tmatmul: shape mismatch");
         let scale = to_t::<T>(scale);
-        for k in 0..b {
-            let ek = &e[k * c..(k + 1) * c];
-            x.for_each_in_row(row_of(rows, k), |j, xv| {
-                let f = scale * xv;
-                for (o, &ev) in out[j * c..(j + 1) * c].iter_mut().zip(ek) {
-                    *o = *o + f * ev;
-                }
-            });
+        // Each thread owns a range of features (rows of out): it applies the penalty there,
+        // then adds every batch row's entries that fall in its range (no write conflicts).
+        let work = d * c + b * c * x.row_nnz_estimate();
+        // Few features (ijcnn1, MNIST): split the batch rows instead, each thread adding into
+        // a private d × c buffer, then sum the buffers.
+        #[cfg(not(target_arch = "wasm32"))]
+        if work >= PARALLEL_WORK && d * c <= PARALLEL_WORK {
+            use rayon::prelude::*;
+            let per = b.div_ceil(rayon::current_num_threads());
+            let dense_multi = matches!(x, CpuMatrix::Dense { .. }) && c > 1;
+            let parts: Vec<Vec<T>> = (0..b.div_ceil(per.max(1)))
+                .into_par_iter()
+                .map(|t| {
+                    let mut acc = vec![T::zero(); d * c];
+                    for k in t * per..((t + 1) * per).min(b) {
+                        let ek = &e[k * c..(k + 1) * c];
+                        match x {
+                            // Accumulate Xᵀ E transposed (c × d): vectorisable length-d axpys.
+                            CpuMatrix::Dense { data, .. } if dense_multi => {
+                                let row = row_of(rows, k);
+                                let xr = &data[row * d..(row + 1) * d];
+                                for (acc_k, &ev) in acc.chunks_exact_mut(d).zip(ek) {
+                                    axpy_slice(scale * ev, xr, acc_k);
+                                }
+                            }
+                            _ => x.scatter_row(row_of(rows, k), 0..d, scale, ek, &mut acc),
+                        }
+                    }
+                    if dense_multi {
+                        acc = transpose(&acc, c, d);
+                    }
+                    acc
+                })
+                .collect();
+            apply_reg(&reg, 0, c, out);
+            for part in parts {
+                axpy_slice(T::one(), &part, out);
+            }
+            return;
         }
+        let threads = if work >= PARALLEL_WORK { pieces() } else { 1 };
+        chunked(out, d.div_ceil(threads) * c, work, |start, oc| {
+            let (j0, j1) = (start / c, start / c + oc.len() / c);
+            apply_reg(&reg, j0, c, oc);
+            for (k, ek) in e.chunks_exact(c).take(b).enumerate() {
+                x.scatter_row(row_of(rows, k), j0..j1, scale, ek, oc);
+            }
+        });
     }
 
     fn loss_residual(
@@ -300,6 +393,98 @@ impl<T: Real> Backend for CpuBackend<T> {
     fn sum(&self, x: &Vec<T>, scale: f64, out: &Cell<T>, accumulate: bool) {
         let s = x.iter().fold(T::zero(), |acc, &v| acc + v) * to_t(scale);
         out.set(if accumulate { out.get() + s } else { s });
+    }
+}
+
+/// Work (multiply-adds or elements) below which an operation stays on one thread: spawning
+/// onto the pool costs a few microseconds.
+const PARALLEL_WORK: usize = 1 << 16;
+
+/// Runs `f(first_index, chunk)` over `chunk_len`-sized chunks of `data`, on the rayon pool when
+/// `work` is large (natively), else in order on this thread.
+fn chunked<T: Send>(data: &mut [T], chunk_len: usize, work: usize, f: impl Fn(usize, &mut [T]) + Sync + Send) {
+    let chunk_len = chunk_len.max(1);
+    #[cfg(not(target_arch = "wasm32"))]
+    if work >= PARALLEL_WORK {
+        use rayon::prelude::*;
+        data.par_chunks_mut(chunk_len).enumerate().for_each(|(i, c)| f(i * chunk_len, c));
+        return;
+    }
+    let _ = work;
+    data.chunks_mut(chunk_len).enumerate().for_each(|(i, c)| f(i * chunk_len, c));
+}
+
+/// How many pieces to cut parallel work into.
+fn pieces() -> usize {
+    #[cfg(not(target_arch = "wasm32"))]
+    return 4 * rayon::current_num_threads();
+    #[cfg(target_arch = "wasm32")]
+    1
+}
+
+/// The penalty part of `gather_tmatmul` on the feature rows `j0..` held by `out`.
+fn apply_reg<T: Real>(reg: &Reg<'_, CpuBackend<T>>, j0: usize, c: usize, out: &mut [T]) {
+    let n = out.len();
+    let range = j0 * c..j0 * c + n;
+    match *reg {
+        Reg::None => out.fill(T::zero()),
+        Reg::ExpLambda { lambda, v, coef } => {
+            let coef = to_t::<T>(coef);
+            for (j, (oj, vj)) in out.chunks_exact_mut(c).zip(v[range.clone()].chunks_exact(c)).enumerate() {
+                let f = coef * lambda[j0 + j].exp();
+                oj.iter_mut().zip(vj).for_each(|(o, &vv)| *o = f * vv);
+            }
+        }
+        Reg::Scaled { v, coef } => {
+            let coef = to_t::<T>(coef);
+            out.iter_mut().zip(&v[range.clone()]).for_each(|(o, &vv)| *o = coef * vv);
+        }
+        Reg::Decay { lambda, exp_coef, const_coef } => {
+            let (ec, cc) = (to_t::<T>(exp_coef), to_t::<T>(const_coef));
+            match lambda {
+                Some(lambda) => {
+                    for (j, oj) in out.chunks_exact_mut(c).enumerate() {
+                        let f = cc + ec * lambda[j0 + j].exp();
+                        oj.iter_mut().for_each(|o| *o = f * *o);
+                    }
+                }
+                None => out.iter_mut().for_each(|o| *o = cc * *o),
+            }
+        }
+    }
+}
+
+/// `xᵀy` with eight independent accumulators, so the compiler can vectorise it.
+#[inline]
+fn dot<T: Real>(x: &[T], y: &[T]) -> T {
+    let mut acc = [T::zero(); 8];
+    let (xc, yc) = (x.chunks_exact(8), y.chunks_exact(8));
+    let (xr, yr) = (xc.remainder(), yc.remainder());
+    for (a, b) in xc.zip(yc) {
+        for l in 0..8 {
+            acc[l] = acc[l] + a[l] * b[l];
+        }
+    }
+    let tail = xr.iter().zip(yr).fold(T::zero(), |s, (&a, &b)| s + a * b);
+    acc.iter().fold(tail, |s, &a| s + a)
+}
+
+/// The transpose of a row-major `rows × cols` matrix.
+fn transpose<T: Real>(m: &[T], rows: usize, cols: usize) -> Vec<T> {
+    let mut t = vec![T::zero(); rows * cols];
+    for (i, row) in m.chunks_exact(cols).enumerate() {
+        for (j, &v) in row.iter().enumerate() {
+            t[j * rows + i] = v;
+        }
+    }
+    t
+}
+
+/// `y += a·x` over a slice.
+#[inline]
+fn axpy_slice<T: Real>(a: T, x: &[T], y: &mut [T]) {
+    for (yi, &xi) in y.iter_mut().zip(x) {
+        *yi = *yi + a * xi;
     }
 }
 

@@ -24,6 +24,14 @@ impl Sampler {
         index::sample(&mut self.rng, n, b).into_iter().map(|i| i as u32).collect()
     }
 
+    /// A uniformly random order of `0..n`.
+    pub fn permutation(&mut self, n: usize) -> Vec<u32> {
+        use rand::seq::SliceRandom;
+        let mut v: Vec<u32> = (0..n as u32).collect();
+        v.shuffle(&mut self.rng);
+        v
+    }
+
     /// A uniform integer in `0..n` (`n ≥ 1`).
     pub fn below(&mut self, n: usize) -> usize {
         self.rng.random_range(0..n.max(1))

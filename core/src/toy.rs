@@ -7,6 +7,7 @@ use serde::Serialize;
 use crate::algorithms::{AlgKind, Hyper};
 use crate::backend::{Backend, Rows};
 use crate::outer::{OuterLoop, OuterOpt};
+use crate::problems::counted::OracleCounts;
 use crate::problems::ridge::{Ridge, RidgeData};
 use crate::problems::Problem;
 use crate::{Error, Result};
@@ -58,6 +59,8 @@ pub struct ToyRecord {
     pub hypergrad_rel_err: f64,
     pub hypergrad_norm: f64,
     pub lambda_norm: f64,
+    /// Oracle calls so far (cumulative).
+    pub oracle_counts: OracleCounts,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hypergradient: Option<Vec<f64>>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -84,6 +87,7 @@ impl<'a, B: Backend + 'static> ToyRun<'a, B> {
         // The data seed is fixed by the run seed, so every backend sees the same instance.
         let data = RidgeData::synthetic(config.n_train, config.n_val, config.features, config.noise, config.seed);
         let problem = Ridge::ridge(be, &data);
+        config.alg.check::<B, _>(&problem)?;
         let outer = OuterLoop::new(be, problem, config.alg, config.hyper.clone(), config.opt, config.seed.wrapping_add(1));
         Ok(ToyRun { loss: be.scalar("toy.loss"), config, data, outer, elapsed: 0.0 })
     }
@@ -122,6 +126,7 @@ impl<'a, B: Backend + 'static> ToyRun<'a, B> {
             hypergrad_rel_err: norm(&diff) / norm(&exact).max(f64::MIN_POSITIVE),
             hypergrad_norm: norm(&h),
             lambda_norm: norm(&lambda),
+            oracle_counts: self.outer.counts(),
             hypergradient: record_vectors.then(|| h.clone()),
             exact_hypergradient: record_vectors.then_some(exact),
         })

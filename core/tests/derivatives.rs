@@ -180,3 +180,24 @@ fn closed_form_hypergradient_matches_finite_differences_of_phi() {
     p.inner_grad(&be, &lam, &w_star, Rows::All, &mut g);
     assert!(common::norm(&g) < 1e-12, "‖∇_w g(w*)‖ = {:e}", common::norm(&g));
 }
+
+#[test]
+fn fused_descent_and_neumann_steps_equal_gradient_and_hvp_steps() {
+    for_every_problem(|s, rows, _, what| {
+        let (alpha, eta) = (0.3, 0.7);
+        // Fused: the problem's one-pass steps.
+        let mut scratch = s.be.zeros(s.p.dim_y(), "scratch");
+        let mut y = s.w.clone();
+        s.p.inner_step(&s.be, &s.lam, &mut y, alpha, rows, &mut scratch);
+        let mut r = s.v.clone();
+        s.p.neumann_step(&s.be, &s.lam, &s.w, &mut r, eta, rows, &mut scratch);
+        // Unfused: the oracles and an axpy.
+        let mut g = s.be.zeros(s.p.dim_y(), "g");
+        s.p.inner_grad(&s.be, &s.lam, &s.w, rows, &mut g);
+        let y_ref: Vec<f64> = s.w.iter().zip(&g).map(|(w, g)| w - alpha * g).collect();
+        s.p.inner_hvp(&s.be, &s.lam, &s.w, &s.v, rows, &mut g);
+        let r_ref: Vec<f64> = s.v.iter().zip(&g).map(|(v, hv)| v - eta * hv).collect();
+        assert!(rel_err(&y, &y_ref) < 1e-13, "{what}: fused inner step");
+        assert!(rel_err(&r, &r_ref) < 1e-13, "{what}: fused Neumann step");
+    });
+}

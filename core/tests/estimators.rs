@@ -227,3 +227,37 @@ fn exact_on_logreg_agrees_with_finite_differences_through_a_solved_inner_problem
     let err = rel_err(&e.hypergradient, &fd);
     assert!(err < 1e-6, "exact vs FD of Φ: rel err {err:e}");
 }
+
+#[test]
+fn reference_stocbio_versions_follow_their_neumann_sums() {
+    use bilevel_core::algorithms::stocbio::Compat;
+    use bilevel_core::problems::Problem;
+    use bilevel_core::Rows;
+    // Full batches make the batch lists single: v_0 and the HVP come from the whole validation
+    // set, with g's Hessian evaluated there. With Q = 1 and r_1 = (I − η H_val) v_0:
+    // HEAD: v_Q = η r_1 + r_1;  v1: v_Q = η v_0 + r_1;  ĥ = −J[v_Q].
+    let c = case(50, 6, 19);
+    let (eta, y) = (0.4, c.data.inner_solution(&c.lam));
+    let h = Hyper { t: 0, q: 1, eta, alpha: 0.1, beta: 1.0, batch_size: 50, val_batch_size: 37 };
+    let val = c.p.val_as_train().unwrap();
+    let mut v0 = vec![0.0; 6];
+    c.p.outer_grad_y(&c.be, &c.lam, &y, Rows::All, &mut v0);
+    let mut hv = vec![0.0; 6];
+    val.inner_hvp(&c.be, &c.lam, &y, &v0, Rows::All, &mut hv);
+    let r1: Vec<f64> = v0.iter().zip(&hv).map(|(v, h)| v - eta * h).collect();
+    let j = |v: &[f64]| {
+        let mut out = vec![0.0; 6];
+        c.p.mixed_jvp(&c.be, &c.lam, &y, &v.to_vec(), Rows::All, &mut out);
+        out.iter().map(|o| -o).collect::<Vec<f64>>()
+    };
+    let head_want = j(&r1.iter().map(|r| (1.0 + eta) * r).collect::<Vec<_>>());
+    let v1_want = j(&v0.iter().zip(&r1).map(|(v, r)| eta * v + r).collect::<Vec<_>>());
+    for (compat, want) in [(Compat::Head, head_want), (Compat::V1, v1_want)] {
+        let mut a = AlgKind::StocBiO.with_compat(compat).unwrap().build(&c.be, &c.p, &h);
+        let mut est = vec![0.0; 6];
+        a.inner_and_hypergradient(&c.be, &c.p, 0, &c.lam, &mut y.clone(), &mut est, &mut Sampler::new(1));
+        assert!(rel_err(&est, &want) < 1e-12, "{compat:?}: {est:?} vs {want:?}");
+    }
+    // Only stocBiO has reference versions.
+    assert!(AlgKind::AidCg.with_compat(Compat::V1).is_err());
+}

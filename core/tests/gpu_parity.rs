@@ -101,6 +101,10 @@ fn kernel_outputs<B: Backend>(be: &B, n: usize, rows: usize, seed: u64) -> Vec<(
             read(&mut out, &format!("{kind} gather_tmatmul {label} exp-lambda reg"), &g);
             be.gather_tmatmul(&mat, sel, &e, c, 0.3, Reg::Scaled { v: &w, coef: 0.2 }, &mut g);
             read(&mut out, &format!("{kind} gather_tmatmul {label} scaled reg"), &g);
+            be.gather_tmatmul(&mat, sel, &e, c, -0.4, Reg::Decay { lambda: Some(&lam), exp_coef: -0.1, const_coef: 1.0 }, &mut g);
+            read(&mut out, &format!("{kind} gather_tmatmul {label} in place, exp decay"), &g);
+            be.gather_tmatmul(&mat, sel, &e, c, 0.5, Reg::Decay { lambda: None, exp_coef: 0.0, const_coef: 0.9 }, &mut g);
+            read(&mut out, &format!("{kind} gather_tmatmul {label} in place, constant decay"), &g);
         }
     }
 

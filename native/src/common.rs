@@ -2,7 +2,8 @@
 //! reference code), the backend choice, and running generic work on the chosen backend.
 
 use anyhow::Result;
-use bilevel_core::algorithms::Hyper;
+use bilevel_core::algorithms::stocbio::Compat;
+use bilevel_core::algorithms::{AlgKind, Hyper};
 use bilevel_core::cpu::CpuBackend;
 use bilevel_core::gpu::{GpuBackend, GpuOptions};
 use bilevel_core::Backend;
@@ -69,6 +70,25 @@ impl HyperArgs {
             val_batch_size: self.val_batch_size.unwrap_or(if self.batch_size.is_some() { batch_size } else { defaults.val_batch_size }),
         }
     }
+}
+
+/// stocBiO's version (`--compat`): the paper's (default) or the reference code's.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum CompatArg {
+    #[default]
+    Paper,
+    V1,
+    Head,
+}
+
+/// `--alg NAME [--compat ...]` as an algorithm.
+pub fn algorithm(name: &str, compat: CompatArg) -> Result<AlgKind> {
+    let alg: AlgKind = name.parse()?;
+    Ok(alg.with_compat(match compat {
+        CompatArg::Paper => Compat::Paper,
+        CompatArg::V1 => Compat::V1,
+        CompatArg::Head => Compat::Head,
+    })?)
 }
 
 /// Work that runs on any backend.

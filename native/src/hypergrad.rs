@@ -16,7 +16,7 @@ use bilevel_core::{Backend, Rows};
 use clap::{Args, ValueEnum};
 use serde_json::json;
 
-use crate::common::{on_backend, BackendArgs, HyperArgs, Job};
+use crate::common::{algorithm, on_backend, BackendArgs, CompatArg, HyperArgs, Job};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum ProblemArg {
@@ -50,6 +50,9 @@ pub struct HypergradArgs {
     /// exact (Newton–CG inner solve and a tight CG solve: a reference) or an algorithm.
     #[arg(long, default_value = "exact")]
     estimator: String,
+    /// stocBiO's version: the paper's, or the reference code's.
+    #[arg(long, value_enum, default_value = "paper", ignore_case = true)]
+    compat: CompatArg,
     /// multilogreg's penalty: sum (the paper's) or mean (the reference code's 1/(2dc) Σ).
     #[arg(long, value_enum, default_value = "sum")]
     reg_scale: RegScaleArg,
@@ -104,7 +107,7 @@ pub fn run(args: HypergradArgs) -> Result<()> {
     hyper.validate()?;
     let estimator = match args.estimator.to_lowercase().as_str() {
         "exact" => None,
-        other => Some(other.parse::<AlgKind>()?),
+        _ => Some(algorithm(&args.estimator, args.compat)?),
     };
     if !(args.rho.is_finite() && args.rho >= 0.0) {
         bail!("--rho must be finite and non-negative, got {}", args.rho);
@@ -152,6 +155,7 @@ impl Job for Hypergrad {
                 (e.hypergradient, e.y, Some(e.newton_steps))
             }
             Some(alg) => {
+                alg.check(&p)?;
                 let mut a = alg.build(be, &p, &self.hyper);
                 let (mut y, mut h) = (y0, be.zeros(self.lambda.len(), "h"));
                 a.inner_and_hypergradient(be, &p, 0, &x, &mut y, &mut h, &mut Sampler::new(self.seed));

@@ -1,6 +1,7 @@
 //! `bilevel`: the command-line front end. Every failure ends in one line on stderr and a
 //! non-zero exit; results are streamed to disk as they are produced.
 
+mod bench;
 mod common;
 mod hypergrad;
 mod toy;
@@ -20,6 +21,8 @@ enum Command {
     Toy(toy::ToyArgs),
     /// The hypergradient of your own svmlight data at a given λ (one JSON object).
     Hypergrad(hypergrad::HypergradArgs),
+    /// Time outer iterations at the real problems' shapes (synthetic data), per backend.
+    Bench(bench::BenchArgs),
     /// List the GPU adapters wgpu finds.
     Devices,
 }
@@ -43,6 +46,7 @@ fn main() {
     let result = match cli.command {
         Command::Toy(args) => toy::run(args),
         Command::Hypergrad(args) => hypergrad::run(args),
+        Command::Bench(args) => bench::run(args),
         Command::Devices => devices(),
     };
     if let Err(e) = result {

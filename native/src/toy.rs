@@ -6,13 +6,13 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use bilevel_core::algorithms::{AlgKind, Hyper};
+use bilevel_core::algorithms::Hyper;
 use bilevel_core::outer::OuterOpt;
 use bilevel_core::toy::{ToyConfig, ToyRun};
 use bilevel_core::Backend;
 use clap::Args;
 
-use crate::common::{on_backend, BackendArgs, HyperArgs, Job};
+use crate::common::{algorithm, on_backend, BackendArgs, CompatArg, HyperArgs, Job};
 
 /// Flags are snake_case, as in the reference code (`--hessian_q`, `--inner_lr`).
 #[derive(Args, Debug)]
@@ -21,6 +21,9 @@ pub struct ToyArgs {
     /// Algorithm (case-insensitive): stocBiO, AID-CG, AID-FP, reverse, HOAG, BSA, TTSA, SOBA.
     #[arg(long, default_value = "stocBiO")]
     alg: String,
+    /// stocBiO's version: the paper's, or the reference code's (v1: its published figures).
+    #[arg(long, value_enum, default_value = "paper", ignore_case = true)]
+    compat: CompatArg,
     #[command(flatten)]
     backend: BackendArgs,
     #[command(flatten)]
@@ -51,7 +54,7 @@ const DEFAULTS: Hyper = Hyper { t: 10, q: 10, eta: 0.5, alpha: 0.5, beta: 50.0, 
 
 pub fn run(args: ToyArgs) -> Result<()> {
     let config = ToyConfig {
-        alg: args.alg.parse::<AlgKind>()?,
+        alg: algorithm(&args.alg, args.compat)?,
         hyper: args.hyper.hyper(DEFAULTS),
         opt: OuterOpt::Sgd { momentum: 0.0 },
         seed: args.seed,

@@ -95,6 +95,9 @@ pub trait Algorithm<B: Backend, P: Problem<B>> {
 pub enum AlgKind {
     #[serde(rename = "stocBiO")]
     StocBiO,
+    /// stocBiO as the reference code implements it (`--compat v1|head`).
+    #[serde(rename = "stocBiO-compat")]
+    StocBiOCompat(stocbio::Compat),
     #[serde(rename = "AID-CG")]
     AidCg,
     #[serde(rename = "AID-FP")]
@@ -118,6 +121,8 @@ impl AlgKind {
     pub fn name(self) -> &'static str {
         match self {
             AlgKind::StocBiO => "stocBiO",
+            AlgKind::StocBiOCompat(stocbio::Compat::V1) => "stocBiO (compat v1)",
+            AlgKind::StocBiOCompat(_) => "stocBiO (compat head)",
             AlgKind::AidCg => "AID-CG",
             AlgKind::AidFp => "AID-FP",
             AlgKind::Reverse => "reverse",
@@ -128,11 +133,30 @@ impl AlgKind {
         }
     }
 
+    /// Applies `--compat` (only stocBiO has reference-code versions).
+    pub fn with_compat(self, compat: stocbio::Compat) -> Result<Self> {
+        match (self, compat) {
+            (_, stocbio::Compat::Paper) => Ok(self),
+            (AlgKind::StocBiO, c) => Ok(AlgKind::StocBiOCompat(c)),
+            (other, _) => Err(Error::InvalidArgument(format!("--compat applies to stocBiO only, not {other}"))),
+        }
+    }
+
+    /// Refuses combinations a problem cannot run (the reference stocBiO needs g on validation
+    /// batches, which per-sample weights do not have).
+    pub fn check<B: Backend, P: Problem<B>>(self, p: &P) -> Result<()> {
+        if matches!(self, AlgKind::StocBiOCompat(_)) && p.val_as_train().is_none() {
+            return Err(Error::InvalidArgument(format!("{self} needs g on validation batches, which this problem does not define")));
+        }
+        Ok(())
+    }
+
     /// A fresh instance with workspaces sized for `p`.
     pub fn build<B: Backend + 'static, P: Problem<B>>(self, be: &B, p: &P, hyper: &Hyper) -> Box<dyn Algorithm<B, P>> {
         let h = hyper.clone();
         match self {
             AlgKind::StocBiO => Box::new(stocbio::StocBiO::new(be, p, h)),
+            AlgKind::StocBiOCompat(c) => Box::new(stocbio::StocBiO::with_compat(be, p, h, c)),
             AlgKind::AidCg => Box::new(aid_cg::AidCg::new(be, p, h)),
             AlgKind::AidFp => Box::new(aid_fp::AidFp::new(be, p, h)),
             AlgKind::Reverse => Box::new(reverse::Reverse::new(be, p, h)),
@@ -162,8 +186,8 @@ impl FromStr for AlgKind {
 
 // ---- pieces shared by several algorithms ----
 
-/// `steps` inner descent steps `y ← y − α ∇_y g(x, y; S_t)`: a fresh training batch of
-/// `batch` rows per step, or the full training set when `batch` is `None`.
+/// `steps` inner descent steps `y ← y − α ∇_y g(x, y; S_t)` (the problem's fused step): a fresh
+/// training batch of `batch` rows per step, or the full training set when `batch` is `None`.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn inner_descent<B: Backend, P: Problem<B>>(
     be: &B,
@@ -180,11 +204,10 @@ pub(crate) fn inner_descent<B: Backend, P: Problem<B>>(
         match batch {
             Some(b) => {
                 let s_t = be.indices(&rng.batch(p.n_train(), b));
-                p.inner_grad(be, x, y, Rows::Batch(&s_t), grad);
+                p.inner_step(be, x, y, alpha, Rows::Batch(&s_t), grad);
             }
-            None => p.inner_grad(be, x, y, Rows::All, grad),
+            None => p.inner_step(be, x, y, alpha, Rows::All, grad),
         }
-        be.axpy(Coef::c(-alpha), grad, y);
     }
 }
 
@@ -204,11 +227,10 @@ pub(crate) fn neumann_step<B: Backend, P: Problem<B>>(
     match batch {
         Some(b) => {
             let b_j = be.indices(&rng.batch(p.n_train(), b));
-            p.inner_hvp(be, x, y, r, Rows::Batch(&b_j), hr);
+            p.neumann_step(be, x, y, r, eta, Rows::Batch(&b_j), hr);
         }
-        None => p.inner_hvp(be, x, y, r, Rows::All, hr),
+        None => p.neumann_step(be, x, y, r, eta, Rows::All, hr),
     }
-    be.axpy(Coef::c(-eta), hr, r);
 }
 
 /// Conjugate gradient for `H v = b` (H = ∇²_yy g on the full training set), with every scalar

@@ -1,5 +1,5 @@
-//! stocBiO (Ji, Yang, Liang 2021, Algorithms 2 and 3), paper mode: fresh mini-batches for every
-//! inner step, for every Neumann HVP and for the J product.
+//! stocBiO (Ji, Yang, Liang 2021, Algorithms 2 and 3). Paper mode (the default): fresh
+//! mini-batches for every inner step, for every Neumann HVP and for the J product.
 //!
 //! ```text
 //! for t = 1..T:  y ← y − α ∇_y g(x, y; S_t)
@@ -7,46 +7,69 @@
 //! v_Q = η Σ_{q=0..Q} Π_{j=Q+1−q..Q} (I − η ∇²_yy g(x, y; B_j)) v_0
 //! ĥ   = ∇_x f(x, y; D_F) − ∇_x∇_y g(x, y; D_G) v_Q
 //! ```
+//!
+//! The reference code's two versions are available for reproducing its published curves
+//! (SPEC §2.4, §4), never by default: both cut shuffled train and validation sets into fixed
+//! batch lists once, evaluate g's HVP and J on *validation* batches, and mis-scale the sum:
+//! - [`Compat::Head`]: the first T training batches every epoch; validation batches 0, 1, 2 for
+//!   v_0, the HVPs and J; `v_Q = η r_Q + Σ_{q=1..Q} r_q`.
+//! - [`Compat::V1`] (made the 2020 figures): a random order of the training batches each outer
+//!   step, random validation batches; `v_Q = η v_0 + Σ_{q=1..Q} r_q`.
+
+use serde::Serialize;
 
 use super::{inner_descent, neumann_step, Algorithm, Hyper};
 use crate::backend::{Backend, Coef, Rows};
 use crate::problems::Problem;
 use crate::sampler::Sampler;
 
+/// Which version of stocBiO.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum Compat {
+    /// The paper's algorithm.
+    Paper,
+    /// The reference code at its 2020 version (the published figures).
+    V1,
+    /// The reference code at HEAD.
+    Head,
+}
+
 pub struct StocBiO<B: Backend> {
     hyper: Hyper,
+    compat: Compat,
     grad: B::Vector,
     /// r: the current Neumann term Π(I − ηH) v_0.
     r: B::Vector,
     hr: B::Vector,
-    /// Σ_q r_q (v_Q = η · sum).
+    /// Σ_q r_q.
     sum: B::Vector,
+    /// The reference code's fixed batch lists (compat modes), uploaded once.
+    lists: Option<BatchLists<B>>,
 }
+
+/// Training and validation batch lists.
+type BatchLists<B> = (Vec<<B as Backend>::Indices>, Vec<<B as Backend>::Indices>);
 
 impl<B: Backend> StocBiO<B> {
     pub fn new<P: Problem<B>>(be: &B, p: &P, hyper: Hyper) -> Self {
+        Self::with_compat(be, p, hyper, Compat::Paper)
+    }
+
+    pub fn with_compat<P: Problem<B>>(be: &B, p: &P, hyper: Hyper, compat: Compat) -> Self {
         let n = p.dim_y();
         StocBiO {
             hyper,
+            compat,
             grad: be.zeros(n, "stocbio.grad"),
             r: be.zeros(n, "stocbio.r"),
             hr: be.zeros(n, "stocbio.hr"),
             sum: be.zeros(n, "stocbio.sum"),
+            lists: None,
         }
     }
-}
 
-impl<B: Backend, P: Problem<B>> Algorithm<B, P> for StocBiO<B> {
-    fn inner_and_hypergradient(
-        &mut self,
-        be: &B,
-        p: &P,
-        _k: usize,
-        x: &B::Vector,
-        y: &mut B::Vector,
-        h: &mut B::Vector,
-        rng: &mut Sampler,
-    ) {
+    /// The paper's algorithm.
+    fn paper<P: Problem<B>>(&mut self, be: &B, p: &P, x: &B::Vector, y: &mut B::Vector, h: &mut B::Vector, rng: &mut Sampler) {
         let Hyper { t: big_t, q: big_q, eta, alpha, batch_size, val_batch_size, .. } = self.hyper;
 
         // Inner SGD from the warm start, a fresh training batch S_t per step.
@@ -68,5 +91,69 @@ impl<B: Backend, P: Problem<B>> Algorithm<B, P> for StocBiO<B> {
         p.mixed_jvp(be, x, y, &self.sum, Rows::Batch(&d_g), h);
         be.scale(Coef::c(-eta), h);
         p.add_outer_grad_x(be, x, y, Rows::Batch(&d_f), h);
+    }
+
+    /// The reference code's versions (see the module docs).
+    fn reference<P: Problem<B>>(&mut self, be: &B, p: &P, x: &B::Vector, y: &mut B::Vector, h: &mut B::Vector, rng: &mut Sampler) {
+        let Hyper { t: big_t, q: big_q, eta, alpha, batch_size, val_batch_size, .. } = self.hyper;
+        let val = p.val_as_train().expect("checked by inner_and_hypergradient");
+        let (train_lists, val_lists) = self.lists.get_or_insert_with(|| {
+            // Shuffle once, cut into consecutive batches (the last one partial).
+            let cut = |rng: &mut Sampler, n: usize, bs: usize| -> Vec<B::Indices> {
+                rng.permutation(n).chunks(bs.max(1)).map(|c| be.indices(c)).collect()
+            };
+            (cut(rng, p.n_train(), batch_size), cut(rng, p.n_val(), val_batch_size))
+        });
+        let (lt, lv) = (train_lists.len(), val_lists.len());
+        // Batch order: HEAD takes the lists in order; v1 a fresh random order each outer step.
+        let (train_order, val_order): (Vec<usize>, Vec<usize>) = match self.compat {
+            Compat::Head => ((0..lt).collect(), (0..lv).collect()),
+            _ => (rng.permutation(lt).iter().map(|&i| i as usize).collect(), rng.permutation(lv).iter().map(|&i| i as usize).collect()),
+        };
+        // Which validation batch serves v_0, the HVPs and J (HEAD: 0, 1, 2; v1: pv[1], pv[0], pv[2]).
+        let pick = |i: usize| &val_lists[val_order[i % lv]];
+        let (v0_batch, hvp_batch, j_batch) = match self.compat {
+            Compat::Head => (pick(0), pick(1), pick(2)),
+            _ => (pick(1), pick(0), pick(2)),
+        };
+
+        for t in 0..big_t {
+            p.inner_step(be, x, y, alpha, Rows::Batch(&train_lists[train_order[t % lt]]), &mut self.grad);
+        }
+        p.outer_grad_y(be, x, y, Rows::Batch(v0_batch), &mut self.r);
+        // HEAD: S starts empty and v_Q = η r_Q + S;  v1: v_Q = η v_0 + S.
+        match self.compat {
+            Compat::Head => be.fill(Coef::c(0.0), &mut self.sum),
+            _ => be.axpby(Coef::c(eta), &self.r, Coef::c(0.0), &mut self.sum),
+        }
+        for _ in 0..big_q {
+            val.neumann_step(be, x, y, &mut self.r, eta, Rows::Batch(hvp_batch), &mut self.hr);
+            be.axpy(Coef::c(1.0), &self.r, &mut self.sum);
+        }
+        if self.compat == Compat::Head {
+            be.axpy(Coef::c(eta), &self.r, &mut self.sum);
+        }
+        val.mixed_jvp(be, x, y, &self.sum, Rows::Batch(j_batch), h);
+        be.scale(Coef::c(-1.0), h);
+    }
+}
+
+impl<B: Backend, P: Problem<B>> Algorithm<B, P> for StocBiO<B> {
+    fn inner_and_hypergradient(
+        &mut self,
+        be: &B,
+        p: &P,
+        _k: usize,
+        x: &B::Vector,
+        y: &mut B::Vector,
+        h: &mut B::Vector,
+        rng: &mut Sampler,
+    ) {
+        match self.compat {
+            Compat::Paper => self.paper(be, p, x, y, h, rng),
+            _ if p.val_as_train().is_some() => self.reference(be, p, x, y, h, rng),
+            // Refused earlier by AlgKind::check; kept safe here too.
+            _ => self.paper(be, p, x, y, h, rng),
+        }
     }
 }

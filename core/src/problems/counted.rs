@@ -75,6 +75,27 @@ impl<B: Backend, P: Problem<B>> Problem<B> for Counted<P> {
     fn add_outer_grad_x(&self, be: &B, x: &B::Vector, y: &B::Vector, rows: Rows<'_, B::Indices>, out: &mut B::Vector) {
         self.inner.add_outer_grad_x(be, x, y, rows, out)
     }
+    fn inner_step(&self, be: &B, x: &B::Vector, y: &mut B::Vector, alpha: f64, rows: Rows<'_, B::Indices>, scratch: &mut B::Vector) {
+        self.add(be, rows, self.n_train(), |c| c.inner_grads += 1);
+        self.inner.inner_step(be, x, y, alpha, rows, scratch)
+    }
+    fn neumann_step(
+        &self,
+        be: &B,
+        x: &B::Vector,
+        y: &B::Vector,
+        r: &mut B::Vector,
+        eta: f64,
+        rows: Rows<'_, B::Indices>,
+        scratch: &mut B::Vector,
+    ) {
+        self.add(be, rows, self.n_train(), |c| c.hvps += 1);
+        self.inner.neumann_step(be, x, y, r, eta, rows, scratch)
+    }
+    fn val_as_train(&self) -> Option<Box<dyn Problem<B> + '_>> {
+        // Calls through the view are not counted separately from the view's own oracles.
+        self.inner.val_as_train()
+    }
     fn inner_loss(&self, be: &B, x: &B::Vector, y: &B::Vector, rows: Rows<'_, B::Indices>, out: &B::Scalar) {
         self.add(be, rows, self.n_train(), |c| c.losses += 1);
         self.inner.inner_loss(be, x, y, rows, out)

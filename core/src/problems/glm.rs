@@ -56,7 +56,7 @@ pub struct Glm<B: Backend> {
     scratch: RefCell<HashMap<usize, Vec<B::Vector>>>,
 }
 
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Split {
     Train,
     Val,
@@ -153,6 +153,14 @@ impl<B: Backend> Glm<B> {
         self.give(bc, r);
     }
 
+    /// The in-place form of `v ← v − step·∇Reg(v)`, for the fused steps.
+    fn decay<'a>(&self, x: &'a B::Vector, step: f64) -> Reg<'a, B> {
+        match self.hyper {
+            HyperKind::FeatureRidge { scale } => Reg::Decay { lambda: Some(x), exp_coef: -step * scale, const_coef: 1.0 },
+            HyperKind::SampleWeights { rho } => Reg::Decay { lambda: None, exp_coef: 0.0, const_coef: 1.0 - 2.0 * step * rho },
+        }
+    }
+
     /// `out ← (1/b) Σ_k s_k ℓ(Z_k)` on a split.
     fn data_loss(&self, be: &B, split: Split, x: &B::Vector, w: &B::Vector, rows: Rows<'_, B::Indices>, out: &B::Scalar) {
         let (xm, t, n) = self.data(split);
@@ -167,15 +175,28 @@ impl<B: Backend> Glm<B> {
     }
 }
 
+/// The oracles, with a choice of which split plays the training set (`inner`, for g) and which
+/// the validation set (`outer`, for f). [`Glm`] is the view (train, val); the reference code's
+/// stocBiO also evaluates g on validation batches, through [`Problem::val_as_train`].
+pub struct GlmView<'a, B: Backend> {
+    g: &'a Glm<B>,
+    inner: Split,
+    outer: Split,
+}
+
+impl<B: Backend> Glm<B> {
+    fn view(&self) -> GlmView<'_, B> {
+        GlmView { g: self, inner: Split::Train, outer: Split::Val }
+    }
+}
+
+/// Every oracle of [`Glm`] is its (train, val) view's.
 impl<B: Backend> Problem<B> for Glm<B> {
     fn dim_x(&self) -> usize {
-        match self.hyper {
-            HyperKind::FeatureRidge { .. } => self.d,
-            HyperKind::SampleWeights { .. } => self.n,
-        }
+        self.view().dim_x()
     }
     fn dim_y(&self) -> usize {
-        self.d * self.c
+        self.view().dim_y()
     }
     fn n_train(&self) -> usize {
         self.n
@@ -183,63 +204,160 @@ impl<B: Backend> Problem<B> for Glm<B> {
     fn n_val(&self) -> usize {
         self.m
     }
+    fn inner_grad(&self, be: &B, x: &B::Vector, y: &B::Vector, rows: Rows<'_, B::Indices>, out: &mut B::Vector) {
+        self.view().inner_grad(be, x, y, rows, out)
+    }
+    fn inner_hvp(&self, be: &B, x: &B::Vector, y: &B::Vector, v: &B::Vector, rows: Rows<'_, B::Indices>, out: &mut B::Vector) {
+        self.view().inner_hvp(be, x, y, v, rows, out)
+    }
+    fn mixed_jvp(&self, be: &B, x: &B::Vector, y: &B::Vector, v: &B::Vector, rows: Rows<'_, B::Indices>, out: &mut B::Vector) {
+        self.view().mixed_jvp(be, x, y, v, rows, out)
+    }
+    fn outer_grad_y(&self, be: &B, x: &B::Vector, y: &B::Vector, rows: Rows<'_, B::Indices>, out: &mut B::Vector) {
+        self.view().outer_grad_y(be, x, y, rows, out)
+    }
+    fn inner_step(&self, be: &B, x: &B::Vector, y: &mut B::Vector, alpha: f64, rows: Rows<'_, B::Indices>, scratch: &mut B::Vector) {
+        self.view().inner_step(be, x, y, alpha, rows, scratch)
+    }
+    fn neumann_step(
+        &self,
+        be: &B,
+        x: &B::Vector,
+        y: &B::Vector,
+        r: &mut B::Vector,
+        eta: f64,
+        rows: Rows<'_, B::Indices>,
+        scratch: &mut B::Vector,
+    ) {
+        self.view().neumann_step(be, x, y, r, eta, rows, scratch)
+    }
+    fn inner_loss(&self, be: &B, x: &B::Vector, y: &B::Vector, rows: Rows<'_, B::Indices>, out: &B::Scalar) {
+        self.view().inner_loss(be, x, y, rows, out)
+    }
+    fn outer_loss(&self, be: &B, x: &B::Vector, y: &B::Vector, rows: Rows<'_, B::Indices>, out: &B::Scalar) {
+        self.view().outer_loss(be, x, y, rows, out)
+    }
+    fn val_as_train(&self) -> Option<Box<dyn Problem<B> + '_>> {
+        // Per-sample weights index training rows: there is no sound validation-set version.
+        match self.hyper {
+            HyperKind::FeatureRidge { .. } => Some(Box::new(GlmView { g: self, inner: Split::Val, outer: Split::Train })),
+            HyperKind::SampleWeights { .. } => None,
+        }
+    }
+}
+
+impl<B: Backend> Problem<B> for GlmView<'_, B> {
+    fn dim_x(&self) -> usize {
+        match self.g.hyper {
+            HyperKind::FeatureRidge { .. } => self.g.d,
+            HyperKind::SampleWeights { .. } => self.g.n,
+        }
+    }
+    fn dim_y(&self) -> usize {
+        self.g.d * self.g.c
+    }
+    fn n_train(&self) -> usize {
+        self.g.data(self.inner).2
+    }
+    fn n_val(&self) -> usize {
+        self.g.data(self.outer).2
+    }
 
     fn inner_grad(&self, be: &B, x: &B::Vector, w: &B::Vector, rows: Rows<'_, B::Indices>, out: &mut B::Vector) {
-        self.gradient(be, Split::Train, x, w, rows, self.reg(x, w), out);
+        self.g.gradient(be, self.inner, x, w, rows, self.g.reg(x, w), out);
     }
 
     fn inner_hvp(&self, be: &B, x: &B::Vector, w: &B::Vector, v: &B::Vector, rows: Rows<'_, B::Indices>, out: &mut B::Vector) {
-        let bc = Self::batch_len(be, self.n, rows) * self.c;
-        let (mut z, mut u, mut m) = (self.take(be, bc), self.take(be, bc), self.take(be, bc));
-        be.gather_matmul(&self.x_train, rows, w, self.c, &mut z);
-        be.gather_matmul(&self.x_train, rows, v, self.c, &mut u);
-        let b = bc / self.c;
-        be.loss_curvature(self.loss, &z, &u, rows, self.c, self.weights(Split::Train, x), 1.0 / b as f64, &mut m);
-        be.gather_tmatmul(&self.x_train, rows, &m, self.c, 1.0, self.reg(x, v), out);
-        self.give(bc, z);
-        self.give(bc, u);
-        self.give(bc, m);
+        let (xm, _, n) = self.g.data(self.inner);
+        let bc = Glm::<B>::batch_len(be, n, rows) * self.g.c;
+        let (mut z, mut u, mut m) = (self.g.take(be, bc), self.g.take(be, bc), self.g.take(be, bc));
+        be.gather_matmul(xm, rows, w, self.g.c, &mut z);
+        be.gather_matmul(xm, rows, v, self.g.c, &mut u);
+        let b = bc / self.g.c;
+        be.loss_curvature(self.g.loss, &z, &u, rows, self.g.c, self.g.weights(self.inner, x), 1.0 / b as f64, &mut m);
+        be.gather_tmatmul(xm, rows, &m, self.g.c, 1.0, self.g.reg(x, v), out);
+        self.g.give(bc, z);
+        self.g.give(bc, u);
+        self.g.give(bc, m);
+    }
+
+    fn inner_step(&self, be: &B, x: &B::Vector, w: &mut B::Vector, alpha: f64, rows: Rows<'_, B::Indices>, _scratch: &mut B::Vector) {
+        // W ← (1 − α ∇Reg) W − α X_Bᵀ diag(s) R / b, one pass over W.
+        let (xm, tm, n) = self.g.data(self.inner);
+        let bc = Glm::<B>::batch_len(be, n, rows) * self.g.c;
+        let (mut z, mut r) = (self.g.take(be, bc), self.g.take(be, bc));
+        be.gather_matmul(xm, rows, w, self.g.c, &mut z);
+        let b = bc / self.g.c;
+        be.loss_residual(self.g.loss, &z, tm, rows, self.g.c, self.g.weights(self.inner, x), 1.0 / b as f64, &mut r, None);
+        be.gather_tmatmul(xm, rows, &r, self.g.c, -alpha, self.g.decay(x, alpha), w);
+        self.g.give(bc, z);
+        self.g.give(bc, r);
+    }
+
+    fn neumann_step(
+        &self,
+        be: &B,
+        x: &B::Vector,
+        w: &B::Vector,
+        v: &mut B::Vector,
+        eta: f64,
+        rows: Rows<'_, B::Indices>,
+        _scratch: &mut B::Vector,
+    ) {
+        // V ← (1 − η ∇²Reg) V − η X_Bᵀ diag(s) M / b, one pass over V.
+        let (xm, _, n) = self.g.data(self.inner);
+        let bc = Glm::<B>::batch_len(be, n, rows) * self.g.c;
+        let (mut z, mut u, mut m) = (self.g.take(be, bc), self.g.take(be, bc), self.g.take(be, bc));
+        be.gather_matmul(xm, rows, w, self.g.c, &mut z);
+        be.gather_matmul(xm, rows, v, self.g.c, &mut u);
+        let b = bc / self.g.c;
+        be.loss_curvature(self.g.loss, &z, &u, rows, self.g.c, self.g.weights(self.inner, x), 1.0 / b as f64, &mut m);
+        be.gather_tmatmul(xm, rows, &m, self.g.c, -eta, self.g.decay(x, eta), v);
+        self.g.give(bc, z);
+        self.g.give(bc, u);
+        self.g.give(bc, m);
     }
 
     fn mixed_jvp(&self, be: &B, x: &B::Vector, w: &B::Vector, v: &B::Vector, rows: Rows<'_, B::Indices>, out: &mut B::Vector) {
-        match self.hyper {
+        match self.g.hyper {
             // Only the penalty depends on λ: no data term.
-            HyperKind::FeatureRidge { scale } => be.exp_rowdot(x, w, v, self.c, scale, out),
+            HyperKind::FeatureRidge { scale } => be.exp_rowdot(x, w, v, self.g.c, scale, out),
             HyperKind::SampleWeights { .. } => {
-                let b = Self::batch_len(be, self.n, rows);
-                let bc = b * self.c;
-                let (mut z, mut r, mut u) = (self.take(be, bc), self.take(be, bc), self.take(be, bc));
-                be.gather_matmul(&self.x_train, rows, w, self.c, &mut z);
-                be.loss_residual(self.loss, &z, &self.t_train, rows, self.c, None, 1.0, &mut r, None);
-                be.gather_matmul(&self.x_train, rows, v, self.c, &mut u);
+                let (xm, tm, n) = self.g.data(self.inner);
+                let b = Glm::<B>::batch_len(be, n, rows);
+                let bc = b * self.g.c;
+                let (mut z, mut r, mut u) = (self.g.take(be, bc), self.g.take(be, bc), self.g.take(be, bc));
+                be.gather_matmul(xm, rows, w, self.g.c, &mut z);
+                be.loss_residual(self.g.loss, &z, tm, rows, self.g.c, None, 1.0, &mut r, None);
+                be.gather_matmul(xm, rows, v, self.g.c, &mut u);
                 // Samples outside the batch have no term.
                 be.fill(Coef::c(0.0), out);
-                be.rowdot_sigmoid_scatter(&r, &u, rows, self.c, x, 1.0 / b as f64, out);
-                self.give(bc, z);
-                self.give(bc, r);
-                self.give(bc, u);
+                be.rowdot_sigmoid_scatter(&r, &u, rows, self.g.c, x, 1.0 / b as f64, out);
+                self.g.give(bc, z);
+                self.g.give(bc, r);
+                self.g.give(bc, u);
             }
         }
     }
 
     fn outer_grad_y(&self, be: &B, x: &B::Vector, w: &B::Vector, rows: Rows<'_, B::Indices>, out: &mut B::Vector) {
-        self.gradient(be, Split::Val, x, w, rows, Reg::None, out);
+        self.g.gradient(be, self.outer, x, w, rows, Reg::None, out);
     }
 
     fn inner_loss(&self, be: &B, x: &B::Vector, w: &B::Vector, rows: Rows<'_, B::Indices>, out: &B::Scalar) {
-        self.data_loss(be, Split::Train, x, w, rows, out);
-        match self.hyper {
+        self.g.data_loss(be, self.inner, x, w, rows, out);
+        match self.g.hyper {
             HyperKind::FeatureRidge { scale } => {
-                let mut per_feature = self.take(be, self.d);
-                be.exp_rowdot(x, w, w, self.c, 0.5 * scale, &mut per_feature);
+                let mut per_feature = self.g.take(be, self.g.d);
+                be.exp_rowdot(x, w, w, self.g.c, 0.5 * scale, &mut per_feature);
                 be.sum(&per_feature, 1.0, out, true);
-                self.give(self.d, per_feature);
+                self.g.give(self.g.d, per_feature);
             }
             HyperKind::SampleWeights { rho } => be.dot(w, w, rho, out, true),
         }
     }
 
     fn outer_loss(&self, be: &B, x: &B::Vector, w: &B::Vector, rows: Rows<'_, B::Indices>, out: &B::Scalar) {
-        self.data_loss(be, Split::Val, x, w, rows, out);
+        self.g.data_loss(be, self.outer, x, w, rows, out);
     }
 }

@@ -7,7 +7,7 @@ pub mod glm;
 pub mod ridge;
 pub mod synthetic;
 
-use crate::backend::{Backend, Rows};
+use crate::backend::{Backend, Coef, Rows};
 
 /// The oracles the hypergradient algorithms use. `rows` index the training set for `g` and the
 /// validation set for `f`.
@@ -30,6 +30,35 @@ pub trait Problem<B: Backend> {
     /// `out += ∇_x f(x, y; rows)`. The default is for problems whose f does not depend on x
     /// directly (every hyperparameter problem here): nothing to add.
     fn add_outer_grad_x(&self, _be: &B, _x: &B::Vector, _y: &B::Vector, _rows: Rows<'_, B::Indices>, _out: &mut B::Vector) {}
+    /// One descent step `y ← y − α ∇_y g(x, y; rows)`; `scratch` (y-sized) is free to use.
+    /// The default is the gradient and an axpy; problems fuse it into one pass over y.
+    #[allow(clippy::too_many_arguments)]
+    fn inner_step(&self, be: &B, x: &B::Vector, y: &mut B::Vector, alpha: f64, rows: Rows<'_, B::Indices>, scratch: &mut B::Vector) {
+        self.inner_grad(be, x, y, rows, scratch);
+        be.axpy(Coef::c(-alpha), scratch, y);
+    }
+    /// One Neumann step `r ← r − η ∇²_yy g(x, y; rows) r`; `scratch` is free to use. The
+    /// default is the HVP and an axpy; problems fuse it into one pass over r.
+    #[allow(clippy::too_many_arguments)]
+    fn neumann_step(
+        &self,
+        be: &B,
+        x: &B::Vector,
+        y: &B::Vector,
+        r: &mut B::Vector,
+        eta: f64,
+        rows: Rows<'_, B::Indices>,
+        scratch: &mut B::Vector,
+    ) {
+        self.inner_hvp(be, x, y, r, rows, scratch);
+        be.axpy(Coef::c(-eta), scratch, r);
+    }
+    /// The same problem with the validation set in the training set's place, for the reference
+    /// code's stocBiO (`--compat`), which evaluates g's HVP and J on validation batches. `None`
+    /// where that has no sound meaning.
+    fn val_as_train(&self) -> Option<Box<dyn Problem<B> + '_>> {
+        None
+    }
     /// `out ← g(x, y; rows)`.
     fn inner_loss(&self, be: &B, x: &B::Vector, y: &B::Vector, rows: Rows<'_, B::Indices>, out: &B::Scalar);
     /// `out ← f(x, y; rows)`.

@@ -14,6 +14,7 @@ struct Params {
     reg: u32,
     scale: f32,
     coef: f32,
+    coef2: f32,
 }
 
 const fn spec(entry: &'static str) -> KernelSpec {
@@ -38,7 +39,7 @@ pub(crate) fn gather_matmul(gpu: &GpuBackend, x: &GpuMatrix, rows: Rows<'_, GpuI
     let (xd, n, d) = data(x);
     let (b, use_idx, idx) = batch(gpu, n, rows);
     assert!(z.len() >= b as usize * c && w.len() == d * c, "gather_matmul: shape mismatch");
-    let p = Params { rows: b, cols: d as u32, c: c as u32, use_idx, reg: 0, scale: 1.0, coef: 0.0 };
+    let p = Params { rows: b, cols: d as u32, c: c as u32, use_idx, reg: 0, scale: 1.0, coef: 0.0, coef2: 0.0 };
     let bound = [xd.bound(), idx, w.bound(), gpu.dummy_bound(), gpu.dummy_bound(), z.bound()];
     gpu.dispatch(&GATHER_MATMUL, &p, &bound, b * c as u32);
 }
@@ -57,8 +58,8 @@ pub(crate) fn gather_tmatmul(
     let (xd, n, d) = data(x);
     let (b, use_idx, idx) = batch(gpu, n, rows);
     assert!(e.len() >= b as usize * c && out.len() == d * c, "gather_tmatmul: shape mismatch");
-    let (reg_id, coef, lam, v) = reg_parts(gpu, &reg);
-    let p = Params { rows: b, cols: d as u32, c: c as u32, use_idx, reg: reg_id, scale: scale as f32, coef };
+    let (reg_id, coef, coef2, lam, v) = reg_parts(gpu, &reg);
+    let p = Params { rows: b, cols: d as u32, c: c as u32, use_idx, reg: reg_id, scale: scale as f32, coef, coef2 };
     let bound = [xd.bound(), idx, e.bound(), lam, v, out.bound()];
     gpu.dispatch(&GATHER_TMATMUL, &p, &bound, (d * c) as u32);
 }

@@ -21,16 +21,22 @@ pub struct KernelSpec {
 /// `NONE` in the shaders: no device-scalar slot.
 pub(crate) const NONE: u32 = u32::MAX;
 
-/// The regulariser selector shared by `dense.wgsl` and `sparse.wgsl`, and its two buffers.
+/// The regulariser selector shared by `dense.wgsl` and `sparse.wgsl`: its id, two
+/// coefficients, and its two buffers (λ and v).
+#[allow(clippy::type_complexity)]
 pub(crate) fn reg_parts<'a>(
     gpu: &'a crate::gpu::GpuBackend,
     reg: &crate::backend::Reg<'a, crate::gpu::GpuBackend>,
-) -> (u32, f32, crate::gpu::Bound<'a>, crate::gpu::Bound<'a>) {
+) -> (u32, f32, f32, crate::gpu::Bound<'a>, crate::gpu::Bound<'a>) {
     use crate::backend::Reg;
     match reg {
-        Reg::None => (0, 0.0, gpu.dummy_bound(), gpu.dummy_bound()),
-        Reg::ExpLambda { lambda, v, coef } => (1, *coef as f32, lambda.bound(), v.bound()),
-        Reg::Scaled { v, coef } => (2, *coef as f32, gpu.dummy_bound(), v.bound()),
+        Reg::None => (0, 0.0, 0.0, gpu.dummy_bound(), gpu.dummy_bound()),
+        Reg::ExpLambda { lambda, v, coef } => (1, *coef as f32, 0.0, lambda.bound(), v.bound()),
+        Reg::Scaled { v, coef } => (2, *coef as f32, 0.0, gpu.dummy_bound(), v.bound()),
+        Reg::Decay { lambda: Some(lambda), exp_coef, const_coef } => {
+            (3, *exp_coef as f32, *const_coef as f32, lambda.bound(), gpu.dummy_bound())
+        }
+        Reg::Decay { lambda: None, const_coef, .. } => (4, 0.0, *const_coef as f32, gpu.dummy_bound(), gpu.dummy_bound()),
     }
 }
 

@@ -15,6 +15,7 @@ struct Params {
     reg: u32,
     scale: f32,
     coef: f32,
+    coef2: f32,
     n_rows: u32,
 }
 
@@ -31,7 +32,7 @@ pub(crate) fn gather_matmul(gpu: &GpuBackend, x: &GpuMatrix, rows: Rows<'_, GpuI
     let GpuMatrix::Sparse { csr, rows: n, cols: d, .. } = x else { unreachable!("sparse kernel on a dense matrix") };
     let (b, use_idx, idx) = batch(gpu, *n, rows);
     assert!(z.len() >= b as usize * c && w.len() == d * c, "gather_matmul: shape mismatch");
-    let p = Params { rows: b, cols: *d as u32, c: c as u32, use_idx, reg: 0, scale: 1.0, coef: 0.0, n_rows: *n as u32 };
+    let p = Params { rows: b, cols: *d as u32, c: c as u32, use_idx, reg: 0, scale: 1.0, coef: 0.0, coef2: 0.0, n_rows: *n as u32 };
     let bound = [csr[0].bound(), csr[1].bound(), csr[2].bound(), idx, w.bound(), z.bound()];
     gpu.dispatch(&CSR_MATMUL, &p, &bound, b * c as u32);
 }
@@ -50,8 +51,8 @@ pub(crate) fn gather_tmatmul(
     let GpuMatrix::Sparse { csc, pos, rows: n, cols: d, .. } = x else { unreachable!("sparse kernel on a dense matrix") };
     let (b, use_idx, idx) = batch(gpu, *n, rows);
     assert!(e.len() >= b as usize * c && out.len() == d * c, "gather_tmatmul: shape mismatch");
-    let (reg_id, coef, lam, v) = reg_parts(gpu, &reg);
-    let p = Params { rows: b, cols: *d as u32, c: c as u32, use_idx, reg: reg_id, scale: scale as f32, coef, n_rows: *n as u32 };
+    let (reg_id, coef, coef2, lam, v) = reg_parts(gpu, &reg);
+    let p = Params { rows: b, cols: *d as u32, c: c as u32, use_idx, reg: reg_id, scale: scale as f32, coef, coef2, n_rows: *n as u32 };
     if use_idx == 1 {
         // pos[row] = position of row in this batch, or NONE.
         gpu.dispatch(&POS_CLEAR, &p, &[pos.bound()], *n as u32);

@@ -1,0 +1,222 @@
+//! `bilevel bench`: per-outer-iteration time and oracle throughput at the real problems' shapes
+//! (synthetic data of those shapes), on each backend, written as JSON lines. A benchmark, not a
+//! test: it asserts nothing and reports what it measured, with the machine and the backend.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use bilevel_core::algorithms::{AlgKind, Hyper};
+use bilevel_core::backend::LossKind;
+use bilevel_core::outer::{OuterLoop, OuterOpt};
+use bilevel_core::problems::glm::{Glm, GlmData, HyperKind};
+use bilevel_core::problems::synthetic::SyntheticSpec;
+use bilevel_core::Backend;
+use clap::Args;
+use serde_json::json;
+
+use crate::common::{on_backend, BackendArgs, BackendKind, Job};
+
+#[derive(Args, Debug)]
+#[command(rename_all = "snake_case")]
+pub struct BenchArgs {
+    /// Problems: 20news, hyperclean, ijcnn1 (comma-separated).
+    #[arg(long, default_value = "20news,hyperclean,ijcnn1", value_delimiter = ',')]
+    problems: Vec<String>,
+    /// Algorithms (comma-separated).
+    #[arg(long, default_value = "stocBiO,AID-CG,AID-FP,reverse", value_delimiter = ',')]
+    algs: Vec<String>,
+    /// Backends: cpu, cpu32, gpu (comma-separated).
+    #[arg(long, default_value = "cpu32,gpu", value_delimiter = ',')]
+    backends: Vec<String>,
+    /// Timed outer iterations per case (after 2 warm-up iterations).
+    #[arg(long, default_value_t = 10)]
+    iters: usize,
+    #[arg(long)]
+    adapter: Option<String>,
+    /// Append one JSON line per case here.
+    #[arg(long, default_value = "results/bench.jsonl")]
+    out: PathBuf,
+}
+
+/// A problem at its real shape, and the settings the reference figures used.
+struct Shape {
+    name: &'static str,
+    spec: SyntheticSpec,
+    hyper_kind: HyperKind,
+    /// stocBiO's settings; the full-batch algorithms use T and K = hessian_q from it too.
+    hyper: Hyper,
+}
+
+fn shape(name: &str) -> Result<Shape> {
+    let spec = |n_train, n_val, features, classes, loss, nnz_per_row, bias| SyntheticSpec {
+        n_train,
+        n_val,
+        features,
+        classes,
+        loss,
+        nnz_per_row,
+        bias,
+        seed: 0,
+    };
+    Ok(match name {
+        // 20 Newsgroups: 5,657 × 130,107 sparse, ~158 non-zeros per row, 20 classes.
+        "20news" => Shape {
+            name: "20news",
+            spec: spec(5657, 5657, 130_107, 20, LossKind::Softmax, Some(158), false),
+            // The reference figure's α = β = 100 assume its mean-scaled penalty 1/(2dc) Σ e^λ W².
+            hyper_kind: HyperKind::FeatureRidge { scale: 1.0 / (130_107.0 * 20.0) },
+            hyper: Hyper { t: 10, q: 10, eta: 0.5, alpha: 100.0, beta: 100.0, batch_size: 1000, val_batch_size: 1000 },
+        },
+        // MNIST hyper-cleaning: 20,000 × 785 dense (bias included), 10 classes.
+        "hyperclean" => Shape {
+            name: "hyperclean",
+            spec: spec(20_000, 5_000, 784, 10, LossKind::Softmax, None, true),
+            hyper_kind: HyperKind::SampleWeights { rho: 0.001 },
+            hyper: Hyper { t: 10, q: 10, eta: 0.5, alpha: 0.1, beta: 0.1, batch_size: 64, val_batch_size: 64 },
+        },
+        // ijcnn1: 49,990 × 22, binary.
+        "ijcnn1" => Shape {
+            name: "ijcnn1",
+            spec: spec(49_990, 49_990, 22, 1, LossKind::Logistic, None, false),
+            hyper_kind: HyperKind::FeatureRidge { scale: 1.0 },
+            hyper: Hyper { t: 10, q: 10, eta: 0.5, alpha: 0.1, beta: 0.1, batch_size: 64, val_batch_size: 64 },
+        },
+        other => bail!("unknown benchmark problem {other:?} (expected 20news, hyperclean or ijcnn1)"),
+    })
+}
+
+fn backend_kind(name: &str) -> Result<BackendKind> {
+    Ok(match name.to_lowercase().as_str() {
+        "cpu" => BackendKind::Cpu,
+        "cpu32" => BackendKind::Cpu32,
+        "gpu" => BackendKind::Gpu,
+        other => bail!("unknown backend {other:?} (expected cpu, cpu32 or gpu)"),
+    })
+}
+
+/// Peak resident memory of this process (Linux), in bytes.
+fn peak_rss() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse::<u64>().ok().map(|kb| kb * 1024)
+}
+
+pub fn run(args: BenchArgs) -> Result<()> {
+    let shapes: Vec<Shape> = args.problems.iter().map(|p| shape(p)).collect::<Result<_>>()?;
+    let algs: Vec<AlgKind> = args.algs.iter().map(|a| a.parse()).collect::<Result<_, _>>()?;
+    let backends: Vec<BackendKind> = args.backends.iter().map(|b| backend_kind(b)).collect::<Result<_>>()?;
+    if args.iters == 0 {
+        bail!("--iters must be at least 1");
+    }
+    if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&args.out)
+        .with_context(|| format!("cannot open {}", args.out.display()))?;
+    let mut out = BufWriter::new(file);
+    let machine = format!("{} cores, {}", std::thread::available_parallelism().map_or(0, |n| n.get()), std::env::consts::ARCH);
+    println!("{:<11} {:<8} {:<34} {:>12} {:>14}", "problem", "alg", "backend", "s/iter", "samples/s");
+    for shape in &shapes {
+        let data = shape.spec.generate();
+        for &backend in &backends {
+            let job = Cases { shape, data: &data, algs: &algs, iters: args.iters, machine: &machine, out: &mut out };
+            on_backend(&BackendArgs { backend, adapter: args.adapter.clone() }, job)?;
+        }
+    }
+    println!("results appended to {}", args.out.display());
+    Ok(())
+}
+
+struct Cases<'a> {
+    shape: &'a Shape,
+    data: &'a GlmData,
+    algs: &'a [AlgKind],
+    iters: usize,
+    machine: &'a str,
+    out: &'a mut BufWriter<File>,
+}
+
+impl Job for Cases<'_> {
+    fn run<B: Backend + 'static>(self, be: &B) -> Result<()> {
+        let sync = be.scalar("bench.sync");
+        for &alg in self.algs {
+            let mut run = OuterLoop::new(
+                be,
+                Glm::new(be, self.data, self.shape.hyper_kind),
+                alg,
+                self.shape.hyper.clone(),
+                OuterOpt::Sgd { momentum: 0.0 },
+                0,
+            );
+            // Reading a scalar waits for everything enqueued before it.
+            let wait = |run: &OuterLoop<'_, B, Glm<B>>| -> Result<()> {
+                be.dot(&run.h, &run.h, 1.0, &sync, false);
+                let v = pollster::block_on(be.read_scalar(&sync))?;
+                if !v.is_finite() {
+                    bail!("{} {alg}: the hypergradient became non-finite", self.shape.name);
+                }
+                Ok(())
+            };
+            for _ in 0..2 {
+                run.estimate();
+                run.update();
+            }
+            wait(&run)?;
+            let before = run.counts();
+            let mut times = Vec::with_capacity(self.iters);
+            for _ in 0..self.iters {
+                let t0 = Instant::now();
+                run.estimate();
+                run.update();
+                wait(&run)?;
+                times.push(t0.elapsed().as_secs_f64());
+            }
+            let after = run.counts();
+            times.sort_by(f64::total_cmp);
+            let median = times[times.len() / 2];
+            let mean = times.iter().sum::<f64>() / times.len() as f64;
+            let per_iter = |a: u64, b: u64| (a - b) as f64 / self.iters as f64;
+            let samples = per_iter(after.samples, before.samples);
+            let record = json!({
+                "problem": self.shape.name,
+                "alg": alg.name(),
+                "backend": be.describe(),
+                "machine": self.machine,
+                "iters": self.iters,
+                "s_per_iter_median": median,
+                "s_per_iter_mean": mean,
+                "samples_per_s": samples / mean,
+                "per_iter": {
+                    "inner_grads": per_iter(after.inner_grads, before.inner_grads),
+                    "hvps": per_iter(after.hvps, before.hvps),
+                    "jvps": per_iter(after.jvps, before.jvps),
+                    "outer_grads": per_iter(after.outer_grads, before.outer_grads),
+                    "samples": samples,
+                },
+                "settings": self.shape.hyper,
+                "peak_rss_bytes": peak_rss(),
+            });
+            writeln!(self.out, "{record}")?;
+            self.out.flush()?;
+            println!(
+                "{:<11} {:<8} {:<34} {:>12.6} {:>14.0}",
+                self.shape.name,
+                alg.name(),
+                truncate(&be.describe(), 34),
+                median,
+                samples / mean
+            );
+        }
+        Ok(())
+    }
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    s.chars().take(n).collect()
+}
