@@ -14,5 +14,6 @@ cargo clippy --all-targets -- -D warnings
 wasm_env cargo clippy --target wasm32-unknown-unknown -p bilevel-web -- -D warnings
 echo "== cargo test"
 cargo test --no-fail-fast
+cargo test -p bilevel-web --lib
 echo "== browser"
 bash tests/browser/run.sh

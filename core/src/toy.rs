@@ -32,7 +32,7 @@ impl ToyConfig {
     pub fn validate(&self) -> Result<()> {
         self.hyper.validate()?;
         self.opt.validate()?;
-        for (name, v) in [("n_train", self.n_train), ("n_val", self.n_val), ("features", self.features)] {
+        for (name, v) in [("epochs", self.epochs), ("n_train", self.n_train), ("n_val", self.n_val), ("features", self.features)] {
             if v == 0 {
                 return Err(Error::InvalidArgument(format!("--{name} must be at least 1")));
             }

@@ -6,6 +6,7 @@ use std::fmt::Display;
 use std::str::FromStr;
 
 use bilevel_core::algorithms::{AlgKind, Hyper};
+use bilevel_core::outer::OuterOpt;
 use bilevel_core::toy::ToyConfig;
 
 /// Every setting, by its query-string / form key, in form order.
@@ -209,6 +210,7 @@ impl Settings {
                 batch_size: self.batch_size,
                 val_batch_size: self.val_batch_size.unwrap_or(self.batch_size),
             },
+            opt: OuterOpt::Sgd { momentum: 0.0 },
             seed: self.seed,
             epochs: self.epochs,
             n_train: self.n_train,
