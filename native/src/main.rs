@@ -4,9 +4,9 @@
 mod bench;
 mod common;
 mod data;
+mod experiments;
 mod hypergrad;
 mod plot;
-#[allow(dead_code)] // wired to `hyperclean`, `l2reg` and `ijcnn1` with the data loaders
 mod run;
 mod toy;
 
@@ -23,6 +23,12 @@ struct Cli {
 enum Command {
     /// Per-feature ridge regression on synthetic data, with the exact hypergradient as reference.
     Toy(toy::ToyArgs),
+    /// MNIST data hyper-cleaning (the reference's mnist_exp.py): one weight per training sample.
+    Hyperclean(experiments::HypercleanArgs),
+    /// 20 Newsgroups with one L2 hyperparameter per feature (the reference's l2reg_on_twentynews.py).
+    L2reg(experiments::L2regArgs),
+    /// ijcnn1: binary logistic regression with one L2 hyperparameter per feature.
+    Ijcnn1(experiments::Ijcnn1Args),
     /// The hypergradient of your own svmlight data at a given λ (one JSON object).
     Hypergrad(hypergrad::HypergradArgs),
     /// Time outer iterations at the real problems' shapes (synthetic data), per backend.
@@ -54,6 +60,9 @@ fn main() {
     let result = match cli.command {
         Command::Toy(args) => toy::run(args),
         Command::Hypergrad(args) => hypergrad::run(args),
+        Command::Hyperclean(args) => experiments::hyperclean(args),
+        Command::L2reg(args) => experiments::l2reg(args),
+        Command::Ijcnn1(args) => experiments::ijcnn1(args),
         Command::Bench(args) => bench::run(args),
         Command::Plot(args) => plot::run(args),
         Command::Devices => devices(),

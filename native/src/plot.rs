@@ -115,8 +115,7 @@ pub fn run(args: PlotArgs) -> Result<()> {
 /// Text needs a font file (its glyphs for PNG, its metrics for SVG layout): DejaVu Sans from Debian's fonts-dejavu-core (scripts/setup.sh).
 fn register_font() -> Result<()> {
     let path = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
-    let bytes = std::fs::read(path)
-        .with_context(|| format!("PNG figures need the font {path} (apt-get install fonts-dejavu-core)"))?;
+    let bytes = std::fs::read(path).with_context(|| format!("PNG figures need the font {path} (apt-get install fonts-dejavu-core)"))?;
     plotters::style::register_font("sans-serif", FontStyle::Normal, Box::leak(bytes.into_boxed_slice()))
         .map_err(|_| anyhow::anyhow!("{path} is not a usable font"))
 }

@@ -48,9 +48,6 @@ pub struct RunArgs {
     /// Write one JSON object per line per outer iteration here (flushed as it goes).
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Where the data sets are (see `bilevel data-info`).
-    #[arg(long)]
-    pub data_dir: Option<PathBuf>,
     /// The reference's output folder and run name: accepted for its commands, not used (use --out).
     #[arg(long, hide = true)]
     pub save_folder: Option<String>,

@@ -1,0 +1,106 @@
+//! Short end-to-end runs of `hyperclean`, `l2reg` and `ijcnn1` on the real data (small slices,
+//! few iterations), and their bad-input errors.
+
+use std::process::{Command, Output};
+
+fn bilevel(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_bilevel")).args(args).env("XDG_RUNTIME_DIR", std::env::temp_dir()).output().expect("run bilevel")
+}
+
+/// Runs a subcommand writing JSON lines, and returns the records and the summary.
+fn records(args: &[&str], name: &str) -> (Vec<serde_json::Value>, serde_json::Value) {
+    let path = std::env::temp_dir().join(format!("bilevel-exp-{}-{name}.jsonl", std::process::id()));
+    let mut all = args.to_vec();
+    all.extend(["--out", path.to_str().unwrap()]);
+    let out = bilevel(&all);
+    assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::remove_file(&path).ok();
+    let mut lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let summary = lines.pop().unwrap();
+    assert_eq!(summary["summary"], true, "{name}: the last line is the summary");
+    (lines, summary)
+}
+
+fn check(records: &[serde_json::Value], iters: usize) {
+    assert_eq!(records.len(), iters + 1, "the starting point and one record per outer iteration");
+    let mut last_time = 0.0;
+    for (i, r) in records.iter().enumerate() {
+        assert_eq!(r["iter"], i);
+        for key in ["time_s", "test_loss", "test_acc", "val_loss", "lambda_norm"] {
+            assert!(r[key].as_f64().is_some_and(f64::is_finite), "record {i} lacks {key}: {r}");
+        }
+        let t = r["time_s"].as_f64().unwrap();
+        assert!(t >= last_time, "time is cumulative");
+        last_time = t;
+        assert!(r["oracle_counts"]["inner_grads"].as_u64().is_some());
+    }
+}
+
+#[test]
+fn hyperclean_on_a_slice_of_mnist() {
+    let (recs, summary) = records(
+        &[
+            "hyperclean",
+            "--alg",
+            "stocBiO",
+            "--noise_rate",
+            "0.4",
+            "--training_size",
+            "600",
+            "--validation_size",
+            "200",
+            "--epochs",
+            "3",
+            "--T",
+            "5",
+            "--batch_size",
+            "50",
+            "--backend",
+            "cpu32",
+        ],
+        "hyperclean",
+    );
+    check(&recs, 3);
+    for r in &recs {
+        assert!(r["precision"].as_f64().is_some() && r["recall"].as_f64().is_some(), "cleaning precision and recall: {r}");
+    }
+    assert!(summary["test_acc"].as_f64().unwrap() > 0.5, "a linear model on 600 MNIST images: {summary}");
+}
+
+#[test]
+fn l2reg_on_20_newsgroups() {
+    // The reference figure's stocBiO-1000 settings (its first point: test loss 2.57 < ln 20).
+    let (recs, _) = records(&["l2reg", "--alg", "stocBiO", "--epochs", "2", "--batch_size", "1000", "--backend", "cpu32"], "l2reg");
+    check(&recs, 2);
+    // Row 0 is the zero model: test loss ln 20.
+    assert!((recs[0]["test_loss"].as_f64().unwrap() - 20f64.ln()).abs() < 1e-5, "{}", recs[0]);
+    assert!(recs[2]["test_loss"].as_f64().unwrap() < recs[0]["test_loss"].as_f64().unwrap(), "{} {}", recs[0], recs[2]);
+}
+
+#[test]
+fn ijcnn1_on_its_files() {
+    let (recs, _) = records(
+        &["ijcnn1", "--alg", "AID-CG", "--epochs", "2", "--T", "20", "--hessian_q", "5", "--inner_lr", "1", "--backend", "cpu32"],
+        "ijcnn1",
+    );
+    check(&recs, 2);
+    assert!(recs[2]["test_acc"].as_f64().unwrap() > 0.85, "ijcnn1 is about 90 % negative: {}", recs[2]);
+}
+
+#[test]
+fn run_bad_input_is_one_line() {
+    for (args, needle) in [
+        (vec!["hyperclean", "--noise_rate", "2"], "--noise_rate must be in [0, 1]"),
+        (vec!["hyperclean", "--training_size", "0"], "--training_size must be in 1..=20000"),
+        (vec!["l2reg", "--alg", "MAML"], "unknown algorithm \"MAML\""),
+        (vec!["ijcnn1", "--inner_lr", "-1"], "--inner_lr must be a positive finite number"),
+        (vec!["ijcnn1", "--data_dir", "/nonexistent/data"], "not found at /nonexistent/data"),
+    ] {
+        let out = bilevel(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error")).collect();
+        assert!(!out.status.success() && !err.contains("panicked"), "{args:?}: {err}");
+        assert!(lines.len() == 1 && lines[0].contains(needle), "{args:?}: {lines:?} lacks {needle:?}");
+    }
+}
