@@ -53,7 +53,7 @@ pub struct HypercleanArgs {
 }
 
 /// The reference's MNIST defaults (`mnist_exp.py`).
-const HYPERCLEAN: Hyper = Hyper { t: 200, q: 3, eta: 0.5, alpha: 0.1, beta: 0.1, batch_size: 1000, val_batch_size: 1000 };
+pub const HYPERCLEAN: Hyper = Hyper { t: 200, q: 3, eta: 0.5, alpha: 0.1, beta: 0.1, batch_size: 1000, val_batch_size: 1000 };
 
 pub fn hyperclean(args: HypercleanArgs) -> Result<()> {
     let HypercleanArgs { run, noise_rate, training_size, validation_size, rho, setting, data, .. } = args;
@@ -96,6 +96,15 @@ pub fn hyperclean(args: HypercleanArgs) -> Result<()> {
     let glm = if setting == Setting::Benchopt { drop_bias(glm) } else { glm };
     let exp = Experiment { data: glm, hyper_kind, x_test, t_test: test.labels, corrupted: Some(corrupted) };
     drive(run, exp, "hyperclean", HYPERCLEAN, 50)
+}
+
+/// MNIST hyper-cleaning in the paper's setting: the full 20,000 / 5,000 / 10,000 split with a
+/// fraction `noise_rate` of the training labels corrupted (from the seed).
+pub fn hyperclean_experiment(data: &DataArgs, noise_rate: f64, seed: u64) -> Result<Experiment> {
+    let (mut train, val, test) = data.mnist()?.hyperclean();
+    let corrupted = corrupt_labels(&mut train.labels, 10, noise_rate, seed.wrapping_add(17));
+    let (glm, hyper_kind) = ProblemKind::Hyperclean.from_svmlight(train, val, RegScale::Sum, 0.001)?;
+    Ok(Experiment { data: glm, hyper_kind, x_test: dense_with_bias(&test.x), t_test: test.labels, corrupted: Some(corrupted) })
 }
 
 /// Standardises every split with the training set's per-feature mean and deviation.
@@ -163,23 +172,28 @@ pub struct L2regArgs {
 }
 
 /// The reference's 20 Newsgroups defaults (`l2reg_on_twentynews.py`).
-const L2REG: Hyper = Hyper { t: 10, q: 10, eta: 0.5, alpha: 100.0, beta: 100.0, batch_size: 100, val_batch_size: 100 };
+pub const L2REG: Hyper = Hyper { t: 10, q: 10, eta: 0.5, alpha: 100.0, beta: 100.0, batch_size: 100, val_batch_size: 100 };
 
 pub fn l2reg(args: L2regArgs) -> Result<()> {
     let L2regArgs { mut run, reg_scale, val_size, data, .. } = args;
     if run.alg.eq_ignore_ascii_case("stocbio") && run.hyper.val_batch_size.is_none() {
         run.hyper.val_batch_size = val_size.or(run.hyper.batch_size);
     }
-    let (ng, _) = data.newsgroups()?;
-    let (train, val) = ng.paper_split(run.seed);
     let scale = match reg_scale {
         RegScaleArg::Sum => RegScale::Sum,
         RegScaleArg::Mean => RegScale::Mean,
     };
+    let exp = newsgroups_experiment(&data, run.seed, scale)?;
+    drive(run, exp, "20news", L2REG, 50)
+}
+
+/// 20 Newsgroups: the paper's split of the train subset, the test documents.
+pub fn newsgroups_experiment(data: &DataArgs, seed: u64, scale: RegScale) -> Result<Experiment> {
+    let (ng, _) = data.newsgroups()?;
+    let (train, val) = ng.paper_split(seed);
     let (glm, hyper_kind) = ProblemKind::Multilogreg.from_svmlight(train, val, scale, 0.0)?;
     let test = ng.test.with_cols(glm.x_train.shape().1);
-    let exp = Experiment { data: glm, hyper_kind, x_test: test.x, t_test: test.labels, corrupted: None };
-    drive(run, exp, "20news", L2REG, 50)
+    Ok(Experiment { data: glm, hyper_kind, x_test: test.x, t_test: test.labels, corrupted: None })
 }
 
 #[derive(Args, Debug)]
@@ -215,6 +229,7 @@ fn drive(run: RunArgs, exp: Experiment, name: &str, defaults: Hyper, epochs: usi
         epochs: run.epochs.unwrap_or(epochs),
         seed: run.seed,
         out: run.out.clone(),
+        time_budget: run.time_budget,
         exp,
     };
     if drive.epochs == 0 {

@@ -7,6 +7,7 @@ mod data;
 mod experiments;
 mod hypergrad;
 mod plot;
+mod reproduce;
 mod run;
 mod toy;
 
@@ -33,6 +34,8 @@ enum Command {
     Hypergrad(hypergrad::HypergradArgs),
     /// Time outer iterations at the real problems' shapes (synthetic data), per backend.
     Bench(bench::BenchArgs),
+    /// The reference's figure set (20news, MNIST), with figures and a markdown table.
+    Reproduce(reproduce::ReproduceArgs),
     /// Test loss and accuracy against time, one line per results file (.png or .svg).
     Plot(plot::PlotArgs),
     /// List the GPU adapters wgpu finds.
@@ -65,6 +68,7 @@ fn main() {
         Command::Ijcnn1(args) => experiments::ijcnn1(args),
         Command::Bench(args) => bench::run(args),
         Command::Plot(args) => plot::run(args),
+        Command::Reproduce(args) => reproduce::run(args),
         Command::Devices => devices(),
         Command::DataInfo(args) => data::run(args),
     };

@@ -92,6 +92,13 @@ fn read_reference(dir: &Path) -> Result<Vec<Series>> {
         .collect())
 }
 
+impl PlotArgs {
+    /// A plot of `results` into `out` (for `reproduce`).
+    pub fn new(results: Vec<PathBuf>, out: PathBuf, reference: bool) -> Self {
+        PlotArgs { results, out, reference, reference_dir: PathBuf::from("../shared/reference"), x: "time".into() }
+    }
+}
+
 pub fn run(args: PlotArgs) -> Result<()> {
     let by_time = args.x == "time";
     let mut series: Vec<Series> = args.results.iter().map(|p| read_results(p, by_time)).collect::<Result<_>>()?;

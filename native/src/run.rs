@@ -48,6 +48,9 @@ pub struct RunArgs {
     /// Write one JSON object per line per outer iteration here (flushed as it goes).
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Stop once this much solver time (seconds, evaluation excluded) has been spent.
+    #[arg(long)]
+    pub time_budget: Option<f64>,
     /// The reference's output folder and run name: accepted for its commands, not used (use --out).
     #[arg(long, hide = true)]
     pub save_folder: Option<String>,
@@ -81,6 +84,7 @@ pub struct Drive {
     pub epochs: usize,
     pub seed: u64,
     pub out: Option<PathBuf>,
+    pub time_budget: Option<f64>,
 }
 
 impl Job for Drive {
@@ -112,6 +116,9 @@ impl Job for Drive {
             ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} [{elapsed_precise}]").unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
         for _ in 0..self.epochs {
+            if self.time_budget.is_some_and(|b| last.time_s >= b) {
+                break;
+            }
             // A failure keeps everything written so far and ends with one error line.
             last = match pollster::block_on(run.step(&now)) {
                 Ok(r) => r,
