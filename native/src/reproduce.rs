@@ -122,7 +122,7 @@ pub fn run(args: ReproduceArgs) -> Result<()> {
             fmt(loss_at(&r, 20.0), 3),
             fmt(loss_at(&r, 40.0), 3),
             fmt(loss_at(&r, 60.0), 3),
-            fmt(time_to(&r, 1.2).map(|t| t), 1),
+            fmt(time_to(&r, 1.2), 1),
             fmt(acc, 1)
         );
     }
