@@ -6,6 +6,7 @@ use bilevel_core::algorithms::stocbio::Compat;
 use bilevel_core::algorithms::{AlgKind, Hyper};
 use bilevel_core::cpu::CpuBackend;
 use bilevel_core::gpu::{GpuBackend, GpuOptions};
+use bilevel_core::problems::RegScale;
 use bilevel_core::Backend;
 use clap::{Args, ValueEnum};
 
@@ -68,6 +69,22 @@ impl HyperArgs {
             beta: self.outer_lr.unwrap_or(defaults.beta),
             batch_size,
             val_batch_size: self.val_batch_size.unwrap_or(if self.batch_size.is_some() { batch_size } else { defaults.val_batch_size }),
+        }
+    }
+}
+
+/// The multilogreg penalty's scaling (`--reg_scale`): the paper's sum, or the reference's mean.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum RegScaleArg {
+    Sum,
+    Mean,
+}
+
+impl From<RegScaleArg> for RegScale {
+    fn from(a: RegScaleArg) -> RegScale {
+        match a {
+            RegScaleArg::Sum => RegScale::Sum,
+            RegScaleArg::Mean => RegScale::Mean,
         }
     }
 }

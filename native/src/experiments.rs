@@ -11,7 +11,7 @@ use bilevel_core::experiment::{corrupt_labels, corrupt_labels_uniform, Experimen
 use bilevel_core::problems::{dense_with_bias, ProblemKind, RegScale};
 use clap::{Args, ValueEnum};
 
-use crate::common::on_backend;
+use crate::common::{on_backend, RegScaleArg};
 use crate::data::DataArgs;
 use crate::run::{Drive, RunArgs};
 
@@ -145,12 +145,6 @@ fn drop_bias(mut glm: bilevel_core::problems::glm::GlmData) -> bilevel_core::pro
     glm
 }
 
-#[derive(Clone, Copy, Debug, ValueEnum)]
-pub enum RegScaleArg {
-    Sum,
-    Mean,
-}
-
 #[derive(Args, Debug)]
 #[command(rename_all = "snake_case", allow_negative_numbers = true)]
 pub struct L2regArgs {
@@ -179,10 +173,7 @@ pub fn l2reg(args: L2regArgs) -> Result<()> {
     if run.alg.eq_ignore_ascii_case("stocbio") && run.hyper.val_batch_size.is_none() {
         run.hyper.val_batch_size = val_size.or(run.hyper.batch_size);
     }
-    let scale = match reg_scale {
-        RegScaleArg::Sum => RegScale::Sum,
-        RegScaleArg::Mean => RegScale::Mean,
-    };
+    let scale = RegScale::from(reg_scale);
     let exp = newsgroups_experiment(&data, run.seed, scale)?;
     drive(run, exp, "20news", L2REG, 50)
 }

@@ -16,7 +16,7 @@ use bilevel_core::{Backend, Rows};
 use clap::{Args, ValueEnum};
 use serde_json::json;
 
-use crate::common::{algorithm, on_backend, BackendArgs, CompatArg, HyperArgs, Job};
+use crate::common::{algorithm, on_backend, BackendArgs, CompatArg, HyperArgs, Job, RegScaleArg};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum ProblemArg {
@@ -24,12 +24,6 @@ pub enum ProblemArg {
     Logreg,
     Multilogreg,
     Hyperclean,
-}
-
-#[derive(Clone, Copy, Debug, ValueEnum)]
-pub enum RegScaleArg {
-    Sum,
-    Mean,
 }
 
 #[derive(Args, Debug)]
@@ -118,10 +112,7 @@ pub fn run(args: HypergradArgs) -> Result<()> {
         ProblemArg::Multilogreg => ProblemKind::Multilogreg,
         ProblemArg::Hyperclean => ProblemKind::Hyperclean,
     };
-    let reg_scale = match args.reg_scale {
-        RegScaleArg::Sum => RegScale::Sum,
-        RegScaleArg::Mean => RegScale::Mean,
-    };
+    let reg_scale = RegScale::from(args.reg_scale);
     let (train, val) = (read_svmlight(&args.train)?, read_svmlight(&args.val)?);
     let (data, hyper_kind) = kind.from_svmlight(train, val, reg_scale, args.rho)?;
     let dim_x = match hyper_kind {
