@@ -85,7 +85,7 @@ pub struct DataArgs {
 }
 
 /// The repository the executable was built in (`<repo>/target/<profile>/bilevel`), if any.
-fn repo_root() -> Option<PathBuf> {
+pub(crate) fn repo_root() -> Option<PathBuf> {
     let exe = std::env::current_exe().ok()?;
     exe.ancestors().skip(1).find(|d| d.join("scripts/setup.sh").is_file() && d.join("Cargo.toml").is_file()).map(Path::to_path_buf)
 }

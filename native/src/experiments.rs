@@ -99,9 +99,13 @@ pub fn hyperclean(args: HypercleanArgs) -> Result<()> {
 }
 
 /// MNIST hyper-cleaning in the paper's setting: the full 20,000 / 5,000 / 10,000 split with a
-/// fraction `noise_rate` of the training labels corrupted (from the seed).
-pub fn hyperclean_experiment(data: &DataArgs, noise_rate: f64, seed: u64) -> Result<Experiment> {
+/// fraction `noise_rate` of the training labels corrupted (from the seed); `training_size` keeps
+/// only the first rows (for quick tests).
+pub fn hyperclean_experiment(data: &DataArgs, noise_rate: f64, seed: u64, training_size: Option<usize>) -> Result<Experiment> {
     let (mut train, val, test) = data.mnist()?.hyperclean();
+    if let Some(n) = training_size {
+        train = select_rows(&train, &(0..n.min(train.labels.len())).collect::<Vec<_>>());
+    }
     let corrupted = corrupt_labels(&mut train.labels, 10, noise_rate, seed.wrapping_add(17));
     let (glm, hyper_kind) = ProblemKind::Hyperclean.from_svmlight(train, val, RegScale::Sum, 0.001)?;
     Ok(Experiment { data: glm, hyper_kind, x_test: dense_with_bias(&test.x), t_test: test.labels, corrupted: Some(corrupted) })

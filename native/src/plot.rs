@@ -21,9 +21,10 @@ pub struct PlotArgs {
     /// Overlay the reference code's published 20 Newsgroups curves.
     #[arg(long)]
     reference: bool,
-    /// Where the reference CSVs are (default: ../shared/reference).
-    #[arg(long, default_value = "../shared/reference")]
-    reference_dir: PathBuf,
+    /// Where the reference CSVs are (default: ../shared/reference, from the current folder or
+    /// else from the repository).
+    #[arg(long)]
+    reference_dir: Option<PathBuf>,
     /// The x axis: running time or outer iteration.
     #[arg(long, default_value = "time", value_parser = ["time", "iter"])]
     x: String,
@@ -95,7 +96,7 @@ fn read_reference(dir: &Path) -> Result<Vec<Series>> {
 impl PlotArgs {
     /// A plot of `results` into `out` (for `reproduce`).
     pub fn new(results: Vec<PathBuf>, out: PathBuf, reference: bool) -> Self {
-        PlotArgs { results, out, reference, reference_dir: PathBuf::from("../shared/reference"), x: "time".into() }
+        PlotArgs { results, out, reference, reference_dir: None, x: "time".into() }
     }
 }
 
@@ -103,7 +104,12 @@ pub fn run(args: PlotArgs) -> Result<()> {
     let by_time = args.x == "time";
     let mut series: Vec<Series> = args.results.iter().map(|p| read_results(p, by_time)).collect::<Result<_>>()?;
     if args.reference {
-        series.extend(read_reference(&args.reference_dir)?);
+        let default = PathBuf::from("../shared/reference");
+        let dir = args.reference_dir.clone().unwrap_or_else(|| {
+            let from_repo = crate::data::repo_root().map(|r| r.join("../shared/reference"));
+            from_repo.filter(|d| !default.is_dir() && d.is_dir()).unwrap_or(default)
+        });
+        series.extend(read_reference(&dir)?);
     }
     let ext = args.out.extension().and_then(|e| e.to_str()).unwrap_or("").to_lowercase();
     if !matches!(ext.as_str(), "png" | "svg") {

@@ -33,6 +33,15 @@ pub struct ReproduceArgs {
     backend: BackendArgs,
     #[command(flatten)]
     data: DataArgs,
+    /// Overrides for tests: 20news budget (s), MNIST outer iterations, T and training rows.
+    #[arg(long, hide = true)]
+    budget_s: Option<f64>,
+    #[arg(long, hide = true)]
+    mnist_epochs: Option<usize>,
+    #[arg(long, hide = true)]
+    mnist_t: Option<usize>,
+    #[arg(long, hide = true)]
+    mnist_training_size: Option<usize>,
 }
 
 fn read(path: &Path) -> Result<Vec<Value>> {
@@ -61,8 +70,8 @@ fn fmt(v: Option<f64>, digits: usize) -> String {
 
 pub fn run(args: ReproduceArgs) -> Result<()> {
     std::fs::create_dir_all(&args.out_dir).with_context(|| format!("cannot create {}", args.out_dir.display()))?;
-    let budget = if args.quick { 6.0 } else { 60.0 };
-    let mnist_epochs = if args.quick { 5 } else { 50 };
+    let budget = args.budget_s.unwrap_or(if args.quick { 6.0 } else { 60.0 });
+    let mnist_epochs = args.mnist_epochs.unwrap_or(if args.quick { 5 } else { 50 });
     let run = |name: String, exp: Experiment, alg: AlgKind, hyper: Hyper, epochs: usize, time_budget: Option<f64>| -> Result<PathBuf> {
         let out = args.out_dir.join(format!("{name}.jsonl"));
         let drive = Drive {
@@ -138,12 +147,12 @@ pub fn run(args: ReproduceArgs) -> Result<()> {
     let _ = writeln!(table, "\n## MNIST hyper-cleaning: test accuracy and the weight detector\n");
     let _ = writeln!(table, "| noise | algorithm | test acc | precision | recall | time (s) |\n|---|---|---|---|---|---|");
     for noise in [0.1, 0.4] {
-        let exp = hyperclean_experiment(&args.data, noise, args.seed)?;
+        let exp = hyperclean_experiment(&args.data, noise, args.seed, args.mnist_training_size)?;
         let mut files = Vec::new();
         for alg in
             [AlgKind::StocBiO, AlgKind::AidFp, AlgKind::AidCg, AlgKind::Reverse, AlgKind::Hoag, AlgKind::Bsa, AlgKind::Ttsa, AlgKind::Soba]
         {
-            let t = if args.quick { 20 } else { HYPERCLEAN.t };
+            let t = args.mnist_t.unwrap_or(if args.quick { 20 } else { HYPERCLEAN.t });
             let hyper = Hyper { t, batch_size: 50, val_batch_size: 50, ..HYPERCLEAN };
             let path = run(format!("mnist_noise{noise}_{}", alg.name()), exp.clone(), alg, hyper, mnist_epochs, None)?;
             let last = read(&path)?.pop();

@@ -104,3 +104,33 @@ fn run_bad_input_is_one_line() {
         assert!(lines.len() == 1 && lines[0].contains(needle), "{args:?}: {lines:?} lacks {needle:?}");
     }
 }
+
+#[test]
+fn reproduce_writes_the_figures_and_the_table() {
+    // The whole figure set on tiny budgets: 20news runs of 0.3 s, MNIST on 400 images.
+    let dir = std::env::temp_dir().join(format!("bilevel-reproduce-{}", std::process::id()));
+    let out = bilevel(&[
+        "reproduce",
+        "--out_dir",
+        dir.to_str().unwrap(),
+        "--backend",
+        "cpu32",
+        "--budget_s",
+        "0.3",
+        "--mnist_epochs",
+        "1",
+        "--mnist_t",
+        "2",
+        "--mnist_training_size",
+        "400",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let table = std::fs::read_to_string(dir.join("table.md")).unwrap();
+    for row in ["| reverse |", "| AID-CG |", "| AID-FP |", "| HOAG |", "| stocBiO-100 |", "| stocBiO-2000 |", "| 0.4 | SOBA |"] {
+        assert!(table.contains(row), "the table lacks {row}:\n{table}");
+    }
+    for fig in ["20news_alg.png", "20news_batch.png", "mnist_noise0.1.png", "mnist_noise0.4.png"] {
+        assert!(std::fs::metadata(dir.join(fig)).map(|m| m.len() > 1000).unwrap_or(false), "{fig} missing");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
