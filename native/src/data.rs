@@ -74,7 +74,8 @@ pub struct DataArgs {
     /// Data folder, laid out as ../shared/data (20news-bydate.tar.gz, ijcnn1/) and data/ (mnist/).
     /// Default: $BILEVEL_DATA_DIR, else data/ for MNIST and ../shared/data for the others, from the
     /// current folder or else from the repository.
-    #[arg(long)]
+    /// (`--data_path`, the reference's name for it, is accepted too.)
+    #[arg(long, alias = "data_path")]
     pub data_dir: Option<PathBuf>,
     /// Where 20news's vectorised matrices are cached (default: data/cache in the repository).
     #[arg(long)]

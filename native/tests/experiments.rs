@@ -96,6 +96,8 @@ fn run_bad_input_is_one_line() {
         (vec!["l2reg", "--alg", "MAML"], "unknown algorithm \"MAML\""),
         (vec!["ijcnn1", "--inner_lr", "-1"], "--inner_lr must be a positive finite number"),
         (vec!["ijcnn1", "--data_dir", "/nonexistent/data"], "not found at /nonexistent/data"),
+        // The reference's flag name for the data folder works too.
+        (vec!["hyperclean", "--data_path", "/nonexistent/mnist"], "not found at /nonexistent/mnist"),
     ] {
         let out = bilevel(&args);
         let err = String::from_utf8_lossy(&out.stderr);
