@@ -50,6 +50,8 @@ pub struct OuterLoop<'a, B: Backend, P: Problem<B>> {
     pub h: B::Vector,
     m1: B::Vector,
     m2: B::Vector,
+    /// ‖ĥ‖², read back by [`OuterLoop::wait`].
+    sync: B::Scalar,
     pub rng: Sampler,
     pub iter: usize,
 }
@@ -66,6 +68,7 @@ impl<'a, B: Backend + 'static, P: Problem<B>> OuterLoop<'a, B, P> {
             h: be.zeros(dx, "outer.h"),
             m1: be.zeros(dx, "outer.m1"),
             m2: be.zeros(dx, "outer.m2"),
+            sync: be.scalar("outer.sync"),
             be,
             problem,
             hyper,
@@ -116,6 +119,17 @@ impl<'a, B: Backend + 'static, P: Problem<B>> OuterLoop<'a, B, P> {
             }
         }
         self.iter += 1;
+    }
+
+    /// Waits for everything enqueued (reading a scalar does) and returns ‖ĥ‖²; a non-finite
+    /// estimate (a step size too large) is an error naming the iteration.
+    pub async fn wait(&self) -> Result<f64> {
+        self.be.dot(&self.h, &self.h, 1.0, &self.sync, false);
+        let h2 = self.be.read_scalar(&self.sync).await?;
+        if !h2.is_finite() {
+            return Err(Error::NonFinite { iter: self.iter, quantity: "hypergradient".into() });
+        }
+        Ok(h2)
     }
 
     /// The schedule of the algorithm in use.

@@ -10,7 +10,7 @@ use bilevel_core::data::svmlight::{self, Svmlight};
 use bilevel_core::exact::exact_hypergradient;
 use bilevel_core::problems::counted::Counted;
 use bilevel_core::problems::glm::{Glm, GlmData, HyperKind};
-use bilevel_core::problems::{ProblemKind, RegScale};
+use bilevel_core::problems::{Problem, ProblemKind, RegScale};
 use bilevel_core::sampler::Sampler;
 use bilevel_core::{Backend, Rows};
 use clap::{Args, ValueEnum};
@@ -139,7 +139,7 @@ impl Job for Hypergrad {
         let start = Instant::now();
         let p = Counted::new(Glm::new(be, &self.data, self.hyper_kind));
         let x = be.vector_from(&self.lambda, "lambda");
-        let y0 = be.zeros(bilevel_core::problems::Problem::dim_y(&p), "y0");
+        let y0 = be.zeros(p.dim_y(), "y0");
         let (h, y, newton_steps) = match self.estimator {
             None => {
                 let e = pollster::block_on(exact_hypergradient(be, &p, &x, &y0, self.tol))?;
@@ -155,10 +155,10 @@ impl Job for Hypergrad {
         };
         let hypergradient = pollster::block_on(be.read_vector(&h))?;
         // Report the point's outer loss and inner stationarity.
-        let (s, mut g) = (be.scalar("s"), be.zeros(bilevel_core::problems::Problem::dim_y(&p), "g"));
-        bilevel_core::problems::Problem::outer_loss(&p.inner, be, &x, &y, Rows::All, &s);
+        let (s, mut g) = (be.scalar("s"), be.zeros(p.dim_y(), "g"));
+        p.inner.outer_loss(be, &x, &y, Rows::All, &s);
         let outer_loss = pollster::block_on(be.read_scalar(&s))?;
-        bilevel_core::problems::Problem::inner_grad(&p.inner, be, &x, &y, Rows::All, &mut g);
+        p.inner.inner_grad(be, &x, &y, Rows::All, &mut g);
         be.dot(&g, &g, 1.0, &s, false);
         let inner_grad_norm = pollster::block_on(be.read_scalar(&s))?.sqrt();
         if hypergradient.iter().any(|v| !v.is_finite()) || !outer_loss.is_finite() {

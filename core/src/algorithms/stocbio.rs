@@ -94,9 +94,18 @@ impl<B: Backend> StocBiO<B> {
     }
 
     /// The reference code's versions (see the module docs).
-    fn reference<P: Problem<B>>(&mut self, be: &B, p: &P, x: &B::Vector, y: &mut B::Vector, h: &mut B::Vector, rng: &mut Sampler) {
+    #[allow(clippy::too_many_arguments)]
+    fn reference<P: Problem<B>>(
+        &mut self,
+        be: &B,
+        p: &P,
+        val: &dyn Problem<B>,
+        x: &B::Vector,
+        y: &mut B::Vector,
+        h: &mut B::Vector,
+        rng: &mut Sampler,
+    ) {
         let Hyper { t: big_t, q: big_q, eta, alpha, batch_size, val_batch_size, .. } = self.hyper;
-        let val = p.val_as_train().expect("checked by inner_and_hypergradient");
         let (train_lists, val_lists) = self.lists.get_or_insert_with(|| {
             // Shuffle once, cut into consecutive batches (the last one partial).
             let cut = |rng: &mut Sampler, n: usize, bs: usize| -> Vec<B::Indices> {
@@ -149,11 +158,12 @@ impl<B: Backend, P: Problem<B>> Algorithm<B, P> for StocBiO<B> {
         h: &mut B::Vector,
         rng: &mut Sampler,
     ) {
-        match self.compat {
-            Compat::Paper => self.paper(be, p, x, y, h, rng),
-            _ if p.val_as_train().is_some() => self.reference(be, p, x, y, h, rng),
-            // Refused earlier by AlgKind::check; kept safe here too.
-            _ => self.paper(be, p, x, y, h, rng),
+        // The reference versions need g on validation batches; a problem without it is refused
+        // earlier (AlgKind::check).
+        let val = if self.compat == Compat::Paper { None } else { p.val_as_train() };
+        match val {
+            Some(val) => self.reference(be, p, &*val, x, y, h, rng),
+            None => self.paper(be, p, x, y, h, rng),
         }
     }
 }
