@@ -1,5 +1,9 @@
 //! Few-shot data: Omniglot from the shared data folder (`<repo>/../shared/data/omniglot`, the
-//! "small" background zips), the class split, N-way K-shot episodes, and their errors.
+//! "small" background zips), the class split, N-way K-shot episodes, and their errors; then
+//! learn2learn's miniImageNet and FC100 pickles, written by `pickler` exactly as Python and numpy
+//! write them (checked against hashes of CPython's own output) and read back.
+
+mod pickler;
 
 use std::collections::HashSet;
 use std::io::Write;
@@ -257,5 +261,251 @@ fn corrupt_archives_and_images_are_one_line_errors() {
     let set = load_omniglot(&dir, 2).unwrap();
     assert_eq!(set.class_names, ["Runic/character01", "Runic/character02"]);
     assert_eq!(set.images[0], vec![0.0, 1.0, 1.0, 0.0]);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+// ---- learn2learn's pickles (miniImageNet, FC100), written by the test's own pickler ----
+
+use bilevel_core::data::pickle::{load_fc100, load_mini_imagenet, read_pickle, Value};
+use pickler::{s, Pickler, Py};
+use sha2::{Digest, Sha256};
+
+/// `n` uint8 images of h×w×c (HWC), values `k·37 mod 256` in storage order (as the fixtures).
+fn hwc_images(n: usize, h: usize, w: usize, c: usize) -> Py {
+    Py::Array { shape: vec![n, h, w, c], data: (0..n * h * w * c).map(|k| (k * 37 % 256) as u8).collect() }
+}
+
+fn ints(v: &[i64]) -> Py {
+    Py::List(v.iter().map(|&i| Py::Int(i)).collect())
+}
+
+/// A miniImageNet cache: `image_data` and `class_dict` (name → indices).
+fn mini_cache(images: Py, classes: &[(&str, &[i64])]) -> Py {
+    let dict = classes.iter().map(|(name, idx)| (s(name), ints(idx))).collect();
+    Py::Dict(vec![(s("image_data"), images), (s("class_dict"), Py::Dict(dict))])
+}
+
+fn fc100(images: Py, labels: &[i64]) -> Py {
+    Py::Dict(vec![(s("data"), images), (s("labels"), ints(labels))])
+}
+
+/// The objects of the writer check, as `cmp.py` built them in Python.
+fn writer_cases() -> Vec<(&'static str, Py)> {
+    let many = Py::Dict(vec![
+        (s("labels"), ints(&(0..2500).map(|i| i * 7).collect::<Vec<_>>())),
+        (s("one"), ints(&[1])),
+        (s("t"), Py::Tuple(vec![Py::Int(1), Py::Int(2), Py::Int(3), Py::Int(4)])),
+        (s("e"), Py::Tuple(vec![])),
+        (s("n"), Py::None),
+        (s("x"), s(&"a".repeat(300))),
+    ]);
+    vec![
+        ("mini_small", mini_cache(hwc_images(4, 3, 2, 3), &[("n01", &[0, 2]), ("n02", &[1, 3])])),
+        ("mini_large", mini_cache(hwc_images(5, 84, 84, 3), &[("n01", &[0, 2, 4]), ("n02", &[1, 3])])),
+        ("fc_small", fc100(hwc_images(3, 2, 2, 3), &[5, 70000, -3, 1 << 40, 300])),
+        ("biglist", many),
+    ]
+}
+
+/// sha256 of `pickle.dumps(obj, protocol)` for `writer_cases`, from CPython 3.12 + numpy 2.4.6
+/// (`numpy._core` names), protocols 2, 3, 4. `mini_large` (127 KB) spans 64 KiB frames in
+/// protocol 4 and `biglist` has more than one 1000-item batch.
+const PYTHON_SHA256: [(&str, [&str; 3]); 4] = [
+    (
+        "mini_small",
+        [
+            "c212fe61808e58bd8431f8a35e2ca18c9217c9b8a66b6a125c35c20e8022432a",
+            "75d3a1490b076d34d21194b867f0b35ac98cb17775f06c798f9fed9dc0e0e513",
+            "56997063fe8bd1c642aa609eaf07c12228b69d1ec409061e08bf15f97373a3a0",
+        ],
+    ),
+    (
+        "mini_large",
+        [
+            "cf5c40fe84e1bfa5d91d20e3190bd7f8858c9d3e35c5feb13dc2081a50656fe2",
+            "fdb1c1e0fa8f3fa7b1fa7e46638ed602efb7dcc8b68b1423fff44578a340fe5a",
+            "8f8266cdb4fc215c2c9c74adb45282113335cc9096207014a73fd9dd5e0bcbb0",
+        ],
+    ),
+    (
+        "fc_small",
+        [
+            "48fc53ab931422c748bc185f9bd95438d3d8819a7f6396baf24be248d571085a",
+            "1749d68f1ec2d41b24df0ee98a93e66e6d3c0277bc9770435389e80bc5676dc1",
+            "319f7d526cb78007778a19607ea1f65ff47fdf24e1c33e2b77f22ea810699da0",
+        ],
+    ),
+    (
+        "biglist",
+        [
+            "c5c4165a6821b9f5b88ed0791e93c8af6037f87baaa611652185c347e233a85c",
+            "f8de88add8f66b5256b0e55444029ddb779486744a48c16fb248a66805432fd9",
+            "f2be16fa49c3c92c1a7d954db4d477c9355ad93e1afcd7a83b8d203bb662aa1c",
+        ],
+    ),
+];
+
+/// numpy's own bytes: `pickle.dumps(mini_small, protocol=5)` (arrays as `_frombuffer` of a
+/// `bytearray`) and `pickle.dumps({'data': hwc_images(3, 2, 2, 3), 'labels': [7, 2, 7]},
+/// protocol=0)` (text opcodes, the data as a raw-unicode-escape str through `_codecs.encode`).
+const NUMPY_PROTOCOL_5: &str = "80059501010000000000007d94288c0a696d6167655f64617461948c136e756d70792e5f636f72652e6e756d65726963948c0b5f66726f6d6275666665729493942896480000000000000000254a6f94b9de03284d7297bce1062b50759abfe4092e53789dc2e70c31567ba0c5ea0f34597ea3c8ed12375c81a6cbf0153a5f84a9cef3183d6287acd1f61b40658aafd4f91e43948c056e756d7079948c0564747970659493948c02753194898887945294284b038c017c944e4e4e4affffffff4affffffff4b00749462284b044b034b024b0374948c014394749452948c0a636c6173735f64696374947d94288c036e3031945d94284b004b02658c036e3032945d94284b014b036575752e";
+const NUMPY_PROTOCOL_0: &str = "286470300a56646174610a70310a636e756d70792e5f636f72652e6d756c746961727261790a5f7265636f6e7374727563740a70320a28636e756d70790a6e6461727261790a70330a2849300a7470340a635f636f646563730a656e636f64650a70350a2856620a70360a566c6174696e310a70370a7470380a5270390a747031300a527031310a2849310a2849330a49320a49320a49330a747031320a636e756d70790a64747970650a7031330a285675310a7031340a4930300a4930310a747031350a527031360a2849330a567c0a7031370a4e4e4e492d310a492d310a49300a747031380a624930300a67350a28565c7530303030254a6f94b9de03284d7297bce1062b50759abfe4092e53789dc2e70c31567ba0c5ea0f0a7031390a67370a747032300a527032310a747032320a6273566c6162656c730a7032330a286c7032340a49370a6149320a6149370a61732e";
+
+fn unhex(h: &str) -> Vec<u8> {
+    (0..h.len()).step_by(2).map(|i| u8::from_str_radix(&h[i..i + 2], 16).unwrap()).collect()
+}
+
+#[test]
+fn test_pickler_writes_what_python_writes() {
+    for (name, obj) in writer_cases() {
+        let hashes = PYTHON_SHA256.iter().find(|(n, _)| *n == name).unwrap().1;
+        for (proto, want) in (2..=4).zip(hashes) {
+            let got: String = Sha256::digest(Pickler::dumps(&obj, proto, 2)).iter().map(|b| format!("{b:02x}")).collect();
+            assert_eq!(got, want, "{name}, protocol {proto}");
+        }
+    }
+}
+
+/// The value at HWC position (i, y, x, ch) of `hwc_images(_, h, w, c)`.
+fn stored(i: usize, y: usize, x: usize, ch: usize, (h, w, c): (usize, usize, usize)) -> f32 {
+    ((((i * h + y) * w + x) * c + ch) * 37 % 256) as f32
+}
+
+/// Checks `set` holds, for each class, images `indices` of `hwc_images(_, h, w, c)` in CHW
+/// order scaled by `scale`.
+fn assert_images(set: &ImageSet, classes: &[&[usize]], (h, w, c): (usize, usize, usize), scale: f32) {
+    assert_eq!((set.channels, set.height, set.width), (c, h, w));
+    assert_eq!(set.num_classes(), classes.len());
+    for (k, indices) in classes.iter().enumerate() {
+        assert_eq!(set.images_in(k), indices.len(), "class {k}");
+        for (j, &i) in indices.iter().enumerate() {
+            let img = set.image(k, j);
+            for ch in 0..c {
+                for y in 0..h {
+                    for x in 0..w {
+                        assert_eq!(
+                            img[(ch * h + y) * w + x],
+                            stored(i, y, x, ch, (h, w, c)) * scale,
+                            "class {k} image {j} at ({ch},{y},{x})"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn mini_imagenet_pickles_round_trip() {
+    let dir = temp_dir("mini");
+    let path = dir.join("mini-imagenet-cache-train.pkl");
+    // Classes listed out of name order, indices out of order: both orders are kept.
+    let small = mini_cache(hwc_images(5, 3, 2, 3), &[("n02", &[4, 0]), ("n01", &[1, 3, 2])]);
+    let large = mini_cache(hwc_images(7, 84, 84, 3), &[("a", &[6, 0, 2]), ("b", &[1, 3]), ("c", &[5, 4])]);
+    for proto in 2..=4 {
+        for numpy in [1, 2] {
+            std::fs::write(&path, Pickler::dumps(&small, proto, numpy)).unwrap();
+            let set = load_mini_imagenet(&path).unwrap();
+            assert_eq!(set.class_names, ["n02", "n01"]);
+            assert_images(&set, &[&[4, 0], &[1, 3, 2]], (3, 2, 3), 1.0);
+        }
+        // 84×84×3: raw 0..255, CHW; in protocol 4 the data sits outside the 64 KiB frames.
+        std::fs::write(&path, Pickler::dumps(&large, proto, 1)).unwrap();
+        let set = load_mini_imagenet(&path).unwrap();
+        assert_eq!(set.image_len(), 3 * 84 * 84);
+        assert_images(&set, &[&[6, 0, 2], &[1, 3], &[5, 4]], (84, 84, 3), 1.0);
+        assert_eq!(set.images.iter().flatten().fold(0.0f32, |m, &v| m.max(v)), 255.0);
+    }
+    // numpy's own protocol-5 bytes (`_frombuffer`).
+    std::fs::write(&path, unhex(NUMPY_PROTOCOL_5)).unwrap();
+    let set = load_mini_imagenet(&path).unwrap();
+    assert_eq!(set.class_names, ["n01", "n02"]);
+    assert_images(&set, &[&[0, 2], &[1, 3]], (3, 2, 3), 1.0);
+    // Episodes come from it like from Omniglot.
+    let e = sample_episode(&set, 2, 1, 1, &mut ChaCha8Rng::seed_from_u64(0)).unwrap();
+    assert_eq!(e.images.len(), 4 * 18);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn fc100_pickles_round_trip() {
+    let dir = temp_dir("fc100");
+    let path = dir.join("FC100_train.pickle");
+    // Labels unsorted and not contiguous: classes are the distinct labels in increasing order.
+    let obj = fc100(hwc_images(6, 4, 3, 3), &[9, 2, 9, 40, 2, 9]);
+    let expect: [&[usize]; 3] = [&[1, 4], &[0, 2, 5], &[3]];
+    let files = [Pickler::dumps_python2(&obj), Pickler::dumps(&obj, 2, 1), Pickler::dumps(&obj, 3, 2), Pickler::dumps(&obj, 4, 2)];
+    for bytes in files {
+        std::fs::write(&path, bytes).unwrap();
+        let set = load_fc100(&path).unwrap();
+        assert_eq!(set.class_names, ["2", "9", "40"]);
+        assert_images(&set, &expect, (4, 3, 3), 1.0 / 255.0);
+        assert!(set.images.iter().flatten().all(|&v| (0.0..=1.0).contains(&v)));
+    }
+    // numpy's own protocol-0 bytes (text opcodes).
+    std::fs::write(&path, unhex(NUMPY_PROTOCOL_0)).unwrap();
+    let set = load_fc100(&path).unwrap();
+    assert_eq!(set.class_names, ["2", "7"]);
+    assert_images(&set, &[&[1], &[0, 2]], (2, 2, 3), 1.0 / 255.0);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn pickled_python_values_read_back() {
+    // Integers of every width (BININT1/2, BININT, LONG1), a str over 255 bytes, tuples, None.
+    let (_, obj) = writer_cases().into_iter().find(|(n, _)| *n == "biglist").unwrap();
+    for proto in 2..=4 {
+        let bytes = Pickler::dumps(&obj, proto, 2);
+        let v = read_pickle(&bytes[..], bytes.len() as u64).unwrap();
+        assert_eq!(v.get("labels").unwrap().as_ints().unwrap(), (0..2500).map(|i| i * 7).collect::<Vec<i64>>());
+        assert_eq!(v.get("t").unwrap().as_ints().unwrap(), [1, 2, 3, 4]);
+        assert!(v.get("e").unwrap().items().unwrap().is_empty());
+        assert!(matches!(v.get("n").unwrap(), Value::None));
+        assert_eq!(v.get("x").unwrap().as_text().unwrap(), "a".repeat(300));
+    }
+    let (_, fc) = writer_cases().into_iter().find(|(n, _)| *n == "fc_small").unwrap();
+    let bytes = Pickler::dumps(&fc, 2, 2);
+    let v = read_pickle(&bytes[..], bytes.len() as u64).unwrap();
+    assert_eq!(v.get("labels").unwrap().as_ints().unwrap(), [5, 70000, -3, 1 << 40, 300]);
+}
+
+#[test]
+fn malformed_pickles_are_one_line_errors() {
+    let dir = temp_dir("bad-pickles");
+    let path = dir.join("mini-imagenet-cache-test.pkl");
+    let name = path.display().to_string();
+    let load = |bytes: &[u8]| {
+        std::fs::write(&path, bytes).unwrap();
+        load_mini_imagenet(&path).unwrap_err()
+    };
+    let good = Pickler::dumps(&mini_cache(hwc_images(4, 3, 2, 3), &[("n01", &[0, 2]), ("n02", &[1, 3])]), 4, 2);
+    one_line(load(&good[..good.len() / 2]), &[&name, "no STOP"]);
+    one_line(load(b"<html>not a pickle</html>"), &[&name, "unsupported pickle opcode 0x3c"]);
+    one_line(load(&[]), &[&name, "no STOP"]);
+    // The wrong structure.
+    one_line(load(&Pickler::dumps(&ints(&[1, 2]), 4, 2)), &[&name, "no \"image_data\" entry"]);
+    one_line(load(&Pickler::dumps(&Py::Dict(vec![(s("image_data"), ints(&[1]))]), 4, 2)), &["\"image_data\" is a list, not a numpy array"]);
+    let flat = Py::Array { shape: vec![12], data: vec![0; 12] };
+    one_line(load(&Pickler::dumps(&mini_cache(flat, &[]), 3, 2)), &["shape [12], not N×H×W×C"]);
+    one_line(load(&Pickler::dumps(&mini_cache(hwc_images(2, 1, 1, 3), &[("x", &[0, 2])]), 3, 2)), &["class \"x\"", "index 2 outside 0..2"]);
+    one_line(load(&Pickler::dumps(&Py::Dict(vec![(s("image_data"), hwc_images(1, 1, 1, 3))]), 3, 2)), &["no \"class_dict\" entry"]);
+    // A dtype other than uint8 ('u1' patched to 'i1'), and data shorter than the shape says.
+    let mut signed = Pickler::dumps(&mini_cache(hwc_images(2, 1, 1, 3), &[]), 3, 2);
+    let at = signed.windows(2).position(|w| w == b"u1").unwrap();
+    signed[at] = b'i';
+    one_line(load(&signed), &["i1 elements, not uint8"]);
+    let mut short = Pickler::dumps(&mini_cache(hwc_images(2, 1, 1, 3), &[]), 3, 2);
+    let at = short.windows(8).position(|w| w == b"K\x02K\x01K\x01K\x03").unwrap();
+    short[at + 1] = 3; // the shape says 3 images, the data holds 2
+    one_line(load(&short), &["shape [3, 1, 1, 3] and 1-byte elements holds 6 bytes"]);
+    // FC100: labels and images disagree; labels that are not integers.
+    let fc_path = dir.join("FC100_test.pickle");
+    std::fs::write(&fc_path, Pickler::dumps(&fc100(hwc_images(3, 2, 2, 3), &[1, 2]), 2, 1)).unwrap();
+    one_line(load_fc100(&fc_path).unwrap_err(), &["2 labels for 3 images"]);
+    std::fs::write(&fc_path, Pickler::dumps(&Py::Dict(vec![(s("data"), hwc_images(1, 1, 1, 3)), (s("labels"), s("x"))]), 2, 1)).unwrap();
+    one_line(load_fc100(&fc_path).unwrap_err(), &["\"labels\" is not a list of integers"]);
+    // Missing files say where to get them.
+    one_line(load_mini_imagenet(&dir.join("mini-imagenet-cache-validation.pkl")).unwrap_err(), &["miniImageNet not found", "zenodo.org"]);
+    one_line(load_fc100(&dir.join("FC100_val.pickle")).unwrap_err(), &["FC100 not found", "FC100.zip"]);
     std::fs::remove_dir_all(&dir).unwrap();
 }

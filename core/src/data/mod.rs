@@ -7,7 +7,7 @@
 //! - [`newsgroups`]: 20 Newsgroups from the raw "bydate" archive, vectorised as scikit-learn's
 //!   `fetch_20newsgroups_vectorized` does, with an on-disk cache of the built matrices.
 //! - [`episodes`]: few-shot image sets, class splits and N-way K-shot episodes; [`omniglot`]:
-//!   the Omniglot zips.
+//!   the Omniglot zips; [`pickle`]: learn2learn's miniImageNet and FC100 pickles.
 
 pub mod episodes;
 pub mod idx;
@@ -16,6 +16,8 @@ pub mod ijcnn1;
 pub mod newsgroups;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod omniglot;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod pickle;
 pub mod svmlight;
 
 use rand::seq::SliceRandom;
