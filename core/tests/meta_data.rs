@@ -12,7 +12,7 @@ use std::sync::OnceLock;
 use std::time::Instant;
 
 use bilevel_core::data::episodes::{sample_episode, split_classes, ImageSet};
-use bilevel_core::data::omniglot::{load_omniglot, OMNIGLOT_ZIPS};
+use bilevel_core::data::omniglot::{area_resize, decode_gray, load_omniglot, load_omniglot_runs, OMNIGLOT_RUNS_ZIP, OMNIGLOT_ZIPS};
 use bilevel_core::data::DataError;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -261,6 +261,76 @@ fn corrupt_archives_and_images_are_one_line_errors() {
     let set = load_omniglot(&dir, 2).unwrap();
     assert_eq!(set.class_names, ["Runic/character01", "Runic/character02"]);
     assert_eq!(set.images[0], vec![0.0, 1.0, 1.0, 0.0]);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Reads one file of a zip.
+fn zip_file(path: &Path, name: &str) -> Vec<u8> {
+    use std::io::Read;
+    let mut archive = zip::ZipArchive::new(std::fs::File::open(path).unwrap()).unwrap();
+    let mut bytes = Vec::new();
+    archive.by_name(name).unwrap().read_to_end(&mut bytes).unwrap();
+    bytes
+}
+
+#[test]
+fn the_twenty_one_shot_runs_are_20_way_1_shot_episodes() {
+    let runs = load_omniglot_runs(&omniglot_dir(), 28).unwrap();
+    assert_eq!(runs.len(), 20);
+    let labels: Vec<u32> = (0..20).chain(0..20).collect();
+    for e in &runs {
+        assert_eq!((e.ways, e.shots, e.queries, e.images.len()), (20, 1, 1, 40 * 784));
+        assert_eq!(e.labels, labels);
+        assert!(e.images.iter().all(|&v| (0.0..=1.0).contains(&v)));
+    }
+    // The pairing is right: nearest-neighbour on pixels (squared distance) beats chance (5%)
+    // by far, which a scrambled query order would not.
+    let dist = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum::<f32>();
+    let mut correct = 0;
+    for e in &runs {
+        for q in 0..20 {
+            let query = &e.images[(20 + q) * 784..(21 + q) * 784];
+            let nearest = (0..20)
+                .min_by(|&a, &b| dist(query, &e.images[a * 784..(a + 1) * 784]).total_cmp(&dist(query, &e.images[b * 784..(b + 1) * 784])));
+            correct += usize::from(nearest == Some(q));
+        }
+    }
+    eprintln!("pixel nearest-neighbour accuracy on the 20 runs: {correct}/400");
+    assert!(correct >= 60, "{correct}/400 correct");
+    // Run 7: class 12's training drawing is support image 11, and the test item that
+    // class_labels.txt assigns to it is query image 11.
+    let zip = omniglot_dir().join(OMNIGLOT_RUNS_ZIP);
+    let drawing = |name: &str| {
+        let (g, h, w) = decode_gray(&zip_file(&zip, name)).unwrap();
+        area_resize(&g.iter().map(|v| 1.0 - v).collect::<Vec<_>>(), h, w, 28, 28)
+    };
+    let labels = String::from_utf8(zip_file(&zip, "run07/class_labels.txt")).unwrap();
+    let item = labels.lines().find(|l| l.ends_with("run07/training/class12.png")).unwrap().split(' ').next().unwrap();
+    let e = &runs[6];
+    assert_eq!(&e.images[11 * 784..12 * 784], &drawing("run07/training/class12.png")[..]);
+    assert_eq!(&e.images[(20 + 11) * 784..(21 + 11) * 784], &drawing(item)[..]);
+
+    // A labels file that names a drawing the archive lacks; no archive at all.
+    let dir = temp_dir("runs");
+    let png = tiny_png();
+    write_zip(
+        &dir.join(OMNIGLOT_RUNS_ZIP),
+        &[
+            (
+                "run01/class_labels.txt",
+                b"run01/test/item01.png run01/training/class01.png\nrun01/test/item09.png run01/training/class02.png\n",
+            ),
+            ("run01/training/class01.png", &png),
+            ("run01/training/class02.png", &png),
+            ("run01/test/item01.png", &png),
+        ],
+    );
+    one_line(
+        load_omniglot_runs(&dir, 28).unwrap_err(),
+        &["run01/class_labels.txt", "names run01/test/item09.png, which is not in the archive"],
+    );
+    std::fs::remove_file(dir.join(OMNIGLOT_RUNS_ZIP)).unwrap();
+    one_line(load_omniglot_runs(&dir, 28).unwrap_err(), &["all_runs.zip", "not found", "one-shot-classification"]);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -11,7 +11,7 @@ use bilevel_core::backend::HostMatrix;
 use bilevel_core::data::episodes::ImageSet;
 use bilevel_core::data::idx::{self, Mnist, HYPERCLEAN_TRAIN, HYPERCLEAN_VAL};
 use bilevel_core::data::newsgroups::{self, Cache, Newsgroups};
-use bilevel_core::data::omniglot::{load_omniglot, OMNIGLOT_ZIPS};
+use bilevel_core::data::omniglot::{load_omniglot, load_omniglot_runs, OMNIGLOT_RUNS_ZIP, OMNIGLOT_ZIPS};
 use bilevel_core::data::{class_counts, ijcnn1, Labeled};
 use clap::Args;
 use serde_json::{json, Value};
@@ -235,6 +235,14 @@ pub fn run(args: DataInfoArgs) -> Result<()> {
         }
         Dataset::Omniglot => {
             let set = args.data.omniglot(OMNIGLOT_SIZE)?;
+            // The one-shot runs are optional: reported when their zip is there.
+            let runs_dir = args.data.dir(Dataset::Omniglot);
+            let runs = if runs_dir.join(OMNIGLOT_RUNS_ZIP).exists() {
+                let runs = load_omniglot_runs(&runs_dir, OMNIGLOT_SIZE)?;
+                json!({ "runs": runs.len(), "ways": runs[0].ways, "shots": runs[0].shots, "queries": runs[0].queries })
+            } else {
+                json!(format!("{OMNIGLOT_RUNS_ZIP} not present"))
+            };
             let per_class: Vec<usize> = (0..set.num_classes()).map(|c| set.images_in(c)).collect();
             let alphabets: std::collections::BTreeSet<&str> = set.class_names.iter().filter_map(|n| n.split('/').next()).collect();
             json!({
@@ -244,6 +252,7 @@ pub fn run(args: DataInfoArgs) -> Result<()> {
                 "alphabets": alphabets,
                 "image_shape": [set.channels, set.height, set.width],
                 "with_rotations": { "classes": 4 * set.num_classes() },
+                "one_shot_runs": runs,
                 "files": OMNIGLOT_ZIPS,
                 "preprocessing": "105x105 1-bit PNGs inverted (strokes 1.0) and area-averaged to 28x28",
             })

@@ -112,6 +112,7 @@ fn omniglot_info() {
     assert_eq!(v["alphabets"].as_array().unwrap().len(), 8);
     assert_eq!(v["image_shape"], serde_json::json!([1, 28, 28]));
     assert_eq!(v["with_rotations"]["classes"], 968);
+    assert_eq!(v["one_shot_runs"], serde_json::json!({ "runs": 20, "ways": 20, "shots": 1, "queries": 1 }));
     // An empty folder names the missing zip and where to get it.
     let dir = temp_dir("omniglot");
     assert_one_line_error(

@@ -1,7 +1,8 @@
 //! Omniglot (Lake et al.) from the zips of github.com/brendenlake/omniglot: the "small"
 //! background subset (`images_background_small1.zip` and `images_background_small2.zip`; their
 //! union is 8 alphabets, 242 characters × 20 drawers of 105×105 1-bit PNGs; Greek and Latin are in
-//! both and are read once).
+//! both and are read once), and the 20 official one-shot runs (`all_runs.zip`: 20-way 1-shot
+//! tasks on characters of the evaluation alphabets, so none of them is in the background set).
 //!
 //! Each image is inverted (strokes 1.0, background 0.0, as learn2learn's `1 - x`) and resized
 //! by area averaging (every output pixel is the mean of the source area it covers, with
@@ -11,7 +12,7 @@
 use std::io::Read;
 use std::path::Path;
 
-use super::episodes::ImageSet;
+use super::episodes::{Episode, ImageSet};
 use super::DataError;
 
 /// The zips read, in order; a character in more than one is taken from the first.
@@ -19,6 +20,38 @@ pub const OMNIGLOT_ZIPS: [&str; 2] = ["images_background_small1.zip", "images_ba
 
 const HINT: &str = "get images_background_small1.zip and images_background_small2.zip from \
                     https://github.com/brendenlake/omniglot/tree/master/python";
+
+/// The official one-shot runs.
+pub const OMNIGLOT_RUNS_ZIP: &str = "all_runs.zip";
+
+const RUNS_HINT: &str = "get all_runs.zip from https://github.com/brendenlake/omniglot/tree/master/python/one-shot-classification";
+
+/// Opens a zip archive; a missing file is [`DataError::Missing`] with `what` and `hint`.
+fn open_zip(path: &Path, what: &str, hint: &str) -> Result<zip::ZipArchive<std::io::BufReader<std::fs::File>>, DataError> {
+    let file = super::open_file(path, what, hint)?;
+    zip::ZipArchive::new(std::io::BufReader::new(file))
+        .map_err(|e| DataError::invalid(path.display(), format!("not a readable zip archive: {e}")))
+}
+
+/// Reads entry `i` of a zip: its name and bytes.
+fn read_entry<R: Read + std::io::Seek>(archive: &mut zip::ZipArchive<R>, path: &Path, i: usize) -> Result<(String, Vec<u8>), DataError> {
+    let mut entry = archive.by_index(i).map_err(|e| DataError::invalid(path.display(), format!("entry {i}: {e}")))?;
+    let name = entry.name().to_string();
+    let mut bytes = Vec::with_capacity(entry.size() as usize);
+    if !entry.is_dir() {
+        entry
+            .read_to_end(&mut bytes)
+            .map_err(|e| DataError::invalid(format!("{}:{name}", path.display()), format!("cannot unzip: {e}")))?;
+    }
+    Ok((name, bytes))
+}
+
+/// One drawing: the PNG decoded, inverted (strokes 1.0) and area-resized to `size`×`size`.
+fn drawing(png_bytes: &[u8], size: usize) -> Result<Vec<f32>, String> {
+    let (gray, h, w) = decode_gray(png_bytes)?;
+    let ink: Vec<f32> = gray.iter().map(|&g| 1.0 - g).collect();
+    Ok(area_resize(&ink, h, w, size, size))
+}
 
 /// One character's drawings while reading: the zip it comes from, and (file name, image) pairs.
 type Character = (usize, Vec<(String, Vec<f32>)>);
@@ -34,13 +67,10 @@ pub fn load_omniglot(dir: &Path, size: usize) -> Result<ImageSet, DataError> {
     let mut classes: std::collections::BTreeMap<String, Character> = Default::default();
     for (z, zip_name) in OMNIGLOT_ZIPS.iter().enumerate() {
         let path = dir.join(zip_name);
-        let file = super::open_file(&path, &format!("Omniglot's {zip_name}"), HINT)?;
-        let mut archive = zip::ZipArchive::new(std::io::BufReader::new(file))
-            .map_err(|e| DataError::invalid(path.display(), format!("not a readable zip archive: {e}")))?;
+        let mut archive = open_zip(&path, &format!("Omniglot's {zip_name}"), HINT)?;
         for i in 0..archive.len() {
-            let mut entry = archive.by_index(i).map_err(|e| DataError::invalid(path.display(), format!("entry {i}: {e}")))?;
-            let name = entry.name().to_string();
-            if entry.is_dir() || !name.ends_with(".png") || name.starts_with("__MACOSX") {
+            let name = archive.name_for_index(i).unwrap_or_default().to_string();
+            if !name.ends_with(".png") || name.starts_with("__MACOSX") {
                 continue;
             }
             let where_ = || format!("{}:{name}", path.display());
@@ -54,11 +84,10 @@ pub fn load_omniglot(dir: &Path, size: usize) -> Result<ImageSet, DataError> {
             if slot.0 != z {
                 continue; // the same character from an earlier zip
             }
-            let mut bytes = Vec::with_capacity(entry.size() as usize);
-            entry.read_to_end(&mut bytes).map_err(|e| DataError::invalid(where_(), format!("cannot unzip: {e}")))?;
-            let (gray, h, w) = decode_gray(&bytes).map_err(|msg| DataError::invalid(where_(), msg))?;
-            let ink: Vec<f32> = gray.iter().map(|&g| 1.0 - g).collect();
-            slot.1.push((file.to_string(), area_resize(&ink, h, w, size, size)));
+            let file = file.to_string();
+            let (_, bytes) = read_entry(&mut archive, &path, i)?;
+            let image = drawing(&bytes, size).map_err(|msg| DataError::invalid(where_(), msg))?;
+            slot.1.push((file, image));
         }
     }
     if classes.is_empty() {
@@ -71,6 +100,71 @@ pub fn load_omniglot(dir: &Path, size: usize) -> Result<ImageSet, DataError> {
         set.images.push(drawings.into_iter().flat_map(|(_, img)| img).collect());
     }
     Ok(set)
+}
+
+/// The 20 official one-shot runs of `dir/all_runs.zip` (Lake et al. 2015), each a 20-way 1-shot
+/// [`Episode`] of `size`×`size` drawings (same preprocessing as [`load_omniglot`]): the support
+/// is `runNN/training/class01..class20.png` (labels 0..19), the query the 20 `test/itemMM.png`
+/// put in class order by `class_labels.txt` (each run tests every class once).
+pub fn load_omniglot_runs(dir: &Path, size: usize) -> Result<Vec<Episode>, DataError> {
+    if size == 0 {
+        return Err(DataError::invalid("omniglot", "image size 0"));
+    }
+    let path = dir.join(OMNIGLOT_RUNS_ZIP);
+    let mut archive = open_zip(&path, "Omniglot's one-shot runs (all_runs.zip)", RUNS_HINT)?;
+    let mut files = std::collections::BTreeMap::new();
+    for i in 0..archive.len() {
+        let (name, bytes) = read_entry(&mut archive, &path, i)?;
+        if !name.ends_with('/') {
+            files.insert(name, bytes);
+        }
+    }
+    let bad = |what: &str, msg: String| DataError::invalid(format!("{}:{what}", path.display()), msg);
+    let mut runs = Vec::new();
+    for (name, labels) in files.iter().filter(|(n, _)| n.ends_with("/class_labels.txt")) {
+        let run = &name[..name.len() - "class_labels.txt".len()];
+        let text = std::str::from_utf8(labels).map_err(|_| bad(name, "not UTF-8 text".into()))?;
+        // "runNN/test/itemMM.png runNN/training/classKK.png" per line.
+        let mut query_of: std::collections::BTreeMap<&str, &str> = Default::default();
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            let [item, class] = line.split_whitespace().collect::<Vec<_>>()[..] else {
+                return Err(bad(name, format!("expected \"<test item> <training class>\", got {line:?}")));
+            };
+            if query_of.insert(class, item).is_some() {
+                return Err(bad(name, format!("{class} is tested more than once")));
+            }
+        }
+        let classes: Vec<&String> = files.keys().filter(|k| k.starts_with(&format!("{run}training/")) && k.ends_with(".png")).collect();
+        if classes.len() < 2 || classes.len() != query_of.len() {
+            return Err(bad(name, format!("{} training classes, {} tested", classes.len(), query_of.len())));
+        }
+        let read = |file: &str| -> Result<Vec<f32>, DataError> {
+            let bytes = files.get(file).ok_or_else(|| bad(name, format!("names {file}, which is not in the archive")))?;
+            drawing(bytes, size).map_err(|msg| bad(file, msg))
+        };
+        let ways = classes.len();
+        let mut e = Episode {
+            ways,
+            shots: 1,
+            queries: 1,
+            images: Vec::with_capacity(2 * ways * size * size),
+            labels: Vec::with_capacity(2 * ways),
+        };
+        for (label, class) in classes.iter().enumerate() {
+            e.images.extend(read(class)?);
+            e.labels.push(label as u32);
+        }
+        for (label, class) in classes.iter().enumerate() {
+            let item = query_of.get(class.as_str()).ok_or_else(|| bad(name, format!("{class} is never tested")))?;
+            e.images.extend(read(item)?);
+            e.labels.push(label as u32);
+        }
+        runs.push(e);
+    }
+    if runs.is_empty() {
+        return Err(DataError::invalid(path.display(), "no runNN/class_labels.txt in the archive"));
+    }
+    Ok(runs)
 }
 
 /// Decodes a PNG of any bit depth and colour type to grey levels in [0, 1] (colour by PIL's
