@@ -738,10 +738,15 @@ struct HwcImages {
 impl HwcImages {
     /// Image `i` as C×H×W f32 values times `scale`, appended to `out`.
     fn push_chw(&self, out: &mut Vec<f32>, i: usize, scale: f32) {
-        let len = self.h * self.w * self.c;
+        let (hw, len) = (self.h * self.w, self.h * self.w * self.c);
         let img = &self.data[i * len..(i + 1) * len];
-        for ch in 0..self.c {
-            out.extend(img[ch..].iter().step_by(self.c).map(|&p| f32::from(p) * scale));
+        let start = out.len();
+        out.resize(start + len, 0.0);
+        let planes = &mut out[start..];
+        for (p, pixel) in img.chunks_exact(self.c).enumerate() {
+            for (ch, &v) in pixel.iter().enumerate() {
+                planes[ch * hw + p] = f32::from(v) * scale;
+            }
         }
     }
 
