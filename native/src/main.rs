@@ -40,7 +40,7 @@ enum Command {
     Plot(plot::PlotArgs),
     /// List the GPU adapters wgpu finds.
     Devices,
-    /// Shapes, non-zeros and class counts of a real data set's splits (mnist, 20news, ijcnn1), as one JSON object.
+    /// Shapes, non-zeros and class counts of a real data set's splits (mnist, 20news, ijcnn1, omniglot), as one JSON object.
     DataInfo(data::DataInfoArgs),
 }
 
