@@ -377,7 +377,7 @@ fn writer_cases() -> Vec<(&'static str, Py)> {
     ]
 }
 
-/// sha256 of `pickle.dumps(obj, protocol)` for `writer_cases`, from CPython 3.12 + numpy 2.4.6
+/// sha256 of `pickle.dumps(obj, protocol)` for `writer_cases`, from CPython 3.11.7 + numpy 2.4.6
 /// (`numpy._core` names), protocols 2, 3, 4. `mini_large` (127 KB) spans 64 KiB frames in
 /// protocol 4 and `biglist` has more than one 1000-item batch.
 const PYTHON_SHA256: [(&str, [&str; 3]); 4] = [

@@ -4,7 +4,7 @@
 //! without needing Python:
 //!
 //! - Python 3, protocols 2–4: byte-exact with `pickle.dumps(obj, protocol)` (checked against
-//!   CPython 3 + numpy; the tests hold fixtures of those bytes): the same opcodes, memo numbering
+//!   CPython 3.11 + numpy 2.4; the tests hold hashes of those bytes): the same opcodes, memo numbering
 //!   (every str, bytes, tuple, list, dict and global memoized on first use, a repeated global or
 //!   module name fetched back with `BINGET`), batches of 1000 for `APPENDS`/`SETITEMS`, and in
 //!   protocol 4 the 64 KiB frames with large byte strings written outside them. Arrays are
