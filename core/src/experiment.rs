@@ -6,10 +6,10 @@ use serde::Serialize;
 
 use crate::algorithms::{AlgKind, Hyper};
 use crate::backend::{Backend, HostMatrix, LossKind, Rows};
+use crate::data::Labeled;
 use crate::outer::{OuterLoop, OuterOpt};
 use crate::problems::counted::OracleCounts;
 use crate::problems::glm::{Glm, GlmData, HyperKind};
-use crate::data::Labeled;
 use crate::problems::{dense_with_bias, Problem, ProblemKind, RegScale};
 use crate::sampler::Sampler;
 use crate::{Error, Result};

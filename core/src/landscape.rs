@@ -15,6 +15,7 @@ use serde::Serialize;
 use crate::algorithms::{inner_descent, AlgKind, Cg, Hyper};
 use crate::backend::{Backend, Coef, HostMatrix, LossKind, Rows};
 use crate::outer::{OuterLoop, OuterOpt};
+use crate::problems::counted::OracleCounts;
 use crate::problems::glm::{Glm, GlmData, HyperKind};
 use crate::problems::ridge::{Ridge, RidgeData};
 use crate::problems::Problem;
@@ -174,6 +175,18 @@ impl Landscape {
     /// One estimate of the hypergradient at `lambda` by `alg`, its inner loop starting from
     /// w = 0 (no warm start: what T inner steps alone achieve), mini-batches from `seed`.
     pub async fn estimate<B: Backend + 'static>(&self, be: &B, alg: AlgKind, hyper: &Hyper, lambda: &[f64], seed: u64) -> Result<Vec<f64>> {
+        Ok(self.estimate_counted(be, alg, hyper, lambda, seed).await?.0)
+    }
+
+    /// [`Landscape::estimate`] and the oracle calls it took.
+    pub async fn estimate_counted<B: Backend + 'static>(
+        &self,
+        be: &B,
+        alg: AlgKind,
+        hyper: &Hyper,
+        lambda: &[f64],
+        seed: u64,
+    ) -> Result<(Vec<f64>, OracleCounts)> {
         hyper.validate()?;
         let mut outer = OuterLoop::new(be, self.problem(be), alg, hyper.clone(), OuterOpt::Sgd { momentum: 0.0 }, seed);
         outer = outer.with_start(Some(lambda), None);
@@ -182,14 +195,22 @@ impl Landscape {
         if h.iter().any(|v| !v.is_finite()) {
             return Err(Error::NonFinite { iter: 0, quantity: format!("{alg} hypergradient") });
         }
-        Ok(h)
+        Ok((h, outer.counts()))
     }
 
     /// The outer descent from `start` with `alg` (its inner loop warm-started across outer steps,
     /// as in a real run), one [`DescentPoint`] per [`Descent::step`].
-    pub fn descent<'a, B: Backend + 'static>(&self, be: &'a B, alg: AlgKind, hyper: &Hyper, start: &[f64], seed: u64) -> Result<Descent<'a, B>> {
+    pub fn descent<'a, B: Backend + 'static>(
+        &self,
+        be: &'a B,
+        alg: AlgKind,
+        hyper: &Hyper,
+        start: &[f64],
+        seed: u64,
+    ) -> Result<Descent<'a, B>> {
         hyper.validate()?;
-        let outer = OuterLoop::new(be, self.problem(be), alg, hyper.clone(), OuterOpt::Sgd { momentum: 0.0 }, seed).with_start(Some(start), None);
+        let outer =
+            OuterLoop::new(be, self.problem(be), alg, hyper.clone(), OuterOpt::Sgd { momentum: 0.0 }, seed).with_start(Some(start), None);
         Ok(Descent { outer, data: self.data.clone() })
     }
 

@@ -76,7 +76,14 @@ pub fn hyperclean(args: HypercleanArgs) -> Result<()> {
                 bail!("--test_rows must be in 1..={}", test.labels.len());
             }
             let first = |l: &Labeled, n: usize| select_rows(l, &(0..n).collect::<Vec<_>>());
-            let exp = hyperclean_paper(first(&train, training_size), first(&val, validation_size), first(&test, test_rows), noise_rate, run.seed, rho)?;
+            let exp = hyperclean_paper(
+                first(&train, training_size),
+                first(&val, validation_size),
+                first(&test, test_rows),
+                noise_rate,
+                run.seed,
+                rho,
+            )?;
             return drive(run, exp, "hyperclean", HYPERCLEAN, 50);
         }
         Setting::Benchopt => {

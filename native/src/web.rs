@@ -106,8 +106,16 @@ pub fn landscape(args: LandscapeArgs) -> Result<()> {
     let lambda = pair("--lambda", &args.lambda)?;
     let truth = pair("--truth", &args.truth)?;
     let algs: Vec<AlgKind> = args.algs.split(',').map(|a| a.trim().parse()).collect::<Result<_, _>>()?;
-    let config =
-        LandscapeConfig { n_train: args.n_train, n_val: args.n_val, noise: args.noise, seed: args.seed, truth: [truth[0], truth[1]], lo: args.lo, hi: args.hi, grid: args.grid };
+    let config = LandscapeConfig {
+        n_train: args.n_train,
+        n_val: args.n_val,
+        noise: args.noise,
+        seed: args.seed,
+        truth: [truth[0], truth[1]],
+        lo: args.lo,
+        hi: args.hi,
+        grid: args.grid,
+    };
     let job = LandscapeJob { landscape: Landscape::new(config)?, hyper: args.hyper.hyper(LANDSCAPE), lambda, algs, args };
     on_backend(&job.args.backend.clone(), job)
 }

@@ -285,7 +285,12 @@ fn draw_images(canvas: &HtmlCanvasElement, data: &Data, corrupted: &[bool], weig
     ctx.set_line_width(1.5);
     for (k, _) in corrupted.iter().take(weights.len()).enumerate().filter(|(_, c)| **c) {
         let (r0, c0) = ((k / COLS) * tile, (k % COLS) * tile);
-        ctx.stroke_rect(10.0 + c0 as f64 * scale - 0.5, 28.0 + r0 as f64 * scale - 0.5, side as f64 * scale + 1.0, side as f64 * scale + 1.0);
+        ctx.stroke_rect(
+            10.0 + c0 as f64 * scale - 0.5,
+            28.0 + r0 as f64 * scale - 0.5,
+            side as f64 * scale + 1.0,
+            side as f64 * scale + 1.0,
+        );
     }
     ctx.set_fill_style_str(crate::chart::TEXT);
     ctx.set_font(&format!("600 {}", crate::chart::FONT));

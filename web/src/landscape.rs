@@ -62,7 +62,8 @@ impl Frame {
     fn lambda_at(&self, x: f64, y: f64) -> Option<[f64; 2]> {
         let u = (x - self.x0) / self.size;
         let v = 1.0 - (y - self.y0) / self.size;
-        ((0.0..=1.0).contains(&u) && (0.0..=1.0).contains(&v)).then(|| [self.lo + u * (self.hi - self.lo), self.lo + v * (self.hi - self.lo)])
+        ((0.0..=1.0).contains(&u) && (0.0..=1.0).contains(&v))
+            .then_some([self.lo + u * (self.hi - self.lo), self.lo + v * (self.hi - self.lo)])
     }
 }
 
@@ -87,7 +88,11 @@ struct Ui {
 
 /// Sets the panel up; returns what showing it first does (compute the map).
 pub(crate) fn start(gpu: &'static GpuBackend) -> Result<OnFirstShow, String> {
-    let ui = Rc::new(Ui { base: PanelBase::new("ls", "landscape")?, map: PanelBase::new_canvas("ls-map")?, inner: PanelBase::new_canvas("ls-inner")? });
+    let ui = Rc::new(Ui {
+        base: PanelBase::new("ls", "landscape")?,
+        map: PanelBase::new_canvas("ls-map")?,
+        inner: PanelBase::new_canvas("ls-inner")?,
+    });
     let control: Shared<Cmd> = Shared::default();
     for id in ["T", "Q", "eta", "batch", "draws"] {
         let (ui2, control) = (ui.clone(), control.clone());
@@ -132,7 +137,10 @@ pub(crate) fn start(gpu: &'static GpuBackend) -> Result<OnFirstShow, String> {
 impl PanelBase {
     fn new_canvas(id: &str) -> Result<HtmlCanvasElement, String> {
         let doc = web_sys::window().and_then(|w| w.document()).ok_or("no document")?;
-        doc.get_element_by_id(id).ok_or_else(|| format!("index.html has no element #{id}"))?.dyn_into().map_err(|_| format!("#{id} is not a canvas"))
+        doc.get_element_by_id(id)
+            .ok_or_else(|| format!("index.html has no element #{id}"))?
+            .dyn_into()
+            .map_err(|_| format!("#{id} is not a canvas"))
     }
 }
 
@@ -254,7 +262,8 @@ fn publish(base: &PanelBase, view: &View, hyper: &Hyper) {
     set_prop(s, "hyper", &to_js(hyper));
     set_prop(s, "exact_hypergradient", &to_js(&view.exact));
     set_prop(s, "exact_loss", &view.exact_loss.into());
-    let est: serde_json::Map<String, serde_json::Value> = view.estimates.iter().map(|(a, h, _)| (a.name().to_string(), serde_json::json!(h))).collect();
+    let est: serde_json::Map<String, serde_json::Value> =
+        view.estimates.iter().map(|(a, h, _)| (a.name().to_string(), serde_json::json!(h))).collect();
     set_prop(s, "estimates", &to_js(&est));
     set_prop(s, "inner_path", &to_js(&view.path));
     set_prop(s, "inner_solution", &to_js(&view.inner_solution));
@@ -328,7 +337,8 @@ async fn gpu_vector_pair(gpu: &GpuBackend, v: &<GpuBackend as bilevel_core::Back
 
 /// Viridis-like colour ramp for t ∈ [0, 1].
 fn ramp(t: f64) -> (u8, u8, u8) {
-    const STOPS: [(f64, f64, f64); 5] = [(68.0, 1.0, 84.0), (59.0, 82.0, 139.0), (33.0, 145.0, 140.0), (94.0, 201.0, 98.0), (253.0, 231.0, 37.0)];
+    const STOPS: [(f64, f64, f64); 5] =
+        [(68.0, 1.0, 84.0), (59.0, 82.0, 139.0), (33.0, 145.0, 140.0), (94.0, 201.0, 98.0), (253.0, 231.0, 37.0)];
     let t = t.clamp(0.0, 1.0) * 4.0;
     let i = (t.floor() as usize).min(3);
     let f = t - i as f64;

@@ -492,7 +492,8 @@ async fn main() -> Result<(), String> {
     let autorun = params.get("autorun").is_none_or(|v| v != "0");
     // The panel shown first: `?panel=`, else the single run when the address has its settings
     // (older links), else the landscape.
-    let first_panel = params.get("panel").unwrap_or_else(|| if KEYS.iter().any(|k| params.has(k)) { "toy".into() } else { "landscape".into() });
+    let first_panel =
+        params.get("panel").unwrap_or_else(|| if KEYS.iter().any(|k| params.has(k)) { "toy".into() } else { "landscape".into() });
     let (initial, url_error) = match Settings::from_lookup(|k| params.get(k)) {
         Ok(s) => (s, None),
         Err(e) => (Settings::default(), Some(e)),
@@ -570,7 +571,7 @@ async fn main() -> Result<(), String> {
             None => next_command(&control).await,
         };
         match cmd {
-            Command::Run(s) => next = run(&page, &gpu, &control, &s).await,
+            Command::Run(s) => next = run(&page, gpu, &control, &s).await,
             Command::Reset => page.reset(&initial),
             // Nothing is running: nothing to pause.
             Command::Pause => {}

@@ -123,11 +123,14 @@ async fn race(gpu: &'static GpuBackend, ui: &Ui, control: &Shared<Cmd>) -> Resul
     set_prop(&base.state, "algs", &to_js(&algs.iter().map(|a| a.name()).collect::<Vec<_>>()));
     set_prop(&base.state, "config", &to_js(&Settings { epochs, ..Settings::default() }.config()));
     let store = Object::new();
-    let arrays: Vec<Array> = algs.iter().map(|a| {
-        let arr = Array::new();
-        set_prop(&store, a.name(), &arr);
-        arr
-    }).collect();
+    let arrays: Vec<Array> = algs
+        .iter()
+        .map(|a| {
+            let arr = Array::new();
+            set_prop(&store, a.name(), &arr);
+            arr
+        })
+        .collect();
     set_prop(&base.state, "records", &store);
     let mut records: Vec<(AlgKind, Vec<ToyRecord>)> = algs.iter().map(|&a| (a, Vec::new())).collect();
     let now = now_s;
@@ -193,7 +196,14 @@ fn draw(canvas: &HtmlCanvasElement, records: &[(AlgKind, Vec<ToyRecord>)]) -> Re
     };
     let max = |x: fn(&ToyRecord) -> f64| records.iter().flat_map(|(_, r)| r.iter().map(x)).fold(0.0, f64::max);
     let by_time = series(|r| r.time_s);
-    panel(&ctx, (0.0, 0.0, pw, ph), "Φ(λ) against solver time", &XAxis { max: max(|r| r.time_s), label: "solver time (s)", whole: false }, &by_time, false)?;
+    panel(
+        &ctx,
+        (0.0, 0.0, pw, ph),
+        "Φ(λ) against solver time",
+        &XAxis { max: max(|r| r.time_s), label: "solver time (s)", whole: false },
+        &by_time,
+        false,
+    )?;
     let by_calls = series(|r| oracle_calls(&r.oracle_counts) as f64);
     let calls = XAxis { max: max(|r| oracle_calls(&r.oracle_counts) as f64), label: "oracle calls", whole: true };
     panel(&ctx, (second.0, second.1, pw, ph), "Φ(λ) against oracle calls", &calls, &by_calls, false)

@@ -230,7 +230,10 @@ impl MnistSubset {
         let total: usize = counts.iter().sum();
         let expected = total.checked_mul(len + 1).and_then(|b| b.checked_add(head));
         if expected != Some(bytes.len()) {
-            return Err(DataError::invalid(name, format!("{} bytes, but the header ({counts:?} images of {rows} × {cols}) needs {expected:?}", bytes.len())));
+            return Err(DataError::invalid(
+                name,
+                format!("{} bytes, but the header ({counts:?} images of {rows} × {cols}) needs {expected:?}", bytes.len()),
+            ));
         }
         let mut pixels = head;
         let mut labels = head + total * len;
@@ -330,7 +333,12 @@ mod tests {
 
     #[test]
     fn subset_round_trips_and_rejects_bad_files() {
-        let img = |n: usize, start: u8| IdxImages { count: n, rows: 28, cols: 28, pixels: (0..n * 784).map(|i| start.wrapping_add(i as u8)).collect() };
+        let img = |n: usize, start: u8| IdxImages {
+            count: n,
+            rows: 28,
+            cols: 28,
+            pixels: (0..n * 784).map(|i| start.wrapping_add(i as u8)).collect(),
+        };
         let subset = MnistSubset { train: (img(3, 0), vec![1, 2, 3]), val: (img(2, 7), vec![4, 5]), test: (img(1, 9), vec![9]) };
         let bytes = subset.to_bytes();
         assert_eq!(bytes.len(), 28 + 6 * 785);
