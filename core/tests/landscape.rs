@@ -54,7 +54,7 @@ fn deterministic_estimators_converge_to_the_exact_hypergradient() {
 fn stochastic_estimates_spread_around_the_exact_one_and_match_on_gpu() {
     let l = landscape(5);
     let cpu = CpuBackend::<f64>::new();
-    let lambda = [0.0, 0.0];
+    let lambda = [-3.0, -2.0];
     let (exact, _) = l.exact(&lambda);
     let hy = hyper(200, 50, 8);
     let seeds: Vec<Vec<f64>> = (0..16).map(|s| block(l.estimate(&cpu, AlgKind::StocBiO, &hy, &lambda, s)).unwrap()).collect();
