@@ -120,7 +120,8 @@ pub(crate) fn start(gpu: &'static GpuBackend) -> Result<OnFirstShow, String> {
         listen(btn, "click", move |_| send(&control, [Cmd::Run, Cmd::Pause, Cmd::Reset].into_iter().nth(cmd).unwrap_or(Cmd::Pause)));
     }
     let mut started = false;
-    Ok(Box::new(move || {
+    // The map is the panel's content, not a run: computed on first show even with autorun=0.
+    Ok(Box::new(move |_autorun| {
         if started {
             return;
         }

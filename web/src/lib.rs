@@ -546,8 +546,8 @@ async fn main() -> Result<(), String> {
         toy: {
             // Shown first: the driver below starts the run (or shows the address's error).
             let (control, initial, first) = (control.clone(), initial.clone(), first_panel == "toy");
-            Box::new(move || {
-                if !first {
+            Box::new(move |autorun| {
+                if autorun && !first {
                     send(&control, Command::Run(initial.clone()));
                 }
             })
@@ -628,8 +628,9 @@ async fn run(page: &Page, gpu: &GpuBackend, control: &Shared, s: &Settings) -> O
     }
 }
 
-/// What showing a panel for the first time does (its autorun).
-pub(crate) type OnFirstShow = Box<dyn FnMut()>;
+/// What showing a panel for the first time does; the flag is `autorun` (`?autorun=0` clears it:
+/// runs then wait for their button, but the landscape still computes its map).
+pub(crate) type OnFirstShow = Box<dyn FnMut(bool)>;
 
 struct Panels {
     landscape: OnFirstShow,
@@ -639,8 +640,8 @@ struct Panels {
 }
 
 /// The tab bar: shows one panel at a time (`window.__bilevel.panel`), and starts a panel's
-/// first run when it is first shown (with `autorun`), so panels do not compete for the GPU
-/// before the visitor looks at them.
+/// first run when it is first shown, so panels do not compete for the GPU before the visitor
+/// looks at them.
 fn tabs(page: &Rc<Page>, panels: Panels, first: &str, autorun: bool) -> Result<(), String> {
     const NAMES: [&str; 4] = ["landscape", "clean", "race", "toy"];
     let first = if NAMES.contains(&first) { first.to_string() } else { "landscape".to_string() };
@@ -663,8 +664,8 @@ fn tabs(page: &Rc<Page>, panels: Panels, first: &str, autorun: bool) -> Result<(
                 if on {
                     let mut hooks = hooks.borrow_mut();
                     let (hook, shown) = &mut hooks[i];
-                    if !*shown && autorun {
-                        hook();
+                    if !*shown {
+                        hook(autorun);
                     }
                     *shown = true;
                 }

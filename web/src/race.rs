@@ -52,8 +52,8 @@ pub(crate) fn start(gpu: &'static GpuBackend) -> Result<OnFirstShow, String> {
         });
     }
     let mut started = false;
-    Ok(Box::new(move || {
-        if !started {
+    Ok(Box::new(move |autorun| {
+        if autorun && !started {
             started = true;
             send(&control, Cmd::Run);
         }
