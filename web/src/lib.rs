@@ -1,12 +1,15 @@
-//! bilevel-web: the browser front end. It runs the toy bilevel problem of
-//! [`bilevel_core::toy`] on the browser's WebGPU adapter, one outer iteration at a time,
-//! yielding to the event loop between iterations, and charts it live.
+//! bilevel-web: the browser front end. Four panels run bilevel-core's solvers on the browser's
+//! WebGPU adapter: the landscape of a two-feature ridge problem ([`landscape`]), hyper-cleaning
+//! on an MNIST subset ([`clean`]), a race of algorithms ([`race`]), and one toy run in detail
+//! (this file, with [`bilevel_core::toy`]). Each panel's driver interleaves solver steps with
+//! animation frames and can be paused and reset.
 //!
 //! The markup lives in the repository's `index.html`; this crate finds its elements by id.
-//! Progress is mirrored on `window.__bilevel` for automation:
+//! Progress is mirrored on `window.__bilevel` for automation: the toy's
 //! `{status, adapter, config, records, error}` where `status` is one of `loading`, `running`,
-//! `paused`, `done`, `idle`, `error` or `no-webgpu`, and `records` holds one
-//! [`ToyRecord`] per outer iteration (with the hypergradient vectors).
+//! `paused`, `done`, `idle`, `error` or `no-webgpu` and `records` holds one [`ToyRecord`] per
+//! outer iteration; `panel` (the tab shown); `metrics` (animation frames, first result time);
+//! and one object per teaching panel (`landscape`, `clean`, `race`).
 
 mod chart;
 mod clean;
