@@ -71,8 +71,8 @@ pub struct LandscapeArgs {
     /// Grid points per axis.
     #[arg(long, default_value_t = 25)]
     grid: usize,
-    /// CG iterations of the stacked grid solve.
-    #[arg(long, default_value_t = 100)]
+    /// CG iterations of the stacked grid solve (the web page's 60).
+    #[arg(long, default_value_t = 60)]
     cg_iters: usize,
     /// The point λ = (λ₀, λ₁) where the estimators are evaluated, as "a,b".
     #[arg(long, default_value = "-1,1", allow_hyphen_values = true)]
