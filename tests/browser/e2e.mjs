@@ -227,6 +227,8 @@ async function landscapeTest(browser) {
   check('landscape: a click moves the point', state.lambda[0] !== -1, `λ = ${JSON.stringify(state.lambda)}`);
   compareEstimates('landscape (clicked point)', state, landscapeReference(state));
 
+  await page.screenshot({ path: resolve(args.out, 'landscape.png'), fullPage: true });
+
   // The descent animation.
   await page.fill('#ls-steps', '8');
   const f0 = await frames(page);
@@ -247,7 +249,7 @@ async function landscapeTest(browser) {
   metrics.landscape_descent_fps = (f1[0] - f0[0]) / ((f1[1] - f0[1]) / 1000);
   console.log(`      frame rate during the descent: ${metrics.landscape_descent_fps.toFixed(1)} frames/s`);
   check('landscape: no console errors', problems.length === 0, problems.join(' | '));
-  await page.screenshot({ path: resolve(args.out, 'landscape.png'), fullPage: true });
+  await page.screenshot({ path: resolve(args.out, 'landscape-descent.png'), fullPage: true });
   await page.close();
 }
 
