@@ -21,7 +21,7 @@ use wasm_bindgen_futures::JsFuture;
 use web_sys::{HtmlCanvasElement, ImageData, Response};
 
 use crate::chart::{panel, prepare, Series, XAxis, PALETTE};
-use crate::panel::PanelBase;
+use crate::panel::{Button, PanelBase};
 use crate::{js_err, listen, next_command, next_frame, now_s, send, set_prop, to_js, try_command, OnFirstShow, Shared};
 
 /// The asset trunk copies next to the page.
@@ -71,10 +71,11 @@ pub(crate) fn start(gpu: &'static GpuBackend) -> Result<OnFirstShow, String> {
             ui2.base.set_cell("noise-val", &v);
         });
     }
-    for (btn, k) in [(&ui.base.run_btn, 0), (&ui.base.pause_btn, 1), (&ui.base.reset_btn, 2)] {
-        let control = control.clone();
-        listen(btn, "click", move |_| send(&control, [Cmd::Run, Cmd::Pause, Cmd::Reset].into_iter().nth(k).unwrap_or(Cmd::Pause)));
-    }
+    ui.base.wire_buttons(&control, |b| match b {
+        Button::Run => Cmd::Run,
+        Button::Pause => Cmd::Pause,
+        Button::Reset => Cmd::Reset,
+    });
     {
         let ui = ui.clone();
         let control = control.clone();

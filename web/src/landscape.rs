@@ -15,7 +15,7 @@ use wasm_bindgen::prelude::*;
 use web_sys::{CanvasRenderingContext2d, HtmlCanvasElement, MouseEvent};
 
 use crate::chart::{prepare, AXIS, FONT, PALETTE, TEXT};
-use crate::panel::PanelBase;
+use crate::panel::{Button, PanelBase};
 use crate::{js_err, listen, next_command, next_frame, now_s, queued, send, set_prop, to_js, try_command, OnFirstShow, Shared};
 
 /// The estimators drawn as arrows, in the table's order.
@@ -89,11 +89,8 @@ struct Ui {
 
 /// Sets the panel up; returns what showing it first does (compute the map).
 pub(crate) fn start(gpu: &'static GpuBackend) -> Result<OnFirstShow, String> {
-    let ui = Rc::new(Ui {
-        base: PanelBase::new("ls", "landscape")?,
-        map: PanelBase::new_canvas("ls-map")?,
-        inner: PanelBase::new_canvas("ls-inner")?,
-    });
+    let base = PanelBase::new("ls", "landscape")?;
+    let ui = Rc::new(Ui { map: base.canvas("map")?, inner: base.canvas("inner")?, base });
     let control: Shared<Cmd> = Shared::default();
     for id in ["T", "Q", "eta", "batch", "draws"] {
         let (ui2, control) = (ui.clone(), control.clone());
@@ -116,10 +113,11 @@ pub(crate) fn start(gpu: &'static GpuBackend) -> Result<OnFirstShow, String> {
             }
         });
     }
-    for (btn, cmd) in [(&ui.base.run_btn, 0), (&ui.base.pause_btn, 1), (&ui.base.reset_btn, 2)] {
-        let control = control.clone();
-        listen(btn, "click", move |_| send(&control, [Cmd::Run, Cmd::Pause, Cmd::Reset].into_iter().nth(cmd).unwrap_or(Cmd::Pause)));
-    }
+    ui.base.wire_buttons(&control, |b| match b {
+        Button::Run => Cmd::Run,
+        Button::Pause => Cmd::Pause,
+        Button::Reset => Cmd::Reset,
+    });
     let mut started = false;
     // The map is the panel's content, not a run: computed on first show even with autorun=0.
     Ok(Box::new(move |_autorun| {
@@ -134,16 +132,6 @@ pub(crate) fn start(gpu: &'static GpuBackend) -> Result<OnFirstShow, String> {
             }
         });
     }))
-}
-
-impl PanelBase {
-    fn new_canvas(id: &str) -> Result<HtmlCanvasElement, String> {
-        let doc = web_sys::window().and_then(|w| w.document()).ok_or("no document")?;
-        doc.get_element_by_id(id)
-            .ok_or_else(|| format!("index.html has no element #{id}"))?
-            .dyn_into()
-            .map_err(|_| format!("#{id} is not a canvas"))
-    }
 }
 
 /// The sliders' settings; `β` for the descent.

@@ -5,7 +5,14 @@ use js_sys::{Object, Reflect};
 use wasm_bindgen::prelude::*;
 use web_sys::{Document, Element, HtmlCanvasElement};
 
-use crate::{set_disabled, set_prop, state_object};
+use crate::{listen, send, set_disabled, set_prop, state_object, Shared};
+
+/// The three buttons every panel has.
+pub(crate) enum Button {
+    Run,
+    Pause,
+    Reset,
+}
 
 pub(crate) struct PanelBase {
     pub document: Document,
@@ -41,6 +48,21 @@ impl PanelBase {
         set_disabled(&base.run_btn, false);
         set_disabled(&base.reset_btn, false);
         Ok(base)
+    }
+
+    /// Connects Run, Pause and Reset to the panel's command queue.
+    pub fn wire_buttons<C: 'static>(&self, control: &Shared<C>, command: fn(Button) -> C) {
+        for (btn, which) in [(&self.run_btn, 0), (&self.pause_btn, 1), (&self.reset_btn, 2)] {
+            let control = control.clone();
+            listen(btn, "click", move |_| {
+                let b = match which {
+                    0 => Button::Run,
+                    1 => Button::Pause,
+                    _ => Button::Reset,
+                };
+                send(&control, command(b));
+            });
+        }
     }
 
     pub fn el(&self, suffix: &str) -> Result<Element, String> {

@@ -14,9 +14,9 @@ use wasm_bindgen::prelude::*;
 use web_sys::HtmlCanvasElement;
 
 use crate::chart::{panel, prepare, Series, XAxis, PALETTE};
-use crate::panel::PanelBase;
+use crate::panel::{Button, PanelBase};
 use crate::settings::Settings;
-use crate::{js_err, listen, next_command, next_frame, now_s, send, set_prop, to_js, try_command, OnFirstShow, Shared};
+use crate::{js_err, next_command, next_frame, now_s, send, set_prop, to_js, try_command, OnFirstShow, Shared};
 
 enum Cmd {
     Run,
@@ -39,10 +39,11 @@ pub(crate) fn start(gpu: &'static GpuBackend) -> Result<OnFirstShow, String> {
     let base = PanelBase::new("race", "race")?;
     let ui = Rc::new(Ui { chart: base.canvas("chart")?, base });
     let control: Shared<Cmd> = Shared::default();
-    for (btn, k) in [(&ui.base.run_btn, 0), (&ui.base.pause_btn, 1), (&ui.base.reset_btn, 2)] {
-        let control = control.clone();
-        listen(btn, "click", move |_| send(&control, [Cmd::Run, Cmd::Pause, Cmd::Reset].into_iter().nth(k).unwrap_or(Cmd::Pause)));
-    }
+    ui.base.wire_buttons(&control, |b| match b {
+        Button::Run => Cmd::Run,
+        Button::Pause => Cmd::Pause,
+        Button::Reset => Cmd::Reset,
+    });
     {
         let (ui, control) = (ui.clone(), control.clone());
         wasm_bindgen_futures::spawn_local(async move {
