@@ -6,10 +6,11 @@ use serde::Serialize;
 
 use crate::algorithms::{AlgKind, Hyper};
 use crate::backend::{Backend, HostMatrix, LossKind, Rows};
+use crate::data::Labeled;
 use crate::outer::{OuterLoop, OuterOpt};
 use crate::problems::counted::OracleCounts;
 use crate::problems::glm::{Glm, GlmData, HyperKind};
-use crate::problems::Problem;
+use crate::problems::{dense_with_bias, Problem, ProblemKind, RegScale};
 use crate::sampler::Sampler;
 use crate::{Error, Result};
 
@@ -73,6 +74,18 @@ pub fn corrupt_labels_uniform(labels: &mut [f64], classes: usize, p: f64, seed: 
             changed
         })
         .collect()
+}
+
+/// MNIST hyper-cleaning in the paper's setting from its normalised splits: a fraction
+/// `noise_rate` of the training labels corrupted (seeded by `seed + 17`), one weight per
+/// training sample, a bias column, `ρ‖W‖²`. The CLI's `hyperclean` and the web page share it.
+pub fn hyperclean_paper(mut train: Labeled, val: Labeled, test: Labeled, noise_rate: f64, seed: u64, rho: f64) -> Result<Experiment> {
+    if !(0.0..=1.0).contains(&noise_rate) {
+        return Err(Error::InvalidArgument(format!("--noise_rate must be in [0, 1], got {noise_rate}")));
+    }
+    let corrupted = corrupt_labels(&mut train.labels, 10, noise_rate, seed.wrapping_add(17));
+    let (data, hyper_kind) = ProblemKind::Hyperclean.from_svmlight(train, val, RegScale::Sum, rho)?;
+    Ok(Experiment { data, hyper_kind, x_test: dense_with_bias(&test.x), t_test: test.labels, corrupted: Some(corrupted) })
 }
 
 /// A run in progress on backend `B`.

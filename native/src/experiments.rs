@@ -7,8 +7,8 @@
 use anyhow::{bail, Result};
 use bilevel_core::algorithms::Hyper;
 use bilevel_core::data::{select_rows, stratified_split, Labeled};
-use bilevel_core::experiment::{corrupt_labels, corrupt_labels_uniform, Experiment};
-use bilevel_core::problems::{dense_with_bias, ProblemKind, RegScale};
+use bilevel_core::experiment::{corrupt_labels_uniform, hyperclean_paper, Experiment};
+use bilevel_core::problems::{ProblemKind, RegScale};
 use clap::{Args, ValueEnum};
 
 use crate::common::{on_backend, RegScaleArg};
@@ -38,6 +38,9 @@ pub struct HypercleanArgs {
     training_size: usize,
     #[arg(long, default_value_t = 5_000)]
     validation_size: usize,
+    /// Use only the first N of the 10,000 test images (paper setting; the web page's subset).
+    #[arg(long)]
+    test_rows: Option<usize>,
     /// ρ in ρ‖Θ‖² (default 0.001; 0.2 in the Benchopt setting).
     #[arg(long)]
     rho: Option<f64>,
@@ -56,19 +59,32 @@ pub struct HypercleanArgs {
 pub const HYPERCLEAN: Hyper = Hyper { t: 200, q: 3, eta: 0.5, alpha: 0.1, beta: 0.1, batch_size: 1000, val_batch_size: 1000 };
 
 pub fn hyperclean(args: HypercleanArgs) -> Result<()> {
-    let HypercleanArgs { run, noise_rate, training_size, validation_size, rho, setting, data, .. } = args;
+    let HypercleanArgs { run, noise_rate, training_size, validation_size, test_rows, rho, setting, data, .. } = args;
     if !(0.0..=1.0).contains(&noise_rate) {
         bail!("--noise_rate must be in [0, 1], got {noise_rate}");
     }
     let mnist = data.mnist()?;
     let (train, val, test) = mnist.hyperclean();
+    let rho = rho.unwrap_or(if setting == Setting::Benchopt { 0.2 } else { 0.001 });
     let (mut train, val, test) = match setting {
         Setting::Paper => {
             if training_size == 0 || training_size > train.labels.len() || validation_size == 0 || validation_size > val.labels.len() {
                 bail!("--training_size must be in 1..=20000 and --validation_size in 1..=5000 (the paper's split)");
             }
+            let test_rows = test_rows.unwrap_or(test.labels.len());
+            if test_rows == 0 || test_rows > test.labels.len() {
+                bail!("--test_rows must be in 1..={}", test.labels.len());
+            }
             let first = |l: &Labeled, n: usize| select_rows(l, &(0..n).collect::<Vec<_>>());
-            (first(&train, training_size), first(&val, validation_size), test)
+            let exp = hyperclean_paper(
+                first(&train, training_size),
+                first(&val, validation_size),
+                first(&test, test_rows),
+                noise_rate,
+                run.seed,
+                rho,
+            )?;
+            return drive(run, exp, "hyperclean", HYPERCLEAN, 50);
         }
         Setting::Benchopt => {
             // 25,000 of the 60,000 training images at random, then standardised.
@@ -82,19 +98,10 @@ pub fn hyperclean(args: HypercleanArgs) -> Result<()> {
             standardise(tr, va, test)
         }
     };
-    let corrupted = match setting {
-        Setting::Paper => corrupt_labels(&mut train.labels, 10, noise_rate, run.seed.wrapping_add(17)),
-        Setting::Benchopt => corrupt_labels_uniform(&mut train.labels, 10, 0.5, run.seed.wrapping_add(17)),
-    };
-    let rho = rho.unwrap_or(if setting == Setting::Benchopt { 0.2 } else { 0.001 });
+    let corrupted = corrupt_labels_uniform(&mut train.labels, 10, 0.5, run.seed.wrapping_add(17));
     let (glm, hyper_kind) = ProblemKind::Hyperclean.from_svmlight(train, val, RegScale::Sum, rho)?;
-    let x_test = match setting {
-        Setting::Paper => dense_with_bias(&test.x),
-        // No bias in the Benchopt setting: drop the column from_svmlight added.
-        Setting::Benchopt => test.x,
-    };
-    let glm = if setting == Setting::Benchopt { drop_bias(glm) } else { glm };
-    let exp = Experiment { data: glm, hyper_kind, x_test, t_test: test.labels, corrupted: Some(corrupted) };
+    // No bias in the Benchopt setting: drop the column from_svmlight added (the test set has none).
+    let exp = Experiment { data: drop_bias(glm), hyper_kind, x_test: test.x, t_test: test.labels, corrupted: Some(corrupted) };
     drive(run, exp, "hyperclean", HYPERCLEAN, 50)
 }
 
@@ -106,9 +113,7 @@ pub fn hyperclean_experiment(data: &DataArgs, noise_rate: f64, seed: u64, traini
     if let Some(n) = training_size {
         train = select_rows(&train, &(0..n.min(train.labels.len())).collect::<Vec<_>>());
     }
-    let corrupted = corrupt_labels(&mut train.labels, 10, noise_rate, seed.wrapping_add(17));
-    let (glm, hyper_kind) = ProblemKind::Hyperclean.from_svmlight(train, val, RegScale::Sum, 0.001)?;
-    Ok(Experiment { data: glm, hyper_kind, x_test: dense_with_bias(&test.x), t_test: test.labels, corrupted: Some(corrupted) })
+    Ok(hyperclean_paper(train, val, test, noise_rate, seed, 0.001)?)
 }
 
 /// Standardises every split with the training set's per-feature mean and deviation.

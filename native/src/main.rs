@@ -10,6 +10,7 @@ mod plot;
 mod reproduce;
 mod run;
 mod toy;
+mod web;
 
 use clap::{Parser, Subcommand};
 
@@ -38,6 +39,10 @@ enum Command {
     Reproduce(reproduce::ReproduceArgs),
     /// Test loss and accuracy against time, one line per results file (.png or .svg).
     Plot(plot::PlotArgs),
+    /// The web page's landscape (two-feature ridge): Φ on a λ grid and the estimators at a point (JSON).
+    Landscape(web::LandscapeArgs),
+    /// Write the web page's MNIST subset (build-time asset; raw pixels and labels).
+    MnistSubset(web::MnistSubsetArgs),
     /// List the GPU adapters wgpu finds.
     Devices,
     /// Shapes, non-zeros and class counts of a real data set's splits (mnist, 20news, ijcnn1, omniglot), as one JSON object.
@@ -69,6 +74,8 @@ fn main() {
         Command::Bench(args) => bench::run(args),
         Command::Plot(args) => plot::run(args),
         Command::Reproduce(args) => reproduce::run(args),
+        Command::Landscape(args) => web::landscape(args),
+        Command::MnistSubset(args) => web::mnist_subset(args),
         Command::Devices => devices(),
         Command::DataInfo(args) => data::run(args),
     };

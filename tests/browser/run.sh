@@ -9,8 +9,11 @@
 # 3. serves dist/ on 127.0.0.1 and runs tests/browser/e2e.mjs in headless Chromium with
 #    SwiftShader's WebGPU: the page's f32 GPU records must match the CPU reference, and a
 #    browser without WebGPU must get a visible explanation.
+# 4. drives the landscape, hyper-cleaning and race panels against `bilevel landscape`,
+#    `bilevel hyperclean` (CPU, same subset and seed) and the toy references; screenshots and
+#    target/browser/metrics.json (first result, per-iteration times beside native wgpu, frame rates).
 # Exits non-zero on any failure. Environment knobs: E2E_EPOCHS (default 10), E2E_SETTINGS,
-# CHROMIUM, NATIVE_CARGO.
+# E2E_TESTS, CHROMIUM, NATIVE_CARGO. The page build needs MNIST in data/mnist (scripts/setup.sh).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -37,6 +40,10 @@ if [ -n "${E2E_SETTINGS:-}" ]; then
     read -ra SETTINGS <<<"$E2E_SETTINGS"
 fi
 ALGS=(stocBiO AID-CG)
+# The race panel's algorithms (their CPU references are written too).
+RACE_ALGS=(stocBiO AID-FP AID-CG reverse)
+# E2E_TESTS=landscape,clean,... runs a subset of e2e.mjs's tests.
+TESTS="${E2E_TESTS:-landscape,clean,race,toy,controls,errors,no-webgpu}"
 
 # Native builds use rustup's toolchain; wasm builds Debian's 1.96 with rust-src.
 NATIVE_CARGO="${NATIVE_CARGO:-$HOME/.cargo/bin/cargo}"
@@ -78,7 +85,7 @@ for kv in "${SETTINGS[@]}"; do
     cli_args+=("--${kv%%=*}" "${kv#*=}")
     query+="${kv}&"
 done
-for alg in "${ALGS[@]}"; do
+for alg in $(printf '%s\n' "${ALGS[@]}" "${RACE_ALGS[@]}" | sort -u); do
     ref="$OUT/cpu_reference_$alg.jsonl"
     "$BILEVEL" toy --backend cpu --alg "$alg" "${cli_args[@]}" --record_vectors \
         --out "$ref" >"$OUT/cpu_reference_$alg.log" 2>&1 ||
@@ -87,6 +94,9 @@ for alg in "${ALGS[@]}"; do
 done
 # The stocBiO file is also the brief's single reference path.
 cp "$OUT/cpu_reference_stocBiO.jsonl" "$OUT/cpu_reference.jsonl"
+# The same run on native wgpu (lavapipe here): the per-iteration time the browser is compared with.
+"$BILEVEL" toy --backend gpu --alg stocBiO "${cli_args[@]}" --out "$OUT/native_gpu_stocBiO.jsonl" \
+    >"$OUT/native_gpu_stocBiO.log" 2>&1 || { cat "$OUT/native_gpu_stocBiO.log" >&2; exit 1; }
 
 log "serving dist/ on 127.0.0.1"
 PORT="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
@@ -111,5 +121,9 @@ node "$ROOT/tests/browser/e2e.mjs" \
     --algs "$(IFS=,; echo "${ALGS[*]}")" \
     --reference-dir "$OUT" \
     --out "$OUT" \
-    --chromium "$CHROMIUM"
+    --chromium "$CHROMIUM" \
+    --bilevel "$BILEVEL" \
+    --race-algs "$(IFS=,; echo "${RACE_ALGS[*]}")" \
+    --epochs "$EPOCHS" \
+    --tests "$TESTS"
 echo "browser tests: $((SECONDS - t0)) s"

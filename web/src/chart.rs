@@ -5,20 +5,50 @@ use bilevel_core::toy::ToyRecord;
 use wasm_bindgen::{JsCast, JsValue};
 use web_sys::{CanvasRenderingContext2d, HtmlCanvasElement};
 
-const BLUE: &str = "#1f6fd1";
-const ORANGE: &str = "#e07b00";
-const GREEN: &str = "#1a9a55";
-const AXIS: &str = "#8a94a3";
+pub(crate) const BLUE: &str = "#1f6fd1";
+pub(crate) const ORANGE: &str = "#e07b00";
+pub(crate) const GREEN: &str = "#1a9a55";
+pub(crate) const AXIS: &str = "#8a94a3";
 const GRID: &str = "#e6e9ee";
-const TEXT: &str = "#333a44";
-const FONT: &str = "12px system-ui, -apple-system, 'Segoe UI', sans-serif";
+pub(crate) const TEXT: &str = "#333a44";
+pub(crate) const FONT: &str = "12px system-ui, -apple-system, 'Segoe UI', sans-serif";
 
 /// A series to draw: colour, dashed or not, and its points (non-finite values are skipped).
-struct Series<'a> {
-    label: &'a str,
-    colour: &'a str,
-    dashed: bool,
-    points: Vec<(f64, f64)>,
+pub(crate) struct Series<'a> {
+    pub label: &'a str,
+    pub colour: &'a str,
+    pub dashed: bool,
+    pub points: Vec<(f64, f64)>,
+}
+
+/// A distinct colour per series (the first three are the toy chart's).
+pub(crate) const PALETTE: [&str; 8] = [BLUE, ORANGE, GREEN, "#8e44ad", "#c0392b", "#16a085", "#7f8c8d", "#d35400"];
+
+/// The x axis of a chart panel: its range `[0, max]`, its label, whether it counts whole things.
+pub(crate) struct XAxis<'a> {
+    pub max: f64,
+    pub label: &'a str,
+    pub whole: bool,
+}
+
+/// The canvas's 2D context with its backing store sized for the device pixel ratio, the
+/// transform set to CSS pixels and the background cleared; returns it with the CSS size.
+pub(crate) fn prepare(canvas: &HtmlCanvasElement) -> Result<(CanvasRenderingContext2d, f64, f64), JsValue> {
+    let window = web_sys::window().ok_or("no window")?;
+    let dpr = window.device_pixel_ratio().max(1.0);
+    let (w, h) = (f64::from(canvas.client_width().max(200)), f64::from(canvas.client_height().max(150)));
+    let (bw, bh) = ((w * dpr).round() as u32, (h * dpr).round() as u32);
+    if canvas.width() != bw || canvas.height() != bh {
+        canvas.set_width(bw);
+        canvas.set_height(bh);
+    }
+    let ctx: CanvasRenderingContext2d =
+        canvas.get_context("2d")?.ok_or("no 2D canvas context")?.dyn_into().map_err(|_| "the 2D canvas context has an unexpected type")?;
+    ctx.set_transform(dpr, 0.0, 0.0, dpr, 0.0, 0.0)?;
+    ctx.set_fill_style_str("#ffffff");
+    ctx.fill_rect(0.0, 0.0, w, h);
+    ctx.set_font(FONT);
+    Ok((ctx, w, h))
 }
 
 /// Where a panel sits in CSS pixels and what range it shows.
@@ -37,7 +67,7 @@ impl Panel {
     const INSET: f64 = 6.0;
 
     fn px(&self, x: f64) -> f64 {
-        self.x0 + Self::INSET + (self.w - 2.0 * Self::INSET) * (x / self.xmax.max(1.0))
+        self.x0 + Self::INSET + (self.w - 2.0 * Self::INSET) * (x / self.xmax)
     }
     fn py(&self, y: f64) -> f64 {
         self.y0 + self.h * (1.0 - (y - self.ylo) / (self.yhi - self.ylo))
@@ -57,20 +87,7 @@ fn ticks(lo: f64, hi: f64, n: usize) -> (Vec<f64>, usize) {
 
 /// Draws the chart for `records` of a run of `epochs` outer iterations.
 pub fn draw(canvas: &HtmlCanvasElement, records: &[ToyRecord], epochs: usize) -> Result<(), JsValue> {
-    let window = web_sys::window().ok_or("no window")?;
-    let dpr = window.device_pixel_ratio().max(1.0);
-    let (w, h) = (f64::from(canvas.client_width().max(300)), f64::from(canvas.client_height().max(200)));
-    let (bw, bh) = ((w * dpr).round() as u32, (h * dpr).round() as u32);
-    if canvas.width() != bw || canvas.height() != bh {
-        canvas.set_width(bw);
-        canvas.set_height(bh);
-    }
-    let ctx: CanvasRenderingContext2d =
-        canvas.get_context("2d")?.ok_or("no 2D canvas context")?.dyn_into().map_err(|_| "the 2D canvas context has an unexpected type")?;
-    ctx.set_transform(dpr, 0.0, 0.0, dpr, 0.0, 0.0)?;
-    ctx.set_fill_style_str("#ffffff");
-    ctx.fill_rect(0.0, 0.0, w, h);
-    ctx.set_font(FONT);
+    let (ctx, w, h) = prepare(canvas)?;
 
     let xmax = epochs.max(records.len()).max(1) as f64;
     let at = |f: fn(&ToyRecord) -> f64| -> Vec<(f64, f64)> { records.iter().map(|r| (r.iter as f64, f(r))).collect() };
@@ -83,19 +100,22 @@ pub fn draw(canvas: &HtmlCanvasElement, records: &[ToyRecord], epochs: usize) ->
         Series { label: "f(w) on the validation set", colour: BLUE, dashed: false, points: at(|r| r.outer_loss) },
         Series { label: "exact Φ(λ)", colour: ORANGE, dashed: true, points: at(|r| r.exact_outer_loss) },
     ];
-    panel(&ctx, (0.0, 0.0, pw, ph), "Outer loss", xmax, &loss, false)?;
+    let x = XAxis { max: xmax, label: "outer iteration", whole: true };
+    panel(&ctx, (0.0, 0.0, pw, ph), "Outer loss", &x, &loss, false)?;
     let err = [Series { label: "‖ĥ − ∇Φ‖ / ‖∇Φ‖", colour: GREEN, dashed: false, points: at(|r| r.hypergrad_rel_err) }];
-    panel(&ctx, (second.0, second.1, pw, ph), "Hypergradient relative error (log scale)", xmax, &err, true)
+    panel(&ctx, (second.0, second.1, pw, ph), "Hypergradient relative error (log scale)", &x, &err, true)
 }
 
-fn panel(
+/// One chart: title, legend, axes with ticks, the series clipped to the plot area.
+pub(crate) fn panel(
     ctx: &CanvasRenderingContext2d,
     (left, top, width, height): (f64, f64, f64, f64),
     title: &str,
-    xmax: f64,
+    x_axis: &XAxis<'_>,
     series: &[Series<'_>],
     log: bool,
 ) -> Result<(), JsValue> {
+    let xmax = if x_axis.max > 0.0 && x_axis.max.is_finite() { x_axis.max } else { 1.0 };
     let tf = |v: f64| if log { v.log10() } else { v };
     let ys: Vec<f64> =
         series.iter().flat_map(|s| s.points.iter().map(|p| p.1)).filter(|v| v.is_finite() && (!log || *v > 0.0)).map(tf).collect();
@@ -165,17 +185,17 @@ fn panel(
     }
     ctx.set_text_align("center");
     ctx.set_text_baseline("top");
-    // Whole iterations only.
-    let (xt, _) = ticks(0.0, xmax, (xmax as usize).clamp(1, 6));
+    // Whole numbers only on a counting axis.
+    let (xt, xdec) = if x_axis.whole { (ticks(0.0, xmax, (xmax as usize).clamp(1, 6)).0, 0) } else { ticks(0.0, xmax, 5) };
     for &v in &xt {
         let x = p.px(v);
         ctx.begin_path();
         ctx.move_to(x, p.y0);
         ctx.line_to(x, p.y0 + p.h);
         ctx.stroke();
-        ctx.fill_text(&format!("{v:.0}"), x, p.y0 + p.h + 5.0)?;
+        ctx.fill_text(&format!("{v:.xdec$}"), x, p.y0 + p.h + 5.0)?;
     }
-    ctx.fill_text("outer iteration", p.x0 + p.w / 2.0, p.y0 + p.h + 20.0)?;
+    ctx.fill_text(x_axis.label, p.x0 + p.w / 2.0, p.y0 + p.h + 20.0)?;
     line_style(ctx, AXIS, false)?;
     ctx.stroke_rect(p.x0, p.y0, p.w, p.h);
 

@@ -1,14 +1,21 @@
-//! bilevel-web: the browser front end. It runs the toy bilevel problem of
-//! [`bilevel_core::toy`] on the browser's WebGPU adapter, one outer iteration at a time,
-//! yielding to the event loop between iterations, and charts it live.
+//! bilevel-web: the browser front end. Four panels run bilevel-core's solvers on the browser's
+//! WebGPU adapter: the landscape of a two-feature ridge problem ([`landscape`]), hyper-cleaning
+//! on an MNIST subset ([`clean`]), a race of algorithms ([`race`]), and one toy run in detail
+//! (this file, with [`bilevel_core::toy`]). Each panel's driver interleaves solver steps with
+//! animation frames and can be paused and reset.
 //!
 //! The markup lives in the repository's `index.html`; this crate finds its elements by id.
-//! Progress is mirrored on `window.__bilevel` for automation:
+//! Progress is mirrored on `window.__bilevel` for automation: the toy's
 //! `{status, adapter, config, records, error}` where `status` is one of `loading`, `running`,
-//! `paused`, `done`, `idle`, `error` or `no-webgpu`, and `records` holds one
-//! [`ToyRecord`] per outer iteration (with the hypergradient vectors).
+//! `paused`, `done`, `idle`, `error` or `no-webgpu` and `records` holds one [`ToyRecord`] per
+//! outer iteration; `panel` (the tab shown); `metrics` (animation frames, first result time);
+//! and one object per teaching panel (`landscape`, `clean`, `race`).
 
 mod chart;
+mod clean;
+mod landscape;
+mod panel;
+mod race;
 pub mod settings;
 
 use std::cell::{Cell, RefCell};
@@ -58,15 +65,20 @@ enum Command {
 }
 
 /// Commands queued by event handlers, and the driver's wake-up call while it waits.
-#[derive(Default)]
-struct Control {
-    queue: VecDeque<Command>,
+pub(crate) struct Control<C> {
+    queue: VecDeque<C>,
     wake: Option<oneshot::Sender<()>>,
 }
 
-type Shared = Rc<RefCell<Control>>;
+impl<C> Default for Control<C> {
+    fn default() -> Self {
+        Control { queue: VecDeque::new(), wake: None }
+    }
+}
 
-fn send(control: &Shared, cmd: Command) {
+pub(crate) type Shared<C = Command> = Rc<RefCell<Control<C>>>;
+
+pub(crate) fn send<C>(control: &Shared<C>, cmd: C) {
     let mut c = control.borrow_mut();
     c.queue.push_back(cmd);
     if let Some(wake) = c.wake.take() {
@@ -74,11 +86,16 @@ fn send(control: &Shared, cmd: Command) {
     }
 }
 
-fn try_command(control: &Shared) -> Option<Command> {
+pub(crate) fn try_command<C>(control: &Shared<C>) -> Option<C> {
     control.borrow_mut().queue.pop_front()
 }
 
-async fn next_command(control: &Shared) -> Command {
+/// Whether a command like `pred` is already queued (to coalesce slider events).
+pub(crate) fn queued<C>(control: &Shared<C>, pred: impl Fn(&C) -> bool) -> bool {
+    control.borrow().queue.iter().any(pred)
+}
+
+pub(crate) async fn next_command<C>(control: &Shared<C>) -> C {
     loop {
         if let Some(cmd) = try_command(control) {
             return cmd;
@@ -89,8 +106,37 @@ async fn next_command(control: &Shared) -> Command {
     }
 }
 
+/// Resolves at the next animation frame: solver steps are interleaved with frames, so the page
+/// repaints and handles input between them.
+pub(crate) async fn next_frame() {
+    let promise = Promise::new(&mut |resolve, _reject| {
+        if let Some(w) = web_sys::window() {
+            let _ = w.request_animation_frame(&resolve);
+        }
+    });
+    let _ = JsFuture::from(promise).await;
+}
+
+/// Records the first result on screen (`__bilevel.metrics.first_result_ms`, milliseconds since
+/// navigation started) the first time any panel shows one.
+pub(crate) fn record_first_result(panel: &str) {
+    let Some(window) = web_sys::window() else { return };
+    let metrics = Reflect::get(&state_object(&window), &"metrics".into()).ok().and_then(|m| m.dyn_into::<Object>().ok());
+    if let Some(m) = metrics {
+        if Reflect::get(&m, &"first_result_ms".into()).is_ok_and(|v| v.is_undefined()) {
+            set_prop(&m, "first_result_ms", &(now_s() * 1000.0).into());
+            set_prop(&m, "first_result_panel", &panel.into());
+        }
+    }
+}
+
+/// Seconds since the page loaded (`performance.now()`).
+pub(crate) fn now_s() -> f64 {
+    web_sys::window().and_then(|w| w.performance()).map_or_else(js_sys::Date::now, |p| p.now()) / 1000.0
+}
+
 /// Resolves after `ms` milliseconds (0: at the next task, letting the browser render).
-async fn sleep(ms: i32) {
+pub(crate) async fn sleep(ms: i32) {
     let promise = Promise::new(&mut |resolve, _reject| {
         if let Some(w) = web_sys::window() {
             let _ = w.set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, ms);
@@ -115,12 +161,12 @@ async fn with_timeout<F: Future>(f: F, ms: i32) -> Option<F::Output> {
     .await
 }
 
-fn js_err(e: JsValue) -> String {
+pub(crate) fn js_err(e: JsValue) -> String {
     e.as_string().or_else(|| e.dyn_ref::<js_sys::Error>().map(|e| String::from(e.message()))).unwrap_or_else(|| format!("{e:?}"))
 }
 
 /// `window.__bilevel`, created if the page did not set it up.
-fn state_object(window: &Window) -> Object {
+pub(crate) fn state_object(window: &Window) -> Object {
     let key = JsValue::from_str("__bilevel");
     match Reflect::get(window, &key).ok().and_then(|v| v.dyn_into::<Object>().ok()) {
         Some(obj) => obj,
@@ -132,12 +178,12 @@ fn state_object(window: &Window) -> Object {
     }
 }
 
-fn set_prop(obj: &Object, key: &str, value: &JsValue) {
+pub(crate) fn set_prop(obj: &Object, key: &str, value: &JsValue) {
     let _ = Reflect::set(obj, &JsValue::from_str(key), value);
 }
 
 /// A serializable value as a plain JS object (through JSON).
-fn to_js<T: serde::Serialize>(value: &T) -> JsValue {
+pub(crate) fn to_js<T: serde::Serialize>(value: &T) -> JsValue {
     serde_json::to_string(value).ok().and_then(|s| JSON::parse(&s).ok()).unwrap_or(JsValue::NULL)
 }
 
@@ -283,9 +329,11 @@ impl Page {
             el.set_text_content(Some(reason));
         }
         let _ = self.no_webgpu.remove_attribute("hidden");
-        // Nothing will be charted: keep the explanation in view, not an empty chart.
-        if let Some(el) = self.document.get_element_by_id("results") {
-            let _ = el.set_attribute("hidden", "");
+        // Nothing will be charted: keep the explanation in view, not empty panels.
+        for id in ["results", "tabs", "panel-landscape", "panel-clean", "panel-race", "panel-toy"] {
+            if let Some(el) = self.document.get_element_by_id(id) {
+                let _ = el.set_attribute("hidden", "");
+            }
         }
         self.adapter.set_text_content(Some("none"));
         self.set_status("no-webgpu", "WebGPU unavailable");
@@ -356,6 +404,7 @@ impl Page {
     }
 
     fn push(&self, rec: ToyRecord) {
+        record_first_result("toy");
         if let Ok(records) = Reflect::get(&self.state, &"records".into()) {
             if let Some(arr) = records.dyn_ref::<Array>() {
                 arr.push(&to_js(&rec));
@@ -397,11 +446,11 @@ impl Page {
     }
 }
 
-fn set_disabled(el: &Element, disabled: bool) {
+pub(crate) fn set_disabled(el: &Element, disabled: bool) {
     let _ = if disabled { el.set_attribute("disabled", "") } else { el.remove_attribute("disabled") };
 }
 
-fn listen(el: &impl AsRef<web_sys::EventTarget>, event: &str, f: impl FnMut(web_sys::Event) + 'static) {
+pub(crate) fn listen(el: &impl AsRef<web_sys::EventTarget>, event: &str, f: impl FnMut(web_sys::Event) + 'static) {
     let cb = Closure::<dyn FnMut(web_sys::Event)>::new(f);
     let _ = el.as_ref().add_event_listener_with_callback(event, cb.as_ref().unchecked_ref());
     // The page lives as long as the handlers.
@@ -444,6 +493,10 @@ async fn main() -> Result<(), String> {
     let search = page.window.location().search().map_err(js_err)?;
     let params = UrlSearchParams::new_with_str(&search).map_err(js_err)?;
     let autorun = params.get("autorun").is_none_or(|v| v != "0");
+    // The panel shown first: `?panel=`, else the single run when the address has its settings
+    // (older links), else the landscape.
+    let first_panel =
+        params.get("panel").unwrap_or_else(|| if KEYS.iter().any(|k| params.has(k)) { "toy".into() } else { "landscape".into() });
     let (initial, url_error) = match Settings::from_lookup(|k| params.get(k)) {
         Ok(s) => (s, None),
         Err(e) => (Settings::default(), Some(e)),
@@ -483,15 +536,33 @@ async fn main() -> Result<(), String> {
         }
     };
     page.show_adapter(gpu.adapter(), webgpu_info(&page.window).await);
+    // The device lives as long as the page; every panel's driver borrows it.
+    let gpu: &'static GpuBackend = Box::leak(Box::new(gpu));
 
     let control = Shared::default();
     wire(&page, &control)?;
+    let toy_autorun = autorun && first_panel == "toy";
+    let panels = Panels {
+        landscape: landscape::start(gpu)?,
+        clean: clean::start(gpu)?,
+        race: race::start(gpu)?,
+        toy: {
+            // Shown first: the driver below starts the run (or shows the address's error).
+            let (control, initial, first) = (control.clone(), initial.clone(), first_panel == "toy");
+            Box::new(move |autorun| {
+                if autorun && !first {
+                    send(&control, Command::Run(initial.clone()));
+                }
+            })
+        },
+    };
+    tabs(&page, panels, &first_panel, autorun)?;
     let mut next = match url_error {
         Some(e) => {
             page.fail(&format!("invalid setting in the page address: {e}"));
             None
         }
-        None if autorun => Some(Command::Run(initial.clone())),
+        None if toy_autorun => Some(Command::Run(initial.clone())),
         None => {
             page.set_status("idle", "Idle: press Run to start");
             None
@@ -503,7 +574,7 @@ async fn main() -> Result<(), String> {
             None => next_command(&control).await,
         };
         match cmd {
-            Command::Run(s) => next = run(&page, &gpu, &control, &s).await,
+            Command::Run(s) => next = run(&page, gpu, &control, &s).await,
             Command::Reset => page.reset(&initial),
             // Nothing is running: nothing to pause.
             Command::Pause => {}
@@ -558,4 +629,62 @@ async fn run(page: &Page, gpu: &GpuBackend, control: &Shared, s: &Settings) -> O
         // Let the browser paint and handle input before the next iteration.
         sleep(0).await;
     }
+}
+
+/// What showing a panel for the first time does; the flag is `autorun` (`?autorun=0` clears it:
+/// runs then wait for their button, but the landscape still computes its map).
+pub(crate) type OnFirstShow = Box<dyn FnMut(bool)>;
+
+struct Panels {
+    landscape: OnFirstShow,
+    clean: OnFirstShow,
+    race: OnFirstShow,
+    toy: OnFirstShow,
+}
+
+/// The tab bar: shows one panel at a time (`window.__bilevel.panel`), and starts a panel's
+/// first run when it is first shown, so panels do not compete for the GPU before the visitor
+/// looks at them.
+fn tabs(page: &Rc<Page>, panels: Panels, first: &str, autorun: bool) -> Result<(), String> {
+    const NAMES: [&str; 4] = ["landscape", "clean", "race", "toy"];
+    let first = if NAMES.contains(&first) { first.to_string() } else { "landscape".to_string() };
+    if let Some(nav) = page.document.get_element_by_id("tabs") {
+        let _ = nav.remove_attribute("hidden");
+    }
+    let hooks: Rc<RefCell<Vec<(OnFirstShow, bool)>>> =
+        Rc::new(RefCell::new(vec![(panels.landscape, false), (panels.clean, false), (panels.race, false), (panels.toy, false)]));
+    let show: Rc<dyn Fn(&str)> = {
+        let (page, hooks) = (page.clone(), hooks.clone());
+        Rc::new(move |name: &str| {
+            for (i, n) in NAMES.iter().enumerate() {
+                let on = *n == name;
+                if let Some(el) = page.document.get_element_by_id(&format!("panel-{n}")) {
+                    let _ = if on { el.remove_attribute("hidden") } else { el.set_attribute("hidden", "") };
+                }
+                if let Some(el) = page.document.get_element_by_id(&format!("tab-{n}")) {
+                    let _ = el.set_attribute("aria-selected", if on { "true" } else { "false" });
+                }
+                if on {
+                    let mut hooks = hooks.borrow_mut();
+                    let (hook, shown) = &mut hooks[i];
+                    if !*shown {
+                        hook(autorun);
+                    }
+                    *shown = true;
+                }
+            }
+            set_prop(&page.state, "panel", &name.into());
+            if name == "toy" {
+                page.redraw();
+            }
+        })
+    };
+    for n in NAMES {
+        if let Some(el) = page.document.get_element_by_id(&format!("tab-{n}")) {
+            let show = show.clone();
+            listen(&el, "click", move |_| show(n));
+        }
+    }
+    show(&first);
+    Ok(())
 }

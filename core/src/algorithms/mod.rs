@@ -189,7 +189,7 @@ impl FromStr for AlgKind {
 /// `steps` inner descent steps `y ← y − α ∇_y g(x, y; S_t)` (the problem's fused step): a fresh
 /// training batch of `batch` rows per step, or the full training set when `batch` is `None`.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn inner_descent<B: Backend, P: Problem<B>>(
+pub fn inner_descent<B: Backend, P: Problem<B>>(
     be: &B,
     p: &P,
     x: &B::Vector,

@@ -166,6 +166,98 @@ impl Mnist {
     }
 }
 
+/// A small slice of MNIST for the web page, packaged at build time (`bilevel mnist-subset`):
+/// the first `n_train` hyper-cleaning training rows, the first `n_val` validation rows and the
+/// first `n_test` test images, as bytes. [`MnistSubset::hyperclean`] gives the same normalised
+/// splits as the CLI's `hyperclean --training_size n_train --validation_size n_val --test_rows
+/// n_test`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MnistSubset {
+    pub train: (IdxImages, Vec<u8>),
+    pub val: (IdxImages, Vec<u8>),
+    pub test: (IdxImages, Vec<u8>),
+}
+
+/// The subset file's magic (format version 1).
+const SUBSET_MAGIC: &[u8; 8] = b"BLMNSUB1";
+
+impl Mnist {
+    /// The web page's subset (see [`MnistSubset`]).
+    pub fn subset(&self, n_train: usize, n_val: usize, n_test: usize) -> Result<MnistSubset, DataError> {
+        let (train_max, val_max, test_max) = (HYPERCLEAN_TRAIN.len(), HYPERCLEAN_VAL.len(), self.test_images.count);
+        if n_train > train_max || n_val > val_max || n_test > test_max || n_train == 0 || n_val == 0 || n_test == 0 {
+            return Err(DataError::invalid(
+                "MNIST subset",
+                format!("sizes {n_train}/{n_val}/{n_test} outside 1..={train_max} / 1..={val_max} / 1..={test_max}"),
+            ));
+        }
+        let take = |images: &IdxImages, labels: &[u8], start: usize, n: usize| {
+            let len = images.rows * images.cols;
+            let pixels = images.pixels[start * len..(start + n) * len].to_vec();
+            (IdxImages { count: n, rows: images.rows, cols: images.cols, pixels }, labels[start..start + n].to_vec())
+        };
+        Ok(MnistSubset {
+            train: take(&self.train_images, &self.train_labels, HYPERCLEAN_TRAIN.start, n_train),
+            val: take(&self.train_images, &self.train_labels, HYPERCLEAN_VAL.start, n_val),
+            test: take(&self.test_images, &self.test_labels, 0, n_test),
+        })
+    }
+}
+
+impl MnistSubset {
+    /// `BLMNSUB1`, then rows, cols and the three counts as little-endian u32, then the pixels of
+    /// train, validation and test, then their labels.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let parts = [&self.train, &self.val, &self.test];
+        let mut out = SUBSET_MAGIC.to_vec();
+        for v in [self.train.0.rows, self.train.0.cols, self.train.0.count, self.val.0.count, self.test.0.count] {
+            out.extend_from_slice(&(v as u32).to_le_bytes());
+        }
+        parts.iter().for_each(|(images, _)| out.extend_from_slice(&images.pixels));
+        parts.iter().for_each(|(_, labels)| out.extend_from_slice(labels));
+        out
+    }
+
+    /// Parses [`MnistSubset::to_bytes`]'s output; anything else is an error naming `name`.
+    pub fn from_bytes(bytes: &[u8], name: &str) -> Result<Self, DataError> {
+        let head = SUBSET_MAGIC.len() + 20;
+        if bytes.len() < head || &bytes[..8] != SUBSET_MAGIC {
+            return Err(DataError::invalid(name, "not an MNIST subset file (expected the BLMNSUB1 header; rebuild the page)"));
+        }
+        let word = |k: usize| u32::from_le_bytes([bytes[8 + 4 * k], bytes[9 + 4 * k], bytes[10 + 4 * k], bytes[11 + 4 * k]]) as usize;
+        let (rows, cols, counts) = (word(0), word(1), [word(2), word(3), word(4)]);
+        let len = rows.checked_mul(cols).filter(|&l| l > 0).ok_or_else(|| DataError::invalid(name, "images of zero size"))?;
+        let total: usize = counts.iter().sum();
+        let expected = total.checked_mul(len + 1).and_then(|b| b.checked_add(head));
+        if expected != Some(bytes.len()) {
+            return Err(DataError::invalid(
+                name,
+                format!("{} bytes, but the header ({counts:?} images of {rows} × {cols}) needs {expected:?}", bytes.len()),
+            ));
+        }
+        let mut pixels = head;
+        let mut labels = head + total * len;
+        let mut split = |n: usize| {
+            let images = IdxImages { count: n, rows, cols, pixels: bytes[pixels..pixels + n * len].to_vec() };
+            let l = bytes[labels..labels + n].to_vec();
+            pixels += n * len;
+            labels += n;
+            (images, l)
+        };
+        let subset = MnistSubset { train: split(counts[0]), val: split(counts[1]), test: split(counts[2]) };
+        if let Some(y) = [&subset.train.1, &subset.val.1, &subset.test.1].iter().flat_map(|l| l.iter()).find(|&&y| y > 9) {
+            return Err(DataError::invalid(name, format!("label {y} is not a digit 0–9")));
+        }
+        Ok(subset)
+    }
+
+    /// Training, validation and test sets, normalised as [`Mnist::hyperclean`] does.
+    pub fn hyperclean(&self) -> (Labeled, Labeled, Labeled) {
+        let f = |(images, labels): &(IdxImages, Vec<u8>)| Mnist::features(images, labels, 0..images.count);
+        (f(&self.train), f(&self.val), f(&self.test))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -237,5 +329,26 @@ mod tests {
             "MNIST t10k: images of 27 × 28 pixels, expected 28 × 28"
         );
         assert_eq!(err(Mnist::new(ok_train, train_labels, img(2, 28), vec![0, 10])), "MNIST t10k: label 10 of image 1 is not a digit 0–9");
+    }
+
+    #[test]
+    fn subset_round_trips_and_rejects_bad_files() {
+        let img = |n: usize, start: u8| IdxImages {
+            count: n,
+            rows: 28,
+            cols: 28,
+            pixels: (0..n * 784).map(|i| start.wrapping_add(i as u8)).collect(),
+        };
+        let subset = MnistSubset { train: (img(3, 0), vec![1, 2, 3]), val: (img(2, 7), vec![4, 5]), test: (img(1, 9), vec![9]) };
+        let bytes = subset.to_bytes();
+        assert_eq!(bytes.len(), 28 + 6 * 785);
+        assert_eq!(MnistSubset::from_bytes(&bytes, "s").unwrap(), subset);
+        let (train, val, test) = subset.hyperclean();
+        assert_eq!((train.labels.len(), val.labels.len(), test.labels.len()), (3, 2, 1));
+        assert!(MnistSubset::from_bytes(&bytes[..bytes.len() - 1], "s").unwrap_err().to_string().contains("needs"));
+        assert!(MnistSubset::from_bytes(b"garbage", "s").unwrap_err().to_string().contains("BLMNSUB1"));
+        let mut bad = bytes.clone();
+        *bad.last_mut().unwrap() = 10;
+        assert!(MnistSubset::from_bytes(&bad, "s").unwrap_err().to_string().contains("label 10"));
     }
 }

@@ -35,11 +35,21 @@ impl RidgeData {
     /// optimum of λ then differs between informative and noise features.
     pub fn synthetic(n: usize, m: usize, d: usize, noise: f64, seed: u64) -> Self {
         let mut s = Sampler::new(seed);
-        let scale = 1.0 / (d as f64).sqrt();
         let w_true: Vec<f64> = (0..d).map(|j| if j < d.div_ceil(2) { s.normal() } else { 0.0 }).collect();
+        Self::generate(&mut s, n, m, &w_true, noise)
+    }
+
+    /// Seeded instance with the given ground truth (X ~ N(0, 1)/√d entries, noisy targets).
+    pub fn with_truth(n: usize, m: usize, w_true: &[f64], noise: f64, seed: u64) -> Self {
+        Self::generate(&mut Sampler::new(seed), n, m, w_true, noise)
+    }
+
+    fn generate(s: &mut Sampler, n: usize, m: usize, w_true: &[f64], noise: f64) -> Self {
+        let d = w_true.len();
+        let scale = 1.0 / (d as f64).sqrt();
         let mut make = |rows: usize| {
             let x: Vec<f64> = (0..rows * d).map(|_| s.normal() * scale).collect();
-            let y: Vec<f64> = (0..rows).map(|i| dot(&x[i * d..(i + 1) * d], &w_true) + noise * s.normal()).collect();
+            let y: Vec<f64> = (0..rows).map(|i| dot(&x[i * d..(i + 1) * d], w_true) + noise * s.normal()).collect();
             (x, y)
         };
         let (x_train, y_train) = make(n);
