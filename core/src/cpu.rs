@@ -63,68 +63,6 @@ impl<T: Real> CpuMatrix<T> {
         }
     }
 
-    /// `z = X[row, :] · W` for a `d × c` feature-major W.
-    #[inline]
-    fn row_times(&self, row: usize, w: &[T], z: &mut [T]) {
-        let c = z.len();
-        match self {
-            CpuMatrix::Dense { cols, data, .. } => {
-                let xr = &data[row * cols..(row + 1) * cols];
-                if c == 1 {
-                    z[0] = dot(xr, w);
-                } else {
-                    z.fill(T::zero());
-                    for (&xv, wj) in xr.iter().zip(w.chunks_exact(c)) {
-                        axpy_slice(xv, wj, z);
-                    }
-                }
-            }
-            CpuMatrix::Csr { indptr, indices, values, .. } => {
-                let span = indptr[row] as usize..indptr[row + 1] as usize;
-                z.fill(T::zero());
-                // W's rows are read in the columns' random order: fetch a few entries ahead.
-                const AHEAD: usize = 8;
-                for (p, (&j, &xv)) in indices[span.clone()].iter().zip(&values[span.clone()]).enumerate() {
-                    if let Some(&next) = indices[span.clone()].get(p + AHEAD) {
-                        let next = next as usize;
-                        prefetch(&w[next * c..(next + 1) * c]);
-                    }
-                    let j = j as usize;
-                    axpy_slice(xv, &w[j * c..(j + 1) * c], z);
-                }
-            }
-        }
-    }
-
-    /// `out[j, :] += scale · X[row, j] · e` for the features j in `range` (`out` holds exactly
-    /// those rows).
-    #[inline]
-    fn scatter_row(&self, row: usize, range: std::ops::Range<usize>, scale: T, e: &[T], out: &mut [T]) {
-        let c = e.len();
-        match self {
-            CpuMatrix::Dense { cols, data, .. } => {
-                let xr = &data[row * cols + range.start..row * cols + range.end];
-                if c == 1 {
-                    axpy_slice(scale * e[0], xr, out);
-                } else {
-                    for (&xv, oj) in xr.iter().zip(out.chunks_exact_mut(c)) {
-                        axpy_slice(scale * xv, e, oj);
-                    }
-                }
-            }
-            CpuMatrix::Csr { indptr, indices, values, .. } => {
-                let span = indptr[row] as usize..indptr[row + 1] as usize;
-                for (&j, &xv) in indices[span.clone()].iter().zip(&values[span]) {
-                    let j = j as usize;
-                    if range.contains(&j) {
-                        let o = (j - range.start) * c;
-                        axpy_slice(scale * xv, e, &mut out[o..o + c]);
-                    }
-                }
-            }
-        }
-    }
-
     fn batch_len(&self, rows: Rows<'_, Vec<u32>>) -> usize {
         match rows {
             Rows::All => self.rows(),
@@ -288,10 +226,27 @@ impl<T: Real> Backend for CpuBackend<T> {
                 });
                 self.give(transposed);
             }
-            CpuMatrix::Csr { .. } => chunked(&mut z[..b * c], per * c, work, |start, zc| {
-                for (i, zk) in zc.chunks_exact_mut(c).enumerate() {
-                    x.row_times(row_of(rows, start / c + i), w, zk);
+            // The full training set: feature ranges split across threads, each streaming its part
+            // of W and its CSC columns into a private Z (n × c), then the Z's summed.
+            CpuMatrix::Csr { csc, cols: d, .. } if matches!(rows, Rows::All) => {
+                let parts = if work >= PARALLEL_WORK { threads() } else { 1 };
+                let per = d.div_ceil(parts);
+                let mut acc = self.take(parts * b * c);
+                chunked(&mut acc, b * c, work, |start, zp| {
+                    let first = start / (b * c) * per;
+                    zp.fill(T::zero());
+                    csc_matmul(&csc.colptr, &csc.rowidx, &csc.values, first, (first + per).min(*d), w, c, zp);
+                });
+                let (first, others) = acc.split_at(b * c);
+                z[..b * c].copy_from_slice(first);
+                for part in others.chunks_exact(b * c) {
+                    axpy_slice(T::one(), part, &mut z[..b * c]);
                 }
+                self.give(acc);
+            }
+            // A batch: its rows split across threads, W's rows read in the columns' order.
+            CpuMatrix::Csr { indptr, indices, values, .. } => chunked(&mut z[..b * c], per * c, work, |start, zc| {
+                csr_matmul(indptr, indices, values, rows, start / c, w, c, zc);
             }),
         }
     }
@@ -334,33 +289,25 @@ impl<T: Real> Backend for CpuBackend<T> {
                 }
                 self.give(acc);
             }
-            // The full training set: per feature, a gather over its CSC column (no scattered
-            // writes, each thread owns a range of out's rows).
+            // The full training set: per feature, a gather over its CSC column, in the same pass
+            // over out as the penalty (no scattered writes; each thread owns a range of out's rows).
             CpuMatrix::Csr { csc, .. } if matches!(rows, Rows::All) => {
                 let per = d.div_ceil(if parallel { pieces() } else { 1 });
                 chunked(out, per * c, work, |start, oc| {
-                    let j0 = start / c;
-                    apply_reg(&reg, j0, c, oc);
-                    for (jj, oj) in oc.chunks_exact_mut(c).enumerate() {
-                        let span = csc.colptr[j0 + jj] as usize..csc.colptr[j0 + jj + 1] as usize;
-                        for (&i, &xv) in csc.rowidx[span.clone()].iter().zip(&csc.values[span]) {
-                            let i = i as usize;
-                            axpy_slice(scale * xv, &e[i * c..(i + 1) * c], oj);
-                        }
-                    }
+                    apply_reg(&reg, start / c, c, oc);
+                    csc_tmatmul(&csc.colptr, &csc.rowidx, &csc.values, start / c, e, c, scale, oc);
                 });
             }
             // A sparse batch over few features: private d × c buffers per thread, as for dense.
-            CpuMatrix::Csr { .. } if parallel && d * c <= PARALLEL_WORK => {
+            CpuMatrix::Csr { indptr, indices, values, .. } if parallel && d * c <= PARALLEL_WORK => {
                 let parts = threads().min(b).max(1);
                 let per = b.div_ceil(parts);
                 let mut acc = self.take(parts * d * c);
                 chunked(&mut acc, d * c, work, |start, acc_p| {
                     let first = (start / (d * c)) * per;
                     acc_p.fill(T::zero());
-                    for k in first..(first + per).min(b) {
-                        x.scatter_row(row_of(rows, k), 0..d, scale, &e[k * c..(k + 1) * c], acc_p);
-                    }
+                    let last = (first + per).min(b);
+                    csr_scatter(indptr, indices, values, rows, first, &e[first * c..last * c], c, scale, 0, d, acc_p);
                 });
                 apply_reg(&reg, 0, c, out);
                 for acc_p in acc.chunks_exact(d * c) {
@@ -371,14 +318,12 @@ impl<T: Real> Backend for CpuBackend<T> {
             // A sparse batch over many features (20 Newsgroups): each thread owns a range of
             // features (rows of out), applies the penalty there, then adds every batch row's
             // entries that fall in its range (no write conflicts).
-            CpuMatrix::Csr { .. } => {
+            CpuMatrix::Csr { indptr, indices, values, .. } => {
                 let per = d.div_ceil(if parallel { threads() } else { 1 });
                 chunked(out, per * c, work, |start, oc| {
                     let (j0, j1) = (start / c, start / c + oc.len() / c);
                     apply_reg(&reg, j0, c, oc);
-                    for (k, ek) in e.chunks_exact(c).take(b).enumerate() {
-                        x.scatter_row(row_of(rows, k), j0..j1, scale, ek, oc);
-                    }
+                    csr_scatter(indptr, indices, values, rows, 0, &e[..b * c], c, scale, j0, j1, oc);
                 });
             }
         }
@@ -477,8 +422,9 @@ impl<T: Real> Backend for CpuBackend<T> {
     }
 }
 
-/// Work (multiply-adds or elements) below which an operation stays on one thread: spawning
-/// onto the pool costs a few microseconds.
+/// Work (multiply-adds or elements) below which an operation stays on one thread. Waking the
+/// pool costs microseconds, and far more when the cores are shared (measured: MNIST's 64-row
+/// products, ~0.5 M multiply-adds each, ran faster on one thread than split over two).
 const PARALLEL_WORK: usize = 1 << 21;
 
 /// Runs `f(first_index, chunk)` over `chunk_len`-sized chunks of `data`, on the rayon pool when
@@ -541,21 +487,6 @@ fn apply_reg<T: Real>(reg: &Reg<'_, CpuBackend<T>>, j0: usize, c: usize, out: &m
             }
         }
     }
-}
-
-/// `xᵀy` with eight independent accumulators, so the compiler can vectorise it.
-#[inline]
-fn dot<T: Real>(x: &[T], y: &[T]) -> T {
-    let mut acc = [T::zero(); 8];
-    let (xc, yc) = (x.chunks_exact(8), y.chunks_exact(8));
-    let (xr, yr) = (xc.remainder(), yc.remainder());
-    for (a, b) in xc.zip(yc) {
-        for l in 0..8 {
-            acc[l] = acc[l] + a[l] * b[l];
-        }
-    }
-    let tail = xr.iter().zip(yr).fold(T::zero(), |s, (&a, &b)| s + a * b);
-    acc.iter().fold(tail, |s, &a| s + a)
 }
 
 /// `t ← mᵀ` for a row-major `rows × cols` matrix `m`.
@@ -764,6 +695,112 @@ fn prefetch<T>(x: &[T]) {
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = x;
+}
+
+/// `y += a·x` in `LANES`-wide steps, then a 4-wide one, then single elements (for the short
+/// rows of c entries the sparse kernels add: c = 20 is two full steps and one half step).
+#[inline(always)]
+fn axpy_lanes<T: Real, M: MulAdd>(a: T, x: &[T], y: &mut [T]) {
+    let n = y.len();
+    let x = &x[..n];
+    let mut j = 0;
+    while j + LANES <= n {
+        let (xj, yj) = (&x[j..j + LANES], &mut y[j..j + LANES]);
+        for l in 0..LANES {
+            yj[l] = M::madd(a, xj[l], yj[l]);
+        }
+        j += LANES;
+    }
+    if j + 4 <= n {
+        let (xj, yj) = (&x[j..j + 4], &mut y[j..j + 4]);
+        for l in 0..4 {
+            yj[l] = M::madd(a, xj[l], yj[l]);
+        }
+        j += 4;
+    }
+    for (yv, &xv) in y[j..].iter_mut().zip(&x[j..]) {
+        *yv = M::madd(a, xv, *yv);
+    }
+}
+
+multiversion! {
+    /// `Z[i, :] += Σ_j X[i, j] W[j, :]` over the features `j0..j1`, from the CSC (all rows).
+    fn csc_matmul(colptr: &[u32], rowidx: &[u32], values: &[T], j0: usize, j1: usize, w: &[T], c: usize, z: &mut [T]) {
+        for j in j0..j1 {
+            let wj = &w[j * c..(j + 1) * c];
+            let span = colptr[j] as usize..colptr[j + 1] as usize;
+            for (&i, &xv) in rowidx[span.clone()].iter().zip(&values[span]) {
+                let i = i as usize;
+                axpy_lanes::<T, M>(xv, wj, &mut z[i * c..(i + 1) * c]);
+            }
+        }
+    }
+}
+
+multiversion! {
+    /// `out[j, :] += scale · Σ_i X[i, j] E[i, :]` for the feature rows `j0..` that `out` holds,
+    /// from the CSC (all rows).
+    fn csc_tmatmul(colptr: &[u32], rowidx: &[u32], values: &[T], j0: usize, e: &[T], c: usize, scale: T, out: &mut [T]) {
+        for (jj, oj) in out.chunks_exact_mut(c).enumerate() {
+            let span = colptr[j0 + jj] as usize..colptr[j0 + jj + 1] as usize;
+            for (&i, &xv) in rowidx[span.clone()].iter().zip(&values[span]) {
+                let i = i as usize;
+                axpy_lanes::<T, M>(scale * xv, &e[i * c..(i + 1) * c], oj);
+            }
+        }
+    }
+}
+
+multiversion! {
+    /// `Z[k, :] = X[row_{first+k}, :] · W` for the rows of `z`, from the CSR.
+    fn csr_matmul(indptr: &[u32], indices: &[u32], values: &[T], rows: Rows<'_, Vec<u32>>, first: usize, w: &[T], c: usize, z: &mut [T]) {
+        // W's rows are read in the columns' random order: fetch a few entries ahead.
+        const AHEAD: usize = 8;
+        for (k, zk) in z.chunks_exact_mut(c).enumerate() {
+            let row = row_of(rows, first + k);
+            let span = indptr[row] as usize..indptr[row + 1] as usize;
+            let (cols, vals) = (&indices[span.clone()], &values[span]);
+            zk.fill(T::zero());
+            for (p, (&j, &xv)) in cols.iter().zip(vals).enumerate() {
+                if let Some(&next) = cols.get(p + AHEAD) {
+                    let next = next as usize;
+                    prefetch(&w[next * c..(next + 1) * c]);
+                }
+                let j = j as usize;
+                axpy_lanes::<T, M>(xv, &w[j * c..(j + 1) * c], zk);
+            }
+        }
+    }
+}
+
+multiversion! {
+    /// `out[j − j0, :] += scale · X[row_{first+k}, j] · E[k, :]` for the rows of `e` and the
+    /// features `j0..j1` (those `out` holds), from the CSR.
+    fn csr_scatter(
+        indptr: &[u32],
+        indices: &[u32],
+        values: &[T],
+        rows: Rows<'_, Vec<u32>>,
+        first: usize,
+        e: &[T],
+        c: usize,
+        scale: T,
+        j0: usize,
+        j1: usize,
+        out: &mut [T],
+    ) {
+        for (k, ek) in e.chunks_exact(c).enumerate() {
+            let row = row_of(rows, first + k);
+            let span = indptr[row] as usize..indptr[row + 1] as usize;
+            for (&j, &xv) in indices[span.clone()].iter().zip(&values[span]) {
+                let j = j as usize;
+                if (j0..j1).contains(&j) {
+                    let o = (j - j0) * c;
+                    axpy_lanes::<T, M>(scale * xv, ek, &mut out[o..o + c]);
+                }
+            }
+        }
+    }
 }
 
 /// SIMD lanes of the dense kernels' accumulators (one AVX2 register of f32).
