@@ -195,7 +195,7 @@ impl<T: Real> Backend for CpuBackend<T> {
     }
     fn dot(&self, x: &Vec<T>, y: &Vec<T>, scale: f64, out: &Cell<T>, accumulate: bool) {
         assert_eq!(x.len(), y.len(), "dot: length mismatch");
-        let s = x.iter().zip(y).fold(T::zero(), |acc, (&a, &b)| acc + a * b) * to_t(scale);
+        let s = reduce(x.len(), |r| dot_kernel(&x[r.clone()], &y[r])) * to_t(scale);
         out.set(if accumulate { out.get() + s } else { s });
     }
 
@@ -417,7 +417,7 @@ impl<T: Real> Backend for CpuBackend<T> {
     }
 
     fn sum(&self, x: &Vec<T>, scale: f64, out: &Cell<T>, accumulate: bool) {
-        let s = x.iter().fold(T::zero(), |acc, &v| acc + v) * to_t(scale);
+        let s = reduce(x.len(), |r| sum_kernel(&x[r])) * to_t(scale);
         out.set(if accumulate { out.get() + s } else { s });
     }
 }
@@ -539,18 +539,18 @@ impl MulAdd for Plain {
 /// them (checked at run time: the binary stays portable, no `-C target-cpu` needed) and for the
 /// baseline target otherwise. In the body, `M` is the [`MulAdd`] to use.
 macro_rules! multiversion {
-    ($(#[$meta:meta])* fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
+    ($(#[$meta:meta])* fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
         $(#[$meta])*
         #[allow(clippy::too_many_arguments)]
-        fn $name<T: Real>($($arg: $ty),*) {
+        fn $name<T: Real>($($arg: $ty),*) $(-> $ret)? {
             #[inline(always)]
             #[allow(clippy::too_many_arguments)]
-            fn imp<T: Real, M: MulAdd>($($arg: $ty),*) $body
+            fn imp<T: Real, M: MulAdd>($($arg: $ty),*) $(-> $ret)? $body
             #[cfg(target_arch = "x86_64")]
             {
                 #[target_feature(enable = "avx2,fma")]
                 #[allow(clippy::too_many_arguments)]
-                unsafe fn wide<T: Real>($($arg: $ty),*) {
+                unsafe fn wide<T: Real>($($arg: $ty),*) $(-> $ret)? {
                     imp::<T, Fused>($($arg),*)
                 }
                 if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
@@ -561,6 +561,41 @@ macro_rules! multiversion {
             imp::<T, Plain>($($arg),*)
         }
     };
+}
+
+multiversion! {
+    /// `x · y` with `LANES`-wide accumulators.
+    fn dot_kernel(x: &[T], y: &[T]) -> T {
+        dot_1x1::<T, M>(x, y)
+    }
+}
+
+multiversion! {
+    /// `Σ x` with `LANES`-wide accumulators.
+    fn sum_kernel(x: &[T]) -> T {
+        let full = x.len() - x.len() % LANES;
+        let mut acc = [T::zero(); LANES];
+        for chunk in x[..full].chunks_exact(LANES) {
+            for l in 0..LANES {
+                acc[l] = acc[l] + chunk[l];
+            }
+        }
+        let lanes = acc.iter().fold(T::zero(), |s, &a| s + a);
+        x[full..].iter().fold(lanes, |s, &v| s + v)
+    }
+}
+
+/// `Σ_pieces part(range)` over `0..n` cut into fixed pieces (the same cut, hence the same
+/// rounding, however many threads run them), on the pool when `n` is large.
+fn reduce<T: Real>(n: usize, part: impl Fn(std::ops::Range<usize>) -> T + Sync + Send) -> T {
+    let chunk = n.div_ceil(8).next_multiple_of(LANES).max(LANES);
+    #[cfg(not(target_arch = "wasm32"))]
+    if n >= PARALLEL_WORK {
+        use rayon::prelude::*;
+        let parts: Vec<T> = (0..n.div_ceil(chunk)).into_par_iter().map(|t| part(t * chunk..((t + 1) * chunk).min(n))).collect();
+        return parts.iter().fold(T::zero(), |s, &p| s + p);
+    }
+    (0..n.div_ceil(chunk)).fold(T::zero(), |s, t| s + part(t * chunk..((t + 1) * chunk).min(n)))
 }
 
 /// `x` as `f32`s when `T` is `f32` (for the hand-vectorised f32 kernels).

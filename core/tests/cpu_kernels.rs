@@ -107,3 +107,23 @@ fn data_products_match_naive_loops_on_every_execution_path() {
         check_products(&CpuBackend::<f32>::new(), &x, batch.as_deref(), c, 1e-5, &format!("f32 {what}"));
     }
 }
+
+/// `dot` and `sum` against plain loops, below and above the size that splits them into pieces
+/// on the pool, with accumulation and scaling.
+#[test]
+fn reductions_match_plain_sums() {
+    let be = CpuBackend::<f64>::new();
+    let mut s = Sampler::new(5);
+    for n in [1, 7, 8, 1000, 3_000_001] {
+        let (x, y) = (randn(&mut s, n, 1.0), randn(&mut s, n, 1.0));
+        let want_dot: f64 = x.iter().zip(&y).map(|(a, b)| a * b).sum();
+        let want_sum: f64 = x.iter().sum();
+        let out = be.scalar("s");
+        out.set(0.5);
+        be.dot(&x, &y, 2.0, &out, true);
+        let tol = 1e-9 * (n as f64).sqrt();
+        assert!((out.get() - (0.5 + 2.0 * want_dot)).abs() < tol, "n={n}: dot {} vs {}", out.get(), 0.5 + 2.0 * want_dot);
+        be.sum(&x, -1.0, &out, false);
+        assert!((out.get() + want_sum).abs() < tol, "n={n}: sum {} vs {}", out.get(), -want_sum);
+    }
+}
