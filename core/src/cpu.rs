@@ -3,7 +3,6 @@
 //! finite-difference and closed-form tests, `CpuBackend<f32>` matches the GPU's precision.
 //! Operations run at once; `flush` has nothing to do and reads are ready futures.
 
-use std::any::TypeId;
 use std::cell::Cell;
 use std::future::{ready, Future};
 use std::sync::Mutex;
@@ -519,7 +518,9 @@ trait MulAdd {
     fn madd<T: Real>(a: T, b: T, c: T) -> T;
 }
 
+#[cfg(target_arch = "x86_64")]
 struct Fused;
+#[cfg(target_arch = "x86_64")]
 impl MulAdd for Fused {
     #[inline(always)]
     fn madd<T: Real>(a: T, b: T, c: T) -> T {
@@ -599,13 +600,17 @@ fn reduce<T: Real>(n: usize, part: impl Fn(std::ops::Range<usize>) -> T + Sync +
 }
 
 /// `x` as `f32`s when `T` is `f32` (for the hand-vectorised f32 kernels).
+#[cfg(target_arch = "x86_64")]
 fn as_f32<T: Real>(x: &[T]) -> Option<&[f32]> {
     // SAFETY: T is f32: the same type.
+    use std::any::TypeId;
     (TypeId::of::<T>() == TypeId::of::<f32>()).then(|| unsafe { std::slice::from_raw_parts(x.as_ptr().cast::<f32>(), x.len()) })
 }
 
+#[cfg(target_arch = "x86_64")]
 fn as_f32_mut<T: Real>(x: &mut [T]) -> Option<&mut [f32]> {
     // SAFETY: T is f32: the same type.
+    use std::any::TypeId;
     (TypeId::of::<T>() == TypeId::of::<f32>()).then(|| unsafe { std::slice::from_raw_parts_mut(x.as_mut_ptr().cast::<f32>(), x.len()) })
 }
 
