@@ -5,7 +5,7 @@
 
 use std::cell::Cell;
 use std::future::{ready, Future};
-use std::marker::PhantomData;
+use std::sync::Mutex;
 
 use num_traits::Float;
 
@@ -19,8 +19,28 @@ impl Real for f64 {}
 
 /// A resident data matrix: dense row-major or sparse CSR.
 pub enum CpuMatrix<T> {
-    Dense { rows: usize, cols: usize, data: Vec<T> },
-    Csr { rows: usize, cols: usize, indptr: Vec<u32>, indices: Vec<u32>, values: Vec<T> },
+    Dense {
+        rows: usize,
+        cols: usize,
+        data: Vec<T>,
+    },
+    /// CSR, with the CSC (the transpose's CSR) beside it for full-batch `Xᵀ E`: a gather per
+    /// feature, no scattered writes.
+    Csr {
+        rows: usize,
+        cols: usize,
+        indptr: Vec<u32>,
+        indices: Vec<u32>,
+        values: Vec<T>,
+        csc: Csc<T>,
+    },
+}
+
+/// Compressed sparse columns: column j's entries are `rowidx[colptr[j]..colptr[j + 1]]`.
+pub struct Csc<T> {
+    colptr: Vec<u32>,
+    rowidx: Vec<u32>,
+    values: Vec<T>,
 }
 
 impl<T: Real> CpuMatrix<T> {
@@ -42,62 +62,6 @@ impl<T: Real> CpuMatrix<T> {
         }
     }
 
-    /// `z = X[row, :] · W` for a `d × c` feature-major W.
-    #[inline]
-    fn row_times(&self, row: usize, w: &[T], z: &mut [T]) {
-        let c = z.len();
-        match self {
-            CpuMatrix::Dense { cols, data, .. } => {
-                let xr = &data[row * cols..(row + 1) * cols];
-                if c == 1 {
-                    z[0] = dot(xr, w);
-                } else {
-                    z.fill(T::zero());
-                    for (&xv, wj) in xr.iter().zip(w.chunks_exact(c)) {
-                        axpy_slice(xv, wj, z);
-                    }
-                }
-            }
-            CpuMatrix::Csr { indptr, indices, values, .. } => {
-                let span = indptr[row] as usize..indptr[row + 1] as usize;
-                z.fill(T::zero());
-                for (&j, &xv) in indices[span.clone()].iter().zip(&values[span]) {
-                    let j = j as usize;
-                    axpy_slice(xv, &w[j * c..(j + 1) * c], z);
-                }
-            }
-        }
-    }
-
-    /// `out[j, :] += scale · X[row, j] · e` for the features j in `range` (`out` holds exactly
-    /// those rows).
-    #[inline]
-    fn scatter_row(&self, row: usize, range: std::ops::Range<usize>, scale: T, e: &[T], out: &mut [T]) {
-        let c = e.len();
-        match self {
-            CpuMatrix::Dense { cols, data, .. } => {
-                let xr = &data[row * cols + range.start..row * cols + range.end];
-                if c == 1 {
-                    axpy_slice(scale * e[0], xr, out);
-                } else {
-                    for (&xv, oj) in xr.iter().zip(out.chunks_exact_mut(c)) {
-                        axpy_slice(scale * xv, e, oj);
-                    }
-                }
-            }
-            CpuMatrix::Csr { indptr, indices, values, .. } => {
-                let span = indptr[row] as usize..indptr[row + 1] as usize;
-                for (&j, &xv) in indices[span.clone()].iter().zip(&values[span]) {
-                    let j = j as usize;
-                    if range.contains(&j) {
-                        let o = (j - range.start) * c;
-                        axpy_slice(scale * xv, e, &mut out[o..o + c]);
-                    }
-                }
-            }
-        }
-    }
-
     fn batch_len(&self, rows: Rows<'_, Vec<u32>>) -> usize {
         match rows {
             Rows::All => self.rows(),
@@ -109,12 +73,27 @@ impl<T: Real> CpuMatrix<T> {
 /// The CPU backend over the real type `T`.
 #[derive(Default)]
 pub struct CpuBackend<T: Real> {
-    _t: PhantomData<T>,
+    /// Work buffers of the data products (Wᵀ, per-thread accumulators), reused across calls so
+    /// that a solver's steady state allocates nothing.
+    pool: Mutex<Vec<Vec<T>>>,
 }
 
 impl<T: Real> CpuBackend<T> {
     pub fn new() -> Self {
-        CpuBackend { _t: PhantomData }
+        CpuBackend { pool: Mutex::default() }
+    }
+
+    /// A work buffer of `len` elements (contents unspecified).
+    fn take(&self, len: usize) -> Vec<T> {
+        let mut v = self.pool.lock().map(|mut p| p.pop()).ok().flatten().unwrap_or_default();
+        v.resize(len, T::zero());
+        v
+    }
+
+    fn give(&self, v: Vec<T>) {
+        if let Ok(mut p) = self.pool.lock() {
+            p.push(v);
+        }
     }
 }
 
@@ -158,13 +137,17 @@ impl<T: Real> Backend for CpuBackend<T> {
                 assert_eq!(data.len(), rows * cols, "matrix data has the wrong length");
                 CpuMatrix::Dense { rows: *rows, cols: *cols, data: data.iter().map(|&v| to_t(v)).collect() }
             }
-            HostMatrix::Csr { rows, cols, indptr, indices, values } => CpuMatrix::Csr {
-                rows: *rows,
-                cols: *cols,
-                indptr: indptr.clone(),
-                indices: indices.clone(),
-                values: values.iter().map(|&v| to_t(v)).collect(),
-            },
+            HostMatrix::Csr { rows, cols, indptr, indices, values } => {
+                let (colptr, rowidx, cvalues) = m.csc();
+                CpuMatrix::Csr {
+                    rows: *rows,
+                    cols: *cols,
+                    indptr: indptr.clone(),
+                    indices: indices.clone(),
+                    values: values.iter().map(|&v| to_t(v)).collect(),
+                    csc: Csc { colptr, rowidx, values: cvalues.iter().map(|&v| to_t(v)).collect() },
+                }
+            }
         }
     }
     fn indices(&self, idx: &[u32]) -> Vec<u32> {
@@ -211,7 +194,7 @@ impl<T: Real> Backend for CpuBackend<T> {
     }
     fn dot(&self, x: &Vec<T>, y: &Vec<T>, scale: f64, out: &Cell<T>, accumulate: bool) {
         assert_eq!(x.len(), y.len(), "dot: length mismatch");
-        let s = x.iter().zip(y).fold(T::zero(), |acc, (&a, &b)| acc + a * b) * to_t(scale);
+        let s = reduce(x.len(), |r| dot_kernel(&x[r.clone()], &y[r])) * to_t(scale);
         out.set(if accumulate { out.get() + s } else { s });
     }
 
@@ -220,25 +203,51 @@ impl<T: Real> Backend for CpuBackend<T> {
         assert!(z.len() >= b * c && w.len() == x.cols() * c, "gather_matmul: shape mismatch");
         // Rows of Z are independent: split them across threads.
         let work = b * c * x.row_nnz_estimate();
-        if let (CpuMatrix::Dense { cols, data, .. }, true) = (x, c > 1) {
-            // Dense with several classes: c dot products of length d per row, on Wᵀ (c × d).
-            let wt = transpose(w, *cols, c);
-            chunked(&mut z[..b * c], b.div_ceil(pieces()) * c, work, |start, zc| {
-                for (i, zk) in zc.chunks_exact_mut(c).enumerate() {
-                    let row = row_of(rows, start / c + i);
-                    let xr = &data[row * cols..(row + 1) * cols];
-                    for (zv, wk) in zk.iter_mut().zip(wt.chunks_exact(*cols)) {
-                        *zv = dot(xr, wk);
-                    }
+        let per = b.div_ceil(if work >= PARALLEL_WORK { pieces() } else { 1 });
+        match x {
+            CpuMatrix::Dense { cols, data, .. } => {
+                // c dot products of length d per row, on Wᵀ (c × d; W itself when c = 1).
+                let mut transposed = self.take(if c > 1 { w.len() } else { 0 });
+                if c > 1 {
+                    transpose_into(w, *cols, c, &mut transposed);
                 }
-            });
-            return;
-        }
-        chunked(&mut z[..b * c], b.div_ceil(pieces()) * c, work, |start, zc| {
-            for (i, zk) in zc.chunks_exact_mut(c).enumerate() {
-                x.row_times(row_of(rows, start / c + i), w, zk);
+                let wt = if c > 1 { &transposed[..] } else { &w[..] };
+                // Pieces start on a row block of the kernel.
+                chunked(&mut z[..b * c], per.next_multiple_of(ROW_BLOCK) * c, work, |start, zc| {
+                    #[cfg(target_arch = "x86_64")]
+                    if let (Some(data), Some(wt), true) = (as_f32(data), as_f32(wt), avx2::available()) {
+                        let zc = as_f32_mut(zc).expect("T is f32");
+                        // SAFETY: the CPU has AVX2 and FMA; the shapes are dense_dots's.
+                        unsafe { avx2::dense_dots(data, *cols, rows, start / c, wt, c, zc) };
+                        return;
+                    }
+                    dense_dots(data, *cols, rows, start / c, wt, c, zc)
+                });
+                self.give(transposed);
             }
-        });
+            // The full training set: feature ranges split across threads, each streaming its part
+            // of W and its CSC columns into a private Z (n × c), then the Z's summed.
+            CpuMatrix::Csr { csc, cols: d, .. } if matches!(rows, Rows::All) => {
+                let parts = if work >= PARALLEL_WORK { threads() } else { 1 };
+                let per = d.div_ceil(parts);
+                let mut acc = self.take(parts * b * c);
+                chunked(&mut acc, b * c, work, |start, zp| {
+                    let first = start / (b * c) * per;
+                    zp.fill(T::zero());
+                    csc_matmul(&csc.colptr, &csc.rowidx, &csc.values, first, (first + per).min(*d), w, c, zp);
+                });
+                let (first, others) = acc.split_at(b * c);
+                z[..b * c].copy_from_slice(first);
+                for part in others.chunks_exact(b * c) {
+                    axpy_slice(T::one(), part, &mut z[..b * c]);
+                }
+                self.give(acc);
+            }
+            // A batch: its rows split across threads, W's rows read in the columns' order.
+            CpuMatrix::Csr { indptr, indices, values, .. } => chunked(&mut z[..b * c], per * c, work, |start, zc| {
+                csr_matmul(indptr, indices, values, rows, start / c, w, c, zc);
+            }),
+        }
     }
 
     fn gather_tmatmul(
@@ -255,54 +264,68 @@ impl<T: Real> Backend for CpuBackend<T> {
         let d = x.cols();
         assert!(e.len() >= b * c && out.len() == d * c, "gather_tmatmul: shape mismatch");
         let scale = to_t::<T>(scale);
-        // Each thread owns a range of features (rows of out): it applies the penalty there,
-        // then adds every batch row's entries that fall in its range (no write conflicts).
         let work = d * c + b * c * x.row_nnz_estimate();
-        // Few features (ijcnn1, MNIST): split the batch rows instead, each thread adding into
-        // a private d × c buffer, then sum the buffers.
-        #[cfg(not(target_arch = "wasm32"))]
-        if work >= PARALLEL_WORK && d * c <= PARALLEL_WORK {
-            use rayon::prelude::*;
-            let per = b.div_ceil(rayon::current_num_threads());
-            let dense_multi = matches!(x, CpuMatrix::Dense { .. }) && c > 1;
-            let parts: Vec<Vec<T>> = (0..b.div_ceil(per.max(1)))
-                .into_par_iter()
-                .map(|t| {
-                    let mut acc = vec![T::zero(); d * c];
-                    for k in t * per..((t + 1) * per).min(b) {
-                        let ek = &e[k * c..(k + 1) * c];
-                        match x {
-                            // Accumulate Xᵀ E transposed (c × d): vectorisable length-d axpys.
-                            CpuMatrix::Dense { data, .. } if dense_multi => {
-                                let row = row_of(rows, k);
-                                let xr = &data[row * d..(row + 1) * d];
-                                for (acc_k, &ev) in acc.chunks_exact_mut(d).zip(ek) {
-                                    axpy_slice(scale * ev, xr, acc_k);
-                                }
-                            }
-                            _ => x.scatter_row(row_of(rows, k), 0..d, scale, ek, &mut acc),
-                        }
+        let parallel = work >= PARALLEL_WORK;
+        match x {
+            // Few features (ijcnn1, MNIST): batch rows split across threads, each adding its rows
+            // into a private c × d buffer (Xᵀ E transposed: length-d axpys), then the buffers
+            // summed into out. A dense d × c is small by construction.
+            CpuMatrix::Dense { data, .. } => {
+                let parts = if parallel { threads().min(b.div_ceil(ROW_BLOCK)).max(1) } else { 1 };
+                let per = b.div_ceil(parts).next_multiple_of(ROW_BLOCK);
+                let mut acc = self.take(parts * d * c);
+                chunked(&mut acc, d * c, work, |start, acc_p| {
+                    let first = (start / (d * c)) * per;
+                    let last = (first + per).min(b);
+                    acc_p.fill(T::zero());
+                    if first < last {
+                        dense_scatter(data, d, rows, first, &e[first * c..last * c], c, scale, acc_p);
                     }
-                    if dense_multi {
-                        acc = transpose(&acc, c, d);
-                    }
-                    acc
-                })
-                .collect();
-            apply_reg(&reg, 0, c, out);
-            for part in parts {
-                axpy_slice(T::one(), &part, out);
+                });
+                apply_reg(&reg, 0, c, out);
+                for acc_p in acc.chunks_exact(d * c) {
+                    add_transposed(acc_p, c, d, out);
+                }
+                self.give(acc);
             }
-            return;
+            // The full training set: per feature, a gather over its CSC column, in the same pass
+            // over out as the penalty (no scattered writes; each thread owns a range of out's rows).
+            CpuMatrix::Csr { csc, .. } if matches!(rows, Rows::All) => {
+                let per = d.div_ceil(if parallel { pieces() } else { 1 });
+                chunked(out, per * c, work, |start, oc| {
+                    apply_reg(&reg, start / c, c, oc);
+                    csc_tmatmul(&csc.colptr, &csc.rowidx, &csc.values, start / c, e, c, scale, oc);
+                });
+            }
+            // A sparse batch over few features: private d × c buffers per thread, as for dense.
+            CpuMatrix::Csr { indptr, indices, values, .. } if parallel && d * c <= PARALLEL_WORK => {
+                let parts = threads().min(b).max(1);
+                let per = b.div_ceil(parts);
+                let mut acc = self.take(parts * d * c);
+                chunked(&mut acc, d * c, work, |start, acc_p| {
+                    let first = (start / (d * c)) * per;
+                    acc_p.fill(T::zero());
+                    let last = (first + per).min(b);
+                    csr_scatter(indptr, indices, values, rows, first, &e[first * c..last * c], c, scale, 0, d, acc_p);
+                });
+                apply_reg(&reg, 0, c, out);
+                for acc_p in acc.chunks_exact(d * c) {
+                    axpy_slice(T::one(), acc_p, out);
+                }
+                self.give(acc);
+            }
+            // A sparse batch over many features (20 Newsgroups): each thread owns a range of
+            // features (rows of out), applies the penalty there, then adds every batch row's
+            // entries that fall in its range (no write conflicts).
+            CpuMatrix::Csr { indptr, indices, values, .. } => {
+                let per = d.div_ceil(if parallel { threads() } else { 1 });
+                chunked(out, per * c, work, |start, oc| {
+                    let (j0, j1) = (start / c, start / c + oc.len() / c);
+                    apply_reg(&reg, j0, c, oc);
+                    csr_scatter(indptr, indices, values, rows, 0, &e[..b * c], c, scale, j0, j1, oc);
+                });
+            }
         }
-        let threads = if work >= PARALLEL_WORK { pieces() } else { 1 };
-        chunked(out, d.div_ceil(threads) * c, work, |start, oc| {
-            let (j0, j1) = (start / c, start / c + oc.len() / c);
-            apply_reg(&reg, j0, c, oc);
-            for (k, ek) in e.chunks_exact(c).take(b).enumerate() {
-                x.scatter_row(row_of(rows, k), j0..j1, scale, ek, oc);
-            }
-        });
     }
 
     fn loss_residual(
@@ -319,10 +342,12 @@ impl<T: Real> Backend for CpuBackend<T> {
     ) {
         let b = r.len() / c;
         let scale = to_t::<T>(scale);
+        // The loss only where asked for: its logarithms cost as much as the residual.
+        let want_loss = loss.is_some();
         for k in 0..b {
             let row = row_of(rows, k);
             let w = scale * weights.map_or(T::one(), |l| sigmoid(l[row]));
-            let l = row_residual(kind, &z[k * c..(k + 1) * c], targets[row], &mut r[k * c..(k + 1) * c]);
+            let l = residual_and_loss(kind, &z[k * c..(k + 1) * c], targets[row], &mut r[k * c..(k + 1) * c], want_loss);
             r[k * c..(k + 1) * c].iter_mut().for_each(|v| *v = w * *v);
             if let Some(loss) = loss.as_deref_mut() {
                 loss[k] = w * l;
@@ -391,14 +416,15 @@ impl<T: Real> Backend for CpuBackend<T> {
     }
 
     fn sum(&self, x: &Vec<T>, scale: f64, out: &Cell<T>, accumulate: bool) {
-        let s = x.iter().fold(T::zero(), |acc, &v| acc + v) * to_t(scale);
+        let s = reduce(x.len(), |r| sum_kernel(&x[r])) * to_t(scale);
         out.set(if accumulate { out.get() + s } else { s });
     }
 }
 
-/// Work (multiply-adds or elements) below which an operation stays on one thread: spawning
-/// onto the pool costs a few microseconds.
-const PARALLEL_WORK: usize = 1 << 16;
+/// Work (multiply-adds or elements) below which an operation stays on one thread. Waking the
+/// pool costs microseconds, and far more when the cores are shared (measured: MNIST's 64-row
+/// products, ~0.5 M multiply-adds each, ran faster on one thread than split over two).
+const PARALLEL_WORK: usize = 1 << 21;
 
 /// Runs `f(first_index, chunk)` over `chunk_len`-sized chunks of `data`, on the rayon pool when
 /// `work` is large (natively), else in order on this thread.
@@ -412,6 +438,14 @@ fn chunked<T: Send>(data: &mut [T], chunk_len: usize, work: usize, f: impl Fn(us
     }
     let _ = work;
     data.chunks_mut(chunk_len).enumerate().for_each(|(i, c)| f(i * chunk_len, c));
+}
+
+/// Threads of the pool (1 on wasm).
+fn threads() -> usize {
+    #[cfg(not(target_arch = "wasm32"))]
+    return rayon::current_num_threads();
+    #[cfg(target_arch = "wasm32")]
+    1
 }
 
 /// How many pieces to cut parallel work into.
@@ -454,30 +488,494 @@ fn apply_reg<T: Real>(reg: &Reg<'_, CpuBackend<T>>, j0: usize, c: usize, out: &m
     }
 }
 
-/// `xᵀy` with eight independent accumulators, so the compiler can vectorise it.
-#[inline]
-fn dot<T: Real>(x: &[T], y: &[T]) -> T {
-    let mut acc = [T::zero(); 8];
-    let (xc, yc) = (x.chunks_exact(8), y.chunks_exact(8));
-    let (xr, yr) = (xc.remainder(), yc.remainder());
-    for (a, b) in xc.zip(yc) {
-        for l in 0..8 {
-            acc[l] = acc[l] + a[l] * b[l];
-        }
-    }
-    let tail = xr.iter().zip(yr).fold(T::zero(), |s, (&a, &b)| s + a * b);
-    acc.iter().fold(tail, |s, &a| s + a)
-}
-
-/// The transpose of a row-major `rows × cols` matrix.
-fn transpose<T: Real>(m: &[T], rows: usize, cols: usize) -> Vec<T> {
-    let mut t = vec![T::zero(); rows * cols];
+/// `t ← mᵀ` for a row-major `rows × cols` matrix `m`.
+fn transpose_into<T: Real>(m: &[T], rows: usize, cols: usize, t: &mut [T]) {
     for (i, row) in m.chunks_exact(cols).enumerate() {
         for (j, &v) in row.iter().enumerate() {
             t[j * rows + i] = v;
         }
     }
-    t
+}
+
+/// `out += accᵀ` for a row-major `rows × cols` matrix `acc` (a plain sum when `rows` = 1).
+fn add_transposed<T: Real>(acc: &[T], rows: usize, cols: usize, out: &mut [T]) {
+    if rows == 1 {
+        axpy_slice(T::one(), acc, out);
+        return;
+    }
+    for (i, row) in acc.chunks_exact(cols).enumerate() {
+        for (j, &v) in row.iter().enumerate() {
+            out[j * rows + i] = out[j * rows + i] + v;
+        }
+    }
+}
+
+// ---- the dense kernels, compiled twice on x86-64 ----
+
+/// A multiply-add `a·b + c`: fused (one rounding, one instruction) where the CPU has FMA, plain
+/// elsewhere (a fused one without FMA hardware would be a slow library call).
+trait MulAdd {
+    fn madd<T: Real>(a: T, b: T, c: T) -> T;
+}
+
+#[cfg(target_arch = "x86_64")]
+struct Fused;
+#[cfg(target_arch = "x86_64")]
+impl MulAdd for Fused {
+    #[inline(always)]
+    fn madd<T: Real>(a: T, b: T, c: T) -> T {
+        a.mul_add(b, c)
+    }
+}
+
+struct Plain;
+impl MulAdd for Plain {
+    #[inline(always)]
+    fn madd<T: Real>(a: T, b: T, c: T) -> T {
+        a * b + c
+    }
+}
+
+/// Defines `fn $name<T: Real>(...)` running `$body` compiled for AVX2 + FMA where the CPU has
+/// them (checked at run time: the binary stays portable, no `-C target-cpu` needed) and for the
+/// baseline target otherwise. In the body, `M` is the [`MulAdd`] to use.
+macro_rules! multiversion {
+    ($(#[$meta:meta])* fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
+        $(#[$meta])*
+        #[allow(clippy::too_many_arguments)]
+        fn $name<T: Real>($($arg: $ty),*) $(-> $ret)? {
+            #[inline(always)]
+            #[allow(clippy::too_many_arguments)]
+            fn imp<T: Real, M: MulAdd>($($arg: $ty),*) $(-> $ret)? $body
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx2,fma")]
+                #[allow(clippy::too_many_arguments)]
+                unsafe fn wide<T: Real>($($arg: $ty),*) $(-> $ret)? {
+                    imp::<T, Fused>($($arg),*)
+                }
+                if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+                    // SAFETY: this CPU has the features `wide` is compiled for.
+                    return unsafe { wide::<T>($($arg),*) };
+                }
+            }
+            imp::<T, Plain>($($arg),*)
+        }
+    };
+}
+
+multiversion! {
+    /// `x · y` with `LANES`-wide accumulators.
+    fn dot_kernel(x: &[T], y: &[T]) -> T {
+        dot_1x1::<T, M>(x, y)
+    }
+}
+
+multiversion! {
+    /// `Σ x` with `LANES`-wide accumulators.
+    fn sum_kernel(x: &[T]) -> T {
+        let full = x.len() - x.len() % LANES;
+        let mut acc = [T::zero(); LANES];
+        for chunk in x[..full].chunks_exact(LANES) {
+            for l in 0..LANES {
+                acc[l] = acc[l] + chunk[l];
+            }
+        }
+        let lanes = acc.iter().fold(T::zero(), |s, &a| s + a);
+        x[full..].iter().fold(lanes, |s, &v| s + v)
+    }
+}
+
+/// `Σ_pieces part(range)` over `0..n` cut into fixed pieces (the same cut, hence the same
+/// rounding, however many threads run them), on the pool when `n` is large.
+fn reduce<T: Real>(n: usize, part: impl Fn(std::ops::Range<usize>) -> T + Sync + Send) -> T {
+    let chunk = n.div_ceil(8).next_multiple_of(LANES).max(LANES);
+    #[cfg(not(target_arch = "wasm32"))]
+    if n >= PARALLEL_WORK {
+        use rayon::prelude::*;
+        let parts: Vec<T> = (0..n.div_ceil(chunk)).into_par_iter().map(|t| part(t * chunk..((t + 1) * chunk).min(n))).collect();
+        return parts.iter().fold(T::zero(), |s, &p| s + p);
+    }
+    (0..n.div_ceil(chunk)).fold(T::zero(), |s, t| s + part(t * chunk..((t + 1) * chunk).min(n)))
+}
+
+/// `x` as `f32`s when `T` is `f32` (for the hand-vectorised f32 kernels).
+#[cfg(target_arch = "x86_64")]
+fn as_f32<T: Real>(x: &[T]) -> Option<&[f32]> {
+    // SAFETY: T is f32: the same type.
+    use std::any::TypeId;
+    (TypeId::of::<T>() == TypeId::of::<f32>()).then(|| unsafe { std::slice::from_raw_parts(x.as_ptr().cast::<f32>(), x.len()) })
+}
+
+#[cfg(target_arch = "x86_64")]
+fn as_f32_mut<T: Real>(x: &mut [T]) -> Option<&mut [f32]> {
+    // SAFETY: T is f32: the same type.
+    use std::any::TypeId;
+    (TypeId::of::<T>() == TypeId::of::<f32>()).then(|| unsafe { std::slice::from_raw_parts_mut(x.as_mut_ptr().cast::<f32>(), x.len()) })
+}
+
+/// The f32 dot-product kernel of the dense products, written with AVX2 + FMA intrinsics: the
+/// auto-vectoriser does not keep a block of accumulators in registers reliably.
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    use super::{row_of, Rows};
+
+    /// Whether this CPU has AVX2 and FMA (detected once, then cached by std).
+    pub fn available() -> bool {
+        std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
+    }
+
+    /// The sum of a register's 8 lanes.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn hsum(v: __m256) -> f32 {
+        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        _mm_cvtss_f32(_mm_add_ss(s, _mm_shuffle_ps(s, s, 1)))
+    }
+
+    /// `[x0, x1] · w[k]` for K columns of equal length: 2K accumulators in registers, each
+    /// load of w serving two rows.
+    ///
+    /// Safety: the CPU has AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn dots<const K: usize>(x0: &[f32], x1: &[f32], w: [&[f32]; K]) -> [[f32; K]; 2] {
+        let d = x0.len();
+        assert!(x1.len() == d && w.iter().all(|wk| wk.len() == d), "dots: length mismatch");
+        let full = d - d % 8;
+        let (mut a0, mut a1) = ([_mm256_setzero_ps(); K], [_mm256_setzero_ps(); K]);
+        let mut j = 0;
+        while j < full {
+            // SAFETY: j + 8 ≤ d, the length of every slice.
+            let (xa, xb) = unsafe { (_mm256_loadu_ps(x0.as_ptr().add(j)), _mm256_loadu_ps(x1.as_ptr().add(j))) };
+            for k in 0..K {
+                let wk = unsafe { _mm256_loadu_ps(w[k].as_ptr().add(j)) };
+                a0[k] = _mm256_fmadd_ps(xa, wk, a0[k]);
+                a1[k] = _mm256_fmadd_ps(xb, wk, a1[k]);
+            }
+            j += 8;
+        }
+        let mut out = [[0.0; K]; 2];
+        for k in 0..K {
+            let (mut t0, mut t1) = (hsum(a0[k]), hsum(a1[k]));
+            for jj in full..d {
+                t0 = x0[jj].mul_add(w[k][jj], t0);
+                t1 = x1[jj].mul_add(w[k][jj], t1);
+            }
+            out[0][k] = t0;
+            out[1][k] = t1;
+        }
+        out
+    }
+
+    /// `Z[i, k] = X[row_{first+i}, :] · Wᵀ[k, :]` for the rows of `z` (`b' × c`), dense X (`· × d`).
+    ///
+    /// Safety: the CPU has AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn dense_dots(data: &[f32], d: usize, rows: Rows<'_, Vec<u32>>, first: usize, wt: &[f32], c: usize, z: &mut [f32]) {
+        let x = |i: usize| {
+            let r = row_of(rows, first + i);
+            &data[r * d..(r + 1) * d]
+        };
+        let w = |k: usize| &wt[k * d..(k + 1) * d];
+        let n = z.len() / c;
+        for i in (0..n).step_by(2) {
+            // Batch rows are scattered through X: fetch the pair after next while this one is
+            // computed (the hardware prefetcher cannot guess them).
+            for ahead in (i + 4..n).take(2) {
+                let r = row_of(rows, first + ahead);
+                super::prefetch(&data[r * d..(r + 1) * d]);
+            }
+            // An odd last row is paired with itself (its second result is dropped).
+            let two = i + 1 < n;
+            let (x0, x1) = (x(i), x(if two { i + 1 } else { i }));
+            let mut k = 0;
+            while k < c {
+                let mut put = |s: &[[f32; 4]; 2], len: usize| {
+                    z[i * c + k..i * c + k + len].copy_from_slice(&s[0][..len]);
+                    if two {
+                        z[(i + 1) * c + k..(i + 1) * c + k + len].copy_from_slice(&s[1][..len]);
+                    }
+                };
+                let len = (c - k).min(4);
+                // SAFETY (all three): this function's own precondition.
+                let s = match len {
+                    4 => unsafe { dots::<4>(x0, x1, [w(k), w(k + 1), w(k + 2), w(k + 3)]) },
+                    2 | 3 => {
+                        let s = unsafe { dots::<2>(x0, x1, [w(k), w(k + 1)]) };
+                        [[s[0][0], s[0][1], 0.0, 0.0], [s[1][0], s[1][1], 0.0, 0.0]]
+                    }
+                    _ => {
+                        let s = unsafe { dots::<1>(x0, x1, [w(k)]) };
+                        [[s[0][0], 0.0, 0.0, 0.0], [s[1][0], 0.0, 0.0, 0.0]]
+                    }
+                };
+                let len = len.min(if len == 3 { 2 } else { 4 });
+                put(&s, len);
+                k += len;
+            }
+        }
+    }
+}
+
+/// Asks the CPU to fetch the start of `x` (at most 512 bytes; the hardware prefetcher follows
+/// a longer row once it is read) into cache. Only a hint: nothing else changes.
+#[inline]
+fn prefetch<T>(x: &[T]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        let bytes = std::mem::size_of_val(x).min(512);
+        for offset in (0..bytes).step_by(64) {
+            // SAFETY: a prefetch never faults and the address is inside x.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(x.as_ptr().cast::<i8>().add(offset)) };
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = x;
+}
+
+/// `y += a·x` in `LANES`-wide steps, then a 4-wide one, then single elements (for the short
+/// rows of c entries the sparse kernels add: c = 20 is two full steps and one half step).
+#[inline(always)]
+fn axpy_lanes<T: Real, M: MulAdd>(a: T, x: &[T], y: &mut [T]) {
+    let n = y.len();
+    let x = &x[..n];
+    let mut j = 0;
+    while j + LANES <= n {
+        let (xj, yj) = (&x[j..j + LANES], &mut y[j..j + LANES]);
+        for l in 0..LANES {
+            yj[l] = M::madd(a, xj[l], yj[l]);
+        }
+        j += LANES;
+    }
+    if j + 4 <= n {
+        let (xj, yj) = (&x[j..j + 4], &mut y[j..j + 4]);
+        for l in 0..4 {
+            yj[l] = M::madd(a, xj[l], yj[l]);
+        }
+        j += 4;
+    }
+    for (yv, &xv) in y[j..].iter_mut().zip(&x[j..]) {
+        *yv = M::madd(a, xv, *yv);
+    }
+}
+
+multiversion! {
+    /// `Z[i, :] += Σ_j X[i, j] W[j, :]` over the features `j0..j1`, from the CSC (all rows).
+    fn csc_matmul(colptr: &[u32], rowidx: &[u32], values: &[T], j0: usize, j1: usize, w: &[T], c: usize, z: &mut [T]) {
+        for j in j0..j1 {
+            let wj = &w[j * c..(j + 1) * c];
+            let span = colptr[j] as usize..colptr[j + 1] as usize;
+            for (&i, &xv) in rowidx[span.clone()].iter().zip(&values[span]) {
+                let i = i as usize;
+                axpy_lanes::<T, M>(xv, wj, &mut z[i * c..(i + 1) * c]);
+            }
+        }
+    }
+}
+
+multiversion! {
+    /// `out[j, :] += scale · Σ_i X[i, j] E[i, :]` for the feature rows `j0..` that `out` holds,
+    /// from the CSC (all rows).
+    fn csc_tmatmul(colptr: &[u32], rowidx: &[u32], values: &[T], j0: usize, e: &[T], c: usize, scale: T, out: &mut [T]) {
+        for (jj, oj) in out.chunks_exact_mut(c).enumerate() {
+            let span = colptr[j0 + jj] as usize..colptr[j0 + jj + 1] as usize;
+            for (&i, &xv) in rowidx[span.clone()].iter().zip(&values[span]) {
+                let i = i as usize;
+                axpy_lanes::<T, M>(scale * xv, &e[i * c..(i + 1) * c], oj);
+            }
+        }
+    }
+}
+
+multiversion! {
+    /// `Z[k, :] = X[row_{first+k}, :] · W` for the rows of `z`, from the CSR.
+    fn csr_matmul(indptr: &[u32], indices: &[u32], values: &[T], rows: Rows<'_, Vec<u32>>, first: usize, w: &[T], c: usize, z: &mut [T]) {
+        // W's rows are read in the columns' random order: fetch a few entries ahead.
+        const AHEAD: usize = 8;
+        for (k, zk) in z.chunks_exact_mut(c).enumerate() {
+            let row = row_of(rows, first + k);
+            let span = indptr[row] as usize..indptr[row + 1] as usize;
+            let (cols, vals) = (&indices[span.clone()], &values[span]);
+            zk.fill(T::zero());
+            for (p, (&j, &xv)) in cols.iter().zip(vals).enumerate() {
+                if let Some(&next) = cols.get(p + AHEAD) {
+                    let next = next as usize;
+                    prefetch(&w[next * c..(next + 1) * c]);
+                }
+                let j = j as usize;
+                axpy_lanes::<T, M>(xv, &w[j * c..(j + 1) * c], zk);
+            }
+        }
+    }
+}
+
+multiversion! {
+    /// `out[j − j0, :] += scale · X[row_{first+k}, j] · E[k, :]` for the rows of `e` and the
+    /// features `j0..j1` (those `out` holds), from the CSR.
+    fn csr_scatter(
+        indptr: &[u32],
+        indices: &[u32],
+        values: &[T],
+        rows: Rows<'_, Vec<u32>>,
+        first: usize,
+        e: &[T],
+        c: usize,
+        scale: T,
+        j0: usize,
+        j1: usize,
+        out: &mut [T],
+    ) {
+        for (k, ek) in e.chunks_exact(c).enumerate() {
+            let row = row_of(rows, first + k);
+            let span = indptr[row] as usize..indptr[row + 1] as usize;
+            for (&j, &xv) in indices[span.clone()].iter().zip(&values[span]) {
+                let j = j as usize;
+                if (j0..j1).contains(&j) {
+                    let o = (j - j0) * c;
+                    axpy_lanes::<T, M>(scale * xv, ek, &mut out[o..o + c]);
+                }
+            }
+        }
+    }
+}
+
+/// SIMD lanes of the dense kernels' accumulators (one AVX2 register of f32).
+const LANES: usize = 8;
+/// Batch rows the dense kernels take together (each load of W or of an accumulator serves
+/// that many rows).
+const ROW_BLOCK: usize = 4;
+
+/// `acc += x ∘ w` lane by lane (one vector multiply-add once compiled).
+#[inline(always)]
+fn lane_madd<T: Real, M: MulAdd>(x: &[T], w: &[T], acc: &mut [T; LANES]) {
+    let (x, w) = (&x[..LANES], &w[..LANES]);
+    for l in 0..LANES {
+        acc[l] = M::madd(x[l], w[l], acc[l]);
+    }
+}
+
+/// The 2 × 4 dot products `xs[r] · ws[k]` of equal-length slices: each of the 6 loads per
+/// step feeds several multiply-adds, and the 8 accumulators stay in registers (they are named
+/// one by one: loops over them are not unrolled reliably).
+#[inline(always)]
+fn dots_2x4<T: Real, M: MulAdd>(xs: [&[T]; 2], ws: [&[T]; 4]) -> [[T; 4]; 2] {
+    let d = xs[0].len();
+    let ([x0, x1], [w0, w1, w2, w3]) = (xs.map(|x| &x[..d]), ws.map(|w| &w[..d]));
+    let full = d - d % LANES;
+    let z = [T::zero(); LANES];
+    let (mut a00, mut a01, mut a02, mut a03, mut a10, mut a11, mut a12, mut a13) = (z, z, z, z, z, z, z, z);
+    for j in (0..full).step_by(LANES) {
+        let (x0, x1) = (&x0[j..], &x1[j..]);
+        let (w0, w1, w2, w3) = (&w0[j..], &w1[j..], &w2[j..], &w3[j..]);
+        lane_madd::<T, M>(x0, w0, &mut a00);
+        lane_madd::<T, M>(x0, w1, &mut a01);
+        lane_madd::<T, M>(x0, w2, &mut a02);
+        lane_madd::<T, M>(x0, w3, &mut a03);
+        lane_madd::<T, M>(x1, w0, &mut a10);
+        lane_madd::<T, M>(x1, w1, &mut a11);
+        lane_madd::<T, M>(x1, w2, &mut a12);
+        lane_madd::<T, M>(x1, w3, &mut a13);
+    }
+    let lanes = |acc: [T; LANES]| acc.iter().fold(T::zero(), |s, &a| s + a);
+    let mut out = [[lanes(a00), lanes(a01), lanes(a02), lanes(a03)], [lanes(a10), lanes(a11), lanes(a12), lanes(a13)]];
+    // The tails (d not a multiple of LANES) after the main loop: kept out of it, they stop
+    // LLVM from vectorising the accumulators.
+    for (r, x) in [x0, x1].into_iter().enumerate() {
+        for (k, w) in [w0, w1, w2, w3].into_iter().enumerate() {
+            out[r][k] = out[r][k] + tail_dot::<T, M>(&x[full..], &w[full..]);
+        }
+    }
+    out
+}
+
+/// `x · w` one element at a time (a kernel's tail).
+#[inline(always)]
+fn tail_dot<T: Real, M: MulAdd>(x: &[T], w: &[T]) -> T {
+    x.iter().zip(w).fold(T::zero(), |s, (&a, &b)| M::madd(a, b, s))
+}
+
+/// One dot product `x · w` with `LANES`-wide accumulators.
+#[inline(always)]
+fn dot_1x1<T: Real, M: MulAdd>(x: &[T], w: &[T]) -> T {
+    let d = x.len();
+    let (x, w) = (&x[..d], &w[..d]);
+    let full = d - d % LANES;
+    let mut acc = [T::zero(); LANES];
+    for j in (0..full).step_by(LANES) {
+        lane_madd::<T, M>(&x[j..], &w[j..], &mut acc);
+    }
+    acc.iter().fold(T::zero(), |s, &a| s + a) + tail_dot::<T, M>(&x[full..], &w[full..])
+}
+
+/// `y += Σ_r a[r]·xs[r]` over equal-length slices.
+#[inline(always)]
+fn axpys<T: Real, M: MulAdd, const R: usize>(a: [T; R], xs: [&[T]; R], y: &mut [T]) {
+    let d = y.len();
+    let xs = xs.map(|x| &x[..d]);
+    for (j, yj) in y.iter_mut().enumerate() {
+        let mut v = *yj;
+        for r in 0..R {
+            v = M::madd(a[r], xs[r][j], v);
+        }
+        *yj = v;
+    }
+}
+
+multiversion! {
+    /// `Z[i, k] = X[row_{first+i}, :] · Wᵀ[k, :]` for the rows of `z` (`b' × c`), dense X (`· × d`).
+    fn dense_dots(data: &[T], d: usize, rows: Rows<'_, Vec<u32>>, first: usize, wt: &[T], c: usize, z: &mut [T]) {
+        let x = |i: usize| {
+            let r = row_of(rows, first + i);
+            &data[r * d..(r + 1) * d]
+        };
+        let w = |k: usize| &wt[k * d..(k + 1) * d];
+        let n = z.len() / c;
+        // Two rows against four classes at a time; single dot products for what is left.
+        let (pairs, quads) = (n / 2 * 2, c / 4 * 4);
+        for i in (0..pairs).step_by(2) {
+            for k in (0..quads).step_by(4) {
+                let s = dots_2x4::<T, M>([x(i), x(i + 1)], [w(k), w(k + 1), w(k + 2), w(k + 3)]);
+                z[i * c + k..i * c + k + 4].copy_from_slice(&s[0]);
+                z[(i + 1) * c + k..(i + 1) * c + k + 4].copy_from_slice(&s[1]);
+            }
+        }
+        for i in 0..n {
+            let ks = if i < pairs { quads..c } else { 0..c };
+            for k in ks {
+                z[i * c + k] = dot_1x1::<T, M>(x(i), w(k));
+            }
+        }
+    }
+}
+
+multiversion! {
+    /// `acc[k, :] += scale · Σ_i e[i, k] · X[row_{first+i}, :]` for the rows of `e` (`b' × c`):
+    /// `(scale · X_Bᵀ E)ᵀ` accumulated into a `c × d` buffer.
+    fn dense_scatter(data: &[T], d: usize, rows: Rows<'_, Vec<u32>>, first: usize, e: &[T], c: usize, scale: T, acc: &mut [T]) {
+        let x = |i: usize| {
+            let r = row_of(rows, first + i);
+            &data[r * d..(r + 1) * d]
+        };
+        let n = e.len() / c;
+        let mut i = 0;
+        while i + ROW_BLOCK <= n {
+            let xs = [x(i), x(i + 1), x(i + 2), x(i + 3)];
+            for (k, acc_k) in acc.chunks_exact_mut(d).enumerate() {
+                let a = [0, 1, 2, 3].map(|r| scale * e[(i + r) * c + k]);
+                axpys::<T, M, 4>(a, xs, acc_k);
+            }
+            i += ROW_BLOCK;
+        }
+        for i in i..n {
+            for (k, acc_k) in acc.chunks_exact_mut(d).enumerate() {
+                axpys::<T, M, 1>([scale * e[i * c + k]], [x(i)], acc_k);
+            }
+        }
+    }
 }
 
 /// `y += a·x` over a slice.
@@ -494,6 +992,12 @@ fn sigmoid<T: Real>(x: T) -> T {
 
 /// `ℓ'(z)` into `r` and `ℓ(z)` returned, for one row (see [`LossKind`]).
 pub fn row_residual<T: Real>(kind: LossKind, z: &[T], t: T, r: &mut [T]) -> T {
+    residual_and_loss(kind, z, t, r, true)
+}
+
+/// `ℓ'(z)` into `r`, and `ℓ(z)` returned when `want_loss` (else 0).
+#[inline(always)]
+fn residual_and_loss<T: Real>(kind: LossKind, z: &[T], t: T, r: &mut [T], want_loss: bool) -> T {
     match kind {
         LossKind::Squared => {
             r[0] = z[0] - t;
@@ -502,16 +1006,29 @@ pub fn row_residual<T: Real>(kind: LossKind, z: &[T], t: T, r: &mut [T]) -> T {
         LossKind::Logistic => {
             r[0] = sigmoid(z[0]) - t;
             // softplus(z) − t z, stable for large |z|.
-            z[0].max(T::zero()) + (-z[0].abs()).exp().ln_1p() - t * z[0]
+            if want_loss {
+                z[0].max(T::zero()) + (-z[0].abs()).exp().ln_1p() - t * z[0]
+            } else {
+                T::zero()
+            }
         }
         LossKind::Softmax => {
             let m = z.iter().fold(T::neg_infinity(), |a, &b| a.max(b));
-            let sum = z.iter().fold(T::zero(), |a, &v| a + (v - m).exp());
-            let label = t.to_usize().unwrap_or(usize::MAX);
-            for (kk, (rv, &zv)) in r.iter_mut().zip(z).enumerate() {
-                *rv = (zv - m).exp() / sum - if kk == label { T::one() } else { T::zero() };
+            // e^{z−m} once per entry, kept in r until the sum is known.
+            let mut sum = T::zero();
+            for (rv, &zv) in r.iter_mut().zip(z) {
+                *rv = (zv - m).exp();
+                sum = sum + *rv;
             }
-            m + sum.ln() - z.get(label).copied().unwrap_or(T::nan())
+            let label = t.to_usize().unwrap_or(usize::MAX);
+            for (kk, rv) in r.iter_mut().enumerate() {
+                *rv = *rv / sum - if kk == label { T::one() } else { T::zero() };
+            }
+            if want_loss {
+                m + sum.ln() - z.get(label).copied().unwrap_or(T::nan())
+            } else {
+                T::zero()
+            }
         }
     }
 }
@@ -525,11 +1042,17 @@ pub(crate) fn row_curvature<T: Real>(kind: LossKind, z: &[T], u: &[T], m: &mut [
             m[0] = s * (T::one() - s) * u[0];
         }
         LossKind::Softmax => {
+            // P = softmax(z) (e^{z−max} once per entry, kept in m), then M = P∘(U − ⟨P, U⟩1).
             let mx = z.iter().fold(T::neg_infinity(), |a, &b| a.max(b));
-            let sum = z.iter().fold(T::zero(), |a, &v| a + (v - mx).exp());
-            let pu = z.iter().zip(u).fold(T::zero(), |a, (&zv, &uv)| a + (zv - mx).exp() / sum * uv);
-            for ((mv, &zv), &uv) in m.iter_mut().zip(z).zip(u) {
-                *mv = (zv - mx).exp() / sum * (uv - pu);
+            let mut sum = T::zero();
+            for (mv, &zv) in m.iter_mut().zip(z) {
+                *mv = (zv - mx).exp();
+                sum = sum + *mv;
+            }
+            m.iter_mut().for_each(|mv| *mv = *mv / sum);
+            let pu = m.iter().zip(u).fold(T::zero(), |a, (&p, &uv)| a + p * uv);
+            for (mv, &uv) in m.iter_mut().zip(u) {
+                *mv = *mv * (uv - pu);
             }
         }
     }

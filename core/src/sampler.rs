@@ -9,19 +9,63 @@ use rand_chacha::ChaCha8Rng;
 /// A seeded source of mini-batches and normal variates.
 pub struct Sampler {
     rng: ChaCha8Rng,
+    /// Floyd's sampler's value → position table, reused across batches (see [`Sampler::batch`]).
+    slots: Vec<(u32, u32)>,
 }
+
+/// An empty slot of the position table (never an index: indices are below `n ≤ u32::MAX`).
+const EMPTY: u32 = u32::MAX;
 
 impl Sampler {
     pub fn new(seed: u64) -> Self {
-        Sampler { rng: ChaCha8Rng::seed_from_u64(seed) }
+        Sampler { rng: ChaCha8Rng::seed_from_u64(seed), slots: Vec::new() }
     }
 
-    /// `b` distinct row indices out of `0..n` (all of them, in order, when `b >= n`).
+    /// `b` distinct row indices out of `0..n` (all of them, in order, when `b >= n`): exactly
+    /// the indices `rand::seq::index::sample` draws from this generator.
     pub fn batch(&mut self, n: usize, b: usize) -> Vec<u32> {
         if b >= n {
             return (0..n as u32).collect();
         }
+        if uses_floyd(n, b) {
+            return self.floyd(n as u32, b as u32);
+        }
         index::sample(&mut self.rng, n, b).into_iter().map(|i| i as u32).collect()
+    }
+
+    /// rand's `sample_floyd`, draw for draw, with a hash table instead of its linear search for
+    /// an earlier copy of each draw (the search was most of a small batch's cost: O(b²)).
+    fn floyd(&mut self, length: u32, amount: u32) -> Vec<u32> {
+        let size = (4 * amount as usize).next_power_of_two();
+        if self.slots.len() < size {
+            self.slots = vec![(EMPTY, 0); size];
+        }
+        let mask = size - 1;
+        let slot_of = |slots: &[(u32, u32)], v: u32| {
+            let mut s = (v.wrapping_mul(0x9E37_79B9) >> 8) as usize & mask;
+            while slots[s].0 != EMPTY && slots[s].0 != v {
+                s = (s + 1) & mask;
+            }
+            s
+        };
+        let mut indices = Vec::with_capacity(amount as usize);
+        for j in length - amount..length {
+            let t = self.rng.random_range(..=j);
+            let s = slot_of(&self.slots, t);
+            if self.slots[s].0 == t {
+                // t was drawn before: j takes its place (j itself is new: every draw so far is < j).
+                let pos = self.slots[s].1;
+                indices[pos as usize] = j;
+                let sj = slot_of(&self.slots, j);
+                self.slots[sj] = (j, pos);
+                self.slots[s].1 = indices.len() as u32;
+            } else {
+                self.slots[s] = (t, indices.len() as u32);
+            }
+            indices.push(t);
+        }
+        self.slots[..size].fill((EMPTY, 0));
+        indices
     }
 
     /// A uniformly random order of `0..n`.
@@ -42,5 +86,37 @@ impl Sampler {
         let u1: f64 = 1.0 - self.rng.random::<f64>();
         let u2: f64 = self.rng.random::<f64>();
         (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+    }
+}
+
+/// Whether `rand::seq::index::sample(n, b)` (rand 0.9) uses Floyd's algorithm: its choice,
+/// constants and f32 arithmetic copied, so that [`Sampler::batch`] keeps its exact draws.
+fn uses_floyd(length: usize, amount: usize) -> bool {
+    if length > u32::MAX as usize || amount >= 163 {
+        return false;
+    }
+    const C: [[f32; 2]; 2] = [[1.6, 8.0 / 45.0], [10.0, 70.0 / 9.0]];
+    let j = usize::from(length >= 500_000);
+    let amount_fp = amount as f32;
+    let m4 = C[0][j] * amount_fp;
+    !(amount > 11 && (length as f32) < (C[1][j] + m4) * amount_fp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The fast Floyd path draws exactly what rand's `index::sample` draws, batch after batch
+    /// from one generator (so the table is reused), on both sides of rand's algorithm choice.
+    #[test]
+    fn batches_match_rand_index_sample() {
+        for (n, b) in [(49_990, 64), (20_000, 64), (5_657, 1000), (100, 5), (1000, 150), (600_000, 100), (30, 12), (7, 6), (2, 1)] {
+            let mut ours = Sampler::new(7);
+            let mut reference = ChaCha8Rng::seed_from_u64(7);
+            for _ in 0..50 {
+                let want: Vec<u32> = index::sample(&mut reference, n, b).into_iter().map(|i| i as u32).collect();
+                assert_eq!(ours.batch(n, b), want, "n = {n}, b = {b}");
+            }
+        }
     }
 }
