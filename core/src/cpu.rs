@@ -118,7 +118,7 @@ impl<T: Real> CpuBackend<T> {
     }
 }
 
-fn to_t<T: Real>(x: f64) -> T {
+pub(crate) fn to_t<T: Real>(x: f64) -> T {
     T::from(x).expect("f64 converts to every Real")
 }
 
@@ -398,11 +398,11 @@ impl<T: Real> Backend for CpuBackend<T> {
 
 /// Work (multiply-adds or elements) below which an operation stays on one thread: spawning
 /// onto the pool costs a few microseconds.
-const PARALLEL_WORK: usize = 1 << 16;
+pub(crate) const PARALLEL_WORK: usize = 1 << 16;
 
 /// Runs `f(first_index, chunk)` over `chunk_len`-sized chunks of `data`, on the rayon pool when
 /// `work` is large (natively), else in order on this thread.
-fn chunked<T: Send>(data: &mut [T], chunk_len: usize, work: usize, f: impl Fn(usize, &mut [T]) + Sync + Send) {
+pub(crate) fn chunked<T: Send>(data: &mut [T], chunk_len: usize, work: usize, f: impl Fn(usize, &mut [T]) + Sync + Send) {
     let chunk_len = chunk_len.max(1);
     #[cfg(not(target_arch = "wasm32"))]
     if work >= PARALLEL_WORK {
@@ -415,7 +415,7 @@ fn chunked<T: Send>(data: &mut [T], chunk_len: usize, work: usize, f: impl Fn(us
 }
 
 /// How many pieces to cut parallel work into.
-fn pieces() -> usize {
+pub(crate) fn pieces() -> usize {
     #[cfg(not(target_arch = "wasm32"))]
     return 4 * rayon::current_num_threads();
     #[cfg(target_arch = "wasm32")]
@@ -456,7 +456,7 @@ fn apply_reg<T: Real>(reg: &Reg<'_, CpuBackend<T>>, j0: usize, c: usize, out: &m
 
 /// `xᵀy` with eight independent accumulators, so the compiler can vectorise it.
 #[inline]
-fn dot<T: Real>(x: &[T], y: &[T]) -> T {
+pub(crate) fn dot<T: Real>(x: &[T], y: &[T]) -> T {
     let mut acc = [T::zero(); 8];
     let (xc, yc) = (x.chunks_exact(8), y.chunks_exact(8));
     let (xr, yr) = (xc.remainder(), yc.remainder());
@@ -482,7 +482,7 @@ fn transpose<T: Real>(m: &[T], rows: usize, cols: usize) -> Vec<T> {
 
 /// `y += a·x` over a slice.
 #[inline]
-fn axpy_slice<T: Real>(a: T, x: &[T], y: &mut [T]) {
+pub(crate) fn axpy_slice<T: Real>(a: T, x: &[T], y: &mut [T]) {
     for (yi, &xi) in y.iter_mut().zip(x) {
         *yi = *yi + a * xi;
     }

@@ -13,6 +13,7 @@ pub mod error;
 pub mod exact;
 pub mod experiment;
 pub mod gpu;
+pub mod meta;
 pub mod outer;
 pub mod problems;
 pub mod sampler;

@@ -1,0 +1,379 @@
+//! Meta-learning: every primitive of `MetaBackend` against finite differences (f64, tiny shapes
+//! that are not multiples of anything), the forward ops against naive loops, and the
+//! algorithms' hypergradients against finite differences through the whole adaptation.
+
+mod common;
+
+use bilevel_core::cpu::CpuBackend;
+use bilevel_core::meta::{Gemm, ImageBatch, MetaBackend, View, ViewMut};
+use bilevel_core::sampler::Sampler;
+use common::{randn, rel_err};
+
+type Cpu = CpuBackend<f64>;
+
+/// Central differences of `f` at `x` along the coordinate basis.
+fn fd_grad(f: impl Fn(&[f64]) -> f64, x: &[f64]) -> Vec<f64> {
+    let h = 1e-6;
+    let mut xp = x.to_vec();
+    (0..x.len())
+        .map(|i| {
+            let v = xp[i];
+            xp[i] = v + h;
+            let fp = f(&xp);
+            xp[i] = v - h;
+            let fm = f(&xp);
+            xp[i] = v;
+            (fp - fm) / (2.0 * h)
+        })
+        .collect()
+}
+
+/// Central difference of a vector function along direction `d`.
+fn fd_dir(f: impl Fn(&[f64]) -> Vec<f64>, x: &[f64], d: &[f64]) -> Vec<f64> {
+    let h = 1e-6;
+    let xp: Vec<f64> = x.iter().zip(d).map(|(a, b)| a + h * b).collect();
+    let xm: Vec<f64> = x.iter().zip(d).map(|(a, b)| a - h * b).collect();
+    f(&xp).iter().zip(f(&xm)).map(|(a, b)| (a - b) / (2.0 * h)).collect()
+}
+
+fn dotv(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+const BATCH: ImageBatch = ImageBatch { tasks: 2, per_task: 3, channels: 2, height: 5, width: 4 };
+const C_OUT: usize = 3;
+
+fn conv_len(b: ImageBatch, c_out: usize) -> usize {
+    c_out * b.channels * 9 + c_out
+}
+
+/// A direct 3×3 convolution (zero padding), the definition the kernels must match.
+fn naive_conv(x: &[f64], b: ImageBatch, c_out: usize, params: &[f64], stride: usize) -> Vec<f64> {
+    let (h, w, ci) = (b.height, b.width, b.channels);
+    let mut out = vec![0.0; b.images() * c_out * h * w];
+    for i in 0..b.images() {
+        let p = &params[(i / b.per_task) * stride..];
+        for co in 0..c_out {
+            for y in 0..h {
+                for xx in 0..w {
+                    let mut s = p[c_out * ci * 9 + co];
+                    for c in 0..ci {
+                        for ky in 0..3 {
+                            for kx in 0..3 {
+                                let (sy, sx) = (y as isize + ky as isize - 1, xx as isize + kx as isize - 1);
+                                if sy >= 0 && sx >= 0 && (sy as usize) < h && (sx as usize) < w {
+                                    s += p[((co * ci + c) * 3 + ky) * 3 + kx] * x[((i * ci + c) * h + sy as usize) * w + sx as usize];
+                                }
+                            }
+                        }
+                    }
+                    out[((i * c_out + co) * h + y) * w + xx] = s;
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn conv3x3_forward_matches_direct_convolution_and_its_gradients_match_finite_differences() {
+    let be = Cpu::new();
+    let mut s = Sampler::new(1);
+    let plen = conv_len(BATCH, C_OUT);
+    let out_len = BATCH.images() * C_OUT * BATCH.height * BATCH.width;
+    for per_task in [false, true] {
+        let stride = if per_task { plen } else { 0 };
+        let blocks = if per_task { BATCH.tasks } else { 1 };
+        let x = randn(&mut s, BATCH.len(), 1.0);
+        let p = randn(&mut s, blocks * plen, 0.5);
+        let r = randn(&mut s, out_len, 1.0);
+        let forward = |x: &[f64], p: &[f64]| {
+            let mut out = vec![f64::NAN; out_len];
+            be.conv3x3(&x.to_vec(), BATCH, C_OUT, View { buf: &p.to_vec(), offset: 0, stride }, true, &mut out, false);
+            out
+        };
+        let out = forward(&x, &p);
+        assert!(rel_err(&out, &naive_conv(&x, BATCH, C_OUT, &p, stride)) < 1e-14, "conv forward");
+        // Accumulate adds, bias = false leaves the bias out.
+        let mut acc = out.clone();
+        be.conv3x3(&x, BATCH, C_OUT, View { buf: &p, offset: 0, stride }, false, &mut acc, true);
+        let mut nobias = p.clone();
+        for blk in 0..blocks {
+            nobias[blk * plen + C_OUT * BATCH.channels * 9..(blk + 1) * plen].fill(0.0);
+        }
+        let twice: Vec<f64> = out.iter().zip(naive_conv(&x, BATCH, C_OUT, &nobias, stride)).map(|(a, b)| a + b).collect();
+        assert!(rel_err(&acc, &twice) < 1e-14, "conv accumulate / bias flag");
+
+        let loss = |x: &[f64], p: &[f64]| dotv(&r, &forward(x, p));
+        let mut dx = vec![f64::NAN; BATCH.len()];
+        be.conv3x3_input_grad(&r, BATCH, C_OUT, View { buf: &p, offset: 0, stride }, &mut dx, false);
+        assert!(rel_err(&dx, &fd_grad(|x| loss(x, &p), &x)) < 1e-8, "conv input grad (per_task {per_task})");
+        // The parameter gradient lands at an offset, leaving the rest of the buffer alone.
+        let mut g = vec![7.0; 5 + blocks * plen];
+        be.conv3x3_param_grad(&x, &r, BATCH, C_OUT, ViewMut { buf: &mut g, offset: 5, stride }, false);
+        assert_eq!(&g[..5], &[7.0; 5]);
+        assert!(rel_err(&g[5..], &fd_grad(|p| loss(&x, p), &p)) < 1e-8, "conv param grad (per_task {per_task})");
+        // Accumulating doubles.
+        let once = g.clone();
+        be.conv3x3_param_grad(&x, &r, BATCH, C_OUT, ViewMut { buf: &mut g, offset: 5, stride }, true);
+        let doubled: Vec<f64> = once[5..].iter().map(|v| 2.0 * v).collect();
+        assert!(rel_err(&g[5..], &doubled) < 1e-14);
+        let mut dx2 = dx.clone();
+        be.conv3x3_input_grad(&r, BATCH, C_OUT, View { buf: &p, offset: 0, stride }, &mut dx2, true);
+        let doubled: Vec<f64> = dx.iter().map(|v| 2.0 * v).collect();
+        assert!(rel_err(&dx2, &doubled) < 1e-14);
+    }
+}
+
+/// Batch-norm parameters (γ, β) per block, γ away from 0.
+fn bn_params(s: &mut Sampler, blocks: usize, c: usize) -> Vec<f64> {
+    let mut p = randn(s, blocks * 2 * c, 0.5);
+    for b in 0..blocks {
+        for ch in 0..c {
+            p[b * 2 * c + ch] += 1.0;
+        }
+    }
+    p
+}
+
+#[test]
+fn batch_norm_forward_statistics_and_backward_match_definitions_and_finite_differences() {
+    let be = Cpu::new();
+    let mut s = Sampler::new(2);
+    let c = BATCH.channels;
+    let hw = BATCH.height * BATCH.width;
+    for per_task in [false, true] {
+        let stride = if per_task { 2 * c } else { 0 };
+        let blocks = if per_task { BATCH.tasks } else { 1 };
+        let x: Vec<f64> = randn(&mut s, BATCH.len(), 2.0).iter().map(|v| v + 1.0).collect();
+        let p = bn_params(&mut s, blocks, c);
+        let r = randn(&mut s, BATCH.len(), 1.0);
+        let forward = |x: &[f64], p: &[f64]| {
+            let (mut y, mut st) = (vec![f64::NAN; BATCH.len()], vec![f64::NAN; BATCH.tasks * c * 2]);
+            be.batch_norm(&x.to_vec(), BATCH, View { buf: &p.to_vec(), offset: 0, stride }, &mut y, &mut st);
+            (y, st)
+        };
+        let (y, stats) = forward(&x, &p);
+        // Each (task, channel) group is normalised over its own images: mean β, variance γ²·σ²/(σ²+ε).
+        for t in 0..BATCH.tasks {
+            for ch in 0..c {
+                let idx: Vec<usize> =
+                    (0..BATCH.per_task).flat_map(|n| (0..hw).map(move |k| ((t * BATCH.per_task + n) * c + ch) * hw + k)).collect();
+                let m = idx.len() as f64;
+                let mu = idx.iter().map(|&i| x[i]).sum::<f64>() / m;
+                let var = idx.iter().map(|&i| (x[i] - mu).powi(2)).sum::<f64>() / m;
+                assert!((stats[2 * (t * c + ch)] - mu).abs() < 1e-12);
+                assert!((stats[2 * (t * c + ch) + 1] - 1.0 / (var + 1e-5).sqrt()).abs() < 1e-9);
+                let pb = if per_task { t * 2 * c } else { 0 };
+                for &i in &idx {
+                    let want = p[pb + ch] * (x[i] - mu) / (var + 1e-5).sqrt() + p[pb + c + ch];
+                    assert!((y[i] - want).abs() < 1e-12);
+                }
+            }
+        }
+        let loss = |x: &[f64], p: &[f64]| dotv(&r, &forward(x, p).0);
+        let mut dx = vec![f64::NAN; BATCH.len()];
+        let mut g = vec![f64::NAN; 3 + blocks * 2 * c];
+        be.batch_norm_backward(
+            &x,
+            &r,
+            BATCH,
+            View { buf: &p, offset: 0, stride },
+            &stats,
+            &mut dx,
+            ViewMut { buf: &mut g, offset: 3, stride },
+        );
+        assert!(rel_err(&dx, &fd_grad(|x| loss(x, &p), &x)) < 1e-7, "bn dx (per_task {per_task})");
+        assert!(rel_err(&g[3..], &fd_grad(|p| loss(&x, p), &p)) < 1e-7, "bn dγ dβ (per_task {per_task})");
+
+        // Tangents: directional derivatives of the forward and of the backward.
+        let (rx, rp, rr) = (randn(&mut s, BATCH.len(), 1.0), randn(&mut s, p.len(), 1.0), randn(&mut s, BATCH.len(), 1.0));
+        let mut ry = vec![f64::NAN; BATCH.len()];
+        be.batch_norm_tangent(&x, &rx, BATCH, View { buf: &p, offset: 0, stride }, View { buf: &rp, offset: 0, stride }, &stats, &mut ry);
+        let (nx, np) = (x.len(), p.len());
+        let joint: Vec<f64> = x.iter().chain(&p).chain(&r).copied().collect();
+        let dir: Vec<f64> = rx.iter().chain(&rp).chain(&rr).copied().collect();
+        let fwd = |z: &[f64]| forward(&z[..nx], &z[nx..nx + np]).0;
+        assert!(rel_err(&ry, &fd_dir(fwd, &joint, &dir)) < 1e-7, "bn forward tangent (per_task {per_task})");
+        let bwd = |z: &[f64]| {
+            let (xz, pz, dyz) = (z[..nx].to_vec(), z[nx..nx + np].to_vec(), z[nx + np..].to_vec());
+            let st = forward(&xz, &pz).1;
+            let mut dx = vec![0.0; nx];
+            let mut g = vec![0.0; np];
+            be.batch_norm_backward(
+                &xz,
+                &dyz,
+                BATCH,
+                View { buf: &pz, offset: 0, stride },
+                &st,
+                &mut dx,
+                ViewMut { buf: &mut g, offset: 0, stride },
+            );
+            dx.into_iter().chain(g).collect::<Vec<f64>>()
+        };
+        let mut rdx = vec![f64::NAN; nx];
+        let mut rg = vec![f64::NAN; np];
+        be.batch_norm_backward_tangent(
+            &x,
+            &rx,
+            &r,
+            &rr,
+            BATCH,
+            View { buf: &p, offset: 0, stride },
+            View { buf: &rp, offset: 0, stride },
+            &stats,
+            &mut rdx,
+            ViewMut { buf: &mut rg, offset: 0, stride },
+        );
+        let got: Vec<f64> = rdx.into_iter().chain(rg).collect();
+        assert!(rel_err(&got, &fd_dir(bwd, &joint, &dir)) < 1e-6, "bn backward tangent (per_task {per_task})");
+    }
+}
+
+#[test]
+fn relu_maxpool_forward_backward_and_tangent_match_definitions() {
+    let be = Cpu::new();
+    let mut s = Sampler::new(3);
+    // Odd sizes: the last row/column is dropped by the floor.
+    let b = ImageBatch { tasks: 2, per_task: 2, channels: 3, height: 5, width: 7 };
+    let p = b.pooled();
+    let x = randn(&mut s, b.len(), 1.0);
+    let mut y = vec![f64::NAN; p.len()];
+    be.relu_maxpool(&x, b, &mut y);
+    for pl in 0..b.images() * b.channels {
+        for py in 0..p.height {
+            for px in 0..p.width {
+                let mut m = 0.0f64;
+                for dy in 0..2 {
+                    for dx in 0..2 {
+                        m = m.max(x[pl * b.height * b.width + (2 * py + dy) * b.width + 2 * px + dx]);
+                    }
+                }
+                assert_eq!(y[(pl * p.height + py) * p.width + px], m);
+            }
+        }
+    }
+    let r = randn(&mut s, p.len(), 1.0);
+    let forward = |x: &[f64]| {
+        let mut y = vec![0.0; p.len()];
+        be.relu_maxpool(&x.to_vec(), b, &mut y);
+        y
+    };
+    let mut dx = vec![f64::NAN; b.len()];
+    be.relu_maxpool_backward(&x, &r, b, &mut dx);
+    assert!(rel_err(&dx, &fd_grad(|x| dotv(&r, &forward(x)), &x)) < 1e-8);
+    let rx = randn(&mut s, b.len(), 1.0);
+    let mut ry = vec![f64::NAN; p.len()];
+    be.relu_maxpool_tangent(&x, &rx, b, &mut ry);
+    assert!(rel_err(&ry, &fd_dir(forward, &x, &rx)) < 1e-8);
+    // Ties: the first maximum of the window takes the whole gradient.
+    let b1 = ImageBatch { tasks: 1, per_task: 1, channels: 1, height: 2, width: 2 };
+    let mut d = vec![f64::NAN; 4];
+    be.relu_maxpool_backward(&vec![0.5, 1.0, 1.0, 0.2], &vec![3.0], b1, &mut d);
+    assert_eq!(d, vec![0.0, 3.0, 0.0, 0.0]);
+    be.relu_maxpool_backward(&vec![-0.5, -1.0, -1.0, -0.2], &vec![3.0], b1, &mut d);
+    assert_eq!(d, vec![0.0; 4]);
+}
+
+#[test]
+fn gemm_row_bias_and_row_sums_match_naive_loops_with_strides_and_transposes() {
+    let be = Cpu::new();
+    let mut s = Sampler::new(4);
+    let (tasks, m, n, k) = (3, 4, 5, 6);
+    for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+        for a_shared in [false, true] {
+            // A at offset 2 with stride m·k + 1 (or shared), B at offset 1, C at offset 3.
+            let a_stride = if a_shared { 0 } else { m * k + 1 };
+            let a = randn(&mut s, 2 + tasks * (m * k + 1), 1.0);
+            let b = randn(&mut s, 1 + tasks * k * n, 1.0);
+            let c0 = randn(&mut s, 3 + tasks * m * n, 1.0);
+            let mut c = c0.clone();
+            let g = Gemm { tasks, m, n, k, trans_a: ta, trans_b: tb, alpha: 0.7, beta: -0.3 };
+            be.gemm(
+                g,
+                View { buf: &a, offset: 2, stride: a_stride },
+                View { buf: &b, offset: 1, stride: k * n },
+                ViewMut { buf: &mut c, offset: 3, stride: m * n },
+            );
+            for t in 0..tasks {
+                for i in 0..m {
+                    for j in 0..n {
+                        let mut acc = 0.0;
+                        for l in 0..k {
+                            let av = a[2 + t * a_stride + if ta { l * m + i } else { i * k + l }];
+                            let bv = b[1 + t * k * n + if tb { j * k + l } else { l * n + j }];
+                            acc += av * bv;
+                        }
+                        let want = 0.7 * acc - 0.3 * c0[3 + t * m * n + i * n + j];
+                        assert!((c[3 + t * m * n + i * n + j] - want).abs() < 1e-12);
+                    }
+                }
+            }
+            assert_eq!(&c[..3], &c0[..3]);
+        }
+    }
+    // β = 0 ignores NaNs in C.
+    let mut c = vec![f64::NAN; m * n];
+    let a = randn(&mut s, m * k, 1.0);
+    let b = randn(&mut s, k * n, 1.0);
+    let g = Gemm { tasks: 1, m, n, k, trans_a: false, trans_b: false, alpha: 1.0, beta: 0.0 };
+    be.gemm(g, View::shared(&a), View::shared(&b), ViewMut::per_task(&mut c, m * n));
+    assert!(c.iter().all(|v| v.is_finite()));
+
+    let (rows, cols) = (4, 3);
+    let bias = randn(&mut s, tasks * cols, 1.0);
+    let e = randn(&mut s, tasks * rows * cols, 1.0);
+    let mut cm = e.clone();
+    be.add_row_bias(tasks, rows, cols, View::per_task(&bias, cols), ViewMut::per_task(&mut cm, rows * cols));
+    for (idx, v) in cm.iter().enumerate() {
+        let (t, j) = (idx / (rows * cols), idx % cols);
+        assert!((v - e[idx] - bias[t * cols + j]).abs() < 1e-14);
+    }
+    let o0 = randn(&mut s, tasks * cols, 1.0);
+    let mut o = o0.clone();
+    be.sum_rows(tasks, rows, cols, 2.0, View::per_task(&e, rows * cols), 0.5, ViewMut::per_task(&mut o, cols));
+    for t in 0..tasks {
+        for j in 0..cols {
+            let sum: f64 = (0..rows).map(|i| e[t * rows * cols + i * cols + j]).sum();
+            assert!((o[t * cols + j] - 2.0 * sum - 0.5 * o0[t * cols + j]).abs() < 1e-12);
+        }
+    }
+}
+
+#[test]
+fn softmax_xent_gradient_stats_and_curvature_match_finite_differences() {
+    let be = Cpu::new();
+    let mut s = Sampler::new(5);
+    let (tasks, rows, classes) = (3, 4, 5);
+    let n = tasks * rows * classes;
+    let z = randn(&mut s, n, 2.0);
+    let labels: Vec<f64> = (0..tasks * rows).map(|i| ((i * 7) % classes) as f64).collect();
+    let scale = 0.37;
+    let eval = |z: &[f64]| {
+        let (mut p, mut g, mut st) = (vec![f64::NAN; n], vec![f64::NAN; n], vec![f64::NAN; 2 * tasks]);
+        be.softmax_xent(tasks, rows, classes, &z.to_vec(), &labels, scale, &mut p, Some(&mut g), &mut st);
+        (p, g, st)
+    };
+    let (p, g, st) = eval(&z);
+    // Total loss = Σ_t rows·mean_t; its gradient is scale·(P − Y) / scale.
+    let loss = |z: &[f64]| scale * eval(z).2.chunks(2).map(|c| c[0] * rows as f64).sum::<f64>();
+    assert!(rel_err(&g, &fd_grad(loss, &z)) < 1e-7);
+    for t in 0..tasks {
+        let correct = (0..rows)
+            .filter(|&r| {
+                let row = &z[(t * rows + r) * classes..(t * rows + r + 1) * classes];
+                let arg = (0..classes).fold(0, |a, j| if row[j] > row[a] { j } else { a });
+                arg == labels[t * rows + r] as usize
+            })
+            .count();
+        assert_eq!(st[2 * t + 1], correct as f64);
+    }
+    let u = randn(&mut s, n, 1.0);
+    let mut m = vec![f64::NAN; n];
+    be.softmax_curvature(tasks * rows, classes, &p, &u, scale, &mut m, false);
+    assert!(rel_err(&m, &fd_dir(|z| eval(z).1, &z, &u)) < 1e-7);
+    let mut m2 = m.clone();
+    be.softmax_curvature(tasks * rows, classes, &p, &u, scale, &mut m2, true);
+    let doubled: Vec<f64> = m.iter().map(|v| 2.0 * v).collect();
+    assert!(rel_err(&m2, &doubled) < 1e-14);
+}
