@@ -183,6 +183,7 @@ pub fn forward<B: MetaBackend>(be: &B, net: &Conv4, images: &B::Vector, theta: V
 
 /// The backbone's backward from `act.features_grad()` (set by the caller): parameter gradients
 /// into `grad` (stride 0: summed over all tasks; per task otherwise), overwritten.
+#[allow(clippy::too_many_arguments)]
 pub fn backward<B: MetaBackend>(
     be: &B,
     net: &Conv4,
