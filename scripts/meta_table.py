@@ -28,24 +28,26 @@ def row(path):
             t90 = (recs[i]["time_s"], recs[i]["iter"] + 1)
             break
     last = recs[-1] if recs else {}
-    return final, last, t90
+    avgs = [sum(r["test_acc"] for r in recs[i - WINDOW + 1:i + 1]) / WINDOW for i in range(WINDOW - 1, len(recs))]
+    best = max(avgs) if avgs else None
+    return final, last, t90, best
 
 
 def main():
     paths = sys.argv[1:] or sorted(glob.glob("results/meta/*.jsonl"))
-    print("| algorithm | task | final meta-test acc (± 95 % CI, tasks) | iterations | train time (s) | time to 90 % (s, iteration) | settings |")
-    print("|---|---|---|---|---|---|---|")
+    print("| algorithm | task | final meta-test acc (± 95 % CI, tasks) | best 20-iteration mean test acc | iterations | train time (s) | time to 90 % (s, iteration) | settings |")
+    print("|---|---|---|---|---|---|---|---|")
     for p in paths:
-        final, last, t90 = row(p)
+        final, last, t90, best = row(p)
         if final is None:
-            print(f"| {p} | (running: iteration {last.get('iter')}, {last.get('time_s', 0):.0f} s) | | | | | |")
+            print(f"| {p} | (running: iteration {last.get('iter')}, {last.get('time_s', 0):.0f} s) | | | | | | |")
             continue
         t = f"{t90[0]:.0f} ({t90[1]})" if t90 else "not reached"
         settings = (f"width {final['width']}, meta-batch {final['meta_batch']}, N = {final['inner_steps']}, "
                     f"α = {final['inner_lr']}, Adam {final['outer_lr']}, {final['queries']} queries/class, "
                     f"rotations {'on' if final['rotations'] else 'off'}, {final['backend']}")
         print(f"| {final['alg']} | {final['ways']}-way {final['shots']}-shot | {100 * final['test_acc']:.2f} ± "
-              f"{100 * final['test_acc_ci95']:.2f} % ({final['test_tasks']}) | {final['iterations']} | {final['time_s']:.0f} | {t} | {settings} |")
+              f"{100 * final['test_acc_ci95']:.2f} % ({final['test_tasks']}) | {100 * best:.1f} % | {final['iterations']} | {final['time_s']:.0f} | {t} | {settings} |")
 
 
 if __name__ == "__main__":
