@@ -543,3 +543,131 @@ fn a_few_meta_steps_on_easy_synthetic_episodes_raise_test_accuracy() {
         eprintln!("{}: accuracy {before:.3} → {:.3} ± {:.3}", alg.name(), fin.test_acc, fin.test_acc_ci95);
     }
 }
+
+// ---- backend parity: every primitive and one meta-step of every algorithm ----
+
+/// Every `MetaBackend` primitive and one meta-gradient of every algorithm on fixed inputs
+/// (shapes that are not multiples of any workgroup size), read back. A backend is checked by
+/// comparing this against `CpuBackend<f64>`: the f32 CPU backend below, and the GPU backend by
+/// adding `assert_parity(&common::gpu(), 1e-4)` once `impl MetaBackend for GpuBackend` exists.
+fn meta_outputs<B: MetaBackend>(be: &B) -> Vec<(String, Vec<f64>)> {
+    let mut s = Sampler::new(77);
+    let b = ImageBatch { tasks: 3, per_task: 5, channels: 2, height: 7, width: 9 };
+    let c_out = 5;
+    let h = b.with_channels(c_out);
+    let read = |v: &B::Vector| common::block(be.read_vector(v)).expect("read");
+    let up = |v: &[f64]| be.vector_from(v, "parity input");
+    let mut out = Vec::new();
+    for per_task in [false, true] {
+        let plen = c_out * b.channels * 9 + c_out;
+        let (stride, blocks) = if per_task { (plen, b.tasks) } else { (0, 1) };
+        let x = up(&randn(&mut s, b.len(), 1.0));
+        let p = up(&randn(&mut s, blocks * plen, 0.3));
+        let dy = up(&randn(&mut s, h.len(), 1.0));
+        let mut y = be.zeros(h.len(), "y");
+        be.conv3x3(&x, b, c_out, View { buf: &p, offset: 0, stride }, true, &mut y, false);
+        out.push((format!("conv3x3 per_task {per_task}"), read(&y)));
+        let mut dx = be.zeros(b.len(), "dx");
+        be.conv3x3_input_grad(&dy, b, c_out, View { buf: &p, offset: 0, stride }, &mut dx, false);
+        out.push((format!("conv3x3_input_grad per_task {per_task}"), read(&dx)));
+        let mut g = be.zeros(blocks * plen, "g");
+        be.conv3x3_param_grad(&x, &dy, b, c_out, ViewMut { buf: &mut g, offset: 0, stride }, false);
+        out.push((format!("conv3x3_param_grad per_task {per_task}"), read(&g)));
+
+        let bstride = if per_task { 2 * c_out } else { 0 };
+        let bnp = up(&bn_params(&mut s, blocks, c_out));
+        let rbnp = up(&randn(&mut s, blocks * 2 * c_out, 1.0));
+        let (rx, rdy) = (up(&randn(&mut s, h.len(), 1.0)), up(&randn(&mut s, h.len(), 1.0)));
+        let (mut yb, mut stats) = (be.zeros(h.len(), "bn y"), be.zeros(2 * b.tasks * c_out, "stats"));
+        be.batch_norm(&y, h, View { buf: &bnp, offset: 0, stride: bstride }, &mut yb, &mut stats);
+        out.push((format!("batch_norm per_task {per_task}"), read(&yb)));
+        out.push((format!("batch_norm stats per_task {per_task}"), read(&stats)));
+        let (mut bdx, mut bg) = (be.zeros(h.len(), "bn dx"), be.zeros(blocks * 2 * c_out, "bn g"));
+        let bv = View { buf: &bnp, offset: 0, stride: bstride };
+        let rbv = View { buf: &rbnp, offset: 0, stride: bstride };
+        be.batch_norm_backward(&y, &dy, h, bv, &stats, &mut bdx, ViewMut { buf: &mut bg, offset: 0, stride: bstride });
+        out.push((format!("batch_norm_backward dx per_task {per_task}"), read(&bdx)));
+        out.push((format!("batch_norm_backward dparams per_task {per_task}"), read(&bg)));
+        let mut ry = be.zeros(h.len(), "bn ry");
+        be.batch_norm_tangent(&y, &rx, h, bv, rbv, &stats, &mut ry);
+        out.push((format!("batch_norm_tangent per_task {per_task}"), read(&ry)));
+        be.batch_norm_backward_tangent(
+            &y,
+            &rx,
+            &dy,
+            &rdy,
+            h,
+            bv,
+            rbv,
+            &stats,
+            &mut bdx,
+            ViewMut { buf: &mut bg, offset: 0, stride: bstride },
+        );
+        out.push((format!("batch_norm_backward_tangent dx per_task {per_task}"), read(&bdx)));
+        out.push((format!("batch_norm_backward_tangent dparams per_task {per_task}"), read(&bg)));
+    }
+    let x = up(&randn(&mut s, b.len(), 1.0));
+    let (pdy, prx) = (up(&randn(&mut s, b.pooled().len(), 1.0)), up(&randn(&mut s, b.len(), 1.0)));
+    let mut py = be.zeros(b.pooled().len(), "pool y");
+    be.relu_maxpool(&x, b, &mut py);
+    out.push(("relu_maxpool".into(), read(&py)));
+    be.relu_maxpool_tangent(&x, &prx, b, &mut py);
+    out.push(("relu_maxpool_tangent".into(), read(&py)));
+    let mut pdx = be.zeros(b.len(), "pool dx");
+    be.relu_maxpool_backward(&x, &pdy, b, &mut pdx);
+    out.push(("relu_maxpool_backward".into(), read(&pdx)));
+
+    let (tasks, m, n, k) = (3, 5, 7, 6);
+    let (a, bb) = (up(&randn(&mut s, tasks * m * k + 2, 1.0)), up(&randn(&mut s, tasks * k * n, 1.0)));
+    for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+        let mut c = up(&randn(&mut s, tasks * m * n, 1.0));
+        let g = Gemm { tasks, m, n, k, trans_a: ta, trans_b: tb, alpha: 0.6, beta: 0.4 };
+        be.gemm(g, View { buf: &a, offset: 2, stride: m * k }, View::per_task(&bb, k * n), ViewMut::per_task(&mut c, m * n));
+        out.push((format!("gemm {ta} {tb}"), read(&c)));
+    }
+    let mut c = up(&randn(&mut s, tasks * m * n, 1.0));
+    be.add_row_bias(tasks, m, n, View::per_task(&bb, n), ViewMut::per_task(&mut c, m * n));
+    out.push(("add_row_bias".into(), read(&c)));
+    let mut o = up(&randn(&mut s, tasks * n, 1.0));
+    be.sum_rows(tasks, m, n, 0.5, View::per_task(&c, m * n), -1.5, ViewMut::per_task(&mut o, n));
+    out.push(("sum_rows".into(), read(&o)));
+    let (rows, classes) = (7, 5);
+    let z = up(&randn(&mut s, tasks * rows * classes, 2.0));
+    let labels = up(&(0..tasks * rows).map(|i| (i % classes) as f64).collect::<Vec<_>>());
+    let (mut pr, mut gr, mut st) =
+        (be.zeros(tasks * rows * classes, "p"), be.zeros(tasks * rows * classes, "g"), be.zeros(2 * tasks, "st"));
+    be.softmax_xent(tasks, rows, classes, &z, &labels, 0.3, &mut pr, Some(&mut gr), &mut st);
+    out.push(("softmax_xent probs".into(), read(&pr)));
+    out.push(("softmax_xent grad".into(), read(&gr)));
+    out.push(("softmax_xent stats".into(), read(&st)));
+    let u = up(&randn(&mut s, tasks * rows * classes, 1.0));
+    be.softmax_curvature(tasks * rows, classes, &pr, &u, 0.7, &mut gr, true);
+    out.push(("softmax_curvature".into(), read(&gr)));
+
+    for alg in [MetaAlg::ItdBio, MetaAlg::Anil, MetaAlg::Maml { first_order: false }, MetaAlg::Maml { first_order: true }] {
+        let cfg = tiny_config(alg, 2);
+        let batch = TaskBatch::upload(be, &random_tasks(&cfg, 4));
+        let mut l = Learner::new(be, cfg).expect("valid config");
+        l.meta_gradient(be, &batch);
+        out.push((format!("{} meta-gradient", alg.name()), read(&l.grad_theta)));
+        if alg == MetaAlg::Anil {
+            out.push(("ANIL head-init gradient".into(), read(&l.grad_head)));
+        }
+        out.push((format!("{} query stats", alg.name()), read(l.query_stats())));
+    }
+    out
+}
+
+/// `be`'s outputs against the f64 CPU reference, each within `tol` relative error.
+fn assert_parity<B: MetaBackend>(be: &B, tol: f64) {
+    let reference = meta_outputs(&Cpu::new());
+    for ((name, got), (_, want)) in meta_outputs(be).iter().zip(&reference) {
+        let err = rel_err(got, want);
+        assert!(err < tol, "{name} on {}: relative error {err:.2e}", be.describe());
+    }
+}
+
+#[test]
+fn f32_cpu_backend_matches_the_f64_reference_on_every_primitive_and_meta_step() {
+    assert_parity(&CpuBackend::<f32>::new(), 1e-4);
+}
