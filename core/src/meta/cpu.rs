@@ -4,13 +4,13 @@
 //! summed per chunk of images into private buffers, then reduced (no two threads write one
 //! entry, and the order of the sums is fixed, so runs are reproducible).
 
-use crate::cpu::{axpy_slice, chunked, to_t, CpuBackend, Real, PARALLEL_WORK};
+use crate::cpu::{axpy_slice, chunked, to_t, CpuBackend, Real};
 use crate::meta::ops::{Gemm, ImageBatch, MetaBackend, View, ViewMut, BN_EPS};
 
 /// `f(i)` for `i < n`, on the rayon pool when `work` is large (natively), collected in order.
 fn map_range<R: Send>(n: usize, work: usize, f: impl Fn(usize) -> R + Sync + Send) -> Vec<R> {
     #[cfg(not(target_arch = "wasm32"))]
-    if work >= PARALLEL_WORK && n > 1 {
+    if work >= crate::cpu::PARALLEL_WORK && n > 1 {
         use rayon::prelude::*;
         return (0..n).into_par_iter().map(f).collect();
     }
