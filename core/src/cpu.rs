@@ -97,7 +97,7 @@ impl<T: Real> CpuBackend<T> {
     }
 }
 
-fn to_t<T: Real>(x: f64) -> T {
+pub(crate) fn to_t<T: Real>(x: f64) -> T {
     T::from(x).expect("f64 converts to every Real")
 }
 
@@ -424,11 +424,11 @@ impl<T: Real> Backend for CpuBackend<T> {
 /// Work (multiply-adds or elements) below which an operation stays on one thread. Waking the
 /// pool costs microseconds, and far more when the cores are shared (measured: MNIST's 64-row
 /// products, ~0.5 M multiply-adds each, ran faster on one thread than split over two).
-const PARALLEL_WORK: usize = 1 << 21;
+pub(crate) const PARALLEL_WORK: usize = 1 << 21;
 
 /// Runs `f(first_index, chunk)` over `chunk_len`-sized chunks of `data`, on the rayon pool when
 /// `work` is large (natively), else in order on this thread.
-fn chunked<T: Send>(data: &mut [T], chunk_len: usize, work: usize, f: impl Fn(usize, &mut [T]) + Sync + Send) {
+pub(crate) fn chunked<T: Send>(data: &mut [T], chunk_len: usize, work: usize, f: impl Fn(usize, &mut [T]) + Sync + Send) {
     let chunk_len = chunk_len.max(1);
     #[cfg(not(target_arch = "wasm32"))]
     if work >= PARALLEL_WORK {
@@ -449,7 +449,7 @@ fn threads() -> usize {
 }
 
 /// How many pieces to cut parallel work into.
-fn pieces() -> usize {
+pub(crate) fn pieces() -> usize {
     #[cfg(not(target_arch = "wasm32"))]
     return 4 * rayon::current_num_threads();
     #[cfg(target_arch = "wasm32")]
@@ -980,7 +980,7 @@ multiversion! {
 
 /// `y += a·x` over a slice.
 #[inline]
-fn axpy_slice<T: Real>(a: T, x: &[T], y: &mut [T]) {
+pub(crate) fn axpy_slice<T: Real>(a: T, x: &[T], y: &mut [T]) {
     for (yi, &xi) in y.iter_mut().zip(x) {
         *yi = *yi + a * xi;
     }

@@ -14,6 +14,7 @@ pub mod exact;
 pub mod experiment;
 pub mod gpu;
 pub mod landscape;
+pub mod meta;
 pub mod outer;
 pub mod problems;
 pub mod sampler;
