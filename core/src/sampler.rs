@@ -37,6 +37,16 @@ impl Sampler {
         self.rng.random_range(0..n.max(1))
     }
 
+    /// A uniform variate in [0, 1).
+    pub fn uniform(&mut self) -> f64 {
+        self.rng.random::<f64>()
+    }
+
+    /// The underlying generator (for samplers that take any `rand::Rng`).
+    pub fn rng(&mut self) -> &mut ChaCha8Rng {
+        &mut self.rng
+    }
+
     /// A standard normal variate (Box–Muller; `rand_distr` is not needed for this).
     pub fn normal(&mut self) -> f64 {
         let u1: f64 = 1.0 - self.rng.random::<f64>();

@@ -8,8 +8,10 @@ use std::time::Instant;
 
 use anyhow::{bail, Result};
 use bilevel_core::backend::HostMatrix;
+use bilevel_core::data::episodes::ImageSet;
 use bilevel_core::data::idx::{self, Mnist, HYPERCLEAN_TRAIN, HYPERCLEAN_VAL};
 use bilevel_core::data::newsgroups::{self, Cache, Newsgroups};
+use bilevel_core::data::omniglot::{load_omniglot, OMNIGLOT_ZIPS};
 use bilevel_core::data::{class_counts, ijcnn1, Labeled};
 use clap::Args;
 use serde_json::{json, Value};
@@ -20,6 +22,7 @@ pub enum Dataset {
     Mnist,
     Newsgroups,
     Ijcnn1,
+    Omniglot,
 }
 
 impl FromStr for Dataset {
@@ -29,7 +32,8 @@ impl FromStr for Dataset {
             "mnist" => Dataset::Mnist,
             "20news" | "20newsgroups" | "newsgroups" => Dataset::Newsgroups,
             "ijcnn1" => Dataset::Ijcnn1,
-            _ => bail!("unknown dataset {s:?} (expected mnist, 20news or ijcnn1)"),
+            "omniglot" => Dataset::Omniglot,
+            _ => bail!("unknown dataset {s:?} (expected mnist, 20news, ijcnn1 or omniglot)"),
         })
     }
 }
@@ -40,6 +44,7 @@ impl Dataset {
             Dataset::Mnist => "mnist",
             Dataset::Newsgroups => "20news",
             Dataset::Ijcnn1 => "ijcnn1",
+            Dataset::Omniglot => "omniglot",
         }
     }
 
@@ -47,7 +52,7 @@ impl Dataset {
     fn default_dir(self) -> &'static str {
         match self {
             Dataset::Mnist => "data",
-            Dataset::Newsgroups | Dataset::Ijcnn1 => "../shared/data",
+            Dataset::Newsgroups | Dataset::Ijcnn1 | Dataset::Omniglot => "../shared/data",
         }
     }
 
@@ -57,6 +62,7 @@ impl Dataset {
         let (sub, marker) = match self {
             Dataset::Mnist => ("mnist", idx::MNIST_FILES[0]),
             Dataset::Ijcnn1 => ("ijcnn1", "ijcnn1.trn.bz2"),
+            Dataset::Omniglot => ("omniglot", OMNIGLOT_ZIPS[0]),
             Dataset::Newsgroups => return (root.to_path_buf(), root.join(newsgroups::ARCHIVE)),
         };
         let direct = root.join(marker);
@@ -71,7 +77,7 @@ impl Dataset {
 #[derive(Args, Debug, Clone, Default)]
 #[command(rename_all = "snake_case")]
 pub struct DataArgs {
-    /// Data folder, laid out as ../shared/data (20news-bydate.tar.gz, ijcnn1/) and data/ (mnist/).
+    /// Data folder, laid out as ../shared/data (20news-bydate.tar.gz, ijcnn1/, omniglot/) and data/ (mnist/).
     /// Default: $BILEVEL_DATA_DIR, else data/ for MNIST and ../shared/data for the others, from the
     /// current folder or else from the repository.
     /// (`--data_path`, the reference's name for it, is accepted too.)
@@ -120,6 +126,11 @@ impl DataArgs {
         Ok(newsgroups::load(&path, self.cache().as_deref())?)
     }
 
+    /// Omniglot's background subset, resized to `size`×`size`.
+    pub fn omniglot(&self, size: usize) -> Result<ImageSet> {
+        Ok(load_omniglot(&self.dir(Dataset::Omniglot), size)?)
+    }
+
     /// ijcnn1's training and test sets.
     pub fn ijcnn1(&self) -> Result<(Labeled, Labeled)> {
         Ok(ijcnn1::read(&self.dir(Dataset::Ijcnn1))?)
@@ -129,7 +140,7 @@ impl DataArgs {
 #[derive(Args, Debug)]
 #[command(rename_all = "snake_case")]
 pub struct DataInfoArgs {
-    /// mnist, 20news or ijcnn1.
+    /// mnist, 20news, ijcnn1 or omniglot.
     dataset: String,
     #[command(flatten)]
     data: DataArgs,
@@ -159,6 +170,9 @@ fn images_info(images: &idx::IdxImages, labels: &[u8], range: std::ops::Range<us
     let labels: Vec<usize> = labels[range.clone()].iter().map(|&y| y as usize).collect();
     json!({ "rows": range.len(), "cols": d, "nnz": nnz, "class_counts": class_counts(&labels, 10) })
 }
+
+/// The side Omniglot is resized to (learn2learn's and the paper's 28×28).
+pub const OMNIGLOT_SIZE: usize = 28;
 
 pub fn run(args: DataInfoArgs) -> Result<()> {
     let ds: Dataset = args.dataset.parse()?;
@@ -217,6 +231,21 @@ pub fn run(args: DataInfoArgs) -> Result<()> {
                     "train": split_info(&train.x, &pm(&train.labels), 2),
                     "test": split_info(&test.x, &pm(&test.labels), 2),
                 },
+            })
+        }
+        Dataset::Omniglot => {
+            let set = args.data.omniglot(OMNIGLOT_SIZE)?;
+            let per_class: Vec<usize> = (0..set.num_classes()).map(|c| set.images_in(c)).collect();
+            let alphabets: std::collections::BTreeSet<&str> = set.class_names.iter().filter_map(|n| n.split('/').next()).collect();
+            json!({
+                "classes": set.num_classes(),
+                "images": set.total_images(),
+                "images_per_class": { "min": per_class.iter().min(), "max": per_class.iter().max() },
+                "alphabets": alphabets,
+                "image_shape": [set.channels, set.height, set.width],
+                "with_rotations": { "classes": 4 * set.num_classes() },
+                "files": OMNIGLOT_ZIPS,
+                "preprocessing": "105x105 1-bit PNGs inverted (strokes 1.0) and area-averaged to 28x28",
             })
         }
     };

@@ -1,5 +1,5 @@
 //! `bilevel data-info` on the real data sets (MNIST from `data/mnist`, which `scripts/setup.sh`
-//! fetches; 20 Newsgroups and ijcnn1 from `../shared/data`), and broken or missing files giving
+//! fetches; 20 Newsgroups, ijcnn1 and Omniglot from `../shared/data`), and broken or missing files giving
 //! one `error:` line and a non-zero exit.
 
 use std::path::{Path, PathBuf};
@@ -100,6 +100,26 @@ fn mnist_info() {
         assert_eq!(split(&v, name)["cols"], 784, "{name}");
         assert_eq!(total(&split(&v, name)["class_counts"]), rows, "{name}");
     }
+}
+
+#[test]
+fn omniglot_info() {
+    let v = info(&["data-info", "omniglot"]);
+    assert_eq!(v["dataset"], "omniglot");
+    assert_eq!(v["classes"], 242);
+    assert_eq!(v["images"], 242 * 20);
+    assert_eq!(v["images_per_class"], serde_json::json!({ "min": 20, "max": 20 }));
+    assert_eq!(v["alphabets"].as_array().unwrap().len(), 8);
+    assert_eq!(v["image_shape"], serde_json::json!([1, 28, 28]));
+    assert_eq!(v["with_rotations"]["classes"], 968);
+    // An empty folder names the missing zip and where to get it.
+    let dir = temp_dir("omniglot");
+    assert_one_line_error(
+        &["data-info", "omniglot", "--data_dir", dir.to_str().unwrap()],
+        &[],
+        &["images_background_small1.zip not found at", "github.com/brendenlake/omniglot"],
+    );
+    std::fs::remove_dir_all(&dir).ok();
 }
 
 /// An IDX file: magic, dimensions, then `body`.

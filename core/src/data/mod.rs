@@ -6,11 +6,16 @@
 //! - [`idx`]: the IDX format (MNIST), and the hyper-cleaning split.
 //! - [`newsgroups`]: 20 Newsgroups from the raw "bydate" archive, vectorised as scikit-learn's
 //!   `fetch_20newsgroups_vectorized` does, with an on-disk cache of the built matrices.
+//! - [`episodes`]: few-shot image sets, class splits and N-way K-shot episodes; [`omniglot`]:
+//!   the Omniglot zips.
 
+pub mod episodes;
 pub mod idx;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod ijcnn1;
 pub mod newsgroups;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod omniglot;
 pub mod svmlight;
 
 use rand::seq::SliceRandom;

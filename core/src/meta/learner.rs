@@ -1,0 +1,294 @@
+//! What the four algorithms share: the configuration, a meta-batch of tasks resident on the
+//! backend, the learner's state (outer variables and their Adam moments), and the dispatch to
+//! each algorithm's meta-gradient.
+
+use crate::backend::Coef;
+use crate::meta::head::{Adaptation, HeadBackward, HeadShape};
+use crate::meta::maml::MamlWork;
+use crate::meta::model::{Activations, Conv4};
+use crate::meta::ops::{MetaBackend, View};
+use crate::meta::{anil, fo_itd_bio, itd_bio, maml};
+use crate::sampler::Sampler;
+use crate::{Error, Result};
+
+/// The meta-learning algorithms (SPEC §6.3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub enum MetaAlg {
+    /// Head adapted from one fixed random init; hypergradient through the whole adaptation.
+    ItdBio,
+    /// Head re-initialised randomly per task; the adaptation is not differentiated.
+    FoItdBio,
+    /// As ITD-BiO, and the head's initialisation is meta-learned too.
+    Anil,
+    /// All parameters adapted; second order through the whole network (or first order).
+    Maml { first_order: bool },
+}
+
+impl MetaAlg {
+    pub const ALL: [MetaAlg; 5] =
+        [MetaAlg::ItdBio, MetaAlg::FoItdBio, MetaAlg::Anil, MetaAlg::Maml { first_order: false }, MetaAlg::Maml { first_order: true }];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            MetaAlg::ItdBio => "ITD-BiO",
+            MetaAlg::FoItdBio => "FO-ITD-BiO",
+            MetaAlg::Anil => "ANIL",
+            MetaAlg::Maml { first_order: false } => "MAML",
+            MetaAlg::Maml { first_order: true } => "FO-MAML",
+        }
+    }
+
+    /// Parses a name as the CLI spells it (case-insensitive).
+    pub fn parse(s: &str) -> Result<MetaAlg> {
+        MetaAlg::ALL.into_iter().find(|a| a.name().eq_ignore_ascii_case(s)).ok_or_else(|| {
+            Error::InvalidArgument(format!("unknown meta-learning algorithm {s:?} (ITD-BiO, FO-ITD-BiO, ANIL, MAML, FO-MAML)"))
+        })
+    }
+}
+
+/// Everything that defines a run.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct MetaConfig {
+    pub alg: MetaAlg,
+    pub net: Conv4,
+    pub shots: usize,
+    pub queries: usize,
+    pub meta_batch: usize,
+    pub inner_steps: usize,
+    pub inner_lr: f64,
+    pub outer_lr: f64,
+    /// ANIL's learning rate for the head initialisation.
+    pub head_lr: f64,
+    pub seed: u64,
+}
+
+impl MetaConfig {
+    pub fn ways(&self) -> usize {
+        self.net.ways
+    }
+    pub fn support_rows(&self) -> usize {
+        self.net.ways * self.shots
+    }
+    pub fn query_rows(&self) -> usize {
+        self.net.ways * self.queries
+    }
+    pub fn head_shape(&self) -> HeadShape {
+        HeadShape { tasks: self.meta_batch, ns: self.support_rows(), nq: self.query_rows(), d: self.net.features(), ways: self.net.ways }
+    }
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::InvalidArgument(m));
+        if self.net.ways < 2 {
+            return bad(format!("ways must be at least 2 (got {})", self.net.ways));
+        }
+        if self.shots == 0 || self.queries == 0 {
+            return bad(format!("shots and queries must be positive (got {} and {})", self.shots, self.queries));
+        }
+        if self.meta_batch == 0 || self.net.hidden == 0 {
+            return bad("meta_batch and width must be positive".into());
+        }
+        if self.net.features() == 0 {
+            return bad(format!("images of {}×{} are too small for {} conv blocks", self.net.height, self.net.width, self.net.blocks));
+        }
+        if !(self.inner_lr.is_finite() && self.outer_lr.is_finite() && self.head_lr.is_finite()) || self.outer_lr <= 0.0 {
+            return bad("learning rates must be finite and the outer one positive".into());
+        }
+        Ok(())
+    }
+}
+
+/// A meta-batch of tasks on the host: per task, its support images then its query images
+/// (class-major, as `data::episodes::Episode` stores them), and their labels in the same order.
+#[derive(Clone, Debug)]
+pub struct HostTasks {
+    pub tasks: usize,
+    pub ns: usize,
+    pub nq: usize,
+    pub image_len: usize,
+    pub images: Vec<f32>,
+    pub labels: Vec<u32>,
+}
+
+/// A meta-batch resident on the backend: all images of each task together (the head-only
+/// algorithms forward support and query at once, so BN statistics cover both), support and
+/// query images apart (MAML adapts on the support alone), and the labels as reals.
+pub struct TaskBatch<B: MetaBackend> {
+    pub tasks: usize,
+    pub images: B::Vector,
+    pub support: B::Vector,
+    pub query: B::Vector,
+    pub labels_s: B::Vector,
+    pub labels_q: B::Vector,
+}
+
+impl<B: MetaBackend> TaskBatch<B> {
+    pub fn upload(be: &B, h: &HostTasks) -> Self {
+        let n = h.ns + h.nq;
+        assert_eq!(h.images.len(), h.tasks * n * h.image_len, "HostTasks: image buffer length");
+        let part = |range: std::ops::Range<usize>, per: usize| -> Vec<f64> {
+            (0..h.tasks).flat_map(|t| h.images[(t * n + range.start) * per..(t * n + range.end) * per].iter().map(|&v| v as f64)).collect()
+        };
+        let labels = |range: std::ops::Range<usize>| -> Vec<f64> {
+            (0..h.tasks).flat_map(|t| h.labels[t * n + range.start..t * n + range.end].iter().map(|&v| v as f64)).collect()
+        };
+        TaskBatch {
+            tasks: h.tasks,
+            images: be.vector_from(&part(0..n, h.image_len), "meta images"),
+            support: be.vector_from(&part(0..h.ns, h.image_len), "meta support images"),
+            query: be.vector_from(&part(h.ns..n, h.image_len), "meta query images"),
+            labels_s: be.vector_from(&labels(0..h.ns), "meta support labels"),
+            labels_q: be.vector_from(&labels(h.ns..n), "meta query labels"),
+        }
+    }
+}
+
+/// Adam moments for one vector (β = (0.9, 0.999), ε = 1e-8, as `torch.optim.Adam`).
+pub struct Adam<B: MetaBackend> {
+    m: B::Vector,
+    v: B::Vector,
+    t: i32,
+}
+
+impl<B: MetaBackend> Adam<B> {
+    pub fn new(be: &B, len: usize, label: &str) -> Self {
+        Adam { m: be.zeros(len, &format!("{label} adam m")), v: be.zeros(len, &format!("{label} adam v")), t: 0 }
+    }
+    pub fn step(&mut self, be: &B, grad: &B::Vector, x: &mut B::Vector, lr: f64) {
+        let (b1, b2, eps) = (0.9f64, 0.999f64, 1e-8);
+        self.t += 1;
+        // Bias corrections folded into the step: lr_t = lr √(1 − β₂ᵗ) / (1 − β₁ᵗ).
+        let lr_t = lr * (1.0 - b2.powi(self.t)).sqrt() / (1.0 - b1.powi(self.t));
+        let eps_t = eps * (1.0 - b2.powi(self.t)).sqrt();
+        be.adam(grad, &mut self.m, &mut self.v, x, lr_t, b1, b2, eps_t);
+    }
+}
+
+/// Buffers of the head-only algorithms (ITD-BiO, FO-ITD-BiO, ANIL) for one meta-batch size.
+pub struct HeadOnlyWork<B: MetaBackend> {
+    pub act: Activations<B>,
+    pub ad: Adaptation<B>,
+    pub hb: HeadBackward<B>,
+}
+
+/// The learner: outer variables, their optimiser state, and scratch buffers.
+pub struct Learner<B: MetaBackend> {
+    pub cfg: MetaConfig,
+    /// ITD-BiO, FO-ITD-BiO, ANIL: the backbone φ. MAML: θ = [backbone | head].
+    pub theta: B::Vector,
+    /// ITD-BiO: the fixed initial head; ANIL: the learned one; unused otherwise.
+    pub head: B::Vector,
+    /// The meta-gradients, written by [`Learner::meta_gradient`].
+    pub grad_theta: B::Vector,
+    pub grad_head: B::Vector,
+    /// FO-ITD-BiO's per-task random heads (drawn on the host, seeded).
+    pub random_heads: B::Vector,
+    pub rng: Sampler,
+    opt_theta: Adam<B>,
+    opt_head: Adam<B>,
+    pub(crate) head_only: Option<HeadOnlyWork<B>>,
+    pub(crate) maml: Option<MamlWork<B>>,
+    pub(crate) fbar: B::Vector,
+}
+
+impl<B: MetaBackend> Learner<B> {
+    /// A fresh learner: backbone and head drawn per SPEC §6.2 from `cfg.seed`.
+    pub fn new(be: &B, cfg: MetaConfig) -> Result<Self> {
+        cfg.validate()?;
+        let net = cfg.net;
+        let mut rng = Sampler::new(cfg.seed);
+        let backbone = net.init_backbone(&mut rng);
+        let head = net.init_head(&mut rng);
+        let maml = matches!(cfg.alg, MetaAlg::Maml { .. });
+        let theta: Vec<f64> = if maml { backbone.iter().chain(&head).copied().collect() } else { backbone };
+        let s = cfg.head_shape();
+        Ok(Learner {
+            theta: be.vector_from(&theta, "meta theta"),
+            head: be.vector_from(&head, "meta head init"),
+            grad_theta: be.zeros(theta.len(), "meta grad theta"),
+            grad_head: be.zeros(net.head_len(), "meta grad head"),
+            random_heads: be.zeros(s.tasks * net.head_len(), "meta random heads"),
+            opt_theta: Adam::new(be, theta.len(), "meta theta"),
+            opt_head: Adam::new(be, net.head_len(), "meta head"),
+            head_only: None,
+            maml: None,
+            fbar: be.zeros(if maml { 0 } else { s.tasks * (s.ns + s.nq) * s.d }, "meta feature grad"),
+            rng,
+            cfg,
+        })
+    }
+
+    /// Draws FO-ITD-BiO's per-task heads (PyTorch's Linear init), on the host, seeded.
+    pub(crate) fn draw_random_heads(&mut self, be: &B) {
+        let heads: Vec<f64> = (0..self.cfg.meta_batch).flat_map(|_| self.cfg.net.init_head(&mut self.rng)).collect();
+        self.random_heads = be.vector_from(&heads, "meta random heads");
+    }
+
+    fn check_batch(&self, batch: &TaskBatch<B>) {
+        assert_eq!(batch.tasks, self.cfg.meta_batch, "a task batch must hold meta_batch tasks");
+    }
+
+    /// The meta-gradient on `batch` into `grad_theta` (and `grad_head` for ANIL), scaled as the
+    /// mean over tasks of each task's mean query cross-entropy. Query statistics of the adapted
+    /// models are left in [`Learner::query_stats`].
+    pub fn meta_gradient(&mut self, be: &B, batch: &TaskBatch<B>) {
+        self.check_batch(batch);
+        match self.cfg.alg {
+            MetaAlg::ItdBio => itd_bio::meta_gradient(be, self, batch),
+            MetaAlg::FoItdBio => fo_itd_bio::meta_gradient(be, self, batch),
+            MetaAlg::Anil => anil::meta_gradient(be, self, batch),
+            MetaAlg::Maml { first_order } => maml::meta_gradient(be, self, batch, first_order),
+        }
+    }
+
+    /// One outer step: the meta-gradient, then Adam on the outer variables.
+    pub fn step(&mut self, be: &B, batch: &TaskBatch<B>) {
+        self.meta_gradient(be, batch);
+        self.opt_theta.step(be, &self.grad_theta, &mut self.theta, self.cfg.outer_lr);
+        if self.cfg.alg == MetaAlg::Anil {
+            self.opt_head.step(be, &self.grad_head, &mut self.head, self.cfg.head_lr);
+        }
+    }
+
+    /// Adaptation only (no meta-gradient): the adapted models' query statistics.
+    pub fn evaluate(&mut self, be: &B, batch: &TaskBatch<B>) {
+        self.check_batch(batch);
+        match self.cfg.alg {
+            MetaAlg::Maml { .. } => maml::adapt_and_query(be, self, batch),
+            alg => {
+                if alg == MetaAlg::FoItdBio {
+                    self.draw_random_heads(be);
+                }
+                itd_bio::adapt_and_query(be, self, batch, alg == MetaAlg::FoItdBio);
+            }
+        }
+    }
+
+    /// Per task: the mean query cross-entropy and the number of correct query predictions
+    /// (after [`Learner::meta_gradient`], [`Learner::step`] or [`Learner::evaluate`]).
+    pub fn query_stats(&self) -> &B::Vector {
+        match (&self.head_only, &self.maml) {
+            (Some(w), _) if !matches!(self.cfg.alg, MetaAlg::Maml { .. }) => &w.ad.stats_q,
+            (_, Some(m)) => &m.stats_q,
+            _ => panic!("query_stats before any adaptation"),
+        }
+    }
+
+    /// Reads the query statistics: (mean loss, accuracy per task).
+    pub async fn read_query(&self, be: &B) -> Result<(f64, Vec<f64>)> {
+        let st = be.read_vector(self.query_stats()).await?;
+        let nq = self.cfg.query_rows() as f64;
+        let loss = st.chunks(2).map(|c| c[0]).sum::<f64>() / (st.len() / 2) as f64;
+        Ok((loss, st.chunks(2).map(|c| c[1] / nq).collect()))
+    }
+}
+
+/// `out ← Σ_t x_t` for `tasks` blocks of `len` entries (a shared variable's gradient from
+/// per-task ones).
+pub(crate) fn sum_tasks<B: MetaBackend>(be: &B, tasks: usize, len: usize, x: &B::Vector, out: &mut B::Vector) {
+    be.sum_rows(1, tasks, len, 1.0, View::shared(x), 0.0, crate::meta::ViewMut::shared(out));
+}
+
+/// `out_t ← x` for every task (a shared variable broadcast into per-task blocks).
+pub(crate) fn broadcast<B: MetaBackend>(be: &B, tasks: usize, len: usize, x: &B::Vector, out: &mut B::Vector) {
+    be.fill(Coef::c(0.0), out);
+    be.add_row_bias(1, tasks, len, View::shared(x), crate::meta::ViewMut::shared(out));
+}
