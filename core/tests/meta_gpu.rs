@@ -291,3 +291,58 @@ fn softmax_xent_and_curvature_match_the_cpu() {
     let cpu = CpuBackend::<f64>::new();
     compare(&xent_outputs(&cpu, 51), &xent_outputs(&g, 51), 1e-5);
 }
+
+// ---- one full meta-step of every algorithm, GPU against CPU ----
+
+use bilevel_core::meta::{Conv4, HostTasks, Learner, MetaAlg, MetaConfig, TaskBatch};
+
+fn step_config(alg: MetaAlg) -> MetaConfig {
+    MetaConfig {
+        alg,
+        // 13×11 → 6×5 → 3×2 → 1×1 (floor pooling at every block): D = 6.
+        net: Conv4 { channels: 1, height: 13, width: 11, hidden: 6, blocks: 3, ways: 3 },
+        shots: 2,
+        queries: 3,
+        meta_batch: 3,
+        inner_steps: 3,
+        inner_lr: 0.4,
+        outer_lr: 0.01,
+        head_lr: 0.01,
+        seed: 17,
+    }
+}
+
+fn random_tasks(cfg: &MetaConfig, seed: u64) -> HostTasks {
+    let mut s = Sampler::new(seed);
+    let (ns, nq) = (cfg.support_rows(), cfg.query_rows());
+    let image_len = cfg.net.channels * cfg.net.height * cfg.net.width;
+    let images = randn(&mut s, cfg.meta_batch * (ns + nq) * image_len, 1.0).into_iter().map(|v| v as f32).collect();
+    let labels = (0..cfg.meta_batch)
+        .flat_map(|_| (0..ns).map(|i| (i / cfg.shots) as u32).chain((0..nq).map(|i| (i / cfg.queries) as u32)))
+        .collect();
+    HostTasks { tasks: cfg.meta_batch, ns, nq, image_len, images, labels }
+}
+
+/// The meta-gradients and query statistics of one meta-step.
+fn meta_step_outputs<B: MetaBackend>(be: &B, alg: MetaAlg) -> Outputs {
+    let cfg = step_config(alg);
+    let batch = TaskBatch::upload(be, &random_tasks(&cfg, 9));
+    let mut l = Learner::new(be, cfg).expect("valid config");
+    let mut out = Outputs::new();
+    l.meta_gradient(be, &batch);
+    read(be, &mut out, format!("{} meta-gradient θ", alg.name()), &l.grad_theta);
+    if alg == MetaAlg::Anil {
+        read(be, &mut out, format!("{} meta-gradient head init", alg.name()), &l.grad_head);
+    }
+    read(be, &mut out, format!("{} query loss / correct per task", alg.name()), l.query_stats());
+    out
+}
+
+#[test]
+fn one_meta_step_of_every_algorithm_matches_the_cpu() {
+    let g = gpu();
+    let cpu = CpuBackend::<f64>::new();
+    for alg in MetaAlg::ALL {
+        compare(&meta_step_outputs(&cpu, alg), &meta_step_outputs(&g, alg), 1e-4);
+    }
+}
