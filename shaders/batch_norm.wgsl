@@ -57,13 +57,15 @@ fn group_size() -> u32 {
 fn group_entry(g: u32, j: u32) -> u32 {
     let t = g / p.channels;
     let c = g % p.channels;
-    return ((t * p.per_task + j / p.hw) * p.channels + c) * p.hw + j % p.hw;
+    let image = div_u32(j, p.hw);
+    return ((t * p.per_task + image) * p.channels + c) * p.hw + j - image * p.hw;
 }
 
 // The group of buffer index i.
 fn group_of(i: u32) -> u32 {
-    let image = i / (p.channels * p.hw);
-    return (image / p.per_task) * p.channels + (i / p.hw) % p.channels;
+    let plane = div_u32(i, p.hw);
+    let image = div_u32(plane, p.channels);
+    return div_u32(image, p.per_task) * p.channels + plane - image * p.channels;
 }
 
 fn xhat(i: u32, g: u32) -> f32 {

@@ -49,8 +49,9 @@ struct Params {
 // The padded image value img[i, c, y + dy, x + dx] of a `channels`-channel image batch in `src`
 // (0 outside the image), for pixel `pix` = y * width + x.
 fn shifted(i: u32, channels: u32, c: u32, pix: u32, dy: i32, dx: i32) -> f32 {
-    let y = i32(pix / p.width) + dy;
-    let x = i32(pix % p.width) + dx;
+    let row = div_u32(pix, p.width);
+    let y = i32(row) + dy;
+    let x = i32(pix - row * p.width) + dx;
     if (y < 0 || x < 0 || y >= i32(p.height) || x >= i32(p.width)) { return 0.0; }
     return src[((i * channels + c) * p.height + u32(y)) * p.width + u32(x)];
 }
@@ -67,8 +68,9 @@ fn load_a(block: u32, row: u32, k: u32) -> f32 {
     }
     // row = co, k = pixel q of the block.
     let hw = p.height * p.width;
-    let i = block * p.images_per_block + k / hw;
-    return aux[(i * p.c_out + row) * hw + k % hw];
+    let image = div_u32(k, hw);
+    let i = block * p.images_per_block + image;
+    return aux[(i * p.c_out + row) * hw + k - image * hw];
 }
 
 fn load_b(block: u32, k: u32, col: u32) -> f32 {
@@ -78,18 +80,21 @@ fn load_b(block: u32, k: u32, col: u32) -> f32 {
         let bias_row = p.c_in * 9u;
         if (col > bias_row) { return 0.0; }
         if (col == bias_row) { return 1.0; }
-        let i = block * p.images_per_block + k / hw;
+        let image = div_u32(k, hw);
+        let i = block * p.images_per_block + image;
         let tap = col % 9u;
-        return shifted(i, p.c_in, col / 9u, k % hw, i32(tap / 3u) - 1, i32(tap % 3u) - 1);
+        return shifted(i, p.c_in, col / 9u, k - image * hw, i32(tap / 3u) - 1, i32(tap % 3u) - 1);
     }
     if (col >= p.n) { return 0.0; }
-    let i = block * p.per_task + col / hw;
+    let image = div_u32(col, hw);
+    let i = block * p.per_task + image;
+    let pix = col - image * hw;
     let tap = k % 9u;
     if (p.mode == 0u) {
-        return shifted(i, p.c_in, k / 9u, col % hw, i32(tap / 3u) - 1, i32(tap % 3u) - 1);
+        return shifted(i, p.c_in, k / 9u, pix, i32(tap / 3u) - 1, i32(tap % 3u) - 1);
     }
     // dx[y, x] gathers dy[y - ky + 1, x - kx + 1].
-    return shifted(i, p.c_out, k / 9u, col % hw, 1 - i32(tap / 3u), 1 - i32(tap % 3u));
+    return shifted(i, p.c_out, k / 9u, pix, 1 - i32(tap / 3u), 1 - i32(tap % 3u));
 }
 
 @compute @workgroup_size(256)
@@ -123,7 +128,7 @@ fn conv3x3_product(@builtin(local_invocation_index) lid: u32,
         for (var j = 0u; j < 4u; j = j + 1u) {
             let col = tn * TILE + tile_col(lid, j);
             if (col >= p.n) { continue; }
-            var v = acc[i * 4u + j];
+            var v = acc[i][j];
             if (p.mode == 2u) {
                 dst[((block * p.chunks + chunk) * p.m + row) * p.n + col] = v;
                 continue;

@@ -59,7 +59,7 @@ fn gemm(@builtin(local_invocation_index) lid: u32,
             let col = tn * TILE + tile_col(lid, j);
             if (col >= p.n) { continue; }
             let o = p.c_offset + t * p.c_stride + row * p.n + col;
-            var v = p.alpha * acc[i * 4u + j];
+            var v = p.alpha * acc[i][j];
             // beta = 0 never reads C, so NaNs in it do not propagate.
             if (p.beta != 0.0) { v = v + p.beta * cmat[o]; }
             cmat[o] = v;

@@ -19,8 +19,9 @@ var<workgroup> tile_b: array<f32, 1024>; // [TILE_K][TILE]
 // (row0, col0). `a_k_fast` / `b_k_fast`: neighbouring invocations load neighbouring k (the
 // operand is contiguous along k) rather than neighbouring rows / columns. All arguments must be
 // uniform across the workgroup (the loop holds barriers).
-fn tiled_product(lid: u32, block: u32, row0: u32, col0: u32, k0: u32, k1: u32, a_k_fast: bool, b_k_fast: bool) -> array<f32, 16> {
-    var acc: array<f32, 16>;
+fn tiled_product(lid: u32, block: u32, row0: u32, col0: u32, k0: u32, k1: u32, a_k_fast: bool, b_k_fast: bool) -> array<vec4<f32>, 4> {
+    // acc[i][j]: row tr + 16 i, column tc + 16 j (vec4 arithmetic, constant indices only).
+    var acc: array<vec4<f32>, 4>;
     let tr = lid / 16u;
     let tc = lid % 16u;
     for (var kb = k0; kb < k1; kb = kb + TILE_K) {
@@ -41,17 +42,14 @@ fn tiled_product(lid: u32, block: u32, row0: u32, col0: u32, k0: u32, k1: u32, a
         }
         workgroupBarrier();
         for (var kk = 0u; kk < TILE_K; kk = kk + 1u) {
-            var a: array<f32, 4>;
-            var b: array<f32, 4>;
-            for (var i = 0u; i < 4u; i = i + 1u) {
-                a[i] = tile_a[kk * TILE + tr + 16u * i];
-                b[i] = tile_b[kk * TILE + tc + 16u * i];
-            }
-            for (var i = 0u; i < 4u; i = i + 1u) {
-                for (var j = 0u; j < 4u; j = j + 1u) {
-                    acc[i * 4u + j] = acc[i * 4u + j] + a[i] * b[j];
-                }
-            }
+            let ra = kk * TILE + tr;
+            let rb = kk * TILE + tc;
+            let a = vec4<f32>(tile_a[ra], tile_a[ra + 16u], tile_a[ra + 32u], tile_a[ra + 48u]);
+            let b = vec4<f32>(tile_b[rb], tile_b[rb + 16u], tile_b[rb + 32u], tile_b[rb + 48u]);
+            acc[0] = acc[0] + a.x * b;
+            acc[1] = acc[1] + a.y * b;
+            acc[2] = acc[2] + a.z * b;
+            acc[3] = acc[3] + a.w * b;
         }
         workgroupBarrier();
     }

@@ -2,7 +2,7 @@
 //! both tangents, as group sums → per-group coefficients → one elementwise pass (+ the γ/β
 //! gradient block).
 
-use super::{groups_2d, u32_of, KernelSpec};
+use super::{groups_2d, u32_of, KernelSpec, DIV_LIMIT};
 use crate::gpu::{Bound, GpuBackend, GpuVector};
 use crate::meta::ops::BN_EPS;
 use crate::meta::{ImageBatch, View, ViewMut};
@@ -60,6 +60,9 @@ fn opt<'a>(gpu: &'a GpuBackend, v: Option<&'a GpuVector>) -> Bound<'a> {
 }
 
 fn params(mode: Mode, batch: ImageBatch, f: &Fields<'_>) -> Params {
+    // Entry indices are split into (image, channel, pixel) with `div_u32`.
+    let hw = batch.height * batch.width;
+    assert!(hw < DIV_LIMIT && batch.channels < DIV_LIMIT && batch.per_task < DIV_LIMIT, "batch norm: shape {batch:?} too large");
     let fields = f.rx.is_some() as u32 | (f.dy.is_some() as u32) << 1 | (f.rdy.is_some() as u32) << 2;
     Params {
         mode: mode as u32,

@@ -1,7 +1,7 @@
 //! `shaders/conv.wgsl`: 3×3 convolutions of a whole meta-batch as implicit GEMMs on the tiled
 //! product, and the split-K parameter gradient with its ordered reduction.
 
-use super::{groups_2d, tiles, u32_of, KernelSpec, TILE_K};
+use super::{groups_2d, tiles, u32_of, KernelSpec, DIV_LIMIT, TILE_K};
 use crate::gpu::{GpuBackend, GpuVector};
 use crate::meta::{ImageBatch, View, ViewMut};
 
@@ -47,6 +47,14 @@ const TARGET_CHUNKS: usize = 64;
 const MIN_CHUNK: usize = 256;
 
 fn base(batch: ImageBatch, c_out: usize, mode: u32) -> Params {
+    // The loaders split pixel indices of a task (or of the whole batch) with `div_small`.
+    assert!(
+        batch.images() * batch.height * batch.width < DIV_LIMIT,
+        "conv3x3: {} images of {}×{} exceed 2^24 pixels per dispatch",
+        batch.images(),
+        batch.height,
+        batch.width
+    );
     Params {
         mode,
         per_task: batch.per_task as u32,

@@ -79,3 +79,6 @@ pub(crate) const TILE_K: u32 = 16;
 pub(crate) fn u32_of(v: usize, what: &str) -> u32 {
     u32::try_from(v).unwrap_or_else(|_| panic!("{what} = {v} exceeds a 32-bit element index"))
 }
+
+/// Divisors of `div_u32` (common.wgsl) must stay below this.
+pub(crate) const DIV_LIMIT: usize = 1 << 21;
