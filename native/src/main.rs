@@ -6,6 +6,7 @@ mod common;
 mod data;
 mod experiments;
 mod hypergrad;
+mod meta;
 mod plot;
 mod reproduce;
 mod run;
@@ -32,6 +33,8 @@ enum Command {
     Ijcnn1(experiments::Ijcnn1Args),
     /// The hypergradient of your own svmlight data at a given λ (one JSON object).
     Hypergrad(hypergrad::HypergradArgs),
+    /// Few-shot meta-learning on Omniglot: ITD-BiO, FO-ITD-BiO, ANIL, MAML (JSON lines per iteration).
+    Meta(meta::MetaArgs),
     /// Time outer iterations at the real problems' shapes (synthetic data), per backend.
     Bench(bench::BenchArgs),
     /// The reference's figure set (20news, MNIST), with figures and a markdown table.
@@ -66,6 +69,7 @@ fn main() {
         Command::Hyperclean(args) => experiments::hyperclean(args),
         Command::L2reg(args) => experiments::l2reg(args),
         Command::Ijcnn1(args) => experiments::ijcnn1(args),
+        Command::Meta(args) => meta::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Plot(args) => plot::run(args),
         Command::Reproduce(args) => reproduce::run(args),

@@ -4,7 +4,7 @@
 //! summed per chunk of images into private buffers, then reduced (no two threads write one
 //! entry, and the order of the sums is fixed, so runs are reproducible).
 
-use crate::cpu::{axpy_slice, chunked, dot, to_t, CpuBackend, Real, PARALLEL_WORK};
+use crate::cpu::{axpy_slice, chunked, to_t, CpuBackend, Real, PARALLEL_WORK};
 use crate::meta::ops::{Gemm, ImageBatch, MetaBackend, View, ViewMut, BN_EPS};
 
 /// `f(i)` for `i < n`, on the rayon pool when `work` is large (natively), collected in order.
@@ -73,22 +73,75 @@ fn col2im_add<T: Real>(col: &[T], channels: usize, h: usize, w: usize, img: &mut
     }
 }
 
-/// `C += A·B` with A `m × k`, B `k × n`, C `m × n`, all row-major: four rows of C at a time
-/// share each streamed row of B (the rows stay in L1, the axpys vectorise).
+/// `C += A·B` with A `m × k`, B `k × n`, C `m × n`, all row-major. Register-blocked: a 4 × 16
+/// tile of C is accumulated in locals over the whole k loop (the compiler keeps it in vector
+/// registers), so each step loads one 16-wide row piece of B and four entries of A. On x86-64
+/// with AVX2 the same code is compiled a second time for 256-bit vectors and picked at run time.
 fn gemm_acc<T: Real>(m: usize, n: usize, k: usize, a: &[T], b: &[T], c: &mut [T]) {
-    for i0 in (0..m).step_by(4) {
-        let rb = 4.min(m - i0);
-        let cblock = &mut c[i0 * n..(i0 + rb) * n];
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2 (checked just above).
+        unsafe { gemm_acc_avx2(m, n, k, a, b, c) };
+        return;
+    }
+    gemm_tiles(m, n, k, a, b, c);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn gemm_acc_avx2<T: Real>(m: usize, n: usize, k: usize, a: &[T], b: &[T], c: &mut [T]) {
+    gemm_tiles(m, n, k, a, b, c);
+}
+
+const MR: usize = 4;
+const NR: usize = 16;
+
+#[inline(always)]
+fn gemm_tiles<T: Real>(m: usize, n: usize, k: usize, a: &[T], b: &[T], c: &mut [T]) {
+    assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n, "gemm_acc: shape mismatch");
+    // Pack A into panels of MR rows, k-major (`[panel][k][MR]`, zero rows past m), and each
+    // NR-column panel of B (`[k][NR]`, zero columns past n): the kernel then reads both
+    // contiguously, and partial tiles need no special case.
+    let panels = m.div_ceil(MR);
+    let mut ap = vec![T::zero(); panels * k * MR];
+    for i in 0..m {
+        let (p, r) = (i / MR, i % MR);
+        for (kk, &v) in a[i * k..(i + 1) * k].iter().enumerate() {
+            ap[(p * k + kk) * MR + r] = v;
+        }
+    }
+    let mut bp = vec![T::zero(); k * NR];
+    let mut j0 = 0;
+    while j0 < n {
+        let nr = NR.min(n - j0);
         for kk in 0..k {
-            let brow = &b[kk * n..(kk + 1) * n];
-            for (r, crow) in cblock.chunks_exact_mut(n).enumerate() {
-                let av = a[(i0 + r) * k + kk];
-                if av != T::zero() {
-                    axpy_slice(av, brow, crow);
+            bp[kk * NR..kk * NR + nr].copy_from_slice(&b[kk * n + j0..kk * n + j0 + nr]);
+        }
+        for p in 0..panels {
+            let acc = kernel(&ap[p * k * MR..(p + 1) * k * MR], &bp);
+            for (r, accr) in acc.iter().enumerate().take(m - p * MR) {
+                let i = p * MR + r;
+                for (x, &v) in c[i * n + j0..i * n + j0 + nr].iter_mut().zip(accr) {
+                    *x = *x + v;
                 }
             }
         }
+        j0 += NR;
     }
+}
+
+/// An `MR × NR` tile of `A_panel · B_panel` (`[k][MR]` times `[k][NR]`), accumulated in locals.
+#[inline(always)]
+fn kernel<T: Real>(ap: &[T], bp: &[T]) -> [[T; NR]; MR] {
+    let mut acc = [[T::zero(); NR]; MR];
+    for (a4, b16) in ap.chunks_exact(MR).zip(bp.chunks_exact(NR)) {
+        for (accr, &av) in acc.iter_mut().zip(a4) {
+            for (x, &bv) in accr.iter_mut().zip(b16) {
+                *x = *x + av * bv;
+            }
+        }
+    }
+    acc
 }
 
 /// The transpose of a row-major `rows × cols` matrix.
@@ -137,44 +190,42 @@ fn image_chunks(batch: ImageBatch) -> Vec<(usize, std::ops::Range<usize>)> {
     chunks
 }
 
-/// Per (task, channel) group sums `Σ f(i, j)` over its entries, where `i` indexes the batch
-/// buffer. Returns `tasks·channels` values.
-fn group_sums<T: Real>(batch: ImageBatch, f: impl Fn(usize) -> T + Sync + Send) -> Vec<T> {
+/// Per (task, channel) group: `Σ f(plane, group)` over the group's planes, where a plane is the
+/// `height·width` range of one (image, channel) in the batch buffer. Returns `tasks·channels`
+/// values.
+fn group_reduce<T: Real>(batch: ImageBatch, f: impl Fn(std::ops::Range<usize>, usize) -> T + Sync + Send) -> Vec<T> {
     let hw = batch.height * batch.width;
     let c = batch.channels;
     map_range(batch.tasks * c, batch.len(), |g| {
         let (t, ch) = (g / c, g % c);
-        let mut acc = T::zero();
-        for n in 0..batch.per_task {
-            let base = ((t * batch.per_task + n) * c + ch) * hw;
-            let mut part = T::zero();
-            for i in base..base + hw {
-                part = part + f(i);
-            }
-            acc = acc + part;
-        }
-        acc
+        (0..batch.per_task).fold(T::zero(), |acc, n| {
+            let p = (t * batch.per_task + n) * c + ch;
+            acc + f(p * hw..(p + 1) * hw, g)
+        })
     })
 }
 
-/// The (task, channel) group of entry `i`.
-#[inline]
-fn group_of(batch: ImageBatch, i: usize) -> usize {
+/// `f(plane range, group, out plane)` for every plane of `out` (shape `batch`), images split
+/// across threads.
+fn map_planes<T: Real>(batch: ImageBatch, out: &mut [T], f: impl Fn(std::ops::Range<usize>, usize, &mut [T]) + Sync + Send) {
     let hw = batch.height * batch.width;
-    let img = i / (batch.channels * hw);
-    let ch = (i / hw) % batch.channels;
-    (img / batch.per_task) * batch.channels + ch
-}
-
-/// Applies `f(i, group)` to every entry of `out` (shape `batch`), images split across threads.
-fn map_entries<T: Real>(batch: ImageBatch, out: &mut [T], f: impl Fn(usize, usize) -> T + Sync + Send) {
-    let img = batch.image_len();
-    chunked(&mut out[..batch.len()], img, batch.len(), |start, o| {
-        for (j, v) in o.iter_mut().enumerate() {
-            let i = start + j;
-            *v = f(i, group_of(batch, i));
+    let c = batch.channels;
+    chunked(&mut out[..batch.len()], batch.image_len(), batch.len(), |start, o| {
+        let img = start / batch.image_len();
+        for (ch, plane) in o.chunks_exact_mut(hw).enumerate() {
+            let p = img * c + ch;
+            f(p * hw..(p + 1) * hw, (img / batch.per_task) * c + ch, plane);
         }
     });
+}
+
+fn sum<T: Real>(x: &[T]) -> T {
+    x.iter().fold(T::zero(), |s, &v| s + v)
+}
+
+/// `Σ a·(b − shift)` over two slices.
+fn dot_shifted<T: Real>(a: &[T], b: &[T], shift: T) -> T {
+    a.iter().zip(b).fold(T::zero(), |s, (&x, &y)| s + x * (y - shift))
 }
 
 /// Writes per-group parameter sums (`gsum`, `bsum`: `tasks·channels` each) into a BN block of
@@ -195,21 +246,32 @@ fn write_bn_grad<T: Real>(batch: ImageBatch, gsum: &[T], bsum: &[T], grad: ViewM
     }
 }
 
-/// The 2×2 window's argmax (flat index into the batch buffer) for pooled entry `o`, and
-/// whether its maximum is positive.
-#[inline]
-fn pool_argmax<T: Real>(x: &[T], batch: ImageBatch, o: usize) -> (usize, bool) {
-    let (ph, pw) = (batch.height / 2, batch.width / 2);
-    let plane = o / (ph * pw);
-    let (py, px) = ((o % (ph * pw)) / pw, o % pw);
-    let base = plane * batch.height * batch.width + 2 * py * batch.width + 2 * px;
+/// For pooled entry (py, px) of a plane `x` (`h × w`): the argmax's offset in the plane (scan
+/// order (0,0), (0,1), (1,0), (1,1), first maximum wins) and whether the maximum is positive.
+#[inline(always)]
+fn window_argmax<T: Real>(x: &[T], w: usize, py: usize, px: usize) -> (usize, bool) {
+    let base = 2 * py * w + 2 * px;
     let mut best = base;
-    for idx in [base + 1, base + batch.width, base + batch.width + 1] {
+    for idx in [base + 1, base + w, base + w + 1] {
         if x[idx] > x[best] {
             best = idx;
         }
     }
     (best, x[best] > T::zero())
+}
+
+/// `f(input plane offset, pooled plane)` for every pooled plane, images split across threads.
+fn pool_planes<T: Real>(batch: ImageBatch, y: &mut [T], f: impl Fn(usize, &mut [T]) + Sync + Send) {
+    let pooled = batch.pooled();
+    let (hw, phw) = (batch.height * batch.width, pooled.height * pooled.width);
+    if phw == 0 {
+        return;
+    }
+    chunked(&mut y[..pooled.len()], pooled.image_len(), batch.len(), |start, yc| {
+        for (j, plane) in yc.chunks_exact_mut(phw).enumerate() {
+            f((start / phw + j) * hw, plane);
+        }
+    });
 }
 
 impl<T: Real> MetaBackend for CpuBackend<T> {
@@ -286,10 +348,10 @@ impl<T: Real> MetaBackend for CpuBackend<T> {
             for i in chunks[j].1.clone() {
                 im2col(&x[i * img..(i + 1) * img], batch.channels, batch.height, batch.width, &mut col);
                 let dyi = &dy[i * c_out * hw..(i + 1) * c_out * hw];
+                // dW (c_out × k) += dy (c_out × hw) · colᵀ (hw × k).
+                let col_t = transpose(&col, k, hw);
+                gemm_acc(c_out, k, hw, dyi, &col_t, &mut acc[..c_out * k]);
                 for (co, drow) in dyi.chunks_exact(hw).enumerate() {
-                    for (kk, crow) in col.chunks_exact(hw).enumerate() {
-                        acc[co * k + kk] = acc[co * k + kk] + dot(drow, crow);
-                    }
                     acc[c_out * k + co] = acc[c_out * k + co] + drow.iter().fold(T::zero(), |s, &v| s + v);
                 }
             }
@@ -302,24 +364,22 @@ impl<T: Real> MetaBackend for CpuBackend<T> {
     fn batch_norm(&self, x: &Vec<T>, batch: ImageBatch, params: View<'_, Vec<T>>, y: &mut Vec<T>, stats: &mut Vec<T>) {
         let c = batch.channels;
         let m = to_t::<T>((batch.per_task * batch.height * batch.width) as f64);
-        let mean: Vec<T> = group_sums(batch, |i| x[i]).into_iter().map(|s| s / m).collect();
-        let var: Vec<T> = group_sums(batch, |i| {
-            let d = x[i] - mean[group_of(batch, i)];
-            d * d
-        })
-        .into_iter()
-        .map(|s| s / m)
-        .collect();
+        let mean: Vec<T> = group_reduce(batch, |r, _| sum(&x[r])).into_iter().map(|v| v / m).collect();
+        let var = group_reduce(batch, |r, g| x[r].iter().fold(T::zero(), |s, &v| s + (v - mean[g]) * (v - mean[g])));
         let eps = to_t::<T>(BN_EPS);
-        let inv: Vec<T> = var.iter().map(|&v| T::one() / (v + eps).sqrt()).collect();
+        let inv: Vec<T> = var.iter().map(|&v| T::one() / (v / m + eps).sqrt()).collect();
         for g in 0..batch.tasks * c {
             stats[2 * g] = mean[g];
             stats[2 * g + 1] = inv[g];
         }
-        map_entries(batch, y, |i, g| {
+        // y = γ s (x − μ) + β = a·x + b per plane.
+        map_planes(batch, y, |r, g, out| {
             let p = block(&params, g / c, 2 * c);
-            let ch = g % c;
-            p[ch] * (x[i] - mean[g]) * inv[g] + p[c + ch]
+            let a = p[g % c] * inv[g];
+            let b = p[c + g % c] - a * mean[g];
+            for (o, &xv) in out.iter_mut().zip(&x[r]) {
+                *o = a * xv + b;
+            }
         });
     }
 
@@ -335,13 +395,23 @@ impl<T: Real> MetaBackend for CpuBackend<T> {
     ) {
         let c = batch.channels;
         let m = to_t::<T>((batch.per_task * batch.height * batch.width) as f64);
-        let xhat = |i: usize, g: usize| (x[i] - stats[2 * g]) * stats[2 * g + 1];
-        let gamma = |g: usize| block(&params, g / c, 2 * c)[g % c];
-        let sum_dy = group_sums(batch, |i| dy[i]);
-        let sum_dy_xhat = group_sums(batch, |i| dy[i] * xhat(i, group_of(batch, i)));
-        map_entries(batch, dx, |i, g| {
-            let s = stats[2 * g + 1];
-            gamma(g) * s * (dy[i] - sum_dy[g] / m - xhat(i, g) * sum_dy_xhat[g] / m)
+        let sum_dy = group_reduce(batch, |r, _| sum(&dy[r]));
+        // Σ dy·x̂ = s·Σ dy·(x − μ).
+        let sum_dy_xhat: Vec<T> = group_reduce(batch, |r, g| dot_shifted(&dy[r.clone()], &x[r], stats[2 * g]))
+            .iter()
+            .enumerate()
+            .map(|(g, &v)| v * stats[2 * g + 1])
+            .collect();
+        // dx = γ s (dy − mean(dy) − x̂ mean(dy x̂)) = A·dy + B·x + C per plane.
+        map_planes(batch, dx, |r, g, out| {
+            let (mu, s) = (stats[2 * g], stats[2 * g + 1]);
+            let gamma = block(&params, g / c, 2 * c)[g % c];
+            let a = gamma * s;
+            let b = -a * s * sum_dy_xhat[g] / m;
+            let c0 = -a * sum_dy[g] / m - b * mu;
+            for ((o, &d), &xv) in out.iter_mut().zip(&dy[r.clone()]).zip(&x[r]) {
+                *o = a * d + b * xv + c0;
+            }
         });
         write_bn_grad(batch, &sum_dy_xhat, &sum_dy, grad);
     }
@@ -358,15 +428,20 @@ impl<T: Real> MetaBackend for CpuBackend<T> {
     ) {
         let c = batch.channels;
         let m = to_t::<T>((batch.per_task * batch.height * batch.width) as f64);
-        let xhat = |i: usize, g: usize| (x[i] - stats[2 * g]) * stats[2 * g + 1];
-        let sum_rx = group_sums(batch, |i| rx[i]);
-        let sum_xhat_rx = group_sums(batch, |i| xhat(i, group_of(batch, i)) * rx[i]);
-        map_entries(batch, ry, |i, g| {
+        let sum_rx = group_reduce(batch, |r, _| sum(&rx[r]));
+        let sum_xc_rx = group_reduce(batch, |r, g| dot_shifted(&rx[r.clone()], &x[r], stats[2 * g]));
+        // Ry = Rγ x̂ + γ s (Rx − mean(Rx) − x̂ mean(x̂ Rx)) + Rβ = A·Rx + B·x + C per plane.
+        map_planes(batch, ry, |r, g, out| {
+            let (mu, s) = (stats[2 * g], stats[2 * g + 1]);
             let (p, rp) = (block(&params, g / c, 2 * c), block(&rparams, g / c, 2 * c));
-            let ch = g % c;
-            let xh = xhat(i, g);
-            let rxhat = stats[2 * g + 1] * (rx[i] - sum_rx[g] / m - xh * sum_xhat_rx[g] / m);
-            rp[ch] * xh + p[ch] * rxhat + rp[c + ch]
+            let (gamma, rgamma, rbeta) = (p[g % c], rp[g % c], rp[c + g % c]);
+            let mean_xhat_rx = s * sum_xc_rx[g] / m;
+            let a = gamma * s;
+            let b = rgamma * s - gamma * s * s * mean_xhat_rx;
+            let c0 = -b * mu - a * sum_rx[g] / m + rbeta;
+            for ((o, &rv), &xv) in out.iter_mut().zip(&rx[r.clone()]).zip(&x[r]) {
+                *o = a * rv + b * xv + c0;
+            }
         });
     }
 
@@ -385,70 +460,95 @@ impl<T: Real> MetaBackend for CpuBackend<T> {
     ) {
         let c = batch.channels;
         let m = to_t::<T>((batch.per_task * batch.height * batch.width) as f64);
-        let xhat = |i: usize, g: usize| (x[i] - stats[2 * g]) * stats[2 * g + 1];
-        let gamma = |g: usize| block(&params, g / c, 2 * c)[g % c];
-        let rgamma = |g: usize| block(&rparams, g / c, 2 * c)[g % c];
-        let gr = |i: usize| group_of(batch, i);
-        let sum_rx = group_sums(batch, |i| rx[i]);
-        let sum_xhat_rx = group_sums(batch, |i| xhat(i, gr(i)) * rx[i]);
-        let rxhat = |i: usize, g: usize| stats[2 * g + 1] * (rx[i] - sum_rx[g] / m - xhat(i, g) * sum_xhat_rx[g] / m);
-        // g = γ·dy and its tangent Rg = Rγ·dy + γ·Rdy.
-        let rg = |i: usize, g: usize| rgamma(g) * dy[i] + gamma(g) * rdy[i];
-        let sum_dy = group_sums(batch, |i| dy[i]);
-        let sum_dy_xhat = group_sums(batch, |i| dy[i] * xhat(i, gr(i)));
-        let sum_rg = group_sums(batch, |i| rg(i, gr(i)));
-        let sum_rg_xhat = group_sums(batch, |i| rg(i, gr(i)) * xhat(i, gr(i)));
-        let sum_dy_rxhat = group_sums(batch, |i| dy[i] * rxhat(i, gr(i)));
-        let sum_rdy = group_sums(batch, |i| rdy[i]);
-        let sum_rdy_xhat = group_sums(batch, |i| rdy[i] * xhat(i, gr(i)));
-        map_entries(batch, rdx, |i, g| {
+        // Group sums (x_c = x − μ; x̂ = s·x_c).
+        let s_rx = group_reduce(batch, |r, _| sum(&rx[r]));
+        let s_xc_rx = group_reduce(batch, |r, g| dot_shifted(&rx[r.clone()], &x[r], stats[2 * g]));
+        let s_dy = group_reduce(batch, |r, _| sum(&dy[r]));
+        let s_dy_xc = group_reduce(batch, |r, g| dot_shifted(&dy[r.clone()], &x[r], stats[2 * g]));
+        let s_rdy = group_reduce(batch, |r, _| sum(&rdy[r]));
+        let s_rdy_xc = group_reduce(batch, |r, g| dot_shifted(&rdy[r.clone()], &x[r], stats[2 * g]));
+        let s_dy_rx = group_reduce(batch, |r, _| dot_shifted(&dy[r.clone()], &rx[r], T::zero()));
+        let groups = batch.tasks * c;
+        let mut rgam = vec![T::zero(); groups];
+        let mut consts = Vec::with_capacity(groups);
+        for g in 0..groups {
             let s = stats[2 * g + 1];
-            let xh = xhat(i, g);
-            let gm = gamma(g);
-            // dx/s and Rs/s = −s·mean(x̂·Rx).
-            let dx_over_s = gm * (dy[i] - sum_dy[g] / m - xh * sum_dy_xhat[g] / m);
-            let rs_over_s = -s * sum_xhat_rx[g] / m;
-            let mean_g_xhat = gm * sum_dy_xhat[g] / m;
-            let mean_cross = (sum_rg_xhat[g] + gm * sum_dy_rxhat[g]) / m;
-            rs_over_s * s * dx_over_s + s * (rg(i, g) - sum_rg[g] / m - rxhat(i, g) * mean_g_xhat - xh * mean_cross)
+            let gamma = block(&params, g / c, 2 * c)[g % c];
+            let rgamma = block(&rparams, g / c, 2 * c)[g % c];
+            let mean_rx = s_rx[g] / m;
+            let mean_xhat_rx = s * s_xc_rx[g] / m;
+            let (sum_dy_xhat, sum_rdy_xhat) = (s * s_dy_xc[g], s * s_rdy_xc[g]);
+            // Σ dy·Rx̂ with Rx̂ = s (Rx − mean(Rx) − x̂ mean(x̂ Rx)).
+            let sum_dy_rxhat = s * (s_dy_rx[g] - mean_rx * s_dy[g] - mean_xhat_rx * sum_dy_xhat);
+            rgam[g] = sum_rdy_xhat + sum_dy_rxhat;
+            // With g = γ dy, Rg = Rγ dy + γ Rdy:
+            let mean_rg = (rgamma * s_dy[g] + gamma * s_rdy[g]) / m;
+            let mean_g_xhat = gamma * sum_dy_xhat / m;
+            let mean_cross = (rgamma * sum_dy_xhat + gamma * sum_rdy_xhat + gamma * sum_dy_rxhat) / m;
+            let rs_over_s = -s * mean_xhat_rx;
+            consts.push((
+                s,
+                gamma,
+                rgamma,
+                mean_rx,
+                mean_xhat_rx,
+                s_dy[g] / m,
+                sum_dy_xhat / m,
+                mean_rg,
+                mean_g_xhat,
+                mean_cross,
+                rs_over_s,
+            ));
+        }
+        map_planes(batch, rdx, |r, g, out| {
+            let mu = stats[2 * g];
+            let (s, gamma, rgamma, mean_rx, mean_xhat_rx, mean_dy, mean_dy_xhat, mean_rg, mean_g_xhat, mean_cross, rs_over_s) = consts[g];
+            for (j, o) in out.iter_mut().enumerate() {
+                let i = r.start + j;
+                let xh = s * (x[i] - mu);
+                let rxh = s * (rx[i] - mean_rx - xh * mean_xhat_rx);
+                let rg = rgamma * dy[i] + gamma * rdy[i];
+                let dx = s * gamma * (dy[i] - mean_dy - xh * mean_dy_xhat);
+                *o = rs_over_s * dx + s * (rg - mean_rg - rxh * mean_g_xhat - xh * mean_cross);
+            }
         });
-        let rgam: Vec<T> = sum_rdy_xhat.iter().zip(&sum_dy_rxhat).map(|(&a, &b)| a + b).collect();
-        write_bn_grad(batch, &rgam, &sum_rdy, rgrad);
+        write_bn_grad(batch, &rgam, &s_rdy, rgrad);
     }
 
     fn relu_maxpool(&self, x: &Vec<T>, batch: ImageBatch, y: &mut Vec<T>) {
-        let pooled = batch.pooled();
-        let n = pooled.len();
-        chunked(&mut y[..n], pooled.image_len().max(1), n * 4, |start, yc| {
-            for (j, v) in yc.iter_mut().enumerate() {
-                let (best, pos) = pool_argmax(x, batch, start + j);
-                *v = if pos { x[best] } else { T::zero() };
+        let pw = batch.width / 2;
+        pool_planes(batch, y, |off, plane| {
+            let xp = &x[off..off + batch.height * batch.width];
+            for (o, v) in plane.iter_mut().enumerate() {
+                let (best, pos) = window_argmax(xp, batch.width, o / pw, o % pw);
+                *v = if pos { xp[best] } else { T::zero() };
             }
         });
     }
 
     fn relu_maxpool_backward(&self, x: &Vec<T>, dy: &Vec<T>, batch: ImageBatch, dx: &mut Vec<T>) {
-        let pooled = batch.pooled();
-        let (img, pimg) = (batch.image_len(), pooled.image_len());
-        chunked(&mut dx[..batch.len()], img, batch.len(), |start, d| {
-            d.fill(T::zero());
-            let i = start / img;
-            for (o, &g) in dy.iter().enumerate().skip(i * pimg).take(pimg) {
-                let (best, pos) = pool_argmax(x, batch, o);
+        let (hw, pw) = (batch.height * batch.width, batch.width / 2);
+        let phw = (batch.height / 2) * pw;
+        map_planes(batch, dx, |r, _, out| {
+            out.fill(T::zero());
+            let plane = r.start / hw;
+            let xp = &x[r];
+            for o in 0..phw {
+                let (best, pos) = window_argmax(xp, batch.width, o / pw, o % pw);
                 if pos {
-                    d[best - start] = g;
+                    out[best] = dy[plane * phw + o];
                 }
             }
         });
     }
 
     fn relu_maxpool_tangent(&self, x: &Vec<T>, rx: &Vec<T>, batch: ImageBatch, ry: &mut Vec<T>) {
-        let pooled = batch.pooled();
-        let n = pooled.len();
-        chunked(&mut ry[..n], pooled.image_len().max(1), n * 4, |start, yc| {
-            for (j, v) in yc.iter_mut().enumerate() {
-                let (best, pos) = pool_argmax(x, batch, start + j);
-                *v = if pos { rx[best] } else { T::zero() };
+        let pw = batch.width / 2;
+        pool_planes(batch, ry, |off, plane| {
+            let xp = &x[off..off + batch.height * batch.width];
+            for (o, v) in plane.iter_mut().enumerate() {
+                let (best, pos) = window_argmax(xp, batch.width, o / pw, o % pw);
+                *v = if pos { rx[off + best] } else { T::zero() };
             }
         });
     }

@@ -22,3 +22,4 @@ pub mod ops;
 pub use learner::{HostTasks, Learner, MetaAlg, MetaConfig, TaskBatch};
 pub use model::Conv4;
 pub use ops::{Gemm, ImageBatch, MetaBackend, View, ViewMut};
+pub mod train;

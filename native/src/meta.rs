@@ -1,0 +1,230 @@
+//! `bilevel meta`: few-shot meta-learning on Omniglot (SPEC §6) with ITD-BiO, FO-ITD-BiO, ANIL
+//! or MAML. One JSON line per iteration (iter, time_s, train_loss, train_acc, test_acc) streamed
+//! to `--out` as it goes, then a final line with the accuracy over at least `--final_tasks`
+//! meta-test tasks and its 95 % confidence half-width.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use bilevel_core::cpu::CpuBackend;
+use bilevel_core::data::episodes::{sample_episode, split_classes, ImageSet};
+use bilevel_core::meta::train::{meta_train, IterRecord, Split, TrainOptions};
+use bilevel_core::meta::{Conv4, HostTasks, Learner, MetaAlg, MetaBackend, MetaConfig};
+use bilevel_core::sampler::Sampler;
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+
+use crate::common::{BackendArgs, BackendKind};
+use crate::data::DataArgs;
+
+#[derive(Args, Debug)]
+#[command(rename_all = "snake_case")]
+pub struct MetaArgs {
+    /// ITD-BiO, FO-ITD-BiO, ANIL, MAML or FO-MAML (first-order MAML), case-insensitive.
+    #[arg(long, default_value = "ITD-BiO")]
+    alg: String,
+    /// Only omniglot (the background-small subsets in ../shared/data/omniglot).
+    #[arg(long, default_value = "omniglot")]
+    dataset: String,
+    #[arg(long, default_value_t = 5)]
+    ways: usize,
+    #[arg(long, default_value_t = 1)]
+    shots: usize,
+    /// Query images per class (default: as many as shots, like the reference's KShots(2·shots)).
+    #[arg(long)]
+    queries: Option<usize>,
+    #[arg(long, default_value_t = 32)]
+    meta_batch: usize,
+    /// N: inner (adaptation) steps.
+    #[arg(long, default_value_t = 5)]
+    inner_steps: usize,
+    #[arg(long, default_value_t = 0.1)]
+    inner_lr: f64,
+    /// Adam's learning rate for the outer variables.
+    #[arg(long, default_value_t = 0.002)]
+    outer_lr: f64,
+    /// ANIL's Adam learning rate for the head initialisation (default: --outer_lr).
+    #[arg(long)]
+    head_lr: Option<f64>,
+    /// Outer iterations.
+    #[arg(long, default_value_t = 1000)]
+    iterations: usize,
+    /// Stop training once this many seconds (training steps and per-iteration test adaptation) have passed.
+    #[arg(long)]
+    time_budget: Option<f64>,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Channels of every conv block (64 in the reference).
+    #[arg(long, default_value_t = 64)]
+    width: usize,
+    /// Image side after resizing.
+    #[arg(long, default_value_t = 28)]
+    size: usize,
+    /// Add each meta-training character rotated by 90, 180, 270 degrees as new classes.
+    #[arg(long, default_value_t = false)]
+    rotations: bool,
+    /// Characters held out for meta-validation and meta-test (the rest is meta-train).
+    #[arg(long, default_value_t = 40)]
+    val_classes: usize,
+    #[arg(long, default_value_t = 60)]
+    test_classes: usize,
+    /// Meta-test tasks of the final evaluation (rounded up to whole meta-batches).
+    #[arg(long, default_value_t = 600)]
+    final_tasks: usize,
+    /// Write the JSON lines here (flushed as they go).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    #[command(flatten)]
+    backend: BackendArgs,
+    #[command(flatten)]
+    data: DataArgs,
+}
+
+pub fn run(args: MetaArgs) -> Result<()> {
+    let alg = MetaAlg::parse(&args.alg)?;
+    if !args.dataset.eq_ignore_ascii_case("omniglot") {
+        bail!("unknown meta-learning dataset {:?} (only omniglot)", args.dataset);
+    }
+    if args.shots == 0 {
+        bail!("--shots must be at least 1");
+    }
+    let queries = args.queries.unwrap_or(args.shots);
+    let set = args.data.omniglot(args.size)?;
+    let split = split_classes(set, args.val_classes, args.test_classes, args.seed)?;
+    let train = if args.rotations { split.train.with_rotations() } else { split.train };
+    for (name, s) in [("meta-train", &train), ("meta-test", &split.test)] {
+        if s.num_classes() < args.ways {
+            bail!("{}-way tasks need {} classes but the {name} split has {}", args.ways, args.ways, s.num_classes());
+        }
+    }
+    let cfg = MetaConfig {
+        alg,
+        net: Conv4 { channels: train.channels, height: train.height, width: train.width, hidden: args.width, blocks: 4, ways: args.ways },
+        shots: args.shots,
+        queries,
+        meta_batch: args.meta_batch,
+        inner_steps: args.inner_steps,
+        inner_lr: args.inner_lr,
+        outer_lr: args.outer_lr,
+        head_lr: args.head_lr.unwrap_or(args.outer_lr),
+        seed: args.seed,
+    };
+    cfg.validate()?;
+    let job = MetaJob { cfg, train, test: split.test, args };
+    match job.args.backend.backend {
+        BackendKind::Cpu => job.run(&CpuBackend::<f64>::new()),
+        BackendKind::Cpu32 => job.run(&CpuBackend::<f32>::new()),
+        BackendKind::Gpu => gpu(job),
+    }
+}
+
+/// The GPU path: the WGSL implementation of `MetaBackend` for `GpuBackend` is written
+/// separately; once it is merged, this becomes
+/// `job.run(&pollster::block_on(GpuBackend::new(&GpuOptions { adapter: job.args.backend.adapter.clone() }))?)`.
+fn gpu(_job: MetaJob) -> Result<()> {
+    bail!("--backend gpu: the GPU meta-learning kernels are not in this build (use --backend cpu32)")
+}
+
+struct MetaJob {
+    cfg: MetaConfig,
+    train: ImageSet,
+    test: ImageSet,
+    args: MetaArgs,
+}
+
+impl MetaJob {
+    fn run<B: MetaBackend>(self, be: &B) -> Result<()> {
+        let MetaJob { cfg, train, test, args } = self;
+        let mut out = match &args.out {
+            Some(path) => {
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+                }
+                Some(BufWriter::new(File::create(path).with_context(|| format!("cannot create {}", path.display()))?))
+            }
+            None => None,
+        };
+        eprintln!(
+            "meta: {} {}-way {}-shot on {} (width {}, meta-batch {}, {} inner steps, {} train / {} test classes)",
+            cfg.alg.name(),
+            cfg.ways(),
+            cfg.shots,
+            be.describe(),
+            cfg.net.hidden,
+            cfg.meta_batch,
+            cfg.inner_steps,
+            train.num_classes(),
+            test.num_classes()
+        );
+        let mut learner = Learner::new(be, cfg.clone())?;
+        // Episodes are drawn on the host from their own seeded stream, so every backend sees
+        // the same tasks.
+        let mut rng = Sampler::new(cfg.seed ^ 0x5eed_7a5c);
+        let (ways, shots, queries, tasks) = (cfg.ways(), cfg.shots, cfg.queries, cfg.meta_batch);
+        let sample = |split: Split| -> bilevel_core::Result<HostTasks> {
+            let set = if split == Split::Train { &train } else { &test };
+            let eps = (0..tasks)
+                .map(|_| sample_episode(set, ways, shots, queries, rng.rng()))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| bilevel_core::Error::InvalidArgument(e.to_string()))?;
+            HostTasks::from_episodes(&eps)
+        };
+        let bar = ProgressBar::new(args.iterations as u64);
+        bar.set_style(
+            ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} [{elapsed_precise}]").unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        let start = Instant::now();
+        let opts = TrainOptions { iterations: args.iterations, time_budget_s: args.time_budget, final_tasks: args.final_tasks };
+        let mut on_iter = |r: &IterRecord| -> bilevel_core::Result<()> {
+            if let Some(w) = out.as_mut() {
+                let line = serde_json::to_string(r).map_err(|e| bilevel_core::Error::InvalidArgument(e.to_string()))?;
+                writeln!(w, "{line}")
+                    .and_then(|_| w.flush())
+                    .map_err(|e| bilevel_core::Error::InvalidArgument(format!("cannot write: {e}")))?;
+            }
+            bar.set_message(format!("train acc {:.1}% test acc {:.1}%", 100.0 * r.train_acc, 100.0 * r.test_acc));
+            bar.inc(1);
+            Ok(())
+        };
+        let fin = pollster::block_on(meta_train(be, &mut learner, &opts, sample, move || start.elapsed().as_secs_f64(), &mut on_iter));
+        let fin = match fin {
+            Ok(f) => f,
+            Err(e) => {
+                bar.abandon();
+                return Err(e.into());
+            }
+        };
+        bar.finish();
+        let summary = json!({
+            "final": true,
+            "alg": cfg.alg.name(),
+            "dataset": "omniglot",
+            "backend": be.describe(),
+            "ways": cfg.ways(),
+            "shots": cfg.shots,
+            "queries": cfg.queries,
+            "width": cfg.net.hidden,
+            "meta_batch": cfg.meta_batch,
+            "inner_steps": cfg.inner_steps,
+            "inner_lr": cfg.inner_lr,
+            "outer_lr": cfg.outer_lr,
+            "rotations": args.rotations,
+            "seed": cfg.seed,
+            "iterations": fin.iterations,
+            "time_s": fin.time_s,
+            "test_tasks": fin.test_tasks,
+            "test_acc": fin.test_acc,
+            "test_acc_ci95": fin.test_acc_ci95,
+        });
+        if let Some(w) = out.as_mut() {
+            writeln!(w, "{summary}")?;
+            w.flush()?;
+        }
+        println!("{summary}");
+        Ok(())
+    }
+}
