@@ -248,7 +248,15 @@ fn head_outputs<B: MetaBackend>(be: &B, seed: u64) -> Outputs {
     for beta in [0.0, 0.5] {
         let o0 = if beta == 0.0 { vec![f64::NAN; 4 + tasks * cols] } else { randn(&mut s, 4 + tasks * cols, 1.0) };
         let mut o = be.vector_from(&o0, "out");
-        be.sum_rows(tasks, rows, cols, -0.8, View { buf: &e, offset: 3, stride: rows * cols }, beta, ViewMut { buf: &mut o, offset: 4, stride: cols });
+        be.sum_rows(
+            tasks,
+            rows,
+            cols,
+            -0.8,
+            View { buf: &e, offset: 3, stride: rows * cols },
+            beta,
+            ViewMut { buf: &mut o, offset: 4, stride: cols },
+        );
         let ov = block(be.read_vector(&o)).unwrap();
         out.push((format!("sum_rows (β {beta})"), ov[4..].to_vec()));
     }

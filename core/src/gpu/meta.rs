@@ -134,7 +134,16 @@ impl MetaBackend for GpuBackend {
         xent::softmax_xent(self, tasks, rows, classes, z, labels, scale, probs, grad, stats)
     }
 
-    fn softmax_curvature(&self, rows: usize, classes: usize, p: &GpuVector, u: &GpuVector, scale: f64, out: &mut GpuVector, accumulate: bool) {
+    fn softmax_curvature(
+        &self,
+        rows: usize,
+        classes: usize,
+        p: &GpuVector,
+        u: &GpuVector,
+        scale: f64,
+        out: &mut GpuVector,
+        accumulate: bool,
+    ) {
         xent::softmax_curvature(self, rows, classes, p, u, scale, out, accumulate)
     }
 }

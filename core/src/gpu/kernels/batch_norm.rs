@@ -141,6 +141,11 @@ pub(crate) fn apply(
         check_view(g.buf.len(), g.offset, g.stride, batch, "gradient");
         p.g_offset = u32_of(g.offset, "BN gradient offset");
         p.g_stride = u32_of(g.stride, "BN gradient stride");
-        gpu.dispatch(&PARAM_GRAD, &p, &[f.stats.bound(), scratch.bound(), g.buf.bound()], u32_of(blocks * batch.channels, "BN gradient entries"));
+        gpu.dispatch(
+            &PARAM_GRAD,
+            &p,
+            &[f.stats.bound(), scratch.bound(), g.buf.bound()],
+            u32_of(blocks * batch.channels, "BN gradient entries"),
+        );
     }
 }

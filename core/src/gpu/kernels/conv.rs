@@ -31,8 +31,12 @@ struct Params {
     g_stride: u32,
 }
 
-const PRODUCT: KernelSpec =
-    KernelSpec { module: "conv.wgsl", source: bilevel_shaders::CONV, entry: "conv3x3_product", storage: &[(1, true), (2, true), (3, false)] };
+const PRODUCT: KernelSpec = KernelSpec {
+    module: "conv.wgsl",
+    source: bilevel_shaders::CONV,
+    entry: "conv3x3_product",
+    storage: &[(1, true), (2, true), (3, false)],
+};
 const REDUCE: KernelSpec =
     KernelSpec { module: "conv.wgsl", source: bilevel_shaders::CONV, entry: "conv_grad_reduce", storage: &[(3, false), (4, false)] };
 
@@ -101,6 +105,7 @@ fn product(
     gpu.dispatch_groups(&PRODUCT, &p, &[src.bound(), params.buf.bound(), dst.bound()], groups_2d(groups));
 }
 
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn forward(
     gpu: &GpuBackend,
     x: &GpuVector,
@@ -113,7 +118,10 @@ pub(crate) fn forward(
 ) {
     let plen = c_out * batch.channels * 9 + c_out;
     assert!(x.len() >= batch.len() && out.len() >= batch.with_channels(c_out).len(), "conv3x3: shape mismatch");
-    assert!(params.buf.len() >= params.offset + batch.tasks.saturating_sub(1) * params.stride + plen, "conv3x3: parameter view out of range");
+    assert!(
+        params.buf.len() >= params.offset + batch.tasks.saturating_sub(1) * params.stride + plen,
+        "conv3x3: parameter view out of range"
+    );
     product(gpu, FORWARD, x, batch, c_out, params, bias, out, accumulate)
 }
 
@@ -128,7 +136,10 @@ pub(crate) fn input_grad(
 ) {
     let wlen = c_out * batch.channels * 9;
     assert!(dy.len() >= batch.with_channels(c_out).len() && dx.len() >= batch.len(), "conv3x3_input_grad: shape mismatch");
-    assert!(params.buf.len() >= params.offset + batch.tasks.saturating_sub(1) * params.stride + wlen, "conv3x3_input_grad: parameter view out of range");
+    assert!(
+        params.buf.len() >= params.offset + batch.tasks.saturating_sub(1) * params.stride + wlen,
+        "conv3x3_input_grad: parameter view out of range"
+    );
     product(gpu, INPUT_GRAD, dy, batch, c_out, params, false, dx, accumulate)
 }
 
@@ -148,7 +159,10 @@ pub(crate) fn param_grad(
     let (m, n) = (c_out, batch.channels * 9 + 1);
     assert!(x.len() >= batch.len() && dy.len() >= batch.with_channels(c_out).len(), "conv3x3_param_grad: shape mismatch");
     let blocks = if grad.stride == 0 { 1 } else { batch.tasks };
-    assert!(grad.buf.len() >= grad.offset + blocks.saturating_sub(1) * grad.stride + m * n, "conv3x3_param_grad: gradient view out of range");
+    assert!(
+        grad.buf.len() >= grad.offset + blocks.saturating_sub(1) * grad.stride + m * n,
+        "conv3x3_param_grad: gradient view out of range"
+    );
     let images_per_block = batch.images() / blocks;
     let k = images_per_block * hw;
     let tk = TILE_K as usize;

@@ -21,8 +21,12 @@ const XENT: KernelSpec = KernelSpec {
     entry: "softmax_xent",
     storage: &[(1, true), (2, true), (3, false), (4, false), (5, false)],
 };
-const CURVATURE: KernelSpec =
-    KernelSpec { module: "xent.wgsl", source: bilevel_shaders::XENT, entry: "softmax_curvature", storage: &[(1, true), (2, true), (3, false)] };
+const CURVATURE: KernelSpec = KernelSpec {
+    module: "xent.wgsl",
+    source: bilevel_shaders::XENT,
+    entry: "softmax_curvature",
+    storage: &[(1, true), (2, true), (3, false)],
+};
 
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn softmax_xent(
