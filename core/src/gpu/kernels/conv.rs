@@ -168,7 +168,7 @@ pub(crate) fn param_grad(
     let tk = TILE_K as usize;
     let max_chunks = k.div_ceil(MIN_CHUNK).max(1);
     let chunks = TARGET_CHUNKS.div_ceil(blocks).clamp(1, max_chunks);
-    let k_chunk = k.div_ceil(chunks).div_ceil(tk) * tk;
+    let k_chunk = (k.div_ceil(chunks).div_ceil(tk) * tk).max(tk);
     let chunks = k.div_ceil(k_chunk).max(1);
     let p = Params {
         m: m as u32,
