@@ -47,8 +47,9 @@ fn softmax_xent(@builtin(local_invocation_index) lid: u32,
             probs[base + j] = pj;
             if (p.want_grad == 1u) { grad[base + j] = p.scale * (pj - select(0.0, 1.0, j == label)); }
         }
-        // A label outside the classes has no logit: the loss is NaN, as on the CPU.
-        var zl = bitcast<f32>(0x7fc00000u);
+        // A label outside the classes has no logit: the loss is NaN, as on the CPU. (Built at run
+        // time: a NaN const-expression is a shader-creation error in WGSL.)
+        var zl = bitcast<f32>(0x7fc00000u | (p.tasks & 0u));
         if (label < p.classes) { zl = z[base + label]; }
         loss = loss + mx + log(s) - zl;
         if (arg == label) { correct = correct + 1.0; }
