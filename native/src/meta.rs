@@ -101,6 +101,8 @@ pub fn run(args: MetaArgs) -> Result<()> {
         if s.num_classes() < args.ways {
             bail!("{}-way tasks need {} classes but the {name} split has {}", args.ways, args.ways, s.num_classes());
         }
+        // Every other episode error (too few images per class, zero queries) before any output.
+        sample_episode(s, args.ways, args.shots, queries, Sampler::new(0).rng()).with_context(|| format!("the {name} split"))?;
     }
     let cfg = MetaConfig {
         alg,

@@ -1,5 +1,7 @@
 //! `bilevel plot`: test loss and accuracy against running time, one line per results file, like
 //! the reference figures; `--reference` overlays the reference's published 20 Newsgroups curves.
+//! Meta-learning runs (`bilevel meta`) draw their training query loss and meta-test accuracy,
+//! optionally smoothed (`--smooth`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -12,7 +14,7 @@ use serde_json::Value;
 #[derive(Args, Debug)]
 #[command(rename_all = "snake_case")]
 pub struct PlotArgs {
-    /// Results files (JSON lines from hyperclean, l2reg, ijcnn1 or toy).
+    /// Results files (JSON lines from hyperclean, l2reg, ijcnn1, toy or meta).
     #[arg(required = true)]
     results: Vec<PathBuf>,
     /// The figure: .png or .svg.
@@ -28,6 +30,9 @@ pub struct PlotArgs {
     /// The x axis: running time or outer iteration.
     #[arg(long, default_value = "time", value_parser = ["time", "iter"])]
     x: String,
+    /// Moving average over this many records (meta-learning accuracies are per meta-batch, noisy).
+    #[arg(long, default_value_t = 1)]
+    smooth: usize,
 }
 
 /// One curve: its label and (x, loss, accuracy) points.
@@ -35,14 +40,23 @@ struct Series {
     label: String,
     points: Vec<(f64, f64, Option<f64>)>,
     dashed: bool,
+    /// A meta-learning run: the loss is the training tasks' query loss.
+    meta: bool,
 }
 
 fn read_results(path: &Path, by_time: bool) -> Result<Series> {
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let mut label = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
     let mut points = Vec::new();
+    let mut meta = false;
     for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
         let v: Value = serde_json::from_str(line).with_context(|| format!("{}:{}: not a JSON object", path.display(), i + 1))?;
+        if v.get("final").is_some() {
+            if let (Some(alg), Some(ways), Some(shots)) = (v["alg"].as_str(), v["ways"].as_u64(), v["shots"].as_u64()) {
+                label = format!("{alg} {ways}-way {shots}-shot ({})", v["backend"].as_str().unwrap_or("?"));
+            }
+            continue;
+        }
         if v.get("summary").is_some() {
             if let (Some(name), Some(alg)) = (v["name"].as_str(), v["alg"].as_str()) {
                 label = format!("{name} {alg}");
@@ -50,16 +64,31 @@ fn read_results(path: &Path, by_time: bool) -> Result<Series> {
             continue;
         }
         let x = if by_time { v["time_s"].as_f64() } else { v["iter"].as_f64() };
-        let loss = v["test_loss"].as_f64().or(v["outer_loss"].as_f64());
+        meta |= v.get("train_loss").is_some() && v.get("test_loss").is_none();
+        let loss = v["test_loss"].as_f64().or(v["outer_loss"].as_f64()).or(v["train_loss"].as_f64());
         match (x, loss) {
             (Some(x), Some(loss)) => points.push((x, loss, v["test_acc"].as_f64())),
-            _ => bail!("{}:{}: a record needs time_s/iter and test_loss (or outer_loss)", path.display(), i + 1),
+            _ => bail!("{}:{}: a record needs time_s/iter and test_loss (or outer_loss, train_loss)", path.display(), i + 1),
         }
     }
     if points.is_empty() {
         bail!("{}: no records", path.display());
     }
-    Ok(Series { label, points, dashed: false })
+    Ok(Series { label, points, dashed: false, meta })
+}
+
+/// A trailing moving average over `window` points (loss and accuracy; x unchanged).
+fn smooth(s: &mut Series, window: usize) {
+    if window <= 1 {
+        return;
+    }
+    let orig = s.points.clone();
+    for (i, p) in s.points.iter_mut().enumerate() {
+        let w = &orig[i.saturating_sub(window - 1)..=i];
+        p.1 = w.iter().map(|q| q.1).sum::<f64>() / w.len() as f64;
+        let accs: Vec<f64> = w.iter().filter_map(|q| q.2).collect();
+        p.2 = (!accs.is_empty()).then(|| accs.iter().sum::<f64>() / accs.len() as f64);
+    }
 }
 
 /// The reference CSVs (`series,time_s,value`): loss and accuracy curves by series name.
@@ -88,7 +117,7 @@ fn read_reference(dir: &Path) -> Result<Vec<Series>> {
         .map(|(name, pts)| {
             let accs = acc.get(&name).cloned().unwrap_or_default();
             let points = pts.iter().enumerate().map(|(i, &(t, l))| (t, l, accs.get(i).map(|a| a.1))).collect();
-            Series { label: format!("reference {name}"), points, dashed: true }
+            Series { label: format!("reference {name}"), points, dashed: true, meta: false }
         })
         .collect())
 }
@@ -96,13 +125,14 @@ fn read_reference(dir: &Path) -> Result<Vec<Series>> {
 impl PlotArgs {
     /// A plot of `results` into `out` (for `reproduce`).
     pub fn new(results: Vec<PathBuf>, out: PathBuf, reference: bool) -> Self {
-        PlotArgs { results, out, reference, reference_dir: None, x: "time".into() }
+        PlotArgs { results, out, reference, reference_dir: None, x: "time".into(), smooth: 1 }
     }
 }
 
 pub fn run(args: PlotArgs) -> Result<()> {
     let by_time = args.x == "time";
     let mut series: Vec<Series> = args.results.iter().map(|p| read_results(p, by_time)).collect::<Result<_>>()?;
+    series.iter_mut().for_each(|s| smooth(s, args.smooth));
     if args.reference {
         let default = PathBuf::from("../shared/reference");
         let dir = args.reference_dir.clone().unwrap_or_else(|| {
@@ -141,6 +171,7 @@ where
     let panels = root.split_evenly((1, 2));
     let x_max = series.iter().flat_map(|s| s.points.iter().map(|p| p.0)).fold(0.0, f64::max).max(1e-9);
     let x_label = if by_time { "running time (s)" } else { "outer iteration" };
+    let meta = series.iter().all(|s| s.meta);
     for (panel, accuracy) in panels.iter().zip([false, true]) {
         let values = |s: &Series| -> Vec<(f64, f64)> {
             s.points.iter().filter_map(|&(x, l, a)| if accuracy { a.map(|a| (x, a)) } else { Some((x, l)) }).collect()
@@ -152,7 +183,15 @@ where
         let (lo, hi) = (all.iter().cloned().fold(f64::INFINITY, f64::min), all.iter().cloned().fold(f64::NEG_INFINITY, f64::max));
         let pad = ((hi - lo) * 0.05).max(1e-9);
         let mut chart = ChartBuilder::on(panel)
-            .caption(if accuracy { "test accuracy" } else { "test loss" }, ("sans-serif", 22))
+            .caption(
+                match (accuracy, meta) {
+                    (true, true) => "meta-test accuracy (query sets)",
+                    (false, true) => "training tasks' query loss",
+                    (true, false) => "test accuracy",
+                    (false, false) => "test loss",
+                },
+                ("sans-serif", 22),
+            )
             .margin(12)
             .x_label_area_size(40)
             .y_label_area_size(60)
