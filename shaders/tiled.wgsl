@@ -12,8 +12,10 @@
 const TILE: u32 = 64u;
 const TILE_K: u32 = 16u;
 
-var<workgroup> tile_a: array<f32, 1024>; // [TILE_K][TILE]
-var<workgroup> tile_b: array<f32, 1024>; // [TILE_K][TILE]
+// [TILE_K][16] vec4s: entry (k, r) holds rows (or columns) r, r + 16, r + 32, r + 48, so an
+// invocation reads its four rows (columns) of one k with a single vector load.
+var<workgroup> tile_a: array<vec4<f32>, 256>;
+var<workgroup> tile_b: array<vec4<f32>, 256>;
 
 // The 4 x 4 block of sum_{k0 <= k < k1} A[row, k] B[k, col] of invocation `lid`, for the tile at
 // (row0, col0). `a_k_fast` / `b_k_fast`: neighbouring invocations load neighbouring k (the
@@ -32,20 +34,18 @@ fn tiled_product(lid: u32, block: u32, row0: u32, col0: u32, k0: u32, k1: u32, a
             if (a_k_fast) { ka = idx % TILE_K; ra = idx / TILE_K; }
             var va = 0.0;
             if (kb + ka < k1) { va = load_a(block, row0 + ra, kb + ka); }
-            tile_a[ka * TILE + ra] = va;
+            tile_a[ka * 16u + ra % 16u][ra / 16u] = va;
             var kb2 = idx / TILE;
             var cb = idx % TILE;
             if (b_k_fast) { kb2 = idx % TILE_K; cb = idx / TILE_K; }
             var vb = 0.0;
             if (kb + kb2 < k1) { vb = load_b(block, kb + kb2, col0 + cb); }
-            tile_b[kb2 * TILE + cb] = vb;
+            tile_b[kb2 * 16u + cb % 16u][cb / 16u] = vb;
         }
         workgroupBarrier();
         for (var kk = 0u; kk < TILE_K; kk = kk + 1u) {
-            let ra = kk * TILE + tr;
-            let rb = kk * TILE + tc;
-            let a = vec4<f32>(tile_a[ra], tile_a[ra + 16u], tile_a[ra + 32u], tile_a[ra + 48u]);
-            let b = vec4<f32>(tile_b[rb], tile_b[rb + 16u], tile_b[rb + 32u], tile_b[rb + 48u]);
+            let a = tile_a[kk * 16u + tr];
+            let b = tile_b[kk * 16u + tc];
             acc[0] = acc[0] + a.x * b;
             acc[1] = acc[1] + a.y * b;
             acc[2] = acc[2] + a.z * b;
