@@ -11,6 +11,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use bilevel_core::cpu::CpuBackend;
 use bilevel_core::data::episodes::{sample_episode, split_classes, ImageSet};
+use bilevel_core::gpu::{GpuBackend, GpuOptions};
 use bilevel_core::meta::train::{meta_train, IterRecord, Split, TrainOptions};
 use bilevel_core::meta::{Conv4, HostTasks, Learner, MetaAlg, MetaBackend, MetaConfig};
 use bilevel_core::sampler::Sampler;
@@ -120,15 +121,11 @@ pub fn run(args: MetaArgs) -> Result<()> {
     match job.args.backend.backend {
         BackendKind::Cpu => job.run(&CpuBackend::<f64>::new()),
         BackendKind::Cpu32 => job.run(&CpuBackend::<f32>::new()),
-        BackendKind::Gpu => gpu(job),
+        BackendKind::Gpu => {
+            let gpu = pollster::block_on(GpuBackend::new(&GpuOptions { adapter: job.args.backend.adapter.clone() }))?;
+            job.run(&gpu)
+        }
     }
-}
-
-/// The GPU path: the WGSL implementation of `MetaBackend` for `GpuBackend` is written
-/// separately; once it is merged, this becomes
-/// `job.run(&pollster::block_on(GpuBackend::new(&GpuOptions { adapter: job.args.backend.adapter.clone() }))?)`.
-fn gpu(_job: MetaJob) -> Result<()> {
-    bail!("--backend gpu: the GPU meta-learning kernels are not in this build (use --backend cpu32)")
 }
 
 struct MetaJob {

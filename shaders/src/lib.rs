@@ -23,6 +23,9 @@ macro_rules! module {
     ($file:literal, reg) => {
         concat!(include_str!($file), "\n", include_str!("../common.wgsl"), "\n", include_str!("../reg.wgsl"))
     };
+    ($file:literal, tiled) => {
+        concat!(include_str!($file), "\n", include_str!("../common.wgsl"), "\n", include_str!("../tiled.wgsl"))
+    };
 }
 
 /// Vector BLAS-1: fill, copy, `y ← a·x + b·y` with device-scalar coefficients, `exp(λ)∘a∘b`.
@@ -38,6 +41,17 @@ pub const LOSS: &str = module!("../loss.wgsl");
 /// Outer optimiser updates (Adam).
 pub const OPTIM: &str = module!("../optim.wgsl");
 
+/// 3×3 convolutions of a meta-batch (forward, input and parameter gradients) as implicit GEMMs.
+pub const CONV: &str = module!("../conv.wgsl", tiled);
+/// Strided batched GEMM, bias broadcast and column sums for the few-shot head.
+pub const GEMM: &str = module!("../gemm.wgsl", tiled);
+/// Batch norm with per-task statistics, its backward and R-op tangents.
+pub const BATCH_NORM: &str = module!("../batch_norm.wgsl");
+/// ReLU + 2×2 max-pool, its backward and tangent.
+pub const POOL: &str = module!("../pool.wgsl");
+/// Softmax cross-entropy with per-task loss/accuracy, and the softmax curvature.
+pub const XENT: &str = module!("../xent.wgsl");
+
 /// Every composed WGSL module with its main file's name, for validation and pipeline caching.
 pub const ALL: &[(&str, &str)] = &[
     ("blas1.wgsl", BLAS1),
@@ -46,4 +60,9 @@ pub const ALL: &[(&str, &str)] = &[
     ("sparse.wgsl", SPARSE),
     ("loss.wgsl", LOSS),
     ("optim.wgsl", OPTIM),
+    ("conv.wgsl", CONV),
+    ("gemm.wgsl", GEMM),
+    ("batch_norm.wgsl", BATCH_NORM),
+    ("pool.wgsl", POOL),
+    ("xent.wgsl", XENT),
 ];

@@ -17,6 +17,7 @@
 //!   polled to completion first; in a browser the future resolves from the event loop.
 
 pub mod kernels;
+mod meta;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -344,6 +345,13 @@ impl GpuBackend {
             self.queue.write_buffer(&slab.buffer, 0, bytemuck::cast_slice(data));
         }
         self.vector_slab(slab, data.len())
+    }
+
+    /// A pooled scratch vector of `len` entries whose contents are undefined (kernels fully
+    /// write it before reading). Dropping it after recording is safe: the pool only reuses it
+    /// after the next submit.
+    pub(crate) fn scratch(&self, len: usize, label: &str) -> GpuVector {
+        self.vector_slab(self.storage(len as u64 * 4, label), len)
     }
 
     fn vector_slab(&self, slab: Slab, len: usize) -> GpuVector {

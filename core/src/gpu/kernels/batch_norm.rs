@@ -1,0 +1,151 @@
+//! `shaders/batch_norm.wgsl`: batch norm with per-(task, channel) statistics, its backward and
+//! both tangents, as group sums → per-group coefficients → one elementwise pass (+ the γ/β
+//! gradient block).
+
+use super::{groups_2d, u32_of, KernelSpec, DIV_LIMIT};
+use crate::gpu::{Bound, GpuBackend, GpuVector};
+use crate::meta::ops::BN_EPS;
+use crate::meta::{ImageBatch, View, ViewMut};
+
+#[repr(C)]
+#[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    mode: u32,
+    tasks: u32,
+    per_task: u32,
+    channels: u32,
+    hw: u32,
+    fields: u32,
+    p_offset: u32,
+    p_stride: u32,
+    r_offset: u32,
+    r_stride: u32,
+    g_offset: u32,
+    g_stride: u32,
+    eps: f32,
+}
+
+const fn spec(entry: &'static str, storage: &'static [(u32, bool)]) -> KernelSpec {
+    KernelSpec { module: "batch_norm.wgsl", source: bilevel_shaders::BATCH_NORM, entry, storage }
+}
+const STATS: KernelSpec = spec("bn_stats", &[(1, true), (8, false)]);
+const SUMS: KernelSpec = spec("bn_sums", &[(1, true), (2, true), (3, true), (4, true), (5, true), (9, false)]);
+const COEFFICIENTS: KernelSpec = spec("bn_coefficients", &[(5, true), (6, true), (7, true), (9, false)]);
+const APPLY: KernelSpec = spec("bn_apply", &[(1, true), (2, true), (3, true), (4, true), (5, true), (9, false), (10, false)]);
+const PARAM_GRAD: KernelSpec = spec("bn_param_grad", &[(5, true), (9, false), (10, false)]);
+
+/// Floats of scratch per group (sums, then coefficients), as in the shader.
+const SCRATCH: usize = 16;
+
+/// Which operation the coefficients describe (the shader's `mode`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    Forward = 0,
+    Backward = 1,
+    Tangent = 2,
+    BackwardTangent = 3,
+}
+
+/// The per-entry inputs of one operation (`None`: not part of it, not read).
+pub(crate) struct Fields<'a> {
+    pub x: &'a GpuVector,
+    pub rx: Option<&'a GpuVector>,
+    pub dy: Option<&'a GpuVector>,
+    pub rdy: Option<&'a GpuVector>,
+    pub stats: &'a GpuVector,
+}
+
+fn opt<'a>(gpu: &'a GpuBackend, v: Option<&'a GpuVector>) -> Bound<'a> {
+    v.map_or(gpu.dummy_bound(), |v| v.bound())
+}
+
+fn params(mode: Mode, batch: ImageBatch, f: &Fields<'_>) -> Params {
+    // Entry indices are split into (image, channel, pixel) with `div_u32`.
+    let hw = batch.height * batch.width;
+    assert!(hw < DIV_LIMIT && batch.channels < DIV_LIMIT && batch.per_task < DIV_LIMIT, "batch norm: shape {batch:?} too large");
+    let fields = f.rx.is_some() as u32 | (f.dy.is_some() as u32) << 1 | (f.rdy.is_some() as u32) << 2;
+    Params {
+        mode: mode as u32,
+        tasks: batch.tasks as u32,
+        per_task: batch.per_task as u32,
+        channels: batch.channels as u32,
+        hw: (batch.height * batch.width) as u32,
+        fields,
+        eps: BN_EPS as f32,
+        ..Params::default()
+    }
+}
+
+fn check_view(len: usize, offset: usize, stride: usize, batch: ImageBatch, what: &str) {
+    assert!(
+        len >= offset + batch.tasks.saturating_sub(1) * stride + 2 * batch.channels,
+        "batch norm: {what} view (offset {offset}, stride {stride}) exceeds its buffer"
+    );
+}
+
+/// `stats` ← per-group mean and 1/√(σ² + ε).
+pub(crate) fn stats(gpu: &GpuBackend, x: &GpuVector, batch: ImageBatch, stats: &mut GpuVector) {
+    let groups = batch.tasks * batch.channels;
+    assert!(x.len() >= batch.len() && stats.len() >= 2 * groups, "batch_norm: shape mismatch");
+    let p = Params {
+        tasks: batch.tasks as u32,
+        per_task: batch.per_task as u32,
+        channels: batch.channels as u32,
+        hw: (batch.height * batch.width) as u32,
+        eps: BN_EPS as f32,
+        ..Params::default()
+    };
+    gpu.dispatch_groups(&STATS, &p, &[x.bound(), stats.bound()], groups_2d(groups));
+}
+
+/// `out` ← the operation `mode` of the fields, with the layer's (γ, β) view and, for tangents,
+/// the direction's; `grad` receives the (γ, β) gradient block of the backward modes.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn apply(
+    gpu: &GpuBackend,
+    mode: Mode,
+    batch: ImageBatch,
+    f: Fields<'_>,
+    params_view: View<'_, GpuVector>,
+    rparams: Option<View<'_, GpuVector>>,
+    out: &mut GpuVector,
+    grad: Option<ViewMut<'_, GpuVector>>,
+) {
+    let groups = batch.tasks * batch.channels;
+    let n = batch.len();
+    assert!(f.x.len() >= n && out.len() >= n && f.stats.len() >= 2 * groups, "batch norm: shape mismatch");
+    assert!([f.rx, f.dy, f.rdy].iter().all(|v| v.is_none_or(|v| v.len() >= n)), "batch norm: an input is too short");
+    check_view(params_view.buf.len(), params_view.offset, params_view.stride, batch, "parameter");
+    let mut p = Params {
+        p_offset: u32_of(params_view.offset, "BN parameter offset"),
+        p_stride: u32_of(params_view.stride, "BN parameter stride"),
+        ..params(mode, batch, &f)
+    };
+    if let Some(r) = &rparams {
+        check_view(r.buf.len(), r.offset, r.stride, batch, "direction");
+        p.r_offset = u32_of(r.offset, "BN direction offset");
+        p.r_stride = u32_of(r.stride, "BN direction stride");
+    }
+    let scratch = gpu.scratch(groups * SCRATCH, "batch_norm.scratch");
+    let (rx, dy, rdy) = (opt(gpu, f.rx), opt(gpu, f.dy), opt(gpu, f.rdy));
+    if mode != Mode::Forward {
+        let bound = [f.x.bound(), rx, dy, rdy, f.stats.bound(), scratch.bound()];
+        gpu.dispatch_groups(&SUMS, &p, &bound, groups_2d(groups));
+    }
+    let rp = rparams.map_or(gpu.dummy_bound(), |r| r.buf.bound());
+    gpu.dispatch(&COEFFICIENTS, &p, &[f.stats.bound(), params_view.buf.bound(), rp, scratch.bound()], u32_of(groups, "BN groups"));
+    let (rx, dy, rdy) = (opt(gpu, f.rx), opt(gpu, f.dy), opt(gpu, f.rdy));
+    gpu.dispatch(&APPLY, &p, &[f.x.bound(), rx, dy, rdy, f.stats.bound(), scratch.bound(), out.bound()], u32_of(n, "BN entries"));
+    if let Some(g) = grad {
+        let blocks = if g.stride == 0 { 1 } else { batch.tasks };
+        check_view(g.buf.len(), g.offset, g.stride, batch, "gradient");
+        p.g_offset = u32_of(g.offset, "BN gradient offset");
+        p.g_stride = u32_of(g.stride, "BN gradient stride");
+        gpu.dispatch(
+            &PARAM_GRAD,
+            &p,
+            &[f.stats.bound(), scratch.bound(), g.buf.bound()],
+            u32_of(blocks * batch.channels, "BN gradient entries"),
+        );
+    }
+}

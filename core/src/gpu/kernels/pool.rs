@@ -1,0 +1,40 @@
+//! `shaders/pool.wgsl`: ReLU + 2×2 max-pool (floor), its backward and forward tangent.
+
+use super::{u32_of, KernelSpec};
+use crate::gpu::{GpuBackend, GpuVector};
+use crate::meta::ImageBatch;
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    planes: u32,
+    height: u32,
+    width: u32,
+}
+
+const fn spec(entry: &'static str) -> KernelSpec {
+    KernelSpec { module: "pool.wgsl", source: bilevel_shaders::POOL, entry, storage: &[(1, true), (2, true), (3, false)] }
+}
+const FORWARD: KernelSpec = spec("relu_maxpool");
+const TANGENT: KernelSpec = spec("relu_maxpool_tangent");
+const BACKWARD: KernelSpec = spec("relu_maxpool_backward");
+
+/// The forward (`other = None`) or the tangent along `other = Rx`: one invocation per pooled entry.
+pub(crate) fn forward(gpu: &GpuBackend, x: &GpuVector, other: Option<&GpuVector>, batch: ImageBatch, y: &mut GpuVector) {
+    let pooled = batch.pooled().len();
+    assert!(x.len() >= batch.len() && y.len() >= pooled, "relu_maxpool: shape mismatch");
+    assert!(other.is_none_or(|r| r.len() >= batch.len()), "relu_maxpool_tangent: Rx is too short");
+    let p = Params { planes: u32_of(batch.images() * batch.channels, "planes"), height: batch.height as u32, width: batch.width as u32 };
+    let (spec, other) = match other {
+        Some(r) => (&TANGENT, r.bound()),
+        None => (&FORWARD, gpu.dummy_bound()),
+    };
+    gpu.dispatch(spec, &p, &[x.bound(), other, y.bound()], u32_of(pooled, "pooled entries"));
+}
+
+/// One invocation per input entry, so dx is written without scatter or atomics.
+pub(crate) fn backward(gpu: &GpuBackend, x: &GpuVector, dy: &GpuVector, batch: ImageBatch, dx: &mut GpuVector) {
+    assert!(x.len() >= batch.len() && dx.len() >= batch.len() && dy.len() >= batch.pooled().len(), "relu_maxpool_backward: shape mismatch");
+    let p = Params { planes: u32_of(batch.images() * batch.channels, "planes"), height: batch.height as u32, width: batch.width as u32 };
+    gpu.dispatch(&BACKWARD, &p, &[x.bound(), dy.bound(), dx.bound()], u32_of(batch.len(), "pool input entries"));
+}

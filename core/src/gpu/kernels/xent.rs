@@ -1,0 +1,84 @@
+//! `shaders/xent.wgsl`: the head's softmax cross-entropy (per-task loss and accuracy) and the
+//! softmax curvature.
+
+use super::{groups_2d, u32_of, KernelSpec};
+use crate::gpu::{GpuBackend, GpuVector};
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    tasks: u32,
+    rows: u32,
+    classes: u32,
+    want_grad: u32,
+    accumulate: u32,
+    scale: f32,
+}
+
+const XENT: KernelSpec = KernelSpec {
+    module: "xent.wgsl",
+    source: bilevel_shaders::XENT,
+    entry: "softmax_xent",
+    storage: &[(1, true), (2, true), (3, false), (4, false), (5, false)],
+};
+const CURVATURE: KernelSpec = KernelSpec {
+    module: "xent.wgsl",
+    source: bilevel_shaders::XENT,
+    entry: "softmax_curvature",
+    storage: &[(1, true), (2, true), (3, false)],
+};
+
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn softmax_xent(
+    gpu: &GpuBackend,
+    tasks: usize,
+    rows: usize,
+    classes: usize,
+    z: &GpuVector,
+    labels: &GpuVector,
+    scale: f64,
+    probs: &mut GpuVector,
+    grad: Option<&mut GpuVector>,
+    stats: &mut GpuVector,
+) {
+    let n = tasks * rows;
+    assert!(classes > 0, "softmax_xent: no classes");
+    assert!(z.len() >= n * classes && probs.len() >= n * classes && labels.len() >= n, "softmax_xent: shape mismatch");
+    assert!(stats.len() >= 2 * tasks && grad.as_ref().is_none_or(|g| g.len() >= n * classes), "softmax_xent: output too short");
+    let p = Params {
+        tasks: tasks as u32,
+        rows: u32_of(rows, "rows"),
+        classes: classes as u32,
+        want_grad: grad.is_some() as u32,
+        accumulate: 0,
+        scale: scale as f32,
+    };
+    // Without a gradient the kernel writes nothing there; bind the (idle) reduction partials
+    // so no read_write binding aliases another.
+    let grad = grad.map_or(gpu.partials_bound(), |g| g.bound());
+    gpu.dispatch_groups(&XENT, &p, &[z.bound(), labels.bound(), probs.bound(), grad, stats.bound()], groups_2d(tasks));
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn softmax_curvature(
+    gpu: &GpuBackend,
+    rows: usize,
+    classes: usize,
+    probs: &GpuVector,
+    u: &GpuVector,
+    scale: f64,
+    out: &mut GpuVector,
+    accumulate: bool,
+) {
+    let n = rows * classes;
+    assert!(probs.len() >= n && u.len() >= n && out.len() >= n, "softmax_curvature: shape mismatch");
+    let p = Params {
+        tasks: 1,
+        rows: u32_of(rows, "rows"),
+        classes: classes as u32,
+        want_grad: 0,
+        accumulate: accumulate as u32,
+        scale: scale as f32,
+    };
+    gpu.dispatch(&CURVATURE, &p, &[probs.bound(), u.bound(), out.bound()], p.rows);
+}
