@@ -7,7 +7,7 @@ mod common;
 use bilevel_core::cpu::CpuBackend;
 use bilevel_core::meta::{Gemm, ImageBatch, MetaBackend, View, ViewMut};
 use bilevel_core::sampler::Sampler;
-use common::{randn, rel_err};
+use common::{randn, random_tasks, rel_err};
 
 type Cpu = CpuBackend<f64>;
 
@@ -397,18 +397,6 @@ fn tiny_config(alg: MetaAlg, inner_steps: usize) -> MetaConfig {
         head_lr: 0.01,
         seed: 11,
     }
-}
-
-/// Random images; labels class-major (support then query), as episodes store them.
-fn random_tasks(cfg: &MetaConfig, seed: u64) -> HostTasks {
-    let mut s = Sampler::new(seed);
-    let (ns, nq) = (cfg.support_rows(), cfg.query_rows());
-    let image_len = cfg.net.channels * cfg.net.height * cfg.net.width;
-    let images = randn(&mut s, cfg.meta_batch * (ns + nq) * image_len, 1.0).into_iter().map(|v| v as f32).collect();
-    let labels = (0..cfg.meta_batch)
-        .flat_map(|_| (0..ns).map(|i| (i / cfg.shots) as u32).chain((0..nq).map(|i| (i / cfg.queries) as u32)))
-        .collect();
-    HostTasks { tasks: cfg.meta_batch, ns, nq, image_len, images, labels }
 }
 
 /// The meta-objective (mean over tasks of the adapted model's mean query CE) as a function of

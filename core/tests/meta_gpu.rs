@@ -10,7 +10,7 @@ mod common;
 use bilevel_core::cpu::CpuBackend;
 use bilevel_core::meta::{Gemm, ImageBatch, MetaBackend, View, ViewMut};
 use bilevel_core::sampler::Sampler;
-use common::{block, gpu, randn, rel_err};
+use common::{block, gpu, randn, random_tasks, rel_err};
 
 type Outputs = Vec<(String, Vec<f64>)>;
 
@@ -302,7 +302,7 @@ fn softmax_xent_and_curvature_match_the_cpu() {
 
 // ---- one full meta-step of every algorithm, GPU against CPU ----
 
-use bilevel_core::meta::{Conv4, HostTasks, Learner, MetaAlg, MetaConfig, TaskBatch};
+use bilevel_core::meta::{Conv4, Learner, MetaAlg, MetaConfig, TaskBatch};
 
 fn step_config(alg: MetaAlg) -> MetaConfig {
     MetaConfig {
@@ -318,17 +318,6 @@ fn step_config(alg: MetaAlg) -> MetaConfig {
         head_lr: 0.01,
         seed: 17,
     }
-}
-
-fn random_tasks(cfg: &MetaConfig, seed: u64) -> HostTasks {
-    let mut s = Sampler::new(seed);
-    let (ns, nq) = (cfg.support_rows(), cfg.query_rows());
-    let image_len = cfg.net.channels * cfg.net.height * cfg.net.width;
-    let images = randn(&mut s, cfg.meta_batch * (ns + nq) * image_len, 1.0).into_iter().map(|v| v as f32).collect();
-    let labels = (0..cfg.meta_batch)
-        .flat_map(|_| (0..ns).map(|i| (i / cfg.shots) as u32).chain((0..nq).map(|i| (i / cfg.queries) as u32)))
-        .collect();
-    HostTasks { tasks: cfg.meta_batch, ns, nq, image_len, images, labels }
 }
 
 /// The meta-gradients and query statistics of one meta-step.

@@ -33,3 +33,16 @@ pub fn rel_err(a: &[f64], b: &[f64]) -> f64 {
 pub fn block<T>(f: impl std::future::Future<Output = T>) -> T {
     pollster::block_on(f)
 }
+
+/// A meta-batch of random images for `cfg`; labels class-major (support then query), as
+/// episodes store them.
+pub fn random_tasks(cfg: &bilevel_core::meta::MetaConfig, seed: u64) -> bilevel_core::meta::HostTasks {
+    let mut s = Sampler::new(seed);
+    let (ns, nq) = (cfg.support_rows(), cfg.query_rows());
+    let image_len = cfg.net.channels * cfg.net.height * cfg.net.width;
+    let images = randn(&mut s, cfg.meta_batch * (ns + nq) * image_len, 1.0).into_iter().map(|v| v as f32).collect();
+    let labels = (0..cfg.meta_batch)
+        .flat_map(|_| (0..ns).map(|i| (i / cfg.shots) as u32).chain((0..nq).map(|i| (i / cfg.queries) as u32)))
+        .collect();
+    bilevel_core::meta::HostTasks { tasks: cfg.meta_batch, ns, nq, image_len, images, labels }
+}
