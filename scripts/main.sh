@@ -21,4 +21,10 @@ for alg in stocBiO AID-CG; do
     $bin toy --alg "$alg" --backend "$backend" --epochs 50 --out "results/toy/${alg}_${backend}.jsonl" | awk 'NR <= 3 || NR % 10 == 0'
   done
 done
+# Meta-learning: a short ITD-BiO run on Omniglot 5-way 1-shot (README "Meta-learning" has the
+# long runs), then accuracy against time.
+$bin meta --alg ITD-BiO --dataset omniglot --ways 5 --shots 1 --meta_batch 16 --inner_steps 10 \
+  --inner_lr 0.05 --outer_lr 0.001 --width 32 --rotations --time_budget 60 --final_tasks 100 \
+  --backend cpu32 --out results/meta_itd_bio_1shot.jsonl
+$bin plot results/meta_itd_bio_1shot.jsonl -o results/meta_itd_bio_1shot.png
 echo "results written to results/"
