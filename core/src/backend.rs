@@ -124,6 +124,11 @@ pub enum Reg<'a, B: Backend + ?Sized> {
     },
 }
 
+/// The largest fraction of non-zero entries at which [`HostMatrix::by_density`] stores a matrix
+/// as CSR: a sparse product costs about twice a dense one per stored entry (an index per value,
+/// W's rows read out of order), so CSR pays below about half; a third leaves a margin.
+pub const SPARSE_DENSITY: f64 = 1.0 / 3.0;
+
 /// A data matrix on the host, before upload: dense row-major or sparse CSR.
 #[derive(Clone, Debug)]
 pub enum HostMatrix {
@@ -150,6 +155,41 @@ impl HostMatrix {
             HostMatrix::Csr { indptr, indices, values, .. } => {
                 (indptr[i] as usize..indptr[i + 1] as usize).map(|p| (indices[p] as usize, values[p])).collect()
             }
+        }
+    }
+    /// The same matrix, stored sparse (CSR, explicit zeros dropped) when at most
+    /// [`SPARSE_DENSITY`] of its entries are non-zero and dense otherwise.
+    pub fn by_density(self) -> HostMatrix {
+        let (rows, cols) = self.shape();
+        let nonzeros = match &self {
+            HostMatrix::Dense { data, .. } => data.iter().filter(|v| **v != 0.0).count(),
+            HostMatrix::Csr { values, .. } => values.iter().filter(|v| **v != 0.0).count(),
+        };
+        let sparse = (nonzeros as f64) <= SPARSE_DENSITY * (rows * cols) as f64;
+        match self {
+            HostMatrix::Dense { .. } if sparse => {
+                let (mut indptr, mut indices, mut values) =
+                    (Vec::with_capacity(rows + 1), Vec::with_capacity(nonzeros), Vec::with_capacity(nonzeros));
+                indptr.push(0u32);
+                for i in 0..rows {
+                    for (j, v) in self.row(i).into_iter().filter(|(_, v)| *v != 0.0) {
+                        indices.push(j as u32);
+                        values.push(v);
+                    }
+                    indptr.push(indices.len() as u32);
+                }
+                HostMatrix::Csr { rows, cols, indptr, indices, values }
+            }
+            HostMatrix::Csr { .. } if !sparse => {
+                let mut data = vec![0.0; rows * cols];
+                for i in 0..rows {
+                    for (j, v) in self.row(i) {
+                        data[i * cols + j] += v;
+                    }
+                }
+                HostMatrix::Dense { rows, cols, data }
+            }
+            m => m,
         }
     }
     /// The transpose's CSR arrays (= this matrix's CSC): `(colptr, rowidx, values)`.

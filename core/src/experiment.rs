@@ -10,7 +10,7 @@ use crate::data::Labeled;
 use crate::outer::{OuterLoop, OuterOpt};
 use crate::problems::counted::OracleCounts;
 use crate::problems::glm::{Glm, GlmData, HyperKind};
-use crate::problems::{dense_with_bias, Problem, ProblemKind, RegScale};
+use crate::problems::{with_bias, Problem, ProblemKind, RegScale};
 use crate::sampler::Sampler;
 use crate::{Error, Result};
 
@@ -85,7 +85,7 @@ pub fn hyperclean_paper(mut train: Labeled, val: Labeled, test: Labeled, noise_r
     }
     let corrupted = corrupt_labels(&mut train.labels, 10, noise_rate, seed.wrapping_add(17));
     let (data, hyper_kind) = ProblemKind::Hyperclean.from_svmlight(train, val, RegScale::Sum, rho)?;
-    Ok(Experiment { data, hyper_kind, x_test: dense_with_bias(&test.x), t_test: test.labels, corrupted: Some(corrupted) })
+    Ok(Experiment { data, hyper_kind, x_test: with_bias(&test.x), t_test: test.labels, corrupted: Some(corrupted) })
 }
 
 /// A run in progress on backend `B`.

@@ -87,6 +87,11 @@ fn data_products_match_naive_loops_on_every_execution_path() {
         (500, 785, 10, None, Some(64)),
         (300, 33, 7, None, None),
         (200, 17, 1, None, None),
+        // Sparse with the class counts that have their own compiled kernels (1, 10, 20).
+        (400, 785, 10, Some(150), Some(64)),
+        (400, 2_000, 20, Some(40), Some(33)),
+        (400, 300, 1, Some(30), Some(65)),
+        (400, 785, 10, Some(150), None),
     ];
     for (n, d, c, nnz, batch) in cases {
         let x = SyntheticSpec {
@@ -106,6 +111,86 @@ fn data_products_match_naive_loops_on_every_execution_path() {
         check_products(&CpuBackend::<f64>::new(), &x, batch.as_deref(), c, 1e-12, &format!("f64 {what}"));
         check_products(&CpuBackend::<f32>::new(), &x, batch.as_deref(), c, 1e-5, &format!("f32 {what}"));
     }
+}
+
+/// A dense matrix shaped like normalised MNIST with a bias column: each column mostly holds one
+/// background value (the same for most columns, its own for some, none for a few), 1 in the last.
+fn backgrounded(n: usize, d: usize, seed: u64) -> HostMatrix {
+    let mut s = Sampler::new(seed);
+    let background: Vec<Option<f64>> = (0..d)
+        .map(|j| match j % 7 {
+            _ if j == d - 1 => Some(1.0),
+            0 => Some(0.37 + j as f64),
+            1 => None,
+            _ => Some(-0.4242),
+        })
+        .collect();
+    let mut data = Vec::with_capacity(n * d);
+    for _ in 0..n {
+        for b in &background {
+            // 15 % of a backgrounded column's entries differ; a column without one is Gaussian.
+            data.push(match b {
+                Some(b) if s.below(100) >= 15 => *b,
+                _ => s.normal(),
+            });
+        }
+    }
+    HostMatrix::Dense { rows: n, cols: d, data }
+}
+
+/// Dense data whose columns mostly hold one value get, on the CPU backend, a batch form: a
+/// sparse matrix plus a per-column shift (`X = S + 1sᵀ`); products still match the naive loops
+/// on every path (batches through the batch form, all rows through the dense rows, sequential
+/// and threaded, the compiled class counts and others).
+#[test]
+fn shifted_sparse_storage_matches_naive_loops() {
+    use bilevel_core::cpu::CpuMatrix;
+    for (n, d, c, batch) in [
+        (300, 785, 10, Some(64)),
+        (300, 785, 10, None),
+        (3000, 785, 10, None),
+        (3000, 785, 10, Some(2500)),
+        (200, 50, 1, Some(63)),
+        (200, 50, 20, Some(17)),
+        (200, 50, 3, None),
+    ] {
+        let x = backgrounded(n, d, 5);
+        let be64 = CpuBackend::<f64>::new();
+        assert!(
+            matches!(be64.matrix_from(&x, "X"), CpuMatrix::Dense { batch_form: Some(_), .. }),
+            "a dense matrix whose columns mostly hold one value gets a shifted-CSR batch form"
+        );
+        let batch: Option<Vec<u32>> = batch.map(|b| Sampler::new(3).batch(n, b));
+        let what = format!("shifted n={n} d={d} c={c} batch={:?}", batch.as_ref().map(Vec::len));
+        check_products(&be64, &x, batch.as_deref(), c, 1e-12, &format!("f64 {what}"));
+        check_products(&CpuBackend::<f32>::new(), &x, batch.as_deref(), c, 1e-5, &format!("f32 {what}"));
+    }
+    // Gaussian data has no column background: no batch form.
+    let gaussian = HostMatrix::Dense { rows: 50, cols: 9, data: randn(&mut Sampler::new(4), 450, 1.0) };
+    assert!(matches!(CpuBackend::<f64>::new().matrix_from(&gaussian, "X"), CpuMatrix::Dense { batch_form: None, .. }));
+}
+
+/// `HostMatrix::by_density` keeps the matrix (every entry) and picks CSR only for sparse data.
+#[test]
+fn storage_by_density_keeps_every_entry() {
+    let mut s = Sampler::new(6);
+    let dense: Vec<f64> = (0..60 * 11).map(|t| if t % 5 == 0 { s.normal() } else { 0.0 }).collect();
+    let x = HostMatrix::Dense { rows: 60, cols: 11, data: dense.clone() };
+    let sparse = x.clone().by_density();
+    assert!(matches!(sparse, HostMatrix::Csr { .. }), "a fifth non-zero: CSR");
+    let back = sparse.clone().by_density();
+    assert!(matches!(back, HostMatrix::Csr { .. }), "stays CSR");
+    for i in 0..60 {
+        let mut row = vec![0.0; 11];
+        for (j, v) in sparse.row(i) {
+            row[j] += v;
+        }
+        assert_eq!(row, dense[i * 11..(i + 1) * 11], "row {i}");
+    }
+    let full = HostMatrix::Dense { rows: 4, cols: 3, data: vec![1.0; 12] };
+    let csr = HostMatrix::Csr { rows: 4, cols: 3, indptr: vec![0, 3, 6, 9, 12], indices: [0, 1, 2].repeat(4), values: vec![1.0; 12] };
+    assert!(matches!(csr.by_density(), HostMatrix::Dense { ref data, .. } if *data == vec![1.0; 12]), "a full CSR becomes dense");
+    assert!(matches!(full.by_density(), HostMatrix::Dense { .. }));
 }
 
 /// `dot` and `sum` against plain loops, below and above the size that splits them into pieces

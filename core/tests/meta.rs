@@ -506,11 +506,11 @@ fn a_few_meta_steps_on_easy_synthetic_episodes_raise_test_accuracy() {
         };
         let mut l = Learner::new(&be, cfg).expect("valid config");
         let eval = |l: &mut Learner<CpuBackend<f32>>, sample: &mut dyn FnMut(Split) -> bilevel_core::Result<HostTasks>| {
-            let opts = TrainOptions { iterations: 0, time_budget_s: None, final_tasks: 400 };
+            let opts = TrainOptions::plain(0, None, 400);
             common::block(meta_train(&be, l, &opts, &mut *sample, || 0.0, |_| Ok(()))).expect("eval").test_acc
         };
         let before = eval(&mut l, &mut sample);
-        let opts = TrainOptions { iterations: 60, time_budget_s: None, final_tasks: 400 };
+        let opts = TrainOptions::plain(60, None, 400);
         let mut lines = 0;
         let fin = common::block(meta_train(
             &be,
@@ -658,4 +658,72 @@ fn assert_parity<B: MetaBackend>(be: &B, tol: f64) {
 #[test]
 fn f32_cpu_backend_matches_the_f64_reference_on_every_primitive_and_meta_step() {
     assert_parity(&CpuBackend::<f32>::new(), 1e-4);
+}
+
+/// Model selection on meta-validation tasks: validation accuracies are recorded every
+/// `val_every` iterations and after the last, and the model finally evaluated is exactly the one
+/// after the best of them (the same as a run stopped there); the cosine schedule decays the
+/// outer step.
+#[test]
+fn model_selection_keeps_the_best_validated_model() {
+    use bilevel_core::meta::train::LrSchedule;
+    let be = CpuBackend::<f64>::new();
+    let cfg = MetaConfig {
+        alg: MetaAlg::ItdBio,
+        net: Conv4 { channels: 1, height: 10, width: 10, hidden: 4, blocks: 2, ways: 3 },
+        shots: 1,
+        queries: 2,
+        meta_batch: 3,
+        inner_steps: 2,
+        inner_lr: 0.5,
+        // A large outer step: validation accuracy rises and falls, so the best is not the last.
+        outer_lr: 0.5,
+        head_lr: 0.05,
+        seed: 7,
+    };
+    let sets = &[prototype_set(20, 4, 1.0, 1), prototype_set(20, 4, 1.0, 2), prototype_set(20, 4, 1.0, 3)];
+    // One stream per split, so that validation draws do not change the training tasks.
+    let sampler = || {
+        let mut rngs = [Sampler::new(11), Sampler::new(12), Sampler::new(13)];
+        move |split: Split| {
+            let k = match split {
+                Split::Train => 0,
+                Split::Val => 1,
+                Split::Test => 2,
+            };
+            let eps: Vec<_> = (0..3).map(|_| sample_episode(&sets[k], 3, 1, 2, rngs[k].rng()).expect("episode")).collect();
+            HostTasks::from_episodes(&eps)
+        }
+    };
+    let opts = TrainOptions { val_every: 4, val_tasks: 30, ..TrainOptions::plain(18, None, 30) };
+    let mut validated = Vec::new();
+    let mut l = Learner::new(&be, cfg.clone()).expect("valid config");
+    let fin = common::block(meta_train(
+        &be,
+        &mut l,
+        &opts,
+        sampler(),
+        || 0.0,
+        |r| {
+            if let Some(v) = r.val_acc {
+                validated.push((r.iter, v));
+            }
+            Ok(())
+        },
+    ))
+    .expect("training");
+    assert_eq!(validated.iter().map(|v| v.0).collect::<Vec<_>>(), [3, 7, 11, 15, 17], "validated iterations");
+    let best = validated.iter().copied().fold((0, f64::MIN), |b, v| if v.1 > b.1 { v } else { b });
+    assert_eq!((fin.selected_iter, fin.val_acc), (Some(best.0), Some(best.1)));
+    assert_ne!(best.0, 17, "this setting's best validated model is not the last (so restoring is exercised)");
+    // The same run stopped after the selected iteration has the same outer variables.
+    let mut stopped = Learner::new(&be, cfg).expect("valid config");
+    common::block(meta_train(&be, &mut stopped, &TrainOptions::plain(best.0 + 1, None, 3), sampler(), || 0.0, |_| Ok(())))
+        .expect("training");
+    let read = |v| common::block(be.read_vector(v)).expect("read");
+    assert_eq!(read(&l.theta), read(&stopped.theta), "the restored model is the selected one");
+    // Cosine: the last of 18 iterations steps with ½(1 + cos(17π/18)).
+    let opts = TrainOptions { schedule: LrSchedule::Cosine, ..TrainOptions::plain(18, None, 3) };
+    common::block(meta_train(&be, &mut l, &opts, sampler(), || 0.0, |_| Ok(()))).expect("training");
+    assert!((l.lr_scale - 0.5 * (1.0 + (17.0 * std::f64::consts::PI / 18.0).cos())).abs() < 1e-15);
 }

@@ -1,5 +1,5 @@
 //! `bilevel bench`: per-outer-iteration time and oracle throughput at the real problems' shapes
-//! (synthetic data of those shapes), on each backend, written as JSON lines. A benchmark, not a
+//! (synthetic data of those shapes, or with `--real` the data sets themselves), on each backend, written as JSON lines. A benchmark, not a
 //! test: it asserts nothing and reports what it measured, with the machine and the backend.
 
 use std::fs::File;
@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use bilevel_core::algorithms::{AlgKind, Hyper};
-use bilevel_core::backend::LossKind;
+use bilevel_core::backend::{HostMatrix, LossKind};
 use bilevel_core::outer::{OuterLoop, OuterOpt};
 use bilevel_core::problems::glm::{Glm, GlmData, HyperKind};
 use bilevel_core::problems::synthetic::SyntheticSpec;
@@ -18,6 +18,9 @@ use clap::Args;
 use serde_json::json;
 
 use crate::common::{on_backend, BackendArgs, BackendKind, Job};
+use crate::data::DataArgs;
+use crate::experiments::{hyperclean_experiment, ijcnn1_experiment, newsgroups_experiment};
+use bilevel_core::problems::RegScale;
 
 #[derive(Args, Debug)]
 #[command(rename_all = "snake_case")]
@@ -31,11 +34,21 @@ pub struct BenchArgs {
     /// Backends: cpu, cpu32, gpu (comma-separated).
     #[arg(long, default_value = "cpu32,gpu", value_delimiter = ',')]
     backends: Vec<String>,
-    /// Timed outer iterations per case (after 2 warm-up iterations).
+    /// Timed outer iterations per case (after 2 warm-up iterations); at least this many, and
+    /// more until --min_time seconds have been timed (small problems need thousands).
     #[arg(long, default_value_t = 10)]
     iters: usize,
+    /// Keep timing iterations until this many seconds have passed.
+    #[arg(long, default_value_t = 2.0)]
+    min_time: f64,
     #[arg(long)]
     adapter: Option<String>,
+    /// Time the real data sets (20 Newsgroups, MNIST hyper-cleaning with 10 % noise, ijcnn1; read
+    /// as the experiments read them) instead of synthetic data of their shapes.
+    #[arg(long)]
+    real: bool,
+    #[command(flatten)]
+    data: DataArgs,
     /// Append one JSON line per case here.
     #[arg(long, default_value = "results/bench.jsonl")]
     out: PathBuf,
@@ -88,6 +101,17 @@ fn shape(name: &str) -> Result<Shape> {
     })
 }
 
+/// The real data set behind a benchmark problem, with the same settings as its synthetic shape
+/// (the hyper-cleaning penalty ρ = 0.001 and 20news's mean-scaled penalty included).
+fn real_data(name: &str, data: &DataArgs) -> Result<GlmData> {
+    Ok(match name {
+        "20news" => newsgroups_experiment(data, 0, RegScale::Mean)?.data,
+        "hyperclean" => hyperclean_experiment(data, 0.1, 0, None)?.data,
+        "ijcnn1" => ijcnn1_experiment(data, 0)?.data,
+        other => bail!("no real data set for {other:?}"),
+    })
+}
+
 fn backend_kind(name: &str) -> Result<BackendKind> {
     Ok(match name.to_lowercase().as_str() {
         "cpu" => BackendKind::Cpu,
@@ -123,9 +147,21 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let machine = format!("{} cores, {}", std::thread::available_parallelism().map_or(0, |n| n.get()), std::env::consts::ARCH);
     println!("{:<11} {:<8} {:<34} {:>12} {:>14}", "problem", "alg", "backend", "s/iter", "samples/s");
     for shape in &shapes {
-        let data = shape.spec.generate();
+        let data = if args.real { real_data(shape.name, &args.data)? } else { shape.spec.generate() };
+        let (rows, cols) = data.x_train.shape();
+        let layout = if matches!(data.x_train, HostMatrix::Csr { .. }) { "CSR" } else { "dense" };
+        println!("{}: {} training rows × {cols} features, {layout}, {} non-zeros", shape.name, rows, data.x_train.nnz());
         for &backend in &backends {
-            let job = Cases { shape, data: &data, algs: &algs, iters: args.iters, machine: &machine, out: &mut out };
+            let job = Cases {
+                shape,
+                real: args.real,
+                data: &data,
+                algs: &algs,
+                iters: args.iters,
+                min_time: args.min_time,
+                machine: &machine,
+                out: &mut out,
+            };
             on_backend(&BackendArgs { backend, adapter: args.adapter.clone() }, job)?;
         }
     }
@@ -135,9 +171,11 @@ pub fn run(args: BenchArgs) -> Result<()> {
 
 struct Cases<'a> {
     shape: &'a Shape,
+    real: bool,
     data: &'a GlmData,
     algs: &'a [AlgKind],
     iters: usize,
+    min_time: f64,
     machine: &'a str,
     out: &'a mut BufWriter<File>,
 }
@@ -165,25 +203,28 @@ impl Job for Cases<'_> {
             wait(&run)?;
             let before = run.counts();
             let mut times = Vec::with_capacity(self.iters);
-            for _ in 0..self.iters {
+            let start = Instant::now();
+            while times.len() < self.iters || (start.elapsed().as_secs_f64() < self.min_time && times.len() < 1_000_000) {
                 let t0 = Instant::now();
                 run.estimate();
                 run.update();
                 wait(&run)?;
                 times.push(t0.elapsed().as_secs_f64());
             }
+            let iters = times.len();
             let after = run.counts();
             times.sort_by(f64::total_cmp);
             let median = times[times.len() / 2];
             let mean = times.iter().sum::<f64>() / times.len() as f64;
-            let per_iter = |a: u64, b: u64| (a - b) as f64 / self.iters as f64;
+            let per_iter = |a: u64, b: u64| (a - b) as f64 / iters as f64;
             let samples = per_iter(after.samples, before.samples);
             let record = json!({
                 "problem": self.shape.name,
+                "data": if self.real { "real" } else { "synthetic" },
                 "alg": alg.name(),
                 "backend": be.describe(),
                 "machine": self.machine,
-                "iters": self.iters,
+                "iters": iters,
                 "s_per_iter_median": median,
                 "s_per_iter_mean": mean,
                 "samples_per_s": samples / mean,

@@ -144,11 +144,25 @@ fn standardise(mut train: Labeled, mut val: Labeled, mut test: Labeled) -> (Labe
 fn drop_bias(mut glm: bilevel_core::problems::glm::GlmData) -> bilevel_core::problems::glm::GlmData {
     use bilevel_core::backend::HostMatrix;
     for x in [&mut glm.x_train, &mut glm.x_val] {
-        if let HostMatrix::Dense { rows, cols, data } = x {
-            let d = *cols - 1;
-            *data = data.chunks_exact(*cols).flat_map(|r| r[..d].iter().copied()).collect();
-            *cols = d;
-            let _ = rows;
+        match x {
+            HostMatrix::Dense { cols, data, .. } => {
+                let d = *cols - 1;
+                *data = data.chunks_exact(*cols).flat_map(|r| r[..d].iter().copied()).collect();
+                *cols = d;
+            }
+            // The bias is each row's last entry (column d).
+            HostMatrix::Csr { cols, indptr, indices, values, .. } => {
+                *cols -= 1;
+                for (i, end) in indptr.iter_mut().skip(1).enumerate() {
+                    *end -= i as u32 + 1;
+                }
+                let d = *cols as u32;
+                let keep: Vec<bool> = indices.iter().map(|&j| j != d).collect();
+                let mut k = keep.iter();
+                indices.retain(|_| *k.next().unwrap_or(&true));
+                let mut k = keep.iter();
+                values.retain(|_| *k.next().unwrap_or(&true));
+            }
         }
     }
     glm
@@ -209,15 +223,19 @@ pub struct Ijcnn1Args {
 const IJCNN1: Hyper = Hyper { t: 10, q: 10, eta: 0.5, alpha: 0.1, beta: 0.1, batch_size: 64, val_batch_size: 64 };
 
 pub fn ijcnn1(args: Ijcnn1Args) -> Result<()> {
-    let (train, tst) = args.data.ijcnn1()?;
-    // The test file, split 50/50 (stratified, seeded) into validation and test.
+    let exp = ijcnn1_experiment(&args.data, args.run.seed)?;
+    drive(args.run, exp, "ijcnn1", IJCNN1, 100)
+}
+
+/// ijcnn1: the training file; the test file split 50/50 (stratified, seeded) into validation and test.
+pub fn ijcnn1_experiment(data: &DataArgs, seed: u64) -> Result<Experiment> {
+    let (train, tst) = data.ijcnn1()?;
     let labels: Vec<usize> = tst.labels.iter().map(|&y| (y > 0.0) as usize).collect();
-    let (val_rows, test_rows) = stratified_split(&labels, labels.len() / 2, args.run.seed);
+    let (val_rows, test_rows) = stratified_split(&labels, labels.len() / 2, seed);
     let (val, test) = (select_rows(&tst, &val_rows), select_rows(&tst, &test_rows));
     let t_test = test.labels.iter().map(|&y| (y > 0.0) as u8 as f64).collect();
     let (glm, hyper_kind) = ProblemKind::Logreg.from_svmlight(train, val, RegScale::Sum, 0.0)?;
-    let exp = Experiment { data: glm, hyper_kind, x_test: test.x.clone(), t_test, corrupted: None };
-    drive(args.run, exp, "ijcnn1", IJCNN1, 100)
+    Ok(Experiment { data: glm, hyper_kind, x_test: test.x, t_test, corrupted: None })
 }
 
 fn drive(run: RunArgs, exp: Experiment, name: &str, defaults: Hyper, epochs: usize) -> Result<()> {
@@ -236,4 +254,43 @@ fn drive(run: RunArgs, exp: Experiment, name: &str, defaults: Hyper, epochs: usi
         bail!("--epochs must be at least 1");
     }
     on_backend(&run.backend, drive)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::drop_bias;
+    use bilevel_core::backend::{HostMatrix, LossKind};
+    use bilevel_core::problems::glm::GlmData;
+    use bilevel_core::problems::with_bias;
+
+    /// `drop_bias` undoes `with_bias` whichever storage that chose.
+    #[test]
+    fn drop_bias_undoes_with_bias_dense_and_sparse() {
+        let dense = HostMatrix::Dense { rows: 3, cols: 4, data: (1..=12).map(f64::from).collect() };
+        let mut sparse = vec![0.0; 3 * 4];
+        sparse[1] = 2.0;
+        sparse[11] = 12.0;
+        let sparse = HostMatrix::Dense { rows: 3, cols: 4, data: sparse };
+        for (x, csr) in [(dense, false), (sparse, true)] {
+            let biased = with_bias(&x);
+            assert_eq!(matches!(biased, HostMatrix::Csr { .. }), csr);
+            let glm = GlmData {
+                x_train: biased.clone(),
+                t_train: vec![0.; 3],
+                x_val: biased,
+                t_val: vec![0.; 3],
+                loss: LossKind::Softmax,
+                classes: 2,
+            };
+            let glm = drop_bias(glm);
+            for m in [&glm.x_train, &glm.x_val] {
+                assert_eq!(m.shape(), (3, 4));
+                for i in 0..3 {
+                    let kept: Vec<(usize, f64)> = m.row(i).into_iter().filter(|(_, v)| *v != 0.0).collect();
+                    let want: Vec<(usize, f64)> = x.row(i).into_iter().filter(|(_, v)| *v != 0.0).collect();
+                    assert_eq!(kept, want, "row {i}");
+                }
+            }
+        }
+    }
 }

@@ -12,10 +12,10 @@ use anyhow::{bail, Context, Result};
 use bilevel_core::cpu::CpuBackend;
 use bilevel_core::data::episodes::{sample_episode, split_classes, ImageSet};
 use bilevel_core::gpu::{GpuBackend, GpuOptions};
-use bilevel_core::meta::train::{meta_train, IterRecord, Split, TrainOptions};
+use bilevel_core::meta::train::{meta_train, IterRecord, LrSchedule, Split, TrainOptions};
 use bilevel_core::meta::{Conv4, HostTasks, Learner, MetaAlg, MetaBackend, MetaConfig};
 use bilevel_core::sampler::Sampler;
-use clap::Args;
+use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
@@ -76,6 +76,17 @@ pub struct MetaArgs {
     /// Meta-test tasks of the final evaluation (rounded up to whole meta-batches).
     #[arg(long, default_value_t = 600)]
     final_tasks: usize,
+    /// Outer learning-rate schedule: constant (the reference's) or cosine (decayed to 0 over the
+    /// iterations or the time budget).
+    #[arg(long, value_enum, default_value = "constant", ignore_case = true)]
+    lr_schedule: Schedule,
+    /// Evaluate on meta-validation tasks every this many iterations and test the best model at
+    /// the end instead of the last (0: off, as the reference).
+    #[arg(long, default_value_t = 0)]
+    val_every: usize,
+    /// Meta-validation tasks per evaluation.
+    #[arg(long, default_value_t = 160)]
+    val_tasks: usize,
     /// Write the JSON lines here (flushed as they go).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -83,6 +94,12 @@ pub struct MetaArgs {
     backend: BackendArgs,
     #[command(flatten)]
     data: DataArgs,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Schedule {
+    Constant,
+    Cosine,
 }
 
 pub fn run(args: MetaArgs) -> Result<()> {
@@ -97,7 +114,11 @@ pub fn run(args: MetaArgs) -> Result<()> {
     let set = args.data.omniglot(args.size)?;
     let split = split_classes(set, args.val_classes, args.test_classes, args.seed)?;
     let train = if args.rotations { split.train.with_rotations() } else { split.train };
-    for (name, s) in [("meta-train", &train), ("meta-test", &split.test)] {
+    let mut checked = vec![("meta-train", &train), ("meta-test", &split.test)];
+    if args.val_every > 0 {
+        checked.push(("meta-validation", &split.val));
+    }
+    for (name, s) in checked {
         if s.num_classes() < args.ways {
             bail!("{}-way tasks need {} classes but the {name} split has {}", args.ways, args.ways, s.num_classes());
         }
@@ -117,7 +138,7 @@ pub fn run(args: MetaArgs) -> Result<()> {
         seed: args.seed,
     };
     cfg.validate()?;
-    let job = MetaJob { cfg, train, test: split.test, args };
+    let job = MetaJob { cfg, train, val: split.val, test: split.test, args };
     match job.args.backend.backend {
         BackendKind::Cpu => job.run(&CpuBackend::<f64>::new()),
         BackendKind::Cpu32 => job.run(&CpuBackend::<f32>::new()),
@@ -131,13 +152,14 @@ pub fn run(args: MetaArgs) -> Result<()> {
 struct MetaJob {
     cfg: MetaConfig,
     train: ImageSet,
+    val: ImageSet,
     test: ImageSet,
     args: MetaArgs,
 }
 
 impl MetaJob {
     fn run<B: MetaBackend>(self, be: &B) -> Result<()> {
-        let MetaJob { cfg, train, test, args } = self;
+        let MetaJob { cfg, train, val, test, args } = self;
         let mut out = match &args.out {
             Some(path) => {
                 if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -165,7 +187,11 @@ impl MetaJob {
         let mut rng = Sampler::new(cfg.seed ^ 0x5eed_7a5c);
         let (ways, shots, queries, tasks) = (cfg.ways(), cfg.shots, cfg.queries, cfg.meta_batch);
         let sample = |split: Split| -> bilevel_core::Result<HostTasks> {
-            let set = if split == Split::Train { &train } else { &test };
+            let set = match split {
+                Split::Train => &train,
+                Split::Val => &val,
+                Split::Test => &test,
+            };
             let eps = (0..tasks)
                 .map(|_| sample_episode(set, ways, shots, queries, rng.rng()))
                 .collect::<Result<Vec<_>, _>>()
@@ -177,7 +203,17 @@ impl MetaJob {
             ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} [{elapsed_precise}]").unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
         let start = Instant::now();
-        let opts = TrainOptions { iterations: args.iterations, time_budget_s: args.time_budget, final_tasks: args.final_tasks };
+        let opts = TrainOptions {
+            iterations: args.iterations,
+            time_budget_s: args.time_budget,
+            final_tasks: args.final_tasks,
+            schedule: match args.lr_schedule {
+                Schedule::Constant => LrSchedule::Constant,
+                Schedule::Cosine => LrSchedule::Cosine,
+            },
+            val_every: args.val_every,
+            val_tasks: args.val_tasks,
+        };
         let mut on_iter = |r: &IterRecord| -> bilevel_core::Result<()> {
             if let Some(w) = out.as_mut() {
                 let line = serde_json::to_string(r).map_err(|e| bilevel_core::Error::InvalidArgument(e.to_string()))?;
@@ -218,6 +254,10 @@ impl MetaJob {
             "test_tasks": fin.test_tasks,
             "test_acc": fin.test_acc,
             "test_acc_ci95": fin.test_acc_ci95,
+            "lr_schedule": format!("{:?}", args.lr_schedule).to_lowercase(),
+            "val_every": args.val_every,
+            "selected_iter": fin.selected_iter,
+            "val_acc": fin.val_acc,
         });
         if let Some(w) = out.as_mut() {
             writeln!(w, "{summary}")?;

@@ -162,6 +162,12 @@ impl<B: MetaBackend> Adam<B> {
     }
 }
 
+/// The outer variables at one point of training.
+pub struct Snapshot<B: MetaBackend> {
+    theta: B::Vector,
+    head: B::Vector,
+}
+
 /// Buffers of the head-only algorithms (ITD-BiO, FO-ITD-BiO, ANIL) for one meta-batch size.
 pub struct HeadOnlyWork<B: MetaBackend> {
     pub act: Activations<B>,
@@ -182,6 +188,8 @@ pub struct Learner<B: MetaBackend> {
     /// FO-ITD-BiO's per-task random heads (drawn on the host, seeded).
     pub random_heads: B::Vector,
     pub rng: Sampler,
+    /// Factor on the outer learning rates (a schedule's; 1 by default).
+    pub lr_scale: f64,
     opt_theta: Adam<B>,
     opt_head: Adam<B>,
     pub(crate) head_only: Option<HeadOnlyWork<B>>,
@@ -212,8 +220,31 @@ impl<B: MetaBackend> Learner<B> {
             maml: None,
             fbar: be.zeros(if maml { 0 } else { s.tasks * (s.ns + s.nq) * s.d }, "meta feature grad"),
             rng,
+            lr_scale: 1.0,
             cfg,
         })
+    }
+
+    /// A copy of the outer variables (for keeping the best model seen on meta-validation).
+    pub fn snapshot(&self, be: &B) -> Snapshot<B> {
+        let mut snap = Snapshot {
+            theta: be.zeros(be.vector_len(&self.theta), "meta best theta"),
+            head: be.zeros(be.vector_len(&self.head), "meta best head"),
+        };
+        self.save(be, &mut snap);
+        snap
+    }
+
+    /// Overwrites `snap` with the current outer variables.
+    pub fn save(&self, be: &B, snap: &mut Snapshot<B>) {
+        be.copy(&self.theta, &mut snap.theta);
+        be.copy(&self.head, &mut snap.head);
+    }
+
+    /// Puts the outer variables of `snap` back (the optimiser's moments are left as they are).
+    pub fn restore(&mut self, be: &B, snap: &Snapshot<B>) {
+        be.copy(&snap.theta, &mut self.theta);
+        be.copy(&snap.head, &mut self.head);
     }
 
     /// Draws FO-ITD-BiO's per-task heads (PyTorch's Linear init), on the host, seeded.
@@ -242,9 +273,9 @@ impl<B: MetaBackend> Learner<B> {
     /// One outer step: the meta-gradient, then Adam on the outer variables.
     pub fn step(&mut self, be: &B, batch: &TaskBatch<B>) {
         self.meta_gradient(be, batch);
-        self.opt_theta.step(be, &self.grad_theta, &mut self.theta, self.cfg.outer_lr);
+        self.opt_theta.step(be, &self.grad_theta, &mut self.theta, self.lr_scale * self.cfg.outer_lr);
         if self.cfg.alg == MetaAlg::Anil {
-            self.opt_head.step(be, &self.grad_head, &mut self.head, self.cfg.head_lr);
+            self.opt_head.step(be, &self.grad_head, &mut self.head, self.lr_scale * self.cfg.head_lr);
         }
     }
 

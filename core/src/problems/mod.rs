@@ -137,7 +137,7 @@ impl ProblemKind {
                 (LossKind::Softmax, classes.len(), index(&train.labels), index(&val.labels))
             }
         };
-        let (mut x_train, mut x_val) = (train.x, val.x);
+        let (mut x_train, mut x_val) = (train.x.by_density(), val.x.by_density());
         let hyper = match self {
             ProblemKind::Ridge | ProblemKind::Logreg => HyperKind::FeatureRidge { scale: 1.0 },
             ProblemKind::Multilogreg => HyperKind::FeatureRidge {
@@ -147,8 +147,8 @@ impl ProblemKind {
                 },
             },
             ProblemKind::Hyperclean => {
-                x_train = dense_with_bias(&x_train);
-                x_val = dense_with_bias(&x_val);
+                x_train = with_bias(&x_train);
+                x_val = with_bias(&x_val);
                 HyperKind::SampleWeights { rho }
             }
         };
@@ -156,15 +156,20 @@ impl ProblemKind {
     }
 }
 
-/// Dense rows with a constant-1 column appended (the bias of hyper-cleaning's model).
-pub fn dense_with_bias(x: &HostMatrix) -> HostMatrix {
+/// The rows of `x` with a constant-1 column appended (the bias of hyper-cleaning's model), stored
+/// as [`HostMatrix::by_density`] chooses: MNIST's pixels are ~80 % zeros, so it becomes CSR.
+pub fn with_bias(x: &HostMatrix) -> HostMatrix {
     let (rows, cols) = x.shape();
-    let mut data = vec![0.0; rows * (cols + 1)];
+    let (mut indptr, mut indices, mut values) = (Vec::with_capacity(rows + 1), Vec::new(), Vec::new());
+    indptr.push(0u32);
     for i in 0..rows {
         for (j, v) in x.row(i) {
-            data[i * (cols + 1) + j] = v;
+            indices.push(j as u32);
+            values.push(v);
         }
-        data[i * (cols + 1) + cols] = 1.0;
+        indices.push(cols as u32);
+        values.push(1.0);
+        indptr.push(indices.len() as u32);
     }
-    HostMatrix::Dense { rows, cols: cols + 1, data }
+    HostMatrix::Csr { rows, cols: cols + 1, indptr, indices, values }.by_density()
 }
