@@ -258,21 +258,22 @@ fn bench_appends_one_record_per_case() {
     let path = std::env::temp_dir().join(format!("bilevel-bench-{}.jsonl", std::process::id()));
     let p = path.to_str().unwrap();
     let _ = std::fs::remove_file(&path);
-    for extra in [&["--problems", "ijcnn1"][..], &["--problems", "hyperclean", "--real"][..]] {
-        let mut args = vec!["bench", "--algs", "stocBiO,AID-CG", "--backends", "cpu32", "--iters", "2", "--min_time", "0", "--out", p];
+    // (The real hyper-cleaning case times stocBiO alone: a full-batch algorithm on 20,000 MNIST
+    // rows takes a minute in a debug build.)
+    for extra in
+        [&["--problems", "ijcnn1", "--algs", "stocBiO,AID-CG"][..], &["--problems", "hyperclean", "--real", "--algs", "stocBiO"][..]]
+    {
+        let mut args = vec!["bench", "--backends", "cpu32", "--iters", "2", "--min_time", "0", "--out", p];
         args.extend_from_slice(extra);
         let out = bilevel(&args);
         assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
     }
     let text = std::fs::read_to_string(&path).expect("bench output");
     let records: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).expect("a JSON line")).collect();
-    assert_eq!(records.len(), 4);
-    for (r, (problem, data, alg)) in records.iter().zip([
-        ("ijcnn1", "synthetic", "stocBiO"),
-        ("ijcnn1", "synthetic", "AID-CG"),
-        ("hyperclean", "real", "stocBiO"),
-        ("hyperclean", "real", "AID-CG"),
-    ]) {
+    assert_eq!(records.len(), 3);
+    for (r, (problem, data, alg)) in
+        records.iter().zip([("ijcnn1", "synthetic", "stocBiO"), ("ijcnn1", "synthetic", "AID-CG"), ("hyperclean", "real", "stocBiO")])
+    {
         assert_eq!((r["problem"].as_str(), r["data"].as_str(), r["alg"].as_str()), (Some(problem), Some(data), Some(alg)), "{r}");
         assert!(r["s_per_iter_median"].as_f64().is_some_and(|t| t > 0.0), "{r}");
         assert_eq!(r["iters"].as_u64(), Some(2), "{r}");
