@@ -99,6 +99,8 @@ pub struct Run<'a, B: Backend> {
     z_test: B::Vector,
     scalar: B::Scalar,
     elapsed: f64,
+    /// λ as read back by the last record (the hyper-cleaning page colours images by σ(λ)).
+    pub lambda: Vec<f64>,
 }
 
 impl<'a, B: Backend + 'static> Run<'a, B> {
@@ -118,6 +120,7 @@ impl<'a, B: Backend + 'static> Run<'a, B> {
             z_test: be.zeros(n_test * exp.data.classes, "test.z"),
             scalar: be.scalar("run.scalar"),
             elapsed: 0.0,
+            lambda: Vec::new(),
         })
     }
 
@@ -162,7 +165,7 @@ impl<'a, B: Backend + 'static> Run<'a, B> {
             }
             None => (None, None),
         };
-        Ok(Record {
+        let record = Record {
             iter,
             time_s: self.elapsed,
             test_loss,
@@ -172,7 +175,9 @@ impl<'a, B: Backend + 'static> Run<'a, B> {
             oracle_counts: self.outer.counts(),
             precision,
             recall,
-        })
+        };
+        self.lambda = lambda;
+        Ok(record)
     }
 }
 

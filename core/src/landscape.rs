@@ -125,12 +125,11 @@ impl Landscape {
         let rhs_norm = xty.map(|v| v * v).sum::<f64>().sqrt() / (d.n as f64 * (blocks as f64).sqrt());
         Cg::new(be, 2 * blocks).solve(be, &problem, &lambda, &zero, &rhs, &mut w, cg_iters, false, Some(1e-7 * rhs_norm));
         // Per-row validation losses ½(x_v·w_g − y_v)², summed per block.
-        let x_val = be.matrix_from(&data.x_val, "landscape.x_val");
-        let t_val = be.vector_from(&data.t_val, "landscape.t_val");
+        let (x_val, t_val) = problem.validation();
         let rows = blocks * m;
         let (mut z, mut r, mut l) = (be.zeros(rows, "landscape.z"), be.zeros(rows, "landscape.r"), be.zeros(rows, "landscape.l"));
-        be.gather_matmul(&x_val, Rows::All, &w, 1, &mut z);
-        be.loss_residual(LossKind::Squared, &z, &t_val, Rows::All, 1, None, 1.0 / m as f64, &mut r, Some(&mut l));
+        be.gather_matmul(x_val, Rows::All, &w, 1, &mut z);
+        be.loss_residual(LossKind::Squared, &z, t_val, Rows::All, 1, None, 1.0 / m as f64, &mut r, Some(&mut l));
         let l = be.read_vector(&l).await?;
         let values: Vec<f64> = l.chunks_exact(m).map(|c| c.iter().sum()).collect();
         if let Some(k) = values.iter().position(|v| !v.is_finite()) {

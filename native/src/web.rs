@@ -95,11 +95,6 @@ pub struct LandscapeArgs {
 /// e^λ ≈ 9, beyond the plane's edge), batches of 8 of the 30 training rows.
 pub const LANDSCAPE: Hyper = Hyper { t: 20, q: 20, eta: 0.2, alpha: 0.2, beta: 3.0, batch_size: 8, val_batch_size: 8 };
 
-/// The algorithms of the landscape panel that draw mini-batches (several estimates each).
-pub fn is_stochastic(alg: AlgKind) -> bool {
-    matches!(alg, AlgKind::StocBiO | AlgKind::Bsa | AlgKind::Ttsa | AlgKind::Soba)
-}
-
 /// One JSON object: the grid of Φ (backend and closed form), and at λ the exact hypergradient,
 /// each estimator's estimates and the inner path — what the web page shows, for comparison.
 pub fn landscape(args: LandscapeArgs) -> Result<()> {
@@ -148,7 +143,7 @@ impl Job for LandscapeJob {
         let (exact, exact_loss) = l.exact(&self.lambda);
         let mut estimates = serde_json::Map::new();
         for &alg in &self.algs {
-            let draws = if is_stochastic(alg) { self.args.draws.max(1) } else { 1 };
+            let draws = if alg.is_stochastic() { self.args.draws.max(1) } else { 1 };
             let h: Vec<Vec<f64>> = (0..draws)
                 .map(|k| pollster::block_on(l.estimate(be, alg, &self.hyper, &self.lambda, self.args.seed + k)))
                 .collect::<Result<_, _>>()?;

@@ -13,7 +13,6 @@ use bilevel_core::data::Labeled;
 use bilevel_core::experiment::{hyperclean_paper, Record, Run};
 use bilevel_core::gpu::GpuBackend;
 use bilevel_core::outer::OuterOpt;
-use bilevel_core::Backend;
 use js_sys::{Array, Uint8Array};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::Clamped;
@@ -235,8 +234,7 @@ async fn run(gpu: &'static GpuBackend, ui: &Ui, control: &Shared<Cmd>, data: &Da
                 return Ok(None);
             }
         };
-        let lambda = gpu.read_vector(&run.outer.x).await.map_err(|e| e.to_string())?;
-        weights = lambda.iter().take(shown).map(|&l| 1.0 / (1.0 + (-l).exp())).collect();
+        weights = run.lambda.iter().take(shown).map(|&l| 1.0 / (1.0 + (-l).exp())).collect();
         push(rec, &weights, &mut records)?;
         next_frame().await;
     }

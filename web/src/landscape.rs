@@ -152,10 +152,6 @@ fn read_hyper(base: &PanelBase) -> Result<(Hyper, u64, AlgKind, usize), String> 
     Ok((hyper, draws, alg, steps))
 }
 
-fn stochastic(alg: AlgKind) -> bool {
-    matches!(alg, AlgKind::StocBiO | AlgKind::Bsa | AlgKind::Ttsa | AlgKind::Soba)
-}
-
 async fn drive(gpu: &'static GpuBackend, ui: &Ui, control: &Shared<Cmd>) -> Result<(), String> {
     let base = &ui.base;
     let landscape = Landscape::new(LandscapeConfig::default()).map_err(|e| e.to_string())?;
@@ -232,7 +228,7 @@ async fn estimate(gpu: &GpuBackend, view: &mut View, hyper: &Hyper, draws: u64) 
     view.inner_solution = l.inner_solution(&lambda);
     view.estimates.clear();
     for alg in ESTIMATORS {
-        let n = if stochastic(alg) { draws } else { 1 };
+        let n = if alg.is_stochastic() { draws } else { 1 };
         let mut hs = Vec::new();
         let mut counts = OracleCounts::default();
         for seed in 0..n {
@@ -601,7 +597,7 @@ fn table(base: &PanelBase, view: &View) {
         } else {
             "– (deterministic)".into()
         };
-        let calls = counts.inner_grads + counts.hvps + counts.jvps + counts.outer_grads;
+        let calls = counts.calls();
         let label = if hs.len() > 1 { format!("{alg} (mean of {})", hs.len()) } else { alg.to_string() };
         html.push_str(&format!(
             "<tr><td style=\"text-align:left\"><span class=\"swatch\" style=\"background:{}\"></span>{label}</td><td>{:.4}</td><td>{:.4}</td><td>{err:.3}</td><td>{spread}</td><td>{calls} ({} rows)</td></tr>",

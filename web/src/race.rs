@@ -7,7 +7,6 @@ use std::rc::Rc;
 
 use bilevel_core::algorithms::AlgKind;
 use bilevel_core::gpu::GpuBackend;
-use bilevel_core::problems::counted::OracleCounts;
 use bilevel_core::toy::{ToyRecord, ToyRun};
 use js_sys::{Array, Object, Reflect};
 use wasm_bindgen::prelude::*;
@@ -22,12 +21,6 @@ enum Cmd {
     Run,
     Pause,
     Reset,
-}
-
-/// Oracle calls of a record: gradients, HVPs, JVPs (loss evaluations excluded: they are the
-/// page's, not the algorithm's).
-pub(crate) fn oracle_calls(c: &OracleCounts) -> u64 {
-    c.inner_grads + c.hvps + c.jvps + c.outer_grads
 }
 
 struct Ui {
@@ -205,8 +198,8 @@ fn draw(canvas: &HtmlCanvasElement, records: &[(AlgKind, Vec<ToyRecord>)]) -> Re
         &by_time,
         false,
     )?;
-    let by_calls = series(|r| oracle_calls(&r.oracle_counts) as f64);
-    let calls = XAxis { max: max(|r| oracle_calls(&r.oracle_counts) as f64), label: "oracle calls", whole: true };
+    let by_calls = series(|r| r.oracle_counts.calls() as f64);
+    let calls = XAxis { max: max(|r| r.oracle_counts.calls() as f64), label: "oracle calls", whole: true };
     panel(&ctx, (second.0, second.1, pw, ph), "Φ(λ) against oracle calls", &calls, &by_calls, false)
 }
 
@@ -221,7 +214,7 @@ fn table(base: &PanelBase, records: &[(AlgKind, Vec<ToyRecord>)]) {
             r.iter,
             r.time_s,
             r.exact_outer_loss,
-            oracle_calls(&r.oracle_counts),
+            r.oracle_counts.calls(),
             r.oracle_counts.samples
         ));
     }

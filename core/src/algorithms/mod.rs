@@ -118,6 +118,11 @@ impl AlgKind {
     pub const ALL: [AlgKind; 8] =
         [AlgKind::StocBiO, AlgKind::AidCg, AlgKind::AidFp, AlgKind::Reverse, AlgKind::Hoag, AlgKind::Bsa, AlgKind::Ttsa, AlgKind::Soba];
 
+    /// Whether the estimator samples mini-batches (so repeated draws differ).
+    pub fn is_stochastic(self) -> bool {
+        matches!(self, AlgKind::StocBiO | AlgKind::Bsa | AlgKind::Ttsa | AlgKind::Soba)
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             AlgKind::StocBiO => "stocBiO",

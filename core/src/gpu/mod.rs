@@ -192,6 +192,7 @@ impl Drop for GpuScalar {
 }
 
 /// A buffer bound to one storage binding of a dispatch.
+#[derive(Clone, Copy)]
 pub(crate) struct Bound<'a> {
     pub buffer: &'a wgpu::Buffer,
     pub id: u64,
@@ -421,8 +422,8 @@ impl GpuBackend {
     /// Records one dispatch of `spec` over `invocations` threads (1-D, spilling into y past
     /// 65,535 workgroups) with `params` in its uniform slot and `bound` at its storage bindings.
     pub(crate) fn dispatch<P: bytemuck::Pod>(&self, spec: &KernelSpec, params: &P, bound: &[Bound<'_>], invocations: u32) {
-        let groups = invocations.div_ceil(bilevel_shaders::WORKGROUP_SIZE).max(1);
-        self.dispatch_groups(spec, params, bound, (groups.min(65_535), groups.div_ceil(65_535)));
+        let groups = invocations.div_ceil(bilevel_shaders::WORKGROUP_SIZE);
+        self.dispatch_groups(spec, params, bound, kernels::groups_2d(groups as usize));
     }
 
     pub(crate) fn dispatch_groups<P: bytemuck::Pod>(&self, spec: &KernelSpec, params: &P, bound: &[Bound<'_>], groups: (u32, u32)) {

@@ -19,6 +19,14 @@ pub struct OracleCounts {
     pub samples: u64,
 }
 
+impl OracleCounts {
+    /// Gradient, HVP, J-product and outer-gradient calls together (loss evaluations excluded:
+    /// they are the caller's reporting, not the algorithm's).
+    pub fn calls(&self) -> u64 {
+        self.inner_grads + self.hvps + self.jvps + self.outer_grads
+    }
+}
+
 /// `P` with its oracle calls counted.
 pub struct Counted<P> {
     pub inner: P,

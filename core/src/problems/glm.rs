@@ -63,6 +63,11 @@ enum Split {
 }
 
 impl<B: Backend> Glm<B> {
+    /// The resident validation features and targets.
+    pub(crate) fn validation(&self) -> (&B::Matrix, &B::Vector) {
+        (&self.x_val, &self.t_val)
+    }
+
     /// Uploads the data once; every oracle afterwards reads it where it lives.
     pub fn new(be: &B, data: &GlmData, hyper: HyperKind) -> Self {
         let (n, d) = data.x_train.shape();

@@ -59,21 +59,24 @@ fn opt<'a>(gpu: &'a GpuBackend, v: Option<&'a GpuVector>) -> Bound<'a> {
     v.map_or(gpu.dummy_bound(), |v| v.bound())
 }
 
-fn params(mode: Mode, batch: ImageBatch, f: &Fields<'_>) -> Params {
+/// The shape fields every batch-norm kernel reads.
+fn shape(batch: ImageBatch) -> Params {
     // Entry indices are split into (image, channel, pixel) with `div_u32`.
     let hw = batch.height * batch.width;
     assert!(hw < DIV_LIMIT && batch.channels < DIV_LIMIT && batch.per_task < DIV_LIMIT, "batch norm: shape {batch:?} too large");
-    let fields = f.rx.is_some() as u32 | (f.dy.is_some() as u32) << 1 | (f.rdy.is_some() as u32) << 2;
     Params {
-        mode: mode as u32,
         tasks: batch.tasks as u32,
         per_task: batch.per_task as u32,
         channels: batch.channels as u32,
-        hw: (batch.height * batch.width) as u32,
-        fields,
+        hw: hw as u32,
         eps: BN_EPS as f32,
         ..Params::default()
     }
+}
+
+fn params(mode: Mode, batch: ImageBatch, f: &Fields<'_>) -> Params {
+    let fields = f.rx.is_some() as u32 | (f.dy.is_some() as u32) << 1 | (f.rdy.is_some() as u32) << 2;
+    Params { mode: mode as u32, fields, ..shape(batch) }
 }
 
 fn check_view(len: usize, offset: usize, stride: usize, batch: ImageBatch, what: &str) {
@@ -87,14 +90,7 @@ fn check_view(len: usize, offset: usize, stride: usize, batch: ImageBatch, what:
 pub(crate) fn stats(gpu: &GpuBackend, x: &GpuVector, batch: ImageBatch, stats: &mut GpuVector) {
     let groups = batch.tasks * batch.channels;
     assert!(x.len() >= batch.len() && stats.len() >= 2 * groups, "batch_norm: shape mismatch");
-    let p = Params {
-        tasks: batch.tasks as u32,
-        per_task: batch.per_task as u32,
-        channels: batch.channels as u32,
-        hw: (batch.height * batch.width) as u32,
-        eps: BN_EPS as f32,
-        ..Params::default()
-    };
+    let p = shape(batch);
     gpu.dispatch_groups(&STATS, &p, &[x.bound(), stats.bound()], groups_2d(groups));
 }
 
@@ -134,7 +130,6 @@ pub(crate) fn apply(
     }
     let rp = rparams.map_or(gpu.dummy_bound(), |r| r.buf.bound());
     gpu.dispatch(&COEFFICIENTS, &p, &[f.stats.bound(), params_view.buf.bound(), rp, scratch.bound()], u32_of(groups, "BN groups"));
-    let (rx, dy, rdy) = (opt(gpu, f.rx), opt(gpu, f.dy), opt(gpu, f.rdy));
     gpu.dispatch(&APPLY, &p, &[f.x.bound(), rx, dy, rdy, f.stats.bound(), scratch.bound(), out.bound()], u32_of(n, "BN entries"));
     if let Some(g) = grad {
         let blocks = if g.stride == 0 { 1 } else { batch.tasks };

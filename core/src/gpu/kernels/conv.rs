@@ -51,10 +51,10 @@ const TARGET_CHUNKS: usize = 64;
 const MIN_CHUNK: usize = 256;
 
 fn base(batch: ImageBatch, c_out: usize, mode: u32) -> Params {
-    // The loaders split pixel indices of a task (or of the whole batch) with `div_small`.
+    // The loaders split pixel indices of a task (or of the whole batch) with `div_u32`.
     assert!(
         batch.images() * batch.height * batch.width < DIV_LIMIT,
-        "conv3x3: {} images of {}×{} exceed 2^24 pixels per dispatch",
+        "conv3x3: {} images of {}×{} exceed 2^21 pixels per dispatch",
         batch.images(),
         batch.height,
         batch.width

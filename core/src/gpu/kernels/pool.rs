@@ -20,11 +20,15 @@ const TANGENT: KernelSpec = spec("relu_maxpool_tangent");
 const BACKWARD: KernelSpec = spec("relu_maxpool_backward");
 
 /// The forward (`other = None`) or the tangent along `other = Rx`: one invocation per pooled entry.
+fn params(batch: ImageBatch) -> Params {
+    Params { planes: u32_of(batch.images() * batch.channels, "planes"), height: batch.height as u32, width: batch.width as u32 }
+}
+
 pub(crate) fn forward(gpu: &GpuBackend, x: &GpuVector, other: Option<&GpuVector>, batch: ImageBatch, y: &mut GpuVector) {
     let pooled = batch.pooled().len();
     assert!(x.len() >= batch.len() && y.len() >= pooled, "relu_maxpool: shape mismatch");
     assert!(other.is_none_or(|r| r.len() >= batch.len()), "relu_maxpool_tangent: Rx is too short");
-    let p = Params { planes: u32_of(batch.images() * batch.channels, "planes"), height: batch.height as u32, width: batch.width as u32 };
+    let p = params(batch);
     let (spec, other) = match other {
         Some(r) => (&TANGENT, r.bound()),
         None => (&FORWARD, gpu.dummy_bound()),
@@ -35,6 +39,6 @@ pub(crate) fn forward(gpu: &GpuBackend, x: &GpuVector, other: Option<&GpuVector>
 /// One invocation per input entry, so dx is written without scatter or atomics.
 pub(crate) fn backward(gpu: &GpuBackend, x: &GpuVector, dy: &GpuVector, batch: ImageBatch, dx: &mut GpuVector) {
     assert!(x.len() >= batch.len() && dx.len() >= batch.len() && dy.len() >= batch.pooled().len(), "relu_maxpool_backward: shape mismatch");
-    let p = Params { planes: u32_of(batch.images() * batch.channels, "planes"), height: batch.height as u32, width: batch.width as u32 };
+    let p = params(batch);
     gpu.dispatch(&BACKWARD, &p, &[x.bound(), dy.bound(), dx.bound()], u32_of(batch.len(), "pool input entries"));
 }
