@@ -227,8 +227,9 @@ impl MnistSubset {
         let word = |k: usize| u32::from_le_bytes([bytes[8 + 4 * k], bytes[9 + 4 * k], bytes[10 + 4 * k], bytes[11 + 4 * k]]) as usize;
         let (rows, cols, counts) = (word(0), word(1), [word(2), word(3), word(4)]);
         let len = rows.checked_mul(cols).filter(|&l| l > 0).ok_or_else(|| DataError::invalid(name, "images of zero size"))?;
-        let total: usize = counts.iter().sum();
-        let expected = total.checked_mul(len + 1).and_then(|b| b.checked_add(head));
+        // Checked: on wasm32 a corrupt header could overflow a 32-bit usize.
+        let total = counts.iter().try_fold(0usize, |s, &c| s.checked_add(c));
+        let expected = total.zip(len.checked_add(1)).and_then(|(t, l)| t.checked_mul(l)).and_then(|b| b.checked_add(head));
         if expected != Some(bytes.len()) {
             return Err(DataError::invalid(
                 name,
@@ -236,7 +237,8 @@ impl MnistSubset {
             ));
         }
         let mut pixels = head;
-        let mut labels = head + total * len;
+        // The size check passed, so the sum did not overflow.
+        let mut labels = head + total.unwrap_or(0) * len;
         let mut split = |n: usize| {
             let images = IdxImages { count: n, rows, cols, pixels: bytes[pixels..pixels + n * len].to_vec() };
             let l = bytes[labels..labels + n].to_vec();

@@ -69,7 +69,10 @@ pub fn load_omniglot(dir: &Path, size: usize) -> Result<ImageSet, DataError> {
         let path = dir.join(zip_name);
         let mut archive = open_zip(&path, &format!("Omniglot's {zip_name}"), HINT)?;
         for i in 0..archive.len() {
-            let name = archive.name_for_index(i).unwrap_or_default().to_string();
+            let name = archive
+                .name_for_index(i)
+                .ok_or_else(|| DataError::invalid(path.display(), format!("entry {i}: unreadable name")))?
+                .to_string();
             if !name.ends_with(".png") || name.starts_with("__MACOSX") {
                 continue;
             }

@@ -624,7 +624,7 @@ fn call(callable: &Value, args: &Value) -> Res<Value> {
             // An empty array of class `args[0]`, filled in by BUILD.
             match arg(0)? {
                 Value::Global(c) if c.0 == "numpy" && c.1 == "ndarray" => {}
-                other => return Err(format!("_reconstruct of {other:?} (only numpy.ndarray is supported)")),
+                other => return Err(format!("_reconstruct of a {} (only numpy.ndarray is supported)", other.type_name())),
             }
             let empty = NdArray { dtype: Dtype { kind: b'u', size: 1, big_endian: false }, shape: vec![0], data: Rc::default() };
             Ok(Value::Array(Rc::new(RefCell::new(empty))))
@@ -769,6 +769,10 @@ fn images_array(root: &Value, key: &str) -> Result<HwcImages, String> {
     let [n, h, w, c] = a.shape[..] else {
         return Err(format!("{key:?} has shape {:?}, not N×H×W×C", a.shape));
     };
+    // Non-zero sizes: their product is then the data's length, bounded by the file.
+    if [n, h, w, c].contains(&0) {
+        return Err(format!("{key:?} has shape {:?}: no images", a.shape));
+    }
     Ok(HwcImages { n, h, w, c, data: a.data.clone() })
 }
 
