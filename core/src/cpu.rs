@@ -9,7 +9,7 @@ use std::sync::Mutex;
 
 use num_traits::Float;
 
-use crate::backend::{Backend, Coef, HostMatrix, LossKind, Reg, Rows, SPARSE_DENSITY};
+use crate::backend::{glm_batch_unfused, Backend, Coef, GlmRows, HostMatrix, LossKind, Reg, RowTerm, Rows, SPARSE_DENSITY};
 use crate::Result;
 
 /// Real types the CPU backend computes in.
@@ -82,16 +82,35 @@ impl<T: Real> CpuMatrix<T> {
 }
 
 /// The CPU backend over the real type `T`.
-#[derive(Default)]
 pub struct CpuBackend<T: Real> {
     /// Work buffers of the data products (Wᵀ, per-thread accumulators), reused across calls so
     /// that a solver's steady state allocates nothing.
     pool: Mutex<Vec<Vec<T>>>,
+    /// Whether the fused f32 kernels may use AVX-512 (where the CPU has it).
+    wide: bool,
+}
+
+impl<T: Real> Default for CpuBackend<T> {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl<T: Real> CpuBackend<T> {
     pub fn new() -> Self {
-        CpuBackend { pool: Mutex::default() }
+        CpuBackend { pool: Mutex::default(), wide: true }
+    }
+
+    /// The same backend without the AVX-512 kernels (the portable ones every other CPU runs;
+    /// for tests and comparisons).
+    pub fn portable(self) -> Self {
+        CpuBackend { wide: false, ..self }
+    }
+
+    /// Which kernel [`Backend::glm_batch`] runs for `data`: `"avx512"`, `"portable"` (fused), or
+    /// `None` (the unfused composition of the primitives).
+    pub fn glm_batch_kernel(&self, data: &GlmRows<'_, Self>) -> Option<&'static str> {
+        fused::applies(data).then(|| if fused::uses_avx512(self, data) { "avx512" } else { "portable" })
     }
 
     /// A work buffer of `len` elements (contents unspecified).
@@ -99,6 +118,13 @@ impl<T: Real> CpuBackend<T> {
         let mut v = self.pool.lock().map(|mut p| p.pop()).ok().flatten().unwrap_or_default();
         v.resize(len, T::zero());
         v
+    }
+
+    /// A work buffer of at least `len` elements, contents unspecified: a pooled one that is
+    /// long enough if there is one (taken as it is: nothing is cleared), else a new one.
+    fn take_at_least(&self, len: usize) -> Vec<T> {
+        let found = self.pool.lock().ok().and_then(|mut p| p.iter().rposition(|v| v.len() >= len).map(|i| p.swap_remove(i)));
+        found.unwrap_or_else(|| vec![T::zero(); len])
     }
 
     fn give(&self, v: Vec<T>) {
@@ -435,6 +461,23 @@ impl<T: Real> Backend for CpuBackend<T> {
         }
     }
 
+    fn glm_batch(
+        &self,
+        data: GlmRows<'_, Self>,
+        term: RowTerm<'_, Vec<T>>,
+        row_scale: f64,
+        scale: f64,
+        reg: Reg<'_, Self>,
+        out: &mut Vec<T>,
+        scratch: [&mut Vec<T>; 3],
+    ) {
+        if fused::applies(&data) {
+            fused::glm_batch(self, data, term, row_scale, scale, reg, out, scratch);
+        } else {
+            glm_batch_unfused(self, data, term, row_scale, scale, reg, out, scratch);
+        }
+    }
+
     fn sum(&self, x: &Vec<T>, scale: f64, out: &Cell<T>, accumulate: bool) {
         let s = reduce(x.len(), |r| sum_kernel(&x[r])) * to_t(scale);
         out.set(if accumulate { out.get() + s } else { s });
@@ -451,6 +494,12 @@ pub(crate) const PARALLEL_WORK: usize = 1 << 21;
 /// A CSR matrix on the CPU (with its CSC when asked for).
 fn csr_matrix<T: Real>(m: &HostMatrix, with_csc: bool, shift: Option<Vec<f64>>) -> CpuMatrix<T> {
     let HostMatrix::Csr { rows, cols, indptr, indices, values } = m else { unreachable!("csr_matrix takes a CSR matrix") };
+    // The kernels index W's rows by these without bounds checks (fused::avx512).
+    assert!(indices.iter().all(|&j| (j as usize) < *cols), "CSR column index out of range");
+    assert!(
+        indptr.len() == rows + 1 && indptr.windows(2).all(|w| w[0] <= w[1]) && indptr[*rows] as usize == indices.len(),
+        "malformed CSR row pointers"
+    );
     let convert = |v: &[f64]| v.iter().map(|&v| to_t(v)).collect::<Vec<T>>();
     let csc = with_csc.then(|| {
         let (colptr, rowidx, cvalues) = m.csc();
@@ -656,17 +705,19 @@ macro_rules! multiversion {
                 #[target_feature(enable = "avx2,fma")]
                 #[allow(clippy::too_many_arguments)]
                 unsafe fn wide<T: Real>($($arg: $ty),*) $(-> $ret)? {
-                    imp::<T, Fused>($($arg),*)
+                    imp::<T, $crate::cpu::Fused>($($arg),*)
                 }
                 if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
                     // SAFETY: this CPU has the features `wide` is compiled for.
                     return unsafe { wide::<T>($($arg),*) };
                 }
             }
-            imp::<T, Plain>($($arg),*)
+            imp::<T, $crate::cpu::Plain>($($arg),*)
         }
     };
 }
+
+mod fused;
 
 multiversion! {
     /// `x · y` with `LANES`-wide accumulators.
@@ -839,9 +890,17 @@ fn prefetch<T>(x: &[T]) {
     {
         use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
         let bytes = std::mem::size_of_val(x).min(512);
-        for offset in (0..bytes).step_by(64) {
-            // SAFETY: a prefetch never faults and the address is inside x.
-            unsafe { _mm_prefetch::<_MM_HINT_T0>(x.as_ptr().cast::<i8>().add(offset)) };
+        if bytes == 0 {
+            return;
+        }
+        // Every cache line from the first byte's to the last one's (an 88-byte row that starts
+        // late in a line touches three).
+        let start = x.as_ptr().cast::<i8>();
+        let first_line = start as usize & !63;
+        let last = start as usize + bytes - 1;
+        for line in (first_line..=last).step_by(64) {
+            // SAFETY: a prefetch never faults; the address is within the lines x touches.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(start.wrapping_add(line.wrapping_sub(start as usize))) };
         }
     }
     #[cfg(not(target_arch = "x86_64"))]

@@ -9,16 +9,14 @@ use rand_chacha::ChaCha8Rng;
 /// A seeded source of mini-batches and normal variates.
 pub struct Sampler {
     rng: ChaCha8Rng,
-    /// Floyd's sampler's value → position table, reused across batches (see [`Sampler::batch`]).
-    slots: Vec<(u32, u32)>,
+    /// Floyd's sampler's membership bits over `0..n`, reused across batches and cleared after
+    /// each (see [`Sampler::floyd`]).
+    drawn: Vec<u64>,
 }
-
-/// An empty slot of the position table (never an index: indices are below `n ≤ u32::MAX`).
-const EMPTY: u32 = u32::MAX;
 
 impl Sampler {
     pub fn new(seed: u64) -> Self {
-        Sampler { rng: ChaCha8Rng::seed_from_u64(seed), slots: Vec::new() }
+        Sampler { rng: ChaCha8Rng::seed_from_u64(seed), drawn: Vec::new() }
     }
 
     /// `b` distinct row indices out of `0..n` (all of them, in order, when `b >= n`): exactly
@@ -33,38 +31,32 @@ impl Sampler {
         index::sample(&mut self.rng, n, b).into_iter().map(|i| i as u32).collect()
     }
 
-    /// rand's `sample_floyd`, draw for draw, with a hash table instead of its linear search for
-    /// an earlier copy of each draw (the search was most of a small batch's cost: O(b²)).
+    /// rand's `sample_floyd`, draw for draw: `t ~ U{0..=j}` for `j = n − b .. n`, and a `t` drawn
+    /// before is replaced, where it stands, by `j` (new: every earlier draw is below j). rand
+    /// finds an earlier copy by a linear search; here a bit per index says whether there is one
+    /// (a collision is rare: about b²/2n per batch), and only then is it searched for. The bits
+    /// are cleared again by the draws themselves, not by a pass over all n.
     fn floyd(&mut self, length: u32, amount: u32) -> Vec<u32> {
-        let size = (4 * amount as usize).next_power_of_two();
-        if self.slots.len() < size {
-            self.slots = vec![(EMPTY, 0); size];
+        let words = (length as usize).div_ceil(64);
+        if self.drawn.len() < words {
+            self.drawn.resize(words, 0);
         }
-        let mask = size - 1;
-        let slot_of = |slots: &[(u32, u32)], v: u32| {
-            let mut s = (v.wrapping_mul(0x9E37_79B9) >> 8) as usize & mask;
-            while slots[s].0 != EMPTY && slots[s].0 != v {
-                s = (s + 1) & mask;
-            }
-            s
-        };
         let mut indices = Vec::with_capacity(amount as usize);
         for j in length - amount..length {
             let t = self.rng.random_range(..=j);
-            let s = slot_of(&self.slots, t);
-            if self.slots[s].0 == t {
-                // t was drawn before: j takes its place (j itself is new: every draw so far is < j).
-                let pos = self.slots[s].1;
-                indices[pos as usize] = j;
-                let sj = slot_of(&self.slots, j);
-                self.slots[sj] = (j, pos);
-                self.slots[s].1 = indices.len() as u32;
-            } else {
-                self.slots[s] = (t, indices.len() as u32);
+            let (word, bit) = (t as usize / 64, 1u64 << (t % 64));
+            if self.drawn[word] & bit != 0 {
+                if let Some(pos) = indices.iter().position(|&x| x == t) {
+                    indices[pos] = j;
+                }
+                self.drawn[j as usize / 64] |= 1 << (j % 64);
             }
+            self.drawn[word] |= bit;
             indices.push(t);
         }
-        self.slots[..size].fill((EMPTY, 0));
+        for &i in &indices {
+            self.drawn[i as usize / 64] = 0;
+        }
         indices
     }
 

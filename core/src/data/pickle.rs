@@ -290,7 +290,7 @@ impl<R: Read> Machine<R> {
     }
 
     fn set_items(&mut self, items: Vec<Value>) -> Res<()> {
-        if items.len() % 2 != 0 {
+        if !items.len().is_multiple_of(2) {
             return Err("SETITEMS with an odd number of items".into());
         }
         match self.top()? {

@@ -13,11 +13,9 @@
 //! ```
 //! (the softmax M is `P∘(U − ⟨P, U⟩1)`, the logistic one `σ(1−σ)U`, the squared one `U`).
 
-use std::cell::RefCell;
-use std::collections::HashMap;
-
 use super::Problem;
-use crate::backend::{Backend, Coef, HostMatrix, LossKind, Reg, Rows};
+use crate::backend::{Backend, Coef, GlmRows, HostMatrix, LossKind, Reg, RowTerm, Rows};
+use std::cell::RefCell;
 
 /// The hyperparameters and the inner problem's regulariser.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
@@ -52,8 +50,9 @@ pub struct Glm<B: Backend> {
     c: usize,
     loss: LossKind,
     hyper: HyperKind,
-    /// Batch-sized buffers by length, reused across calls (no allocation per step).
-    scratch: RefCell<HashMap<usize, Vec<B::Vector>>>,
+    /// Batch-sized buffers by length, reused across calls (no allocation per step); a short
+    /// list searched linearly (a solver uses two or three lengths).
+    scratch: RefCell<Vec<(usize, B::Vector)>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -96,12 +95,39 @@ impl<B: Backend> Glm<B> {
     }
 
     fn take(&self, be: &B, len: usize) -> B::Vector {
-        let pooled = self.scratch.borrow_mut().get_mut(&len).and_then(|v| v.pop());
-        pooled.unwrap_or_else(|| be.zeros(len, "glm.scratch"))
+        let mut pool = self.scratch.borrow_mut();
+        match pool.iter().rposition(|(l, _)| *l == len) {
+            Some(i) => pool.swap_remove(i).1,
+            None => be.zeros(len, "glm.scratch"),
+        }
     }
 
     fn give(&self, len: usize, v: B::Vector) {
-        self.scratch.borrow_mut().entry(len).or_default().push(v);
+        self.scratch.borrow_mut().push((len, v));
+    }
+
+    /// One [`Backend::glm_batch`] on a split's rows: `out = scale·X_Bᵀ diag(s) E / b + reg`.
+    #[allow(clippy::too_many_arguments)]
+    fn batch_op(
+        &self,
+        be: &B,
+        split: Split,
+        x: &B::Vector,
+        rows: Rows<'_, B::Indices>,
+        term: RowTerm<'_, B::Vector>,
+        scale: f64,
+        reg: Reg<'_, B>,
+        out: &mut B::Vector,
+    ) {
+        let (xm, t, n) = self.data(split);
+        let b = Self::batch_len(be, n, rows);
+        let bc = b * self.c;
+        let (mut z, mut u, mut e) = (self.take(be, bc), self.take(be, bc), self.take(be, bc));
+        let data = GlmRows { loss: self.loss, x: xm, targets: t, rows, c: self.c, weights: self.weights(split, x) };
+        be.glm_batch(data, term, 1.0 / b as f64, scale, reg, out, [&mut z, &mut u, &mut e]);
+        self.give(bc, z);
+        self.give(bc, u);
+        self.give(bc, e);
     }
 
     fn data(&self, split: Split) -> (&B::Matrix, &B::Vector, usize) {
@@ -147,15 +173,7 @@ impl<B: Backend> Glm<B> {
         reg: Reg<'_, B>,
         out: &mut B::Vector,
     ) {
-        let (xm, t, n) = self.data(split);
-        let bc = Self::batch_len(be, n, rows) * self.c;
-        let (mut z, mut r) = (self.take(be, bc), self.take(be, bc));
-        be.gather_matmul(xm, rows, w, self.c, &mut z);
-        let b = bc / self.c;
-        be.loss_residual(self.loss, &z, t, rows, self.c, self.weights(split, x), 1.0 / b as f64, &mut r, None);
-        be.gather_tmatmul(xm, rows, &r, self.c, 1.0, reg, out);
-        self.give(bc, z);
-        self.give(bc, r);
+        self.batch_op(be, split, x, rows, RowTerm::Gradient { y: Some(w) }, 1.0, reg, out);
     }
 
     /// The in-place form of `v ← v − step·∇Reg(v)`, for the fused steps.
@@ -273,30 +291,12 @@ impl<B: Backend> Problem<B> for GlmView<'_, B> {
     }
 
     fn inner_hvp(&self, be: &B, x: &B::Vector, w: &B::Vector, v: &B::Vector, rows: Rows<'_, B::Indices>, out: &mut B::Vector) {
-        let (xm, _, n) = self.g.data(self.inner);
-        let bc = Glm::<B>::batch_len(be, n, rows) * self.g.c;
-        let (mut z, mut u, mut m) = (self.g.take(be, bc), self.g.take(be, bc), self.g.take(be, bc));
-        be.gather_matmul(xm, rows, w, self.g.c, &mut z);
-        be.gather_matmul(xm, rows, v, self.g.c, &mut u);
-        let b = bc / self.g.c;
-        be.loss_curvature(self.g.loss, &z, &u, rows, self.g.c, self.g.weights(self.inner, x), 1.0 / b as f64, &mut m);
-        be.gather_tmatmul(xm, rows, &m, self.g.c, 1.0, self.g.reg(x, v), out);
-        self.g.give(bc, z);
-        self.g.give(bc, u);
-        self.g.give(bc, m);
+        self.g.batch_op(be, self.inner, x, rows, RowTerm::Curvature { y: w, v: Some(v) }, 1.0, self.g.reg(x, v), out);
     }
 
     fn inner_step(&self, be: &B, x: &B::Vector, w: &mut B::Vector, alpha: f64, rows: Rows<'_, B::Indices>, _scratch: &mut B::Vector) {
         // W ← (1 − α ∇Reg) W − α X_Bᵀ diag(s) R / b, one pass over W.
-        let (xm, tm, n) = self.g.data(self.inner);
-        let bc = Glm::<B>::batch_len(be, n, rows) * self.g.c;
-        let (mut z, mut r) = (self.g.take(be, bc), self.g.take(be, bc));
-        be.gather_matmul(xm, rows, w, self.g.c, &mut z);
-        let b = bc / self.g.c;
-        be.loss_residual(self.g.loss, &z, tm, rows, self.g.c, self.g.weights(self.inner, x), 1.0 / b as f64, &mut r, None);
-        be.gather_tmatmul(xm, rows, &r, self.g.c, -alpha, self.g.decay(x, alpha), w);
-        self.g.give(bc, z);
-        self.g.give(bc, r);
+        self.g.batch_op(be, self.inner, x, rows, RowTerm::Gradient { y: None }, -alpha, self.g.decay(x, alpha), w);
     }
 
     fn neumann_step(
@@ -310,17 +310,7 @@ impl<B: Backend> Problem<B> for GlmView<'_, B> {
         _scratch: &mut B::Vector,
     ) {
         // V ← (1 − η ∇²Reg) V − η X_Bᵀ diag(s) M / b, one pass over V.
-        let (xm, _, n) = self.g.data(self.inner);
-        let bc = Glm::<B>::batch_len(be, n, rows) * self.g.c;
-        let (mut z, mut u, mut m) = (self.g.take(be, bc), self.g.take(be, bc), self.g.take(be, bc));
-        be.gather_matmul(xm, rows, w, self.g.c, &mut z);
-        be.gather_matmul(xm, rows, v, self.g.c, &mut u);
-        let b = bc / self.g.c;
-        be.loss_curvature(self.g.loss, &z, &u, rows, self.g.c, self.g.weights(self.inner, x), 1.0 / b as f64, &mut m);
-        be.gather_tmatmul(xm, rows, &m, self.g.c, -eta, self.g.decay(x, eta), v);
-        self.g.give(bc, z);
-        self.g.give(bc, u);
-        self.g.give(bc, m);
+        self.g.batch_op(be, self.inner, x, rows, RowTerm::Curvature { y: w, v: None }, -eta, self.g.decay(x, eta), v);
     }
 
     fn mixed_jvp(&self, be: &B, x: &B::Vector, w: &B::Vector, v: &B::Vector, rows: Rows<'_, B::Indices>, out: &mut B::Vector) {

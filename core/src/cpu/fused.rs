@@ -1,0 +1,465 @@
+//! The CPU's fused GLM batch oracle ([`Backend::glm_batch`](crate::Backend::glm_batch)) for
+//! problems whose `d × c` result is small — MNIST hyper-cleaning (785 × 10, sparse batch form)
+//! and ijcnn1 (22 × 1, dense). Their mini-batch steps are a few thousand multiply-adds each, so
+//! the unfused chain of four backend calls (two products, the row terms, the transposed product)
+//! spent as long on its glue and on reading every batch row twice or three times as on the
+//! arithmetic. Here each batch row is read once and used at once, while it is in L1:
+//!
+//! ```text
+//! for each batch row k:   z = x_k·y   (u = x_k·v: the same pass over x_k)
+//!                         e = row_scale·scale·w_k · ℓ'(z; t)   or   ·ℓ''(z)·u
+//!                         G += x_k ⊗ e                                        (G: d × c)
+//! out = reg + G
+//! ```
+//!
+//! For a shifted CSR (`X = S + 1sᵀ`, the MNIST batch form) the shift's part is `sᵀy` added to
+//! every z and `s ⊗ Σ_k e_k` added to G at the end.
+
+use super::{apply_reg, axpy_slice, residual_and_loss, row_curvature, sigmoid, to_t, CpuBackend, CpuMatrix, MulAdd, Real, Shift, LANES};
+use crate::backend::{GlmRows, LossKind, Reg, RowTerm, Rows};
+
+#[cfg(target_arch = "x86_64")]
+mod avx512;
+
+/// The largest `d × c` result the fused path accumulates privately (a 256 KiB f32 buffer,
+/// inside L2); larger ones (20 Newsgroups) keep the unfused, feature-parallel path.
+const MAX_OUT: usize = 1 << 16;
+
+/// The class counts with a compiled copy of the row loop (their sums live in registers).
+fn compiled_classes(c: usize) -> bool {
+    matches!(c, 1 | 10 | 20)
+}
+
+/// Whether [`glm_batch`] takes this oracle: a mini-batch (not the full set: those products
+/// are large and parallel), a small result, one thread's worth of work, and either a CSR
+/// matrix (plain or shifted) with a compiled class count, or dense rows with c = 1.
+pub(super) fn applies<T: Real>(data: &GlmRows<'_, CpuBackend<T>>) -> bool {
+    let Rows::Batch(idx) = data.rows else { return false };
+    let x = data.x.for_rows(data.rows);
+    let (d, c) = (x.cols(), data.c);
+    let work = idx.len() * c * x.row_nnz_estimate();
+    let layout = match x {
+        CpuMatrix::Csr { .. } => compiled_classes(c),
+        CpuMatrix::Dense { .. } => c == 1,
+    };
+    layout && d * c <= MAX_OUT && work < super::PARALLEL_WORK
+}
+
+/// Whether [`glm_batch`] runs the AVX-512 kernels for `data` (f32, a CPU with AVX-512F, the
+/// backend allows it, at most 16 classes, and an element-wise loss for dense rows).
+pub(super) fn uses_avx512<T: Real>(be: &CpuBackend<T>, data: &GlmRows<'_, CpuBackend<T>>) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let dense = matches!(data.x.for_rows(data.rows), CpuMatrix::Dense { .. });
+        be.wide
+            && avx512::available()
+            && std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>()
+            && data.c <= 16
+            && !(dense && data.loss == LossKind::Softmax)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (be.wide, data);
+        false
+    }
+}
+
+/// The data of one fused call, borrowed from [`GlmRows`] and the vectors.
+struct Call<'a, T> {
+    loss: LossKind,
+    targets: &'a [T],
+    rows: &'a [u32],
+    weights: Option<&'a [T]>,
+    /// `row_scale · scale`.
+    coef: T,
+    y: &'a [T],
+    /// `Some` for a curvature term.
+    v: Option<&'a [T]>,
+}
+
+/// The fused oracle (the caller has checked [`applies`]). `scratch` holds three work vectors of
+/// at least `b × c` entries.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn glm_batch<T: Real>(
+    be: &CpuBackend<T>,
+    data: GlmRows<'_, CpuBackend<T>>,
+    term: RowTerm<'_, Vec<T>>,
+    row_scale: f64,
+    scale: f64,
+    reg: Reg<'_, CpuBackend<T>>,
+    out: &mut [T],
+    scratch: [&mut Vec<T>; 3],
+) {
+    let [z, u, e] = scratch;
+    let Rows::Batch(idx) = data.rows else { unreachable!("applies() admits batches only") };
+    let x = data.x.for_rows(data.rows);
+    let (d, c, b) = (x.cols(), data.c, idx.len());
+    assert!(out.len() == d * c && e.len() >= b * c, "glm_batch: shape mismatch");
+    // y or v may be `out` itself: read here, written only below.
+    let (y, v) = match term {
+        RowTerm::Gradient { y } => (y.map_or(&out[..], |y| &y[..]), None),
+        RowTerm::Curvature { y, v } => (&y[..], Some(v.map_or(&out[..], |v| &v[..]))),
+    };
+    assert!(y.len() == d * c && v.is_none_or(|v| v.len() == d * c), "glm_batch: shape mismatch");
+    let f = Call {
+        loss: data.loss,
+        targets: data.targets,
+        rows: idx,
+        weights: data.weights.map(|w| &w[..]),
+        coef: to_t::<T>(row_scale * scale),
+        y,
+        v,
+    };
+    // G = X_Bᵀ E accumulates in a private buffer with rows `stride` apart.
+    let mut g_buf = be.take_at_least(aligned_len::<T>(d, PADDED));
+    // f32 on a CPU with AVX-512: a row of c ≤ 16 classes is one register.
+    #[cfg(target_arch = "x86_64")]
+    let f32call = uses_avx512(be, &data).then(|| f.as_f32()).flatten();
+    #[cfg(target_arch = "x86_64")]
+    let wide = f32call.is_some();
+    #[cfg(not(target_arch = "x86_64"))]
+    let wide = false;
+    let stride = match x {
+        // Y, V and G with rows padded to 16 lanes on 64-byte boundaries: a load that straddles
+        // two cache lines costs two, and a load from a masked store's address waits for the
+        // store to retire (consecutive batch rows share most columns).
+        CpuMatrix::Csr { .. } if wide && c > 1 => PADDED,
+        _ => c,
+    };
+    let g = zeroed_rows(&mut g_buf, d, stride);
+    #[cfg(target_arch = "x86_64")]
+    if let Some(f32call) = f32call {
+        let g32 = super::as_f32_mut(g).expect("T is f32");
+        match x {
+            // SAFETY: the CPU has AVX-512F; the shapes were checked above, the batch rows and
+            // the column indices lie inside the matrix (checked when it was built).
+            CpuMatrix::Dense { data, .. } => unsafe {
+                let (z, u) = (super::as_f32_mut(z).expect("f32"), super::as_f32_mut(u).expect("f32"));
+                avx512::dense_rows(&f32call, super::as_f32(data).expect("f32"), d, g32, z, u)
+            },
+            CpuMatrix::Csr { indptr, indices, values, shift, .. } => {
+                let (mut y_buf, mut v_buf) = (be.take_at_least(aligned_len::<T>(d, PADDED)), be.take_at_least(aligned_len::<T>(d, PADDED)));
+                let padded = if stride == PADDED {
+                    let y = padded_rows(&mut y_buf, f32call.y, d, c);
+                    Call { y, v: f32call.v.map(|v| padded_rows(&mut v_buf, v, d, c)), ..f32call }
+                } else {
+                    f32call
+                };
+                let shift = shift.as_ref().map(|s| (&s.indices[..], super::as_f32(&s.values).expect("f32")));
+                let values = super::as_f32(values).expect("f32");
+                // SAFETY: as above; Y, V and G have d rows `stride` apart.
+                let run =
+                    |call: &Call<'_, f32>, g: &mut [f32]| unsafe { avx512::csr_rows(call, indptr, indices, values, shift, c, stride, g) };
+                // Splitting the batch across the two cores was tried (a spinning partner thread,
+                // 0.4 µs hand-off): each half then ran at half speed, no gain; one thread it is.
+                run(&padded, g32);
+                be.give(y_buf);
+                be.give(v_buf);
+            }
+        }
+    }
+    if !wide {
+        portable(&f, x, d, c, g, &mut e[..b * c]);
+    }
+    let _ = (z, u);
+    // out = reg + G (+ the second half's G).
+    apply_reg(&reg, 0, c, out);
+    match (stride == c, c) {
+        (true, _) => axpy_slice(T::one(), g, out),
+        // Row by row, c known at compile time for the real class counts: whole unmasked
+        // vector loads and stores (a masked store's bytes cannot be forwarded to the next
+        // row's overlapping load, which then waits for the store to retire).
+        (false, 10) => fold_rows::<T, 10>(out, g, stride),
+        (false, _) => fold_rows_dyn(out, c, g, stride),
+    }
+    be.give(g_buf);
+}
+
+/// `out[j, :] += g[j, :]`, `g` with rows `stride` apart.
+fn fold_rows<T: Real, const C: usize>(out: &mut [T], g: &[T], stride: usize) {
+    for (j, oj) in out.chunks_exact_mut(C).enumerate() {
+        let oj: &mut [T; C] = oj.try_into().expect("C entries");
+        let gj: &[T; C] = g[j * stride..][..C].try_into().expect("C entries");
+        for l in 0..C {
+            oj[l] = oj[l] + gj[l];
+        }
+    }
+}
+
+fn fold_rows_dyn<T: Real>(out: &mut [T], c: usize, g: &[T], stride: usize) {
+    for (j, oj) in out.chunks_exact_mut(c).enumerate() {
+        oj.iter_mut().zip(&g[j * stride..]).for_each(|(o, &gv)| *o = *o + gv);
+    }
+}
+
+/// Row stride of the padded matrices (one AVX-512 register of f32).
+const PADDED: usize = 16;
+
+/// `d` zero rows `stride` apart inside `buf` (grown as needed), starting on a 64-byte boundary.
+fn zeroed_rows<T: Real>(buf: &mut Vec<T>, d: usize, stride: usize) -> &mut [T] {
+    let rows = aligned_rows(buf, d, stride);
+    rows.fill(T::zero());
+    rows
+}
+
+/// The buffer length [`aligned_rows`] needs.
+fn aligned_len<T>(d: usize, stride: usize) -> usize {
+    d * stride + 64 / std::mem::size_of::<T>()
+}
+
+/// `d × stride` entries inside `buf` (grown as needed, contents unspecified) starting on a
+/// 64-byte boundary.
+fn aligned_rows<T: Real>(buf: &mut Vec<T>, d: usize, stride: usize) -> &mut [T] {
+    let need = aligned_len::<T>(d, stride);
+    if buf.len() < need {
+        buf.resize(need, T::zero());
+    }
+    let skip = buf.as_ptr().align_offset(64).min(need - d * stride);
+    &mut buf[skip..skip + d * stride]
+}
+
+/// `m` (`d × c`) copied into rows of [`PADDED`] lanes on 64-byte boundaries inside `buf` (the
+/// lanes past c are 0).
+#[cfg(target_arch = "x86_64")]
+fn padded_rows<'b, T: Real>(buf: &'b mut Vec<T>, m: &[f32], d: usize, c: usize) -> &'b [f32] {
+    let out = super::as_f32_mut(aligned_rows(buf, d, PADDED)).expect("T is f32");
+    // SAFETY: the CPU has AVX-512F (the only caller's condition); the shapes match.
+    unsafe { avx512::pad(m, c, out) };
+    out
+}
+
+/// The portable kernels (f64, or a CPU without AVX-512).
+fn portable<T: Real>(f: &Call<'_, T>, x: &CpuMatrix<T>, d: usize, c: usize, g: &mut [T], e: &mut [T]) {
+    match x {
+        CpuMatrix::Dense { data, .. } => dense_rows(f, data, d, g),
+        CpuMatrix::Csr { indptr, indices, values, shift, .. } => csr_rows(f, indptr, indices, values, shift.as_ref(), c, g, e),
+    }
+}
+
+impl<'a, T: Real> Call<'a, T> {
+    /// The same call in f32 when `T` is f32 (for the AVX-512 kernels).
+    #[cfg(target_arch = "x86_64")]
+    fn as_f32(&self) -> Option<Call<'a, f32>> {
+        use super::as_f32;
+        Some(Call {
+            loss: self.loss,
+            targets: as_f32(self.targets)?,
+            rows: self.rows,
+            weights: match self.weights {
+                Some(w) => Some(as_f32(w)?),
+                None => None,
+            },
+            coef: self.coef.to_f32()?,
+            y: as_f32(self.y)?,
+            v: match self.v {
+                Some(v) => Some(as_f32(v)?),
+                None => None,
+            },
+        })
+    }
+}
+
+/// The weight of batch row k in the row terms: `coef · σ(λ_row)` or `coef`.
+#[inline(always)]
+fn row_coef<T: Real>(f: &Call<'_, T>, row: usize) -> T {
+    f.weights.map_or(f.coef, |l| f.coef * sigmoid(l[row]))
+}
+
+/// `e ← coef·ℓ'(z; t)` or `coef·ℓ''(z)·u`, for one row of `C` classes.
+#[inline(always)]
+fn row_term<T: Real, const C: usize>(f: &Call<'_, T>, row: usize, z: &[T; C], u: &[T; C], e: &mut [T; C]) {
+    match f.v {
+        None => {
+            residual_and_loss(f.loss, z, f.targets[row], e, false);
+        }
+        Some(_) => row_curvature(f.loss, z, u, e),
+    }
+    let w = row_coef(f, row);
+    e.iter_mut().for_each(|v| *v = w * *v);
+}
+
+multiversion! {
+    /// Dense rows, c = 1 (ijcnn1): `z = x_k·y` (and `u = x_k·v`) with lane-wide accumulators,
+    /// `G += e·x_k`.
+    fn dense_rows(f: &Call<'_, T>, data: &[T], d: usize, g: &mut [T]) {
+        let x = |row: usize| &data[row * d..(row + 1) * d];
+        for (k, &row) in f.rows.iter().enumerate() {
+            // Batch rows are scattered through X: fetch a later one while this one is used.
+            if let Some(&ahead) = f.rows.get(k + 4) {
+                super::prefetch(x(ahead as usize));
+            }
+            let row = row as usize;
+            let xk = x(row);
+            let (z, u) = dots2::<T, M>(xk, f.y, f.v);
+            let mut e = [T::zero()];
+            row_term::<T, 1>(f, row, &[z], &[u], &mut e);
+            axpy_lanes_dense::<T, M>(e[0], xk, g);
+        }
+    }
+}
+
+/// `(x·y, x·v)` (0 for a missing v) in one pass over x, `LANES`-wide accumulators.
+#[inline(always)]
+fn dots2<T: Real, M: MulAdd>(x: &[T], y: &[T], v: Option<&[T]>) -> (T, T) {
+    let d = x.len();
+    let (y, full) = (&y[..d], d - d % LANES);
+    let (mut ay, mut av) = ([T::zero(); LANES], [T::zero(); LANES]);
+    match v {
+        Some(v) => {
+            let v = &v[..d];
+            for j in (0..full).step_by(LANES) {
+                super::lane_madd::<T, M>(&x[j..], &y[j..], &mut ay);
+                super::lane_madd::<T, M>(&x[j..], &v[j..], &mut av);
+            }
+            let (mut sy, mut sv) = (sum_lanes(ay), sum_lanes(av));
+            for j in full..d {
+                sy = M::madd(x[j], y[j], sy);
+                sv = M::madd(x[j], v[j], sv);
+            }
+            (sy, sv)
+        }
+        None => {
+            for j in (0..full).step_by(LANES) {
+                super::lane_madd::<T, M>(&x[j..], &y[j..], &mut ay);
+            }
+            let mut sy = sum_lanes(ay);
+            for j in full..d {
+                sy = M::madd(x[j], y[j], sy);
+            }
+            (sy, T::zero())
+        }
+    }
+}
+
+#[inline(always)]
+fn sum_lanes<T: Real>(a: [T; LANES]) -> T {
+    let h = [a[0] + a[4], a[1] + a[5], a[2] + a[6], a[3] + a[7]];
+    (h[0] + h[2]) + (h[1] + h[3])
+}
+
+/// `g += a·x` over equal-length slices (vectorised: the elements are independent).
+#[inline(always)]
+fn axpy_lanes_dense<T: Real, M: MulAdd>(a: T, x: &[T], g: &mut [T]) {
+    let g = &mut g[..x.len()];
+    for (gj, &xj) in g.iter_mut().zip(x) {
+        *gj = M::madd(a, xj, *gj);
+    }
+}
+
+multiversion! {
+    /// CSR rows (plain or shifted), c ∈ {1, 10, 20}: the class count compiled in.
+    fn csr_rows(f: &Call<'_, T>, indptr: &[u32], indices: &[u32], values: &[T], shift: Option<&Shift<T>>, c: usize, g: &mut [T], e: &mut [T]) {
+        match c {
+            1 => csr_rows_c::<T, M, 1>(f, indptr, indices, values, shift, g, e),
+            10 => csr_rows_c::<T, M, 10>(f, indptr, indices, values, shift, g, e),
+            20 => csr_rows_c::<T, M, 20>(f, indptr, indices, values, shift, g, e),
+            _ => unreachable!("applies() admits the compiled class counts only"),
+        }
+    }
+}
+
+/// [`csr_rows`] for `C` classes.
+#[inline(always)]
+fn csr_rows_c<T: Real, M: MulAdd, const C: usize>(
+    f: &Call<'_, T>,
+    indptr: &[u32],
+    indices: &[u32],
+    values: &[T],
+    shift: Option<&Shift<T>>,
+    g: &mut [T],
+    e: &mut [T],
+) {
+    let span = |row: usize| indptr[row] as usize..indptr[row + 1] as usize;
+    // The shift's products sᵀy (and sᵀv), the same for every row.
+    let (zs, us) = match shift {
+        Some(s) => row_dots::<T, M, C>(&s.indices, &s.values, f.y, f.v),
+        None => ([T::zero(); C], [T::zero(); C]),
+    };
+    for (k, &row) in f.rows.iter().enumerate() {
+        if let Some(&next) = f.rows.get(k + 1) {
+            super::prefetch_csr_row(indptr, indices, values, next as usize);
+        }
+        let row = row as usize;
+        let (cols, vals) = (&indices[span(row)], &values[span(row)]);
+        let (mut z, mut u) = row_dots::<T, M, C>(cols, vals, f.y, f.v);
+        for l in 0..C {
+            z[l] = z[l] + zs[l];
+            u[l] = u[l] + us[l];
+        }
+        let ek: &mut [T; C] = (&mut e[k * C..(k + 1) * C]).try_into().expect("C entries");
+        row_term::<T, C>(f, row, &z, &u, ek);
+        for (&j, &xv) in cols.iter().zip(vals) {
+            let gj: &mut [T; C] = (&mut g[j as usize * C..][..C]).try_into().expect("C entries");
+            for l in 0..C {
+                gj[l] = M::madd(xv, ek[l], gj[l]);
+            }
+        }
+    }
+    // X = S + 1sᵀ:  G += s ⊗ Σ_k e_k.
+    if let Some(s) = shift {
+        let mut sum = [T::zero(); C];
+        for ek in e.chunks_exact(C) {
+            for l in 0..C {
+                sum[l] = sum[l] + ek[l];
+            }
+        }
+        for (&j, &sv) in s.indices.iter().zip(&s.values) {
+            let gj = &mut g[j as usize * C..][..C];
+            for l in 0..C {
+                gj[l] = M::madd(sv, sum[l], gj[l]);
+            }
+        }
+    }
+}
+
+/// `(x·Y, x·V)` for one sparse row (`Y`, `V`: `d × C` row-major; zeros for a missing V), two
+/// sets of accumulators over alternate entries so consecutive multiply-adds do not wait on
+/// each other.
+#[inline(always)]
+fn row_dots<T: Real, M: MulAdd, const C: usize>(cols: &[u32], vals: &[T], y: &[T], v: Option<&[T]>) -> ([T; C], [T; C]) {
+    let at = |m: &[T], j: u32| -> [T; C] { m[j as usize * C..][..C].try_into().expect("C entries") };
+    let (mut z0, mut z1) = ([T::zero(); C], [T::zero(); C]);
+    let mut p = 0;
+    match v {
+        Some(v) => {
+            let (mut u0, mut u1) = ([T::zero(); C], [T::zero(); C]);
+            while p + 2 <= cols.len() {
+                let (j0, j1, x0, x1) = (cols[p], cols[p + 1], vals[p], vals[p + 1]);
+                let (y0, y1, v0, v1) = (at(y, j0), at(y, j1), at(v, j0), at(v, j1));
+                for l in 0..C {
+                    z0[l] = M::madd(x0, y0[l], z0[l]);
+                    z1[l] = M::madd(x1, y1[l], z1[l]);
+                    u0[l] = M::madd(x0, v0[l], u0[l]);
+                    u1[l] = M::madd(x1, v1[l], u1[l]);
+                }
+                p += 2;
+            }
+            if p < cols.len() {
+                let (y0, v0) = (at(y, cols[p]), at(v, cols[p]));
+                for l in 0..C {
+                    z0[l] = M::madd(vals[p], y0[l], z0[l]);
+                    u0[l] = M::madd(vals[p], v0[l], u0[l]);
+                }
+            }
+            (std::array::from_fn(|l| z0[l] + z1[l]), std::array::from_fn(|l| u0[l] + u1[l]))
+        }
+        None => {
+            while p + 2 <= cols.len() {
+                let (y0, y1) = (at(y, cols[p]), at(y, cols[p + 1]));
+                let (x0, x1) = (vals[p], vals[p + 1]);
+                for l in 0..C {
+                    z0[l] = M::madd(x0, y0[l], z0[l]);
+                    z1[l] = M::madd(x1, y1[l], z1[l]);
+                }
+                p += 2;
+            }
+            if p < cols.len() {
+                let y0 = at(y, cols[p]);
+                for l in 0..C {
+                    z0[l] = M::madd(vals[p], y0[l], z0[l]);
+                }
+            }
+            (std::array::from_fn(|l| z0[l] + z1[l]), [T::zero(); C])
+        }
+    }
+}

@@ -1,0 +1,228 @@
+//! The CPU's fused GLM batch oracle (`Backend::glm_batch`: MNIST hyper-cleaning's and ijcnn1's
+//! descent and Neumann steps in one call) against the unfused composition of the primitives
+//! (`glm_batch_unfused`, itself checked against naive loops and finite differences elsewhere):
+//! every storage it fuses (dense c = 1, CSR, shifted CSR `S + 1sᵀ`), every term (gradient and
+//! curvature, at a separate point or in place), every regulariser, with and without sample
+//! weights, odd batch sizes; in f64 (the portable kernels, to rounding) and in f32 (the
+//! AVX-512 kernels where the CPU has them, and the portable ones).
+
+mod common;
+
+use bilevel_core::backend::{glm_batch_unfused, GlmRows, HostMatrix, LossKind, Reg, RowTerm};
+use bilevel_core::cpu::{CpuBackend, Real};
+use bilevel_core::sampler::Sampler;
+use bilevel_core::{Backend, Rows};
+use common::randn;
+
+/// A test matrix and its loss.
+struct Case {
+    name: &'static str,
+    x: HostMatrix,
+    c: usize,
+    loss: LossKind,
+    /// Whether the CPU must take a fused kernel for it.
+    fused: bool,
+}
+
+/// `rows × cols` with about `density` of the entries random and the rest `background` (a
+/// shifted CSR when the background is not 0, as for normalised MNIST), plus a bias column of 1.
+fn images(s: &mut Sampler, rows: usize, cols: usize, density: f64, background: f64) -> HostMatrix {
+    let mut data = vec![background; rows * cols];
+    for i in 0..rows {
+        data[i * cols + cols - 1] = 1.0;
+        for j in 0..cols - 1 {
+            if s.uniform() < density {
+                data[i * cols + j] = 2.0 * s.uniform() - 0.5;
+            }
+        }
+    }
+    HostMatrix::Dense { rows, cols, data }
+}
+
+fn cases() -> Vec<Case> {
+    let mut s = Sampler::new(11);
+    let n = 300;
+    let dense = |s: &mut Sampler, d: usize| HostMatrix::Dense { rows: n, cols: d, data: randn(s, n * d, 1.0) };
+    vec![
+        Case { name: "dense d=22 logistic", x: dense(&mut s, 22), c: 1, loss: LossKind::Logistic, fused: true },
+        Case { name: "dense d=37 squared", x: dense(&mut s, 37), c: 1, loss: LossKind::Squared, fused: true },
+        Case { name: "dense d=16 logistic", x: dense(&mut s, 16), c: 1, loss: LossKind::Logistic, fused: true },
+        Case { name: "shifted csr c=10 softmax", x: images(&mut s, n, 61, 0.2, -0.4), c: 10, loss: LossKind::Softmax, fused: true },
+        Case { name: "shifted csr c=1 logistic", x: images(&mut s, n, 45, 0.15, -0.4), c: 1, loss: LossKind::Logistic, fused: true },
+        Case { name: "csr c=10 softmax", x: images(&mut s, n, 70, 0.1, 0.0).by_density(), c: 10, loss: LossKind::Softmax, fused: true },
+        Case { name: "csr c=20 softmax", x: images(&mut s, n, 53, 0.1, 0.0).by_density(), c: 20, loss: LossKind::Softmax, fused: true },
+        Case { name: "csr c=1 squared", x: images(&mut s, n, 40, 0.1, 0.0).by_density(), c: 1, loss: LossKind::Squared, fused: true },
+        // Not fused (the composition runs): dense with several classes, an uncompiled class count.
+        Case { name: "dense c=3 softmax", x: dense(&mut s, 9), c: 3, loss: LossKind::Softmax, fused: false },
+        Case { name: "csr c=3 softmax", x: images(&mut s, n, 50, 0.1, 0.0).by_density(), c: 3, loss: LossKind::Softmax, fused: false },
+    ]
+}
+
+/// Targets for a loss: class indices, 0/1 labels or real values.
+fn targets(s: &mut Sampler, n: usize, c: usize, loss: LossKind) -> Vec<f64> {
+    (0..n)
+        .map(|_| match loss {
+            LossKind::Softmax => s.below(c) as f64,
+            LossKind::Logistic => s.below(2) as f64,
+            LossKind::Squared => s.normal(),
+        })
+        .collect()
+}
+
+/// Which term, point and regulariser a check runs (the oracles of `Glm`).
+#[derive(Clone, Copy, Debug)]
+enum Op {
+    /// `∇g` at a separate point, per-feature ridge (`Reg::ExpLambda`).
+    Gradient,
+    /// The outer gradient: no regulariser.
+    GradientNoReg,
+    /// The in-place descent step (`Reg::Decay` with λ).
+    DescentStep,
+    /// An HVP at a separate point and direction, Frobenius penalty (`Reg::Scaled`).
+    Hvp,
+    /// The in-place Neumann step (`Reg::Decay` without λ).
+    NeumannStep,
+}
+
+const OPS: [Op; 5] = [Op::Gradient, Op::GradientNoReg, Op::DescentStep, Op::Hvp, Op::NeumannStep];
+
+/// `glm_batch` on `be` and `glm_batch_unfused` on the f64 reference, for one case, batch and op.
+#[allow(clippy::too_many_arguments)]
+fn check<T: Real>(be: &CpuBackend<T>, case: &Case, batch: &[u32], op: Op, weighted: bool, tol: f64, kernel: &str) {
+    let reference = CpuBackend::<f64>::new();
+    let (n, d) = case.x.shape();
+    let c = case.c;
+    let mut s = Sampler::new(5);
+    let t = targets(&mut s, n, c, case.loss);
+    let (y, v, out0) = (randn(&mut s, d * c, 0.5), randn(&mut s, d * c, 0.5), randn(&mut s, d * c, 0.5));
+    let (lam_feature, lam_sample) = (randn(&mut s, d, 0.3), randn(&mut s, n, 1.0));
+
+    // Runs the op on a backend: fused (`glm_batch`) or not, returns `out`.
+    fn run<B: Backend>(be: &B, case: &Case, batch: &[u32], op: Op, vecs: [&[f64]; 6], weighted: bool, fused: bool) -> Vec<f64> {
+        let [t, y, v, out0, lam_feature, lam_sample] = vecs;
+        let c = case.c;
+        let x = be.matrix_from(&case.x, "x");
+        let (tv, yv, vv, lf, ls) = (
+            be.vector_from(t, "t"),
+            be.vector_from(y, "y"),
+            be.vector_from(v, "v"),
+            be.vector_from(lam_feature, "lf"),
+            be.vector_from(lam_sample, "ls"),
+        );
+        let mut out = be.vector_from(out0, "out");
+        let idx = be.indices(batch);
+        let b = batch.len();
+        let data = GlmRows { loss: case.loss, x: &x, targets: &tv, rows: Rows::Batch(&idx), c, weights: weighted.then_some(&ls) };
+        let (term, reg) = match op {
+            Op::Gradient => (RowTerm::Gradient { y: Some(&yv) }, Reg::ExpLambda { lambda: &lf, v: &yv, coef: 0.7 }),
+            Op::GradientNoReg => (RowTerm::Gradient { y: Some(&yv) }, Reg::None),
+            Op::DescentStep => (RowTerm::Gradient { y: None }, Reg::Decay { lambda: Some(&lf), exp_coef: -0.05, const_coef: 1.0 }),
+            Op::Hvp => (RowTerm::Curvature { y: &yv, v: Some(&vv) }, Reg::Scaled { v: &vv, coef: 0.02 }),
+            Op::NeumannStep => (RowTerm::Curvature { y: &yv, v: None }, Reg::Decay { lambda: None, exp_coef: 0.0, const_coef: 0.99 }),
+        };
+        let scale = match op {
+            Op::DescentStep | Op::NeumannStep => -0.3,
+            _ => 1.0,
+        };
+        let (mut z, mut u, mut e) = (be.zeros(b * c, "z"), be.zeros(b * c, "u"), be.zeros(b * c, "e"));
+        let scratch = [&mut z, &mut u, &mut e];
+        if fused {
+            be.glm_batch(data, term, 1.0 / b as f64, scale, reg, &mut out, scratch);
+        } else {
+            glm_batch_unfused(be, data, term, 1.0 / b as f64, scale, reg, &mut out, scratch);
+        }
+        common::block(be.read_vector(&out)).expect("read")
+    }
+
+    let vecs = [&t[..], &y, &v, &out0, &lam_feature, &lam_sample];
+    // The kernel the backend picks must be the one this check is about.
+    {
+        let x = be.matrix_from(&case.x, "x");
+        let (tv, ls, idx) = (be.vector_from(&t, "t"), be.vector_from(&lam_sample, "ls"), be.indices(batch));
+        let data = GlmRows { loss: case.loss, x: &x, targets: &tv, rows: Rows::Batch(&idx), c, weights: weighted.then_some(&ls) };
+        let want = case.fused.then_some(kernel);
+        assert_eq!(be.glm_batch_kernel(&data), want, "{}: kernel", case.name);
+    }
+    let got = run(be, case, batch, op, vecs, weighted, true);
+    let want = run(&reference, case, batch, op, vecs, weighted, false);
+    // The update's own size: in-place steps are mostly the old out.
+    let base: Vec<f64> = match op {
+        Op::DescentStep | Op::NeumannStep => want.iter().zip(&out0).map(|(w, o)| w - o).collect(),
+        _ => want.clone(),
+    };
+    let diff: Vec<f64> = got.iter().zip(&want).map(|(g, w)| g - w).collect();
+    let err = common::norm(&diff) / common::norm(&base).max(1e-300);
+    assert!(
+        err < tol,
+        "{} ({kernel}), {op:?}, batch {}, weighted {weighted}: relative error {err:.2e} (tolerance {tol:.0e})",
+        case.name,
+        batch.len()
+    );
+    assert!(got.iter().all(|v| v.is_finite()), "{}: non-finite output", case.name);
+}
+
+fn batches(n: usize) -> Vec<Vec<u32>> {
+    let mut s = Sampler::new(3);
+    // 64 (the benchmarks'), odd sizes (tails of the 16-row blocks), one row, repeated draws.
+    vec![s.batch(n, 64), s.batch(n, 37), s.batch(n, 1), s.batch(n, 17)]
+}
+
+fn check_all<T: Real>(be: &CpuBackend<T>, tol: f64, kernel: &str) {
+    for case in cases() {
+        for batch in batches(case.x.shape().0) {
+            for op in OPS {
+                for weighted in [false, true] {
+                    // The AVX-512 kernels hold a row in one register: more than 16 classes stay portable.
+                    let kernel = if case.c > 16 { "portable" } else { kernel };
+                    check(be, &case, &batch, op, weighted, tol, kernel);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn fused_f64_matches_the_composition() {
+    check_all(&CpuBackend::<f64>::new(), 1e-12, "portable");
+}
+
+#[test]
+fn fused_f32_portable_matches_the_composition() {
+    check_all(&CpuBackend::<f32>::new().portable(), 2e-5, "portable");
+}
+
+/// The AVX-512 kernels where this CPU has them (the CI machine does; elsewhere the portable
+/// kernels run and the test says so rather than passing on nothing).
+#[test]
+fn fused_f32_avx512_matches_the_composition() {
+    let avx512 = cfg!(target_arch = "x86_64") && std::arch::is_x86_feature_detected!("avx512f");
+    if !avx512 {
+        eprintln!("this CPU has no AVX-512F: checking the portable f32 kernels instead");
+    }
+    check_all(&CpuBackend::<f32>::new(), 2e-5, if avx512 { "avx512" } else { "portable" });
+}
+
+/// A NaN in the point reaches the output (divergence must not be hidden by the clamped `exp`
+/// of the AVX-512 kernels).
+#[test]
+fn fused_propagates_nan() {
+    for be_wide in [true, false] {
+        let be = if be_wide { CpuBackend::<f32>::new() } else { CpuBackend::<f32>::new().portable() };
+        for case in cases().into_iter().filter(|c| c.fused) {
+            let (n, d) = case.x.shape();
+            let c = case.c;
+            let mut s = Sampler::new(9);
+            let x = be.matrix_from(&case.x, "x");
+            let t = be.vector_from(&targets(&mut s, n, c, case.loss), "t");
+            let mut y = randn(&mut s, d * c, 0.5);
+            y[d * c - 1] = f64::NAN; // the bias column's weights: in every row
+            let yv = be.vector_from(&y, "y");
+            let mut out = be.zeros(d * c, "out");
+            let idx = be.indices(&s.batch(n, 20));
+            let data = GlmRows { loss: case.loss, x: &x, targets: &t, rows: Rows::Batch(&idx), c, weights: None };
+            let (mut z, mut u, mut e) = (be.zeros(20 * c, "z"), be.zeros(20 * c, "u"), be.zeros(20 * c, "e"));
+            be.glm_batch(data, RowTerm::Gradient { y: Some(&yv) }, 0.05, 1.0, Reg::None, &mut out, [&mut z, &mut u, &mut e]);
+            assert!(out.iter().any(|v| v.is_nan()), "{}: NaN lost", case.name);
+        }
+    }
+}
