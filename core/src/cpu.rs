@@ -886,10 +886,16 @@ mod avx2 {
 /// a longer row once it is read) into cache. Only a hint: nothing else changes.
 #[inline]
 fn prefetch<T>(x: &[T]) {
+    prefetch_bytes(x, 512)
+}
+
+/// Asks the CPU to fetch the cache lines of the first `max` bytes of `x` (a hint only).
+#[inline]
+fn prefetch_bytes<T>(x: &[T], max: usize) {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        let bytes = std::mem::size_of_val(x).min(512);
+        let bytes = std::mem::size_of_val(x).min(max);
         if bytes == 0 {
             return;
         }
@@ -904,7 +910,7 @@ fn prefetch<T>(x: &[T]) {
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
-    let _ = x;
+    let _ = (x, max);
 }
 
 /// `y += a·x` in `LANES`-wide steps, then a 4-wide one, then single elements (for the short

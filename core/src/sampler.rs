@@ -36,26 +36,36 @@ impl Sampler {
     /// finds an earlier copy by a linear search; here a bit per index says whether there is one
     /// (a collision is rare: about b²/2n per batch), and only then is it searched for. The bits
     /// are cleared again by the draws themselves, not by a pass over all n.
+    /// Above `MAX_BITS` indices (a bit set of more than 2 MiB) every draw is searched for, as
+    /// rand does (b < 163 here, so that is cheap next to the memory).
     fn floyd(&mut self, length: u32, amount: u32) -> Vec<u32> {
+        const MAX_BITS: usize = 1 << 24;
+        let bits = length as usize <= MAX_BITS;
         let words = (length as usize).div_ceil(64);
-        if self.drawn.len() < words {
+        if bits && self.drawn.len() < words {
             self.drawn.resize(words, 0);
         }
         let mut indices = Vec::with_capacity(amount as usize);
         for j in length - amount..length {
             let t = self.rng.random_range(..=j);
-            let (word, bit) = (t as usize / 64, 1u64 << (t % 64));
-            if self.drawn[word] & bit != 0 {
+            let seen = !bits || self.drawn[t as usize / 64] & (1u64 << (t % 64)) != 0;
+            if seen {
                 if let Some(pos) = indices.iter().position(|&x| x == t) {
                     indices[pos] = j;
+                    if bits {
+                        self.drawn[j as usize / 64] |= 1 << (j % 64);
+                    }
                 }
-                self.drawn[j as usize / 64] |= 1 << (j % 64);
             }
-            self.drawn[word] |= bit;
+            if bits {
+                self.drawn[t as usize / 64] |= 1 << (t % 64);
+            }
             indices.push(t);
         }
-        for &i in &indices {
-            self.drawn[i as usize / 64] = 0;
+        if bits {
+            for &i in &indices {
+                self.drawn[i as usize / 64] = 0;
+            }
         }
         indices
     }
@@ -112,7 +122,9 @@ mod tests {
     /// from one generator (so the table is reused), on both sides of rand's algorithm choice.
     #[test]
     fn batches_match_rand_index_sample() {
-        for (n, b) in [(49_990, 64), (20_000, 64), (5_657, 1000), (100, 5), (1000, 150), (600_000, 100), (30, 12), (7, 6), (2, 1)] {
+        for (n, b) in
+            [(49_990, 64), (20_000, 64), (5_657, 1000), (100, 5), (1000, 150), (600_000, 100), (40_000_000, 100), (30, 12), (7, 6), (2, 1)]
+        {
             let mut ours = Sampler::new(7);
             let mut reference = ChaCha8Rng::seed_from_u64(7);
             for _ in 0..50 {

@@ -15,7 +15,7 @@
 //! For a shifted CSR (`X = S + 1sᵀ`, the MNIST batch form) the shift's part is `sᵀy` added to
 //! every z and `s ⊗ Σ_k e_k` added to G at the end.
 
-use super::{apply_reg, axpy_slice, residual_and_loss, row_curvature, sigmoid, to_t, CpuBackend, CpuMatrix, MulAdd, Real, Shift, LANES};
+use super::{apply_reg, axpy_slice, residual_and_loss, row_curvature, sigmoid, to_t, CpuBackend, CpuMatrix, MulAdd, Real, Shift};
 use crate::backend::{GlmRows, LossKind, Reg, RowTerm, Rows};
 
 #[cfg(target_arch = "x86_64")]
@@ -113,8 +113,6 @@ pub(super) fn glm_batch<T: Real>(
         y,
         v,
     };
-    // G = X_Bᵀ E accumulates in a private buffer with rows `stride` apart.
-    let mut g_buf = be.take_at_least(aligned_len::<T>(d, PADDED));
     // f32 on a CPU with AVX-512: a row of c ≤ 16 classes is one register.
     #[cfg(target_arch = "x86_64")]
     let f32call = uses_avx512(be, &data).then(|| f.as_f32()).flatten();
@@ -129,6 +127,8 @@ pub(super) fn glm_batch<T: Real>(
         CpuMatrix::Csr { .. } if wide && c > 1 => PADDED,
         _ => c,
     };
+    // G = X_Bᵀ E accumulates in a private buffer with rows `stride` apart.
+    let mut g_buf = be.take_at_least(aligned_len::<T>(d, stride));
     let g = zeroed_rows(&mut g_buf, d, stride);
     #[cfg(target_arch = "x86_64")]
     if let Some(f32call) = f32call {
@@ -165,7 +165,7 @@ pub(super) fn glm_batch<T: Real>(
         portable(&f, x, d, c, g, &mut e[..b * c]);
     }
     let _ = (z, u);
-    // out = reg + G (+ the second half's G).
+    // out = reg + G.
     apply_reg(&reg, 0, c, out);
     match (stride == c, c) {
         (true, _) => axpy_slice(T::one(), g, out),
@@ -326,59 +326,12 @@ multiversion! {
             }
             let row = row as usize;
             let xk = x(row);
-            let (z, u) = dots2::<T, M>(xk, f.y, f.v);
+            let z = super::dot_1x1::<T, M>(xk, &f.y[..d]);
+            let u = f.v.map_or(T::zero(), |v| super::dot_1x1::<T, M>(xk, &v[..d]));
             let mut e = [T::zero()];
             row_term::<T, 1>(f, row, &[z], &[u], &mut e);
-            axpy_lanes_dense::<T, M>(e[0], xk, g);
+            super::axpys::<T, M, 1>(e, [xk], &mut g[..d]);
         }
-    }
-}
-
-/// `(x·y, x·v)` (0 for a missing v) in one pass over x, `LANES`-wide accumulators.
-#[inline(always)]
-fn dots2<T: Real, M: MulAdd>(x: &[T], y: &[T], v: Option<&[T]>) -> (T, T) {
-    let d = x.len();
-    let (y, full) = (&y[..d], d - d % LANES);
-    let (mut ay, mut av) = ([T::zero(); LANES], [T::zero(); LANES]);
-    match v {
-        Some(v) => {
-            let v = &v[..d];
-            for j in (0..full).step_by(LANES) {
-                super::lane_madd::<T, M>(&x[j..], &y[j..], &mut ay);
-                super::lane_madd::<T, M>(&x[j..], &v[j..], &mut av);
-            }
-            let (mut sy, mut sv) = (sum_lanes(ay), sum_lanes(av));
-            for j in full..d {
-                sy = M::madd(x[j], y[j], sy);
-                sv = M::madd(x[j], v[j], sv);
-            }
-            (sy, sv)
-        }
-        None => {
-            for j in (0..full).step_by(LANES) {
-                super::lane_madd::<T, M>(&x[j..], &y[j..], &mut ay);
-            }
-            let mut sy = sum_lanes(ay);
-            for j in full..d {
-                sy = M::madd(x[j], y[j], sy);
-            }
-            (sy, T::zero())
-        }
-    }
-}
-
-#[inline(always)]
-fn sum_lanes<T: Real>(a: [T; LANES]) -> T {
-    let h = [a[0] + a[4], a[1] + a[5], a[2] + a[6], a[3] + a[7]];
-    (h[0] + h[2]) + (h[1] + h[3])
-}
-
-/// `g += a·x` over equal-length slices (vectorised: the elements are independent).
-#[inline(always)]
-fn axpy_lanes_dense<T: Real, M: MulAdd>(a: T, x: &[T], g: &mut [T]) {
-    let g = &mut g[..x.len()];
-    for (gj, &xj) in g.iter_mut().zip(x) {
-        *gj = M::madd(a, xj, *gj);
     }
 }
 
@@ -453,49 +406,29 @@ fn csr_rows_c<T: Real, M: MulAdd, const C: usize>(
 /// each other.
 #[inline(always)]
 fn row_dots<T: Real, M: MulAdd, const C: usize>(cols: &[u32], vals: &[T], y: &[T], v: Option<&[T]>) -> ([T; C], [T; C]) {
-    let at = |m: &[T], j: u32| -> [T; C] { m[j as usize * C..][..C].try_into().expect("C entries") };
-    let (mut z0, mut z1) = ([T::zero(); C], [T::zero(); C]);
-    let mut p = 0;
     match v {
-        Some(v) => {
-            let (mut u0, mut u1) = ([T::zero(); C], [T::zero(); C]);
-            while p + 2 <= cols.len() {
-                let (j0, j1, x0, x1) = (cols[p], cols[p + 1], vals[p], vals[p + 1]);
-                let (y0, y1, v0, v1) = (at(y, j0), at(y, j1), at(v, j0), at(v, j1));
-                for l in 0..C {
-                    z0[l] = M::madd(x0, y0[l], z0[l]);
-                    z1[l] = M::madd(x1, y1[l], z1[l]);
-                    u0[l] = M::madd(x0, v0[l], u0[l]);
-                    u1[l] = M::madd(x1, v1[l], u1[l]);
-                }
-                p += 2;
-            }
-            if p < cols.len() {
-                let (y0, v0) = (at(y, cols[p]), at(v, cols[p]));
-                for l in 0..C {
-                    z0[l] = M::madd(vals[p], y0[l], z0[l]);
-                    u0[l] = M::madd(vals[p], v0[l], u0[l]);
-                }
-            }
-            (std::array::from_fn(|l| z0[l] + z1[l]), std::array::from_fn(|l| u0[l] + u1[l]))
+        Some(v) => row_dots_n::<T, M, C, true>(cols, vals, y, v),
+        None => row_dots_n::<T, M, C, false>(cols, vals, y, y),
+    }
+}
+
+/// [`row_dots`], `x·V` computed only when `DUAL`.
+#[inline(always)]
+fn row_dots_n<T: Real, M: MulAdd, const C: usize, const DUAL: bool>(cols: &[u32], vals: &[T], y: &[T], v: &[T]) -> ([T; C], [T; C]) {
+    let at = |m: &[T], j: u32| -> [T; C] { m[j as usize * C..][..C].try_into().expect("C entries") };
+    let zero = [T::zero(); C];
+    let (mut z, mut u) = ([zero; 2], [zero; 2]);
+    for (p, (&j, &xv)) in cols.iter().zip(vals).enumerate() {
+        let (a, yj) = (p % 2, at(y, j));
+        for l in 0..C {
+            z[a][l] = M::madd(xv, yj[l], z[a][l]);
         }
-        None => {
-            while p + 2 <= cols.len() {
-                let (y0, y1) = (at(y, cols[p]), at(y, cols[p + 1]));
-                let (x0, x1) = (vals[p], vals[p + 1]);
-                for l in 0..C {
-                    z0[l] = M::madd(x0, y0[l], z0[l]);
-                    z1[l] = M::madd(x1, y1[l], z1[l]);
-                }
-                p += 2;
+        if DUAL {
+            let vj = at(v, j);
+            for l in 0..C {
+                u[a][l] = M::madd(xv, vj[l], u[a][l]);
             }
-            if p < cols.len() {
-                let y0 = at(y, cols[p]);
-                for l in 0..C {
-                    z0[l] = M::madd(vals[p], y0[l], z0[l]);
-                }
-            }
-            (std::array::from_fn(|l| z0[l] + z1[l]), [T::zero(); C])
         }
     }
+    (std::array::from_fn(|l| z[0][l] + z[1][l]), std::array::from_fn(|l| u[0][l] + u[1][l]))
 }

@@ -13,9 +13,10 @@
 //! ```
 //! (the softmax M is `P∘(U − ⟨P, U⟩1)`, the logistic one `σ(1−σ)U`, the squared one `U`).
 
+use std::cell::RefCell;
+
 use super::Problem;
 use crate::backend::{Backend, Coef, GlmRows, HostMatrix, LossKind, Reg, RowTerm, Rows};
-use std::cell::RefCell;
 
 /// The hyperparameters and the inner problem's regulariser.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]

@@ -7,20 +7,9 @@
 
 use std::arch::x86_64::*;
 
-use super::Call;
+use super::super::prefetch_bytes;
+use super::{Call, PADDED};
 use crate::backend::LossKind;
-
-/// Asks for every cache line of `x` (a hint only).
-#[inline(always)]
-fn prefetch_all<T>(x: &[T]) {
-    let bytes = std::mem::size_of_val(x);
-    for offset in (0..bytes).step_by(64) {
-        // SAFETY: a prefetch never faults and the address is inside x.
-        unsafe { _mm_prefetch::<_MM_HINT_T0>(x.as_ptr().cast::<i8>().add(offset)) };
-    }
-}
-
-use super::PADDED;
 
 /// `dst[j, :] = m[j, :]` for a `d × c` matrix `m` into rows of [`PADDED`] lanes (zeros past c).
 ///
@@ -151,13 +140,12 @@ pub(super) unsafe fn csr_rows(
     values: &[f32],
     shift: Option<(&[u32], &[f32])>,
     c: usize,
-    ystride: usize,
+    stride: usize,
     g: &mut [f32],
 ) {
     let mask = lanes(c);
-    // Y's and V's rows: padded to 16 lanes on 64-byte boundaries when c > 1 (see `fused.rs`),
-    // so that no load straddles two cache lines.
-    let stride = ystride;
+    // Y's and V's rows are `stride` apart: padded to 16 lanes on 64-byte boundaries when c > 1
+    // (see `fused.rs`), so that no load straddles two cache lines.
     let (y, v) = (f.y.as_ptr(), f.v.map_or(std::ptr::null(), |v| v.as_ptr()));
     // SAFETY (both): the column indices are below d (this function's contract).
     let dots = |cols: &[u32], vals: &[f32]| unsafe {
@@ -183,8 +171,8 @@ pub(super) unsafe fn csr_rows(
         // at random, once per step), two rows ahead so that it arrives in time.
         if let Some(&ahead) = f.rows.get(k + 2) {
             let r = span(ahead as usize);
-            prefetch_all(&indices[r.clone()]);
-            prefetch_all(&values[r]);
+            prefetch_bytes(&indices[r.clone()], usize::MAX);
+            prefetch_bytes(&values[r], usize::MAX);
         }
         let row = row as usize;
         let (cols, vals) = (&indices[span(row)], &values[span(row)]);
