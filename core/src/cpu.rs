@@ -87,7 +87,7 @@ pub struct CpuBackend<T: Real> {
     /// that a solver's steady state allocates nothing.
     pool: Mutex<Vec<Vec<T>>>,
     /// Whether the fused f32 kernels may use AVX-512 (where the CPU has it).
-    wide: bool,
+    pub(crate) wide: bool,
 }
 
 impl<T: Real> Default for CpuBackend<T> {
@@ -122,12 +122,12 @@ impl<T: Real> CpuBackend<T> {
 
     /// A work buffer of at least `len` elements, contents unspecified: a pooled one that is
     /// long enough if there is one (taken as it is: nothing is cleared), else a new one.
-    fn take_at_least(&self, len: usize) -> Vec<T> {
+    pub(crate) fn take_at_least(&self, len: usize) -> Vec<T> {
         let found = self.pool.lock().ok().and_then(|mut p| p.iter().rposition(|v| v.len() >= len).map(|i| p.swap_remove(i)));
         found.unwrap_or_else(|| vec![T::zero(); len])
     }
 
-    fn give(&self, v: Vec<T>) {
+    pub(crate) fn give(&self, v: Vec<T>) {
         if let Ok(mut p) = self.pool.lock() {
             p.push(v);
         }
@@ -667,12 +667,12 @@ fn add_transposed<T: Real>(acc: &[T], rows: usize, cols: usize, out: &mut [T]) {
 
 /// A multiply-add `a·b + c`: fused (one rounding, one instruction) where the CPU has FMA, plain
 /// elsewhere (a fused one without FMA hardware would be a slow library call).
-trait MulAdd {
+pub(crate) trait MulAdd {
     fn madd<T: Real>(a: T, b: T, c: T) -> T;
 }
 
 #[cfg(target_arch = "x86_64")]
-struct Fused;
+pub(crate) struct Fused;
 #[cfg(target_arch = "x86_64")]
 impl MulAdd for Fused {
     #[inline(always)]
@@ -681,7 +681,7 @@ impl MulAdd for Fused {
     }
 }
 
-struct Plain;
+pub(crate) struct Plain;
 impl MulAdd for Plain {
     #[inline(always)]
     fn madd<T: Real>(a: T, b: T, c: T) -> T {
@@ -693,10 +693,10 @@ impl MulAdd for Plain {
 /// them (checked at run time: the binary stays portable, no `-C target-cpu` needed) and for the
 /// baseline target otherwise. In the body, `M` is the [`MulAdd`] to use.
 macro_rules! multiversion {
-    ($(#[$meta:meta])* fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
+    ($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
         $(#[$meta])*
         #[allow(clippy::too_many_arguments)]
-        fn $name<T: Real>($($arg: $ty),*) $(-> $ret)? {
+        $vis fn $name<T: Real>($($arg: $ty),*) $(-> $ret)? {
             #[inline(always)]
             #[allow(clippy::too_many_arguments)]
             fn imp<T: Real, M: MulAdd>($($arg: $ty),*) $(-> $ret)? $body
@@ -728,17 +728,34 @@ multiversion! {
 
 multiversion! {
     /// `Σ x` with `LANES`-wide accumulators.
-    fn sum_kernel(x: &[T]) -> T {
-        let full = x.len() - x.len() % LANES;
-        let mut acc = [T::zero(); LANES];
-        for chunk in x[..full].chunks_exact(LANES) {
-            for l in 0..LANES {
-                acc[l] = acc[l] + chunk[l];
-            }
-        }
-        let lanes = acc.iter().fold(T::zero(), |s, &a| s + a);
-        x[full..].iter().fold(lanes, |s, &v| s + v)
+    pub(crate) fn sum_kernel(x: &[T]) -> T {
+        dot_shifted_kernel_body::<T, M, false>(x, x, T::zero())
     }
+}
+
+multiversion! {
+    /// `Σ a·(b − shift)` with `LANES`-wide accumulators (batch-norm statistics: the shift is a
+    /// mean, subtracted before the product so that nothing cancels).
+    pub(crate) fn dot_shifted_kernel(a: &[T], b: &[T], shift: T) -> T {
+        dot_shifted_kernel_body::<T, M, true>(a, b, shift)
+    }
+}
+
+/// `Σ a·(b − shift)`, or `Σ a` when not `PRODUCT`, with `LANES` partial sums: a plain fold is
+/// one long chain of dependent additions (the compiler may not reassociate them).
+#[inline(always)]
+fn dot_shifted_kernel_body<T: Real, M: MulAdd, const PRODUCT: bool>(a: &[T], b: &[T], shift: T) -> T {
+    let b = &b[..a.len()];
+    let term = |x: T, y: T, acc: T| if PRODUCT { M::madd(x, y - shift, acc) } else { acc + x };
+    let full = a.len() - a.len() % LANES;
+    let mut acc = [T::zero(); LANES];
+    for (ca, cb) in a[..full].chunks_exact(LANES).zip(b[..full].chunks_exact(LANES)) {
+        for l in 0..LANES {
+            acc[l] = term(ca[l], cb[l], acc[l]);
+        }
+    }
+    let lanes = acc.iter().fold(T::zero(), |s, &v| s + v);
+    a[full..].iter().zip(&b[full..]).fold(lanes, |s, (&x, &y)| term(x, y, s))
 }
 
 /// `Σ_pieces part(range)` over `0..n` cut into fixed pieces (the same cut, hence the same
@@ -756,14 +773,14 @@ fn reduce<T: Real>(n: usize, part: impl Fn(std::ops::Range<usize>) -> T + Sync +
 
 /// `x` as `f32`s when `T` is `f32` (for the hand-vectorised f32 kernels).
 #[cfg(target_arch = "x86_64")]
-fn as_f32<T: Real>(x: &[T]) -> Option<&[f32]> {
+pub(crate) fn as_f32<T: Real>(x: &[T]) -> Option<&[f32]> {
     // SAFETY: T is f32: the same type.
     use std::any::TypeId;
     (TypeId::of::<T>() == TypeId::of::<f32>()).then(|| unsafe { std::slice::from_raw_parts(x.as_ptr().cast::<f32>(), x.len()) })
 }
 
 #[cfg(target_arch = "x86_64")]
-fn as_f32_mut<T: Real>(x: &mut [T]) -> Option<&mut [f32]> {
+pub(crate) fn as_f32_mut<T: Real>(x: &mut [T]) -> Option<&mut [f32]> {
     // SAFETY: T is f32: the same type.
     use std::any::TypeId;
     (TypeId::of::<T>() == TypeId::of::<f32>()).then(|| unsafe { std::slice::from_raw_parts_mut(x.as_mut_ptr().cast::<f32>(), x.len()) })

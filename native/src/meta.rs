@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use bilevel_core::cpu::CpuBackend;
-use bilevel_core::data::episodes::{sample_episode, split_classes, ImageSet};
+use bilevel_core::data::episodes::{random_shift, sample_episode, split_classes, ImageSet};
 use bilevel_core::gpu::{GpuBackend, GpuOptions};
 use bilevel_core::meta::train::{meta_train, IterRecord, LrSchedule, Split, TrainOptions};
 use bilevel_core::meta::{Conv4, HostTasks, Learner, MetaAlg, MetaBackend, MetaConfig};
@@ -68,6 +68,11 @@ pub struct MetaArgs {
     /// Add each meta-training character rotated by 90, 180, 270 degrees as new classes.
     #[arg(long, default_value_t = false)]
     rotations: bool,
+    /// Translate every meta-training image by a random offset of up to this many pixels in
+    /// each direction (0: off, as the reference); meta-validation and meta-test images are never
+    /// shifted.
+    #[arg(long, default_value_t = 0)]
+    shift: usize,
     /// Characters held out for meta-validation and meta-test (the rest is meta-train).
     #[arg(long, default_value_t = 40)]
     val_classes: usize,
@@ -109,6 +114,14 @@ pub fn run(args: MetaArgs) -> Result<()> {
     }
     if args.shots == 0 {
         bail!("--shots must be at least 1");
+    }
+    if 2 * args.shift >= args.size {
+        bail!(
+            "--shift {} would move whole {}×{} images out of view (it must be less than half the side)",
+            args.shift,
+            args.size,
+            args.size
+        );
     }
     let queries = args.queries.unwrap_or(args.shots);
     let set = args.data.omniglot(args.size)?;
@@ -185,6 +198,8 @@ impl MetaJob {
         // Episodes are drawn on the host from their own seeded stream, so every backend sees
         // the same tasks.
         let mut rng = Sampler::new(cfg.seed ^ 0x5eed_7a5c);
+        // The shifts have a stream of their own, so the tasks drawn do not depend on --shift.
+        let mut shift_rng = Sampler::new(cfg.seed ^ 0x5417_f700);
         let (ways, shots, queries, tasks) = (cfg.ways(), cfg.shots, cfg.queries, cfg.meta_batch);
         let sample = |split: Split| -> bilevel_core::Result<HostTasks> {
             let set = match split {
@@ -192,10 +207,15 @@ impl MetaJob {
                 Split::Val => &val,
                 Split::Test => &test,
             };
-            let eps = (0..tasks)
+            let mut eps = (0..tasks)
                 .map(|_| sample_episode(set, ways, shots, queries, rng.rng()))
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| bilevel_core::Error::InvalidArgument(e.to_string()))?;
+            if split == Split::Train {
+                for e in &mut eps {
+                    random_shift(&mut e.images, set.channels, set.height, set.width, args.shift, shift_rng.rng());
+                }
+            }
             HostTasks::from_episodes(&eps)
         };
         let bar = ProgressBar::new(args.iterations as u64);
@@ -248,6 +268,7 @@ impl MetaJob {
             "inner_lr": cfg.inner_lr,
             "outer_lr": cfg.outer_lr,
             "rotations": args.rotations,
+            "shift": args.shift,
             "seed": cfg.seed,
             "iterations": fin.iterations,
             "time_s": fin.time_s,

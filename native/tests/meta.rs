@@ -83,4 +83,30 @@ fn meta_bad_input_gives_one_error_line() {
     assert_one_line_error(&with(&["--alg", "reptile"]), "unknown meta-learning algorithm");
     assert_one_line_error(&with(&["--dataset", "cifar"]), "only omniglot");
     assert_one_line_error(&with(&["--data_dir", "/nonexistent"]), "not found");
+    assert_one_line_error(&with(&["--shift", "8"]), "--shift 8 would move whole 16×16 images out of view");
+}
+
+#[test]
+fn shift_changes_the_training_images_and_is_seeded() {
+    let run = |shift: &str| -> Vec<Value> {
+        let out_path = std::env::temp_dir().join(format!("bilevel-meta-shift{shift}-{}.jsonl", std::process::id()));
+        let mut args = TINY.to_vec();
+        args.extend(["--iterations", "2", "--ways", "3", "--queries", "2", "--shift", shift, "--out", out_path.to_str().unwrap()]);
+        let out = bilevel(&args);
+        assert!(out.status.success(), "--shift {shift}: {}", String::from_utf8_lossy(&out.stderr));
+        let text = std::fs::read_to_string(&out_path).expect("--out written");
+        let _ = std::fs::remove_file(&out_path);
+        text.lines()
+            .map(|l| {
+                let mut v: Value = serde_json::from_str(l).expect("JSON line");
+                v.as_object_mut().expect("an object").remove("time_s"); // wall clock: differs
+                v
+            })
+            .collect()
+    };
+    let (plain, shifted, again) = (run("0"), run("2"), run("2"));
+    assert_eq!(shifted, again, "the shifts are seeded");
+    assert_eq!(shifted[2]["shift"], 2);
+    // The first training loss is that of the initial model on the training images: shifted or not.
+    assert_ne!(plain[0]["train_loss"], shifted[0]["train_loss"]);
 }

@@ -225,6 +225,43 @@ pub fn sample_episode(set: &ImageSet, ways: usize, shots: usize, queries: usize,
     Ok(Episode { ways, shots, queries, images, labels })
 }
 
+/// Training-time augmentation: every image of `images` (C×H×W each) translated by its own
+/// offset (dy, dx), drawn uniformly from [−max_shift, max_shift]², the pixels moved outside
+/// dropped and the uncovered ones set to 0 (Omniglot's background). Small shifts keep a
+/// character's identity, so each draw is a new image of the same class: with only a few hundred
+/// meta-training characters, this is what keeps the backbone from memorising them.
+pub fn random_shift(images: &mut [f32], channels: usize, height: usize, width: usize, max_shift: usize, rng: &mut impl Rng) {
+    let d = channels * height * width;
+    if max_shift == 0 || d == 0 {
+        return;
+    }
+    let k = max_shift as i64;
+    let mut src = vec![0.0f32; d];
+    for image in images.chunks_exact_mut(d) {
+        let (dy, dx) = (rng.random_range(-k..=k) as isize, rng.random_range(-k..=k) as isize);
+        shift_image(image, &mut src, channels, height, width, dy, dx);
+    }
+}
+
+/// `image[c, y, x] ← image[c, y − dy, x − dx]` (0 where that is outside); `src` is scratch.
+fn shift_image(image: &mut [f32], src: &mut [f32], channels: usize, height: usize, width: usize, dy: isize, dx: isize) {
+    src.copy_from_slice(image);
+    image.fill(0.0);
+    let (h, w) = (height as isize, width as isize);
+    // Destination columns x with 0 ≤ x − dx < w.
+    let (x0, x1) = (dx.max(0), (w + dx).min(w));
+    if x0 >= x1 {
+        return;
+    }
+    for c in 0..channels {
+        for y in dy.max(0)..(h + dy).min(h) {
+            let dst = (c * height) as isize * w + y * w;
+            let from = (c * height) as isize * w + (y - dy) * w;
+            image[(dst + x0) as usize..(dst + x1) as usize].copy_from_slice(&src[(from + x0 - dx) as usize..(from + x1 - dx) as usize]);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -294,5 +331,55 @@ mod tests {
         for k in 0..9 {
             assert_eq!(class_of(k), class_of(e.labels[k] as usize * 2), "image {k} is not of its label's class");
         }
+    }
+
+    #[test]
+    fn shifts_move_pixels_and_fill_with_zero() {
+        // 2 channels of 3×4, pixel value = 100·c + 10·y + x + 1 (never 0).
+        let (c, h, w) = (2, 3, 4);
+        let original: Vec<f32> = (0..c * h * w).map(|i| (100 * (i / (h * w)) + 10 * ((i / w) % h) + i % w + 1) as f32).collect();
+        for dy in -3isize..=3 {
+            for dx in -4isize..=4 {
+                let mut img = original.clone();
+                shift_image(&mut img, &mut vec![0.0; c * h * w], c, h, w, dy, dx);
+                for ch in 0..c {
+                    for y in 0..h as isize {
+                        for x in 0..w as isize {
+                            let (sy, sx) = (y - dy, x - dx);
+                            let want = if (0..h as isize).contains(&sy) && (0..w as isize).contains(&sx) {
+                                original[ch * h * w + (sy * w as isize + sx) as usize]
+                            } else {
+                                0.0
+                            };
+                            assert_eq!(img[ch * h * w + (y * w as isize + x) as usize], want, "shift ({dy}, {dx}) at ({ch}, {y}, {x})");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn random_shifts_are_bounded_seeded_and_off_at_zero() {
+        // One stroke pixel in the middle of each 9×9 image: where it lands gives the offset.
+        let (h, w, n) = (9, 9, 200);
+        let mut images = vec![0.0f32; n * h * w];
+        images.chunks_exact_mut(h * w).for_each(|im| im[4 * w + 4] = 1.0);
+        let unshifted = images.clone();
+        random_shift(&mut images, 1, h, w, 0, &mut ChaCha8Rng::seed_from_u64(3));
+        assert_eq!(images, unshifted);
+        let mut again = images.clone();
+        random_shift(&mut images, 1, h, w, 2, &mut ChaCha8Rng::seed_from_u64(3));
+        random_shift(&mut again, 1, h, w, 2, &mut ChaCha8Rng::seed_from_u64(3));
+        assert_eq!(images, again);
+        let mut seen = std::collections::HashSet::new();
+        for im in images.chunks_exact(h * w) {
+            let at = im.iter().position(|&v| v == 1.0).expect("a shift of at most 2 keeps the centre pixel in the image");
+            assert_eq!(im.iter().sum::<f32>(), 1.0);
+            let (dy, dx) = ((at / w) as isize - 4, (at % w) as isize - 4);
+            assert!(dy.abs() <= 2 && dx.abs() <= 2, "offset ({dy}, {dx})");
+            seen.insert((dy, dx));
+        }
+        assert_eq!(seen.len(), 25, "all 25 offsets drawn in 200 images");
     }
 }

@@ -4,7 +4,9 @@
 //! summed per chunk of images into private buffers, then reduced (no two threads write one
 //! entry, and the order of the sums is fixed, so runs are reproducible).
 
-use crate::cpu::{axpy_slice, chunked, to_t, CpuBackend, Real};
+#[cfg(target_arch = "x86_64")]
+use crate::cpu::{as_f32, as_f32_mut, Fused};
+use crate::cpu::{axpy_slice, chunked, dot_shifted_kernel as dot_shifted, sum_kernel as sum, to_t, CpuBackend, MulAdd, Plain, Real};
 use crate::meta::ops::{Gemm, ImageBatch, MetaBackend, View, ViewMut, BN_EPS};
 
 /// `f(i)` for `i < n`, on the rayon pool when `work` is large (natively), collected in order.
@@ -73,52 +75,111 @@ fn col2im_add<T: Real>(col: &[T], channels: usize, h: usize, w: usize, img: &mut
     }
 }
 
-/// `C += A·B` with A `m × k`, B `k × n`, C `m × n`, all row-major. Register-blocked: a 4 × 16
-/// tile of C is accumulated in locals over the whole k loop (the compiler keeps it in vector
-/// registers), so each step loads one 16-wide row piece of B and four entries of A. On x86-64
-/// with AVX2 the same code is compiled a second time for 256-bit vectors and picked at run time.
-fn gemm_acc<T: Real>(m: usize, n: usize, k: usize, a: &[T], b: &[T], c: &mut [T]) {
-    #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU supports AVX2 (checked just above).
-        unsafe { gemm_acc_avx2(m, n, k, a, b, c) };
-        return;
+/// A (`m × k`, row-major) packed for [`gemm_acc`]: panels of `mr` rows, k-major
+/// (`[panel][k][mr]`, zero rows past m), so the tile kernel reads it contiguously. Packed once
+/// per weight block and reused for every image.
+struct PackedA<T> {
+    m: usize,
+    k: usize,
+    mr: usize,
+    panels: Vec<T>,
+}
+
+impl<T: Real> PackedA<T> {
+    fn new(wide: bool, m: usize, k: usize, a: &[T]) -> Self {
+        assert!(a.len() >= m * k, "PackedA: shape mismatch");
+        let mr = if uses_avx512::<T>(wide) { 8 } else { 4 };
+        let mut panels = vec![T::zero(); m.div_ceil(mr) * k * mr];
+        for i in 0..m {
+            let (p, r) = (i / mr, i % mr);
+            for (kk, &v) in a[i * k..(i + 1) * k].iter().enumerate() {
+                panels[(p * k + kk) * mr + r] = v;
+            }
+        }
+        PackedA { m, k, mr, panels }
     }
-    gemm_tiles(m, n, k, a, b, c);
+}
+
+/// Whether [`gemm_acc`] runs the AVX-512 tiles: f32, allowed (`wide`), and the CPU has them.
+fn uses_avx512<T: Real>(wide: bool) -> bool {
+    let wide_f32 = wide && std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>();
+    #[cfg(target_arch = "x86_64")]
+    return wide_f32 && std::is_x86_feature_detected!("avx512f");
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = wide_f32;
+        false
+    }
+}
+
+/// `C += A·B` with A packed ([`PackedA`]) and C `m × n` row-major; B is `k × n` row-major, or,
+/// with `b_transposed`, given as Bᵀ (`n × k` row-major), which saves materialising a transpose.
+/// Register-blocked: an `MR × NR` tile of C is accumulated over the whole k loop in registers,
+/// so each step loads one NR-wide row piece of B and MR entries of A. In f32 on CPUs with
+/// AVX-512 (when the backend is `wide`), 8 × 32 tiles written with intrinsics (16 zmm
+/// accumulators: LLVM's auto-vectoriser turns a tile that large into gathers and spills);
+/// elsewhere 4 × 16 tiles in plain code, compiled again for AVX2 + FMA and picked at run time.
+fn gemm_acc<T: Real>(a: &PackedA<T>, n: usize, b: &[T], b_transposed: bool, c: &mut [T]) {
+    let (m, k) = (a.m, a.k);
+    assert!(b.len() >= k * n && c.len() >= m * n, "gemm_acc: shape mismatch");
+    debug_assert_eq!(a.panels.len(), m.div_ceil(a.mr) * k * a.mr, "gemm_acc: badly packed A");
+    #[cfg(target_arch = "x86_64")]
+    {
+        if a.mr == 8 {
+            if let (Some(ap), Some(b), Some(c)) = (as_f32(&a.panels), as_f32(b), as_f32_mut(c)) {
+                // SAFETY: `PackedA` chose 8-row panels only where the CPU has AVX-512F.
+                gemm_tiles::<f32, 8, 32>(m, n, k, ap, b, b_transposed, c, |ap, bp| unsafe { avx512::tile_8x32(ap, bp) });
+                return;
+            }
+        }
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+            // SAFETY: the CPU has AVX2 and FMA (checked just above).
+            unsafe { gemm_acc_avx2(m, n, k, &a.panels, b, b_transposed, c) };
+            return;
+        }
+    }
+    gemm_tiles::<T, 4, 16>(m, n, k, &a.panels, b, b_transposed, c, tile::<T, Plain, 4, 16>);
 }
 
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn gemm_acc_avx2<T: Real>(m: usize, n: usize, k: usize, a: &[T], b: &[T], c: &mut [T]) {
-    gemm_tiles(m, n, k, a, b, c);
+#[target_feature(enable = "avx2,fma")]
+unsafe fn gemm_acc_avx2<T: Real>(m: usize, n: usize, k: usize, ap: &[T], b: &[T], b_transposed: bool, c: &mut [T]) {
+    gemm_tiles::<T, 4, 16>(m, n, k, ap, b, b_transposed, c, tile::<T, Fused, 4, 16>);
 }
 
-const MR: usize = 4;
-const NR: usize = 16;
-
 #[inline(always)]
-fn gemm_tiles<T: Real>(m: usize, n: usize, k: usize, a: &[T], b: &[T], c: &mut [T]) {
-    assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n, "gemm_acc: shape mismatch");
-    // Pack A into panels of MR rows, k-major (`[panel][k][MR]`, zero rows past m), and each
-    // NR-column panel of B (`[k][NR]`, zero columns past n): the kernel then reads both
-    // contiguously, and partial tiles need no special case.
+#[allow(clippy::too_many_arguments)]
+fn gemm_tiles<T: Real, const MR: usize, const NR: usize>(
+    m: usize,
+    n: usize,
+    k: usize,
+    ap: &[T],
+    b: &[T],
+    b_transposed: bool,
+    c: &mut [T],
+    tile: impl Fn(&[T], &[T]) -> [[T; NR]; MR],
+) {
+    // Pack each NR-column panel of B (`[k][NR]`) so the kernel reads it contiguously; partial
+    // tiles need no special case (a last panel's columns past n hold stale values, but their
+    // accumulators are never written to C).
     let panels = m.div_ceil(MR);
-    let mut ap = vec![T::zero(); panels * k * MR];
-    for i in 0..m {
-        let (p, r) = (i / MR, i % MR);
-        for (kk, &v) in a[i * k..(i + 1) * k].iter().enumerate() {
-            ap[(p * k + kk) * MR + r] = v;
-        }
-    }
     let mut bp = vec![T::zero(); k * NR];
     let mut j0 = 0;
     while j0 < n {
         let nr = NR.min(n - j0);
-        for kk in 0..k {
-            bp[kk * NR..kk * NR + nr].copy_from_slice(&b[kk * n + j0..kk * n + j0 + nr]);
+        if b_transposed {
+            for j in 0..nr {
+                for (kk, &v) in b[(j0 + j) * k..(j0 + j + 1) * k].iter().enumerate() {
+                    bp[kk * NR + j] = v;
+                }
+            }
+        } else {
+            for kk in 0..k {
+                bp[kk * NR..kk * NR + nr].copy_from_slice(&b[kk * n + j0..kk * n + j0 + nr]);
+            }
         }
         for p in 0..panels {
-            let acc = kernel(&ap[p * k * MR..(p + 1) * k * MR], &bp);
+            let acc = tile(&ap[p * k * MR..(p + 1) * k * MR], &bp);
             for (r, accr) in acc.iter().enumerate().take(m - p * MR) {
                 let i = p * MR + r;
                 for (x, &v) in c[i * n + j0..i * n + j0 + nr].iter_mut().zip(accr) {
@@ -132,16 +193,48 @@ fn gemm_tiles<T: Real>(m: usize, n: usize, k: usize, a: &[T], b: &[T], c: &mut [
 
 /// An `MR × NR` tile of `A_panel · B_panel` (`[k][MR]` times `[k][NR]`), accumulated in locals.
 #[inline(always)]
-fn kernel<T: Real>(ap: &[T], bp: &[T]) -> [[T; NR]; MR] {
+fn tile<T: Real, M: MulAdd, const MR: usize, const NR: usize>(ap: &[T], bp: &[T]) -> [[T; NR]; MR] {
     let mut acc = [[T::zero(); NR]; MR];
-    for (a4, b16) in ap.chunks_exact(MR).zip(bp.chunks_exact(NR)) {
-        for (accr, &av) in acc.iter_mut().zip(a4) {
-            for (x, &bv) in accr.iter_mut().zip(b16) {
-                *x = *x + av * bv;
+    for (a_col, b_row) in ap.chunks_exact(MR).zip(bp.chunks_exact(NR)) {
+        for (accr, &av) in acc.iter_mut().zip(a_col) {
+            for (x, &bv) in accr.iter_mut().zip(b_row) {
+                *x = M::madd(av, bv, *x);
             }
         }
     }
     acc
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use std::arch::x86_64::*;
+
+    /// [`super::tile`] for f32, 8 × 32: per step two loads of B, eight broadcasts of A and 16
+    /// fused multiply-adds into 16 zmm accumulators.
+    #[target_feature(enable = "avx512f")]
+    pub(super) fn tile_8x32(ap: &[f32], bp: &[f32]) -> [[f32; 32]; 8] {
+        let k = ap.len() / 8;
+        assert!(bp.len() >= 32 * k);
+        let mut acc = [_mm512_setzero_ps(); 16];
+        for (a, b) in ap.chunks_exact(8).zip(bp.chunks_exact(32)) {
+            // SAFETY: `b` has 32 entries (chunks_exact).
+            let (b0, b1) = unsafe { (_mm512_loadu_ps(b.as_ptr()), _mm512_loadu_ps(b.as_ptr().add(16))) };
+            for r in 0..8 {
+                let av = _mm512_set1_ps(a[r]);
+                acc[2 * r] = _mm512_fmadd_ps(av, b0, acc[2 * r]);
+                acc[2 * r + 1] = _mm512_fmadd_ps(av, b1, acc[2 * r + 1]);
+            }
+        }
+        let mut out = [[0.0f32; 32]; 8];
+        for (r, row) in out.iter_mut().enumerate() {
+            // SAFETY: each row has 32 entries.
+            unsafe {
+                _mm512_storeu_ps(row.as_mut_ptr(), acc[2 * r]);
+                _mm512_storeu_ps(row.as_mut_ptr().add(16), acc[2 * r + 1]);
+            }
+        }
+        out
+    }
 }
 
 /// The transpose of a row-major `rows × cols` matrix.
@@ -219,15 +312,6 @@ fn map_planes<T: Real>(batch: ImageBatch, out: &mut [T], f: impl Fn(std::ops::Ra
     });
 }
 
-fn sum<T: Real>(x: &[T]) -> T {
-    x.iter().fold(T::zero(), |s, &v| s + v)
-}
-
-/// `Σ a·(b − shift)` over two slices.
-fn dot_shifted<T: Real>(a: &[T], b: &[T], shift: T) -> T {
-    a.iter().zip(b).fold(T::zero(), |s, (&x, &y)| s + x * (y - shift))
-}
-
 /// Writes per-group parameter sums (`gsum`, `bsum`: `tasks·channels` each) into a BN block of
 /// `grad` (γ part then β part), summing over tasks when the block is shared.
 fn write_bn_grad<T: Real>(batch: ImageBatch, gsum: &[T], bsum: &[T], grad: ViewMut<'_, Vec<T>>) {
@@ -246,18 +330,29 @@ fn write_bn_grad<T: Real>(batch: ImageBatch, gsum: &[T], bsum: &[T], grad: ViewM
     }
 }
 
-/// For pooled entry (py, px) of a plane `x` (`h × w`): the argmax's offset in the plane (scan
-/// order (0,0), (0,1), (1,0), (1,1), first maximum wins) and whether the maximum is positive.
+/// For every pooled entry of a plane `x` (`h × w`, row-major), in order: the argmax's offset in
+/// the plane (scan order (0,0), (0,1), (1,0), (1,1), first maximum wins; a NaN never wins) and
+/// the maximum. Row by row, so no division per entry.
 #[inline(always)]
-fn window_argmax<T: Real>(x: &[T], w: usize, py: usize, px: usize) -> (usize, bool) {
-    let base = 2 * py * w + 2 * px;
-    let mut best = base;
-    for idx in [base + 1, base + w, base + w + 1] {
-        if x[idx] > x[best] {
-            best = idx;
+fn window_maxima<T: Real>(x: &[T], h: usize, w: usize, mut f: impl FnMut(usize, usize, T)) {
+    let (ph, pw) = (h / 2, w / 2);
+    for py in 0..ph {
+        let top = 2 * py * w;
+        let (r0, r1) = (&x[top..top + w], &x[top + w..top + 2 * w]);
+        for px in 0..pw {
+            let (mut best, mut m) = (2 * px, r0[2 * px]);
+            if r0[2 * px + 1] > m {
+                (best, m) = (2 * px + 1, r0[2 * px + 1]);
+            }
+            if r1[2 * px] > m {
+                (best, m) = (w + 2 * px, r1[2 * px]);
+            }
+            if r1[2 * px + 1] > m {
+                (best, m) = (w + 2 * px + 1, r1[2 * px + 1]);
+            }
+            f(py * pw + px, top + best, m);
         }
     }
-    (best, x[best] > T::zero())
 }
 
 /// `f(input plane offset, pooled plane)` for every pooled plane, images split across threads.
@@ -288,13 +383,19 @@ impl<T: Real> MetaBackend for CpuBackend<T> {
         let (hw, k) = (batch.height * batch.width, batch.channels * 9);
         let out_len = c_out * hw;
         assert!(x.len() >= batch.len() && out.len() >= batch.images() * out_len, "conv3x3: shape mismatch");
+        // The weights (c_out × k) of each distinct block, packed once for all its images.
+        let blocks = if params.stride == 0 { 1 } else { batch.tasks };
+        let packed: Vec<PackedA<T>> = (0..blocks).map(|t| PackedA::new(self.wide, c_out, k, block(&params, t, c_out * k))).collect();
         let work = batch.images() * out_len * k;
         chunked(&mut out[..batch.images() * out_len], out_len, work, |start, o| {
             let i = start / out_len;
             let t = i / batch.per_task;
             let p = block(&params, t, c_out * k + c_out);
-            let mut col = vec![T::zero(); k * hw];
-            im2col(&x[i * batch.image_len()..(i + 1) * batch.image_len()], batch.channels, batch.height, batch.width, &mut col);
+            let a = &packed[if params.stride == 0 { 0 } else { t }];
+            // A pooled buffer: im2col writes every entry, and a fresh allocation this large
+            // would be fresh pages from the kernel for every image.
+            let mut col = self.take_at_least(k * hw);
+            im2col(&x[i * batch.image_len()..(i + 1) * batch.image_len()], batch.channels, batch.height, batch.width, &mut col[..k * hw]);
             if !accumulate {
                 o.fill(T::zero());
             }
@@ -304,7 +405,8 @@ impl<T: Real> MetaBackend for CpuBackend<T> {
                     orow.iter_mut().for_each(|v| *v = *v + b);
                 }
             }
-            gemm_acc(c_out, hw, k, &p[..c_out * k], &col, o);
+            gemm_acc(a, hw, &col[..k * hw], false, o);
+            self.give(col);
         });
     }
 
@@ -322,17 +424,21 @@ impl<T: Real> MetaBackend for CpuBackend<T> {
         assert!(dy.len() >= batch.images() * c_out * hw && dx.len() >= batch.len(), "conv3x3_input_grad: shape mismatch");
         // Wᵀ (k × c_out) per distinct weight block.
         let blocks = if params.stride == 0 { 1 } else { batch.tasks };
-        let wt: Vec<Vec<T>> = (0..blocks).map(|t| transpose(&block(&params, t, c_out * k)[..c_out * k], c_out, k)).collect();
+        let wt: Vec<PackedA<T>> = (0..blocks)
+            .map(|t| PackedA::new(self.wide, k, c_out, &transpose(&block(&params, t, c_out * k)[..c_out * k], c_out, k)))
+            .collect();
         let work = batch.images() * c_out * hw * k;
         chunked(&mut dx[..batch.len()], img, work, |start, d| {
             let i = start / img;
             let t = if params.stride == 0 { 0 } else { i / batch.per_task };
-            let mut dcol = vec![T::zero(); k * hw];
-            gemm_acc(k, hw, c_out, &wt[t], &dy[i * c_out * hw..(i + 1) * c_out * hw], &mut dcol);
+            let mut dcol = self.take_at_least(k * hw);
+            dcol[..k * hw].fill(T::zero());
+            gemm_acc(&wt[t], hw, &dy[i * c_out * hw..(i + 1) * c_out * hw], false, &mut dcol[..k * hw]);
             if !accumulate {
                 d.fill(T::zero());
             }
-            col2im_add(&dcol, batch.channels, batch.height, batch.width, d);
+            col2im_add(&dcol[..k * hw], batch.channels, batch.height, batch.width, d);
+            self.give(dcol);
         });
     }
 
@@ -344,17 +450,17 @@ impl<T: Real> MetaBackend for CpuBackend<T> {
         let work = batch.images() * c_out * hw * k;
         let parts = map_range(chunks.len(), work, |j| {
             let mut acc = vec![T::zero(); c_out * k + c_out];
-            let mut col = vec![T::zero(); k * hw];
+            let mut col = self.take_at_least(k * hw);
             for i in chunks[j].1.clone() {
-                im2col(&x[i * img..(i + 1) * img], batch.channels, batch.height, batch.width, &mut col);
+                im2col(&x[i * img..(i + 1) * img], batch.channels, batch.height, batch.width, &mut col[..k * hw]);
                 let dyi = &dy[i * c_out * hw..(i + 1) * c_out * hw];
-                // dW (c_out × k) += dy (c_out × hw) · colᵀ (hw × k).
-                let col_t = transpose(&col, k, hw);
-                gemm_acc(c_out, k, hw, dyi, &col_t, &mut acc[..c_out * k]);
+                // dW (c_out × k) += dy (c_out × hw) · colᵀ (hw × k), colᵀ read in place.
+                gemm_acc(&PackedA::new(self.wide, c_out, hw, dyi), k, &col[..k * hw], true, &mut acc[..c_out * k]);
                 for (co, drow) in dyi.chunks_exact(hw).enumerate() {
-                    acc[c_out * k + co] = acc[c_out * k + co] + drow.iter().fold(T::zero(), |s, &v| s + v);
+                    acc[c_out * k + co] = acc[c_out * k + co] + sum(drow);
                 }
             }
+            self.give(col);
             acc
         });
         let task_of: Vec<usize> = chunks.iter().map(|c| c.0).collect();
@@ -516,40 +622,31 @@ impl<T: Real> MetaBackend for CpuBackend<T> {
     }
 
     fn relu_maxpool(&self, x: &Vec<T>, batch: ImageBatch, y: &mut Vec<T>) {
-        let pw = batch.width / 2;
+        let (h, w) = (batch.height, batch.width);
         pool_planes(batch, y, |off, plane| {
-            let xp = &x[off..off + batch.height * batch.width];
-            for (o, v) in plane.iter_mut().enumerate() {
-                let (best, pos) = window_argmax(xp, batch.width, o / pw, o % pw);
-                *v = if pos { xp[best] } else { T::zero() };
-            }
+            window_maxima(&x[off..off + h * w], h, w, |o, _, m| plane[o] = if m > T::zero() { m } else { T::zero() });
         });
     }
 
     fn relu_maxpool_backward(&self, x: &Vec<T>, dy: &Vec<T>, batch: ImageBatch, dx: &mut Vec<T>) {
-        let (hw, pw) = (batch.height * batch.width, batch.width / 2);
-        let phw = (batch.height / 2) * pw;
+        let (h, w) = (batch.height, batch.width);
+        let phw = (h / 2) * (w / 2);
         map_planes(batch, dx, |r, _, out| {
             out.fill(T::zero());
-            let plane = r.start / hw;
-            let xp = &x[r];
-            for o in 0..phw {
-                let (best, pos) = window_argmax(xp, batch.width, o / pw, o % pw);
-                if pos {
-                    out[best] = dy[plane * phw + o];
+            let dyp = &dy[(r.start / (h * w)) * phw..][..phw];
+            window_maxima(&x[r], h, w, |o, best, m| {
+                if m > T::zero() {
+                    out[best] = dyp[o];
                 }
-            }
+            });
         });
     }
 
     fn relu_maxpool_tangent(&self, x: &Vec<T>, rx: &Vec<T>, batch: ImageBatch, ry: &mut Vec<T>) {
-        let pw = batch.width / 2;
+        let (h, w) = (batch.height, batch.width);
         pool_planes(batch, ry, |off, plane| {
-            let xp = &x[off..off + batch.height * batch.width];
-            for (o, v) in plane.iter_mut().enumerate() {
-                let (best, pos) = window_argmax(xp, batch.width, o / pw, o % pw);
-                *v = if pos { rx[off + best] } else { T::zero() };
-            }
+            let rxp = &rx[off..off + h * w];
+            window_maxima(&x[off..off + h * w], h, w, |o, best, m| plane[o] = if m > T::zero() { rxp[best] } else { T::zero() });
         });
     }
 
