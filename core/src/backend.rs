@@ -215,6 +215,29 @@ impl HostMatrix {
             HostMatrix::Csr { values, .. } => values.len(),
         }
     }
+    /// The rows `rows`, in that order.
+    pub fn select_rows(&self, rows: &[usize]) -> HostMatrix {
+        match self {
+            HostMatrix::Dense { cols, data, .. } => {
+                let mut out = Vec::with_capacity(rows.len() * cols);
+                for &i in rows {
+                    out.extend_from_slice(&data[i * cols..(i + 1) * cols]);
+                }
+                HostMatrix::Dense { rows: rows.len(), cols: *cols, data: out }
+            }
+            HostMatrix::Csr { cols, indptr, indices, values, .. } => {
+                let (mut ip, mut ix, mut vs) = (Vec::with_capacity(rows.len() + 1), Vec::new(), Vec::new());
+                ip.push(0u32);
+                for &i in rows {
+                    let (a, b) = (indptr[i] as usize, indptr[i + 1] as usize);
+                    ix.extend_from_slice(&indices[a..b]);
+                    vs.extend_from_slice(&values[a..b]);
+                    ip.push(ix.len() as u32);
+                }
+                HostMatrix::Csr { rows: rows.len(), cols: *cols, indptr: ip, indices: ix, values: vs }
+            }
+        }
+    }
     /// Row `i` as (column, value) pairs.
     pub fn row(&self, i: usize) -> Vec<(usize, f64)> {
         match self {

@@ -25,6 +25,16 @@ pub struct Experiment {
     pub corrupted: Option<Vec<bool>>,
 }
 
+impl Experiment {
+    /// The training and validation rows in a seeded random order, the corruption mask with them
+    /// (see [`GlmData::shuffled`]); the test set is untouched.
+    pub fn shuffled(self, seed: u64) -> Experiment {
+        let (data, order) = self.data.shuffled(seed);
+        let corrupted = self.corrupted.map(|mask| order.iter().map(|&i| mask[i]).collect());
+        Experiment { data, corrupted, ..self }
+    }
+}
+
 /// One outer iteration's record.
 #[derive(Clone, Debug, Serialize)]
 pub struct Record {

@@ -5,6 +5,31 @@
 use rand::seq::index;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+
+/// How the algorithms' mini-batches ([`Sampler::train_batch`], [`Sampler::val_batch`]) are drawn.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Batching {
+    /// Every batch an independent uniform draw of distinct rows: the sampling the paper's
+    /// analysis assumes. The default.
+    #[default]
+    Independent,
+    /// The Benchopt bilevel benchmark's `MinibatchSampler`: the rows (shuffled once by whoever
+    /// loads the data, see `Experiment::shuffled`) cut into fixed consecutive batches, visited
+    /// in a fresh random order every epoch, one order per set. A draw costs next to nothing and
+    /// a batch's rows are contiguous in memory, so the kernels stream them instead of gathering.
+    Slices,
+}
+
+/// One set's epoch of consecutive batches ([`Batching::Slices`]).
+struct Epoch {
+    n: usize,
+    b: usize,
+    /// Batch numbers in this epoch's visiting order; `next` is the following one.
+    order: Vec<u32>,
+    next: usize,
+}
 
 /// A seeded source of mini-batches and normal variates.
 pub struct Sampler {
@@ -12,11 +37,55 @@ pub struct Sampler {
     /// Floyd's sampler's membership bits over `0..n`, reused across batches and cleared after
     /// each (see [`Sampler::floyd`]).
     drawn: Vec<u64>,
+    batching: Batching,
+    /// The training and the validation set's epochs under [`Batching::Slices`].
+    epochs: [Option<Epoch>; 2],
 }
 
 impl Sampler {
     pub fn new(seed: u64) -> Self {
-        Sampler { rng: ChaCha8Rng::seed_from_u64(seed), drawn: Vec::new() }
+        Sampler { rng: ChaCha8Rng::seed_from_u64(seed), drawn: Vec::new(), batching: Batching::Independent, epochs: [None, None] }
+    }
+
+    /// Switches how [`Sampler::train_batch`] and [`Sampler::val_batch`] draw.
+    pub fn set_batching(&mut self, batching: Batching) {
+        self.batching = batching;
+        self.epochs = [None, None];
+    }
+
+    pub fn batching(&self) -> Batching {
+        self.batching
+    }
+
+    /// A mini-batch of `b` rows of the training set (`n` rows), drawn as [`Batching`] says.
+    pub fn train_batch(&mut self, n: usize, b: usize) -> Vec<u32> {
+        self.minibatch(0, n, b)
+    }
+
+    /// A mini-batch of `b` rows of the validation set (`n` rows), drawn as [`Batching`] says.
+    pub fn val_batch(&mut self, n: usize, b: usize) -> Vec<u32> {
+        self.minibatch(1, n, b)
+    }
+
+    fn minibatch(&mut self, set: usize, n: usize, b: usize) -> Vec<u32> {
+        if self.batching == Batching::Independent || b >= n {
+            return self.batch(n, b);
+        }
+        // Slices: batch k is rows k·b .. min((k+1)·b, n); the last one may be short, as in
+        // Benchopt (a mean over its rows is still an unbiased row average).
+        let b = b.max(1);
+        let epoch = match &mut self.epochs[set] {
+            Some(e) if e.n == n && e.b == b => e,
+            slot => slot.insert(Epoch { n, b, order: (0..n.div_ceil(b) as u32).collect(), next: usize::MAX }),
+        };
+        if epoch.next >= epoch.order.len() {
+            use rand::seq::SliceRandom;
+            epoch.order.shuffle(&mut self.rng);
+            epoch.next = 0;
+        }
+        let start = epoch.order[epoch.next] as usize * b;
+        epoch.next += 1;
+        (start as u32..(start + b).min(n) as u32).collect()
     }
 
     /// `b` distinct row indices out of `0..n` (all of them, in order, when `b >= n`): exactly
@@ -132,5 +201,52 @@ mod tests {
                 assert_eq!(ours.batch(n, b), want, "n = {n}, b = {b}");
             }
         }
+    }
+
+    /// Independent batching (the default) is exactly `batch`, for both sets.
+    #[test]
+    fn independent_minibatches_are_plain_batches() {
+        let (mut a, mut b) = (Sampler::new(3), Sampler::new(3));
+        for _ in 0..20 {
+            assert_eq!(a.train_batch(1000, 64), b.batch(1000, 64));
+            assert_eq!(a.val_batch(500, 32), b.batch(500, 32));
+        }
+    }
+
+    /// Slices: each batch is a run of consecutive rows starting at a multiple of b; each epoch
+    /// visits every batch once (so every row once, the short last batch included), in an order
+    /// that changes from epoch to epoch; the two sets keep separate epochs; the seed fixes it all.
+    #[test]
+    fn slices_cover_each_epoch_once_in_consecutive_batches() {
+        let (n, b, nv, bv) = (1003, 64, 1003, 100);
+        let mut s = Sampler::new(11);
+        s.set_batching(Batching::Slices);
+        let mut orders = Vec::new();
+        for _ in 0..3 {
+            let mut seen = vec![0u32; n];
+            let mut order = Vec::new();
+            let mut val_seen = vec![0u32; nv];
+            for k in 0..n.div_ceil(b) {
+                let batch = s.train_batch(n, b);
+                assert_eq!(batch[0] as usize % b, 0);
+                assert!(batch.windows(2).all(|w| w[1] == w[0] + 1));
+                assert_eq!(batch.len(), b.min(n - batch[0] as usize));
+                order.push(batch[0] / b as u32);
+                batch.iter().for_each(|&i| seen[i as usize] += 1);
+                // Interleaved validation draws do not disturb the training epoch.
+                if k < nv.div_ceil(bv) {
+                    s.val_batch(nv, bv).iter().for_each(|&i| val_seen[i as usize] += 1);
+                }
+            }
+            assert!(seen.iter().all(|&c| c == 1), "one epoch covers each row once");
+            assert!(val_seen.iter().all(|&c| c == 1), "the validation epoch too");
+            orders.push(order);
+        }
+        assert!(orders[0] != orders[1] && orders[1] != orders[2], "a fresh order each epoch");
+        let mut again = Sampler::new(11);
+        again.set_batching(Batching::Slices);
+        assert_eq!(again.train_batch(n, b)[0] / b as u32, orders[0][0], "seeded");
+        // A batch as large as the set is the whole set, in order.
+        assert_eq!(s.train_batch(10, 10), (0..10).collect::<Vec<u32>>());
     }
 }

@@ -52,6 +52,15 @@ fn cases() -> Vec<Case> {
         Case { name: "csr c=10 softmax", x: images(&mut s, n, 70, 0.1, 0.0).by_density(), c: 10, loss: LossKind::Softmax, fused: true },
         Case { name: "csr c=20 softmax", x: images(&mut s, n, 53, 0.1, 0.0).by_density(), c: 20, loss: LossKind::Softmax, fused: true },
         Case { name: "csr c=1 squared", x: images(&mut s, n, 40, 0.1, 0.0).by_density(), c: 1, loss: LossKind::Squared, fused: true },
+        // MNIST's full width (its padded Y, V and G outgrow L1), and one class over many columns.
+        Case { name: "shifted csr c=10 softmax d=785", x: images(&mut s, n, 785, 0.2, -0.4), c: 10, loss: LossKind::Softmax, fused: true },
+        Case {
+            name: "csr c=1 logistic d=13000",
+            x: images(&mut s, n, 13_000, 0.01, 0.0).by_density(),
+            c: 1,
+            loss: LossKind::Logistic,
+            fused: true,
+        },
         // Not fused (the composition runs): dense with several classes, an uncompiled class count.
         Case { name: "dense c=3 softmax", x: dense(&mut s, 9), c: 3, loss: LossKind::Softmax, fused: false },
         Case { name: "csr c=3 softmax", x: images(&mut s, n, 50, 0.1, 0.0).by_density(), c: 3, loss: LossKind::Softmax, fused: false },
@@ -164,7 +173,8 @@ fn check<T: Real>(be: &CpuBackend<T>, case: &Case, batch: &[u32], op: Op, weight
 fn batches(n: usize) -> Vec<Vec<u32>> {
     let mut s = Sampler::new(3);
     // 64 (the benchmarks'), odd sizes (tails of the 16-row blocks), one row, repeated draws.
-    vec![s.batch(n, 64), s.batch(n, 37), s.batch(n, 1), s.batch(n, 17)]
+    // And a run of consecutive rows (Benchopt-style slices).
+    vec![s.batch(n, 64), s.batch(n, 37), s.batch(n, 1), s.batch(n, 17), (100..164).collect()]
 }
 
 fn check_all<T: Real>(be: &CpuBackend<T>, tol: f64, kernel: &str) {

@@ -13,11 +13,12 @@ use bilevel_core::backend::{HostMatrix, LossKind};
 use bilevel_core::outer::{OuterLoop, OuterOpt};
 use bilevel_core::problems::glm::{Glm, GlmData, HyperKind};
 use bilevel_core::problems::synthetic::SyntheticSpec;
+use bilevel_core::sampler::Batching;
 use bilevel_core::Backend;
 use clap::Args;
 use serde_json::json;
 
-use crate::common::{on_backend, BackendArgs, BackendKind, Job};
+use crate::common::{on_backend, BackendArgs, BackendKind, BatchesArg, Job};
 use crate::data::DataArgs;
 use crate::experiments::{hyperclean_experiment, ijcnn1_experiment, newsgroups_experiment};
 use bilevel_core::problems::RegScale;
@@ -34,6 +35,11 @@ pub struct BenchArgs {
     /// Backends: cpu, cpu32, gpu (comma-separated).
     #[arg(long, default_value = "cpu32,gpu", value_delimiter = ',')]
     backends: Vec<String>,
+    /// Mini-batch drawing, one case each (comma-separated): independent (the paper's uniform
+    /// draws, the default) and/or slices (Benchopt's: rows shuffled once, fixed consecutive
+    /// batches, a new batch order each epoch).
+    #[arg(long, value_enum, default_value = "independent", value_delimiter = ',', ignore_case = true)]
+    batches: Vec<BatchesArg>,
     /// Timed outer iterations per case (after 2 warm-up iterations); at least this many, and
     /// more until --min_time seconds have been timed (small problems need thousands).
     #[arg(long, default_value_t = 10)]
@@ -145,24 +151,29 @@ pub fn run(args: BenchArgs) -> Result<()> {
         .with_context(|| format!("cannot open {}", args.out.display()))?;
     let mut out = BufWriter::new(file);
     let machine = format!("{} cores, {}", std::thread::available_parallelism().map_or(0, |n| n.get()), std::env::consts::ARCH);
-    println!("{:<11} {:<8} {:<34} {:>12} {:>14}", "problem", "alg", "backend", "s/iter", "samples/s");
+    println!("{:<11} {:<8} {:<12} {:<34} {:>12} {:>14}", "problem", "alg", "batches", "backend", "s/iter", "samples/s");
     for shape in &shapes {
         let data = if args.real { real_data(shape.name, &args.data)? } else { shape.spec.generate() };
+        // Slices take consecutive batches of rows, so they need the rows in a random order.
+        let shuffled = args.batches.contains(&BatchesArg::Slices).then(|| data.shuffled(0).0);
         let (rows, cols) = data.x_train.shape();
         let layout = if matches!(data.x_train, HostMatrix::Csr { .. }) { "CSR" } else { "dense" };
         println!("{}: {} training rows × {cols} features, {layout}, {} non-zeros", shape.name, rows, data.x_train.nnz());
         for &backend in &backends {
-            let job = Cases {
-                shape,
-                real: args.real,
-                data: &data,
-                algs: &algs,
-                iters: args.iters,
-                min_time: args.min_time,
-                machine: &machine,
-                out: &mut out,
-            };
-            on_backend(&BackendArgs { backend, adapter: args.adapter.clone() }, job)?;
+            for &batches in &args.batches {
+                let job = Cases {
+                    shape,
+                    real: args.real,
+                    data: if batches == BatchesArg::Slices { shuffled.as_ref().unwrap_or(&data) } else { &data },
+                    batching: batches.into(),
+                    algs: &algs,
+                    iters: args.iters,
+                    min_time: args.min_time,
+                    machine: &machine,
+                    out: &mut out,
+                };
+                on_backend(&BackendArgs { backend, adapter: args.adapter.clone() }, job)?;
+            }
         }
     }
     println!("results appended to {}", args.out.display());
@@ -173,6 +184,7 @@ struct Cases<'a> {
     shape: &'a Shape,
     real: bool,
     data: &'a GlmData,
+    batching: Batching,
     algs: &'a [AlgKind],
     iters: usize,
     min_time: f64,
@@ -191,6 +203,7 @@ impl Job for Cases<'_> {
                 OuterOpt::Sgd { momentum: 0.0 },
                 0,
             );
+            run.rng.set_batching(self.batching);
             // Waiting (one scalar read) ends every timed iteration.
             let wait = |run: &OuterLoop<'_, B, Glm<B>>| -> Result<()> {
                 pollster::block_on(run.wait())?;
@@ -236,14 +249,16 @@ impl Job for Cases<'_> {
                     "samples": samples,
                 },
                 "settings": self.shape.hyper,
+                "batches": self.batching,
                 "peak_rss_bytes": peak_rss(),
             });
             writeln!(self.out, "{record}")?;
             self.out.flush()?;
             println!(
-                "{:<11} {:<8} {:<34} {:>12.6} {:>14.0}",
+                "{:<11} {:<8} {:<12} {:<34} {:>12.6} {:>14.0}",
                 self.shape.name,
                 alg.name(),
+                format!("{:?}", self.batching).to_lowercase(),
                 truncate(&be.describe(), 34),
                 median,
                 samples / mean

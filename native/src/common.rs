@@ -7,6 +7,7 @@ use bilevel_core::algorithms::{AlgKind, Hyper};
 use bilevel_core::cpu::CpuBackend;
 use bilevel_core::gpu::{GpuBackend, GpuOptions};
 use bilevel_core::problems::RegScale;
+use bilevel_core::sampler::Batching;
 use bilevel_core::Backend;
 use clap::{Args, ValueEnum};
 
@@ -96,6 +97,25 @@ pub enum CompatArg {
     Paper,
     V1,
     Head,
+}
+
+/// How mini-batches are drawn (`--batches`; see `bilevel_core::sampler::Batching`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum BatchesArg {
+    /// Independent uniform draws (the paper's sampling).
+    #[default]
+    Independent,
+    /// Benchopt's: rows shuffled once, fixed consecutive batches, a fresh batch order each epoch.
+    Slices,
+}
+
+impl From<BatchesArg> for Batching {
+    fn from(a: BatchesArg) -> Self {
+        match a {
+            BatchesArg::Independent => Batching::Independent,
+            BatchesArg::Slices => Batching::Slices,
+        }
+    }
 }
 
 /// `--alg NAME [--compat ...]` as an algorithm.

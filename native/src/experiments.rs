@@ -248,6 +248,7 @@ fn drive(run: RunArgs, exp: Experiment, name: &str, defaults: Hyper, epochs: usi
         seed: run.seed,
         out: run.out.clone(),
         time_budget: run.time_budget,
+        batching: run.batches.into(),
         exp,
     };
     if drive.epochs == 0 {

@@ -11,6 +11,7 @@ use bilevel_core::algorithms::{AlgKind, Hyper};
 use bilevel_core::experiment::Experiment;
 use bilevel_core::outer::OuterOpt;
 use bilevel_core::problems::RegScale;
+use bilevel_core::sampler::Batching;
 use clap::Args;
 use serde_json::Value;
 
@@ -84,6 +85,7 @@ pub fn run(args: ReproduceArgs) -> Result<()> {
             seed: args.seed,
             out: Some(out.clone()),
             time_budget,
+            batching: Batching::Independent,
         };
         on_backend(&args.backend, drive)?;
         Ok(out)

@@ -11,12 +11,13 @@ use anyhow::{Context, Result};
 use bilevel_core::algorithms::{AlgKind, Hyper};
 use bilevel_core::experiment::{Experiment, Record, Run};
 use bilevel_core::outer::OuterOpt;
+use bilevel_core::sampler::Batching;
 use bilevel_core::Backend;
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
-use crate::common::{algorithm, BackendArgs, CompatArg, HyperArgs, Job};
+use crate::common::{algorithm, BackendArgs, BatchesArg, CompatArg, HyperArgs, Job};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum OptArg {
@@ -34,6 +35,10 @@ pub struct RunArgs {
     /// stocBiO's version: the paper's, or the reference code's (v1: its published figures).
     #[arg(long, value_enum, default_value = "paper", ignore_case = true)]
     pub compat: CompatArg,
+    /// How mini-batches are drawn: independent uniform draws (the paper's), or Benchopt's
+    /// slices (the rows shuffled once, fixed consecutive batches, a new batch order each epoch).
+    #[arg(long, value_enum, default_value = "independent", ignore_case = true)]
+    pub batches: BatchesArg,
     /// Outer iterations.
     #[arg(long)]
     pub epochs: Option<usize>,
@@ -85,6 +90,7 @@ pub struct Drive {
     pub seed: u64,
     pub out: Option<PathBuf>,
     pub time_budget: Option<f64>,
+    pub batching: Batching,
 }
 
 impl Job for Drive {
@@ -106,7 +112,10 @@ impl Job for Drive {
             Ok(())
         };
         eprintln!("{}: {} on {} ({} outer iterations)", self.name, self.alg, be.describe(), self.epochs);
-        let mut run = Run::new(be, &self.exp, self.alg, self.hyper.clone(), self.opt, self.seed)?;
+        // Slices need randomly ordered rows: shuffle the data once (seeded), as Benchopt does.
+        let exp = if self.batching == Batching::Slices { self.exp.shuffled(self.seed) } else { self.exp };
+        let mut run = Run::new(be, &exp, self.alg, self.hyper.clone(), self.opt, self.seed)?;
+        run.outer.rng.set_batching(self.batching);
         let start = Instant::now();
         let now = move || start.elapsed().as_secs_f64();
         let mut last = pollster::block_on(run.initial())?;
@@ -138,6 +147,7 @@ impl Job for Drive {
             "alg": self.alg.name(),
             "backend": be.describe(),
             "settings": self.hyper,
+            "batches": self.batching,
             "outer_iterations": last.iter,
             "time_s": last.time_s,
             "test_loss": last.test_loss,

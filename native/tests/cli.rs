@@ -260,9 +260,11 @@ fn bench_appends_one_record_per_case() {
     let _ = std::fs::remove_file(&path);
     // (The real hyper-cleaning case times stocBiO alone: a full-batch algorithm on 20,000 MNIST
     // rows takes a minute in a debug build.)
-    for extra in
-        [&["--problems", "ijcnn1", "--algs", "stocBiO,AID-CG"][..], &["--problems", "hyperclean", "--real", "--algs", "stocBiO"][..]]
-    {
+    for extra in [
+        &["--problems", "ijcnn1", "--algs", "stocBiO,AID-CG"][..],
+        &["--problems", "hyperclean", "--real", "--algs", "stocBiO"][..],
+        &["--problems", "ijcnn1", "--algs", "stocBiO", "--batches", "slices"][..],
+    ] {
         let mut args = vec!["bench", "--backends", "cpu32", "--iters", "2", "--min_time", "0", "--out", p];
         args.extend_from_slice(extra);
         let out = bilevel(&args);
@@ -270,11 +272,15 @@ fn bench_appends_one_record_per_case() {
     }
     let text = std::fs::read_to_string(&path).expect("bench output");
     let records: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).expect("a JSON line")).collect();
-    assert_eq!(records.len(), 3);
-    for (r, (problem, data, alg)) in
-        records.iter().zip([("ijcnn1", "synthetic", "stocBiO"), ("ijcnn1", "synthetic", "AID-CG"), ("hyperclean", "real", "stocBiO")])
-    {
+    assert_eq!(records.len(), 4);
+    for (r, (problem, data, alg, batches)) in records.iter().zip([
+        ("ijcnn1", "synthetic", "stocBiO", "independent"),
+        ("ijcnn1", "synthetic", "AID-CG", "independent"),
+        ("hyperclean", "real", "stocBiO", "independent"),
+        ("ijcnn1", "synthetic", "stocBiO", "slices"),
+    ]) {
         assert_eq!((r["problem"].as_str(), r["data"].as_str(), r["alg"].as_str()), (Some(problem), Some(data), Some(alg)), "{r}");
+        assert_eq!(r["batches"].as_str(), Some(batches), "{r}");
         assert!(r["s_per_iter_median"].as_f64().is_some_and(|t| t > 0.0), "{r}");
         assert_eq!(r["iters"].as_u64(), Some(2), "{r}");
         // stocBiO: T = 10 inner gradients and Q = 10 HVPs per outer iteration.

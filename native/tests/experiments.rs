@@ -88,6 +88,18 @@ fn ijcnn1_on_its_files() {
     assert!(recs[2]["test_acc"].as_f64().unwrap() > 0.85, "ijcnn1 is about 90 % negative: {}", recs[2]);
 }
 
+/// stocBiO on ijcnn1 with Benchopt's slices (`--batches slices`: the rows shuffled once, fixed
+/// consecutive batches): it learns, and the summary says how batches were drawn.
+#[test]
+fn ijcnn1_with_slices() {
+    let (recs, summary) =
+        records(&["ijcnn1", "--alg", "stocBiO", "--epochs", "5", "--batches", "slices", "--backend", "cpu32"], "ijcnn1-slices");
+    check(&recs, 5);
+    assert_eq!(summary["batches"], "slices", "{summary}");
+    assert_eq!(recs[5]["oracle_counts"]["samples"].as_u64().map(|s| s > 0), Some(true), "{}", recs[5]);
+    assert!(recs[5]["val_loss"].as_f64().unwrap() < recs[0]["val_loss"].as_f64().unwrap(), "{} {}", recs[0], recs[5]);
+}
+
 #[test]
 fn run_bad_input_is_one_line() {
     for (args, needle) in [

@@ -86,12 +86,12 @@ impl<B: Backend> RandomNeumann<B> {
         h: &mut B::Vector,
         rng: &mut Sampler,
     ) {
-        let d_f = be.indices(&rng.batch(p.n_val(), hyper.val_batch_size));
+        let d_f = be.indices(&rng.val_batch(p.n_val(), hyper.val_batch_size));
         p.outer_grad_y(be, x, y, Rows::Batch(&d_f), &mut self.r);
         for _ in 0..q {
             neumann_step(be, p, x, y, &mut self.r, &mut self.hr, hyper.eta, Some(hyper.batch_size), rng);
         }
-        let d_g = be.indices(&rng.batch(p.n_train(), hyper.batch_size));
+        let d_g = be.indices(&rng.train_batch(p.n_train(), hyper.batch_size));
         p.mixed_jvp(be, x, y, &self.r, Rows::Batch(&d_g), h);
         be.scale(Coef::c(-(hyper.q as f64) * hyper.eta), h);
         p.add_outer_grad_x(be, x, y, Rows::Batch(&d_f), h);

@@ -208,7 +208,7 @@ pub fn inner_descent<B: Backend, P: Problem<B>>(
     for _ in 0..steps {
         match batch {
             Some(b) => {
-                let s_t = be.indices(&rng.batch(p.n_train(), b));
+                let s_t = be.indices(&rng.train_batch(p.n_train(), b));
                 p.inner_step(be, x, y, alpha, Rows::Batch(&s_t), grad);
             }
             None => p.inner_step(be, x, y, alpha, Rows::All, grad),
@@ -231,7 +231,7 @@ pub(crate) fn neumann_step<B: Backend, P: Problem<B>>(
 ) {
     match batch {
         Some(b) => {
-            let b_j = be.indices(&rng.batch(p.n_train(), b));
+            let b_j = be.indices(&rng.train_batch(p.n_train(), b));
             p.neumann_step(be, x, y, r, eta, Rows::Batch(&b_j), hr);
         }
         None => p.neumann_step(be, x, y, r, eta, Rows::All, hr),

@@ -47,9 +47,9 @@ impl<B: Backend, P: Problem<B>> Algorithm<B, P> for Soba<B> {
         rng: &mut Sampler,
     ) {
         let Hyper { eta, alpha, batch_size, val_batch_size, .. } = self.hyper;
-        let b_1 = be.indices(&rng.batch(p.n_train(), batch_size));
-        let b_2 = be.indices(&rng.batch(p.n_train(), batch_size));
-        let d_f = be.indices(&rng.batch(p.n_val(), val_batch_size));
+        let b_1 = be.indices(&rng.train_batch(p.n_train(), batch_size));
+        let b_2 = be.indices(&rng.train_batch(p.n_train(), batch_size));
+        let d_f = be.indices(&rng.val_batch(p.n_val(), val_batch_size));
 
         // All three directions at the current (x, y, v).
         p.inner_grad(be, x, y, Rows::Batch(&b_1), &mut self.d_y);

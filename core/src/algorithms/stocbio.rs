@@ -76,7 +76,7 @@ impl<B: Backend> StocBiO<B> {
         inner_descent(be, p, x, y, &mut self.grad, big_t, alpha, Some(batch_size), rng);
 
         // v_0 = ∇_y f(x, y; D_F)
-        let d_f = be.indices(&rng.batch(p.n_val(), val_batch_size));
+        let d_f = be.indices(&rng.val_batch(p.n_val(), val_batch_size));
         p.outer_grad_y(be, x, y, Rows::Batch(&d_f), &mut self.r);
         be.copy(&self.r, &mut self.sum);
 
@@ -87,7 +87,7 @@ impl<B: Backend> StocBiO<B> {
         }
 
         // ĥ = ∇_x f − J_{D_G}[v_Q],  v_Q = η·sum  (η folded into the scale of J's output).
-        let d_g = be.indices(&rng.batch(p.n_train(), batch_size));
+        let d_g = be.indices(&rng.train_batch(p.n_train(), batch_size));
         p.mixed_jvp(be, x, y, &self.sum, Rows::Batch(&d_g), h);
         be.scale(Coef::c(-eta), h);
         p.add_outer_grad_x(be, x, y, Rows::Batch(&d_f), h);

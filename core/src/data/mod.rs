@@ -24,8 +24,6 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::backend::HostMatrix;
-
 /// One split of a data set: a design matrix and one label per row (the type the svmlight reader
 /// returns and `ProblemKind::from_svmlight` takes).
 pub type Labeled = svmlight::Svmlight;
@@ -70,28 +68,7 @@ pub(crate) fn open_file(path: &std::path::Path, what: &str, hint: &str) -> Resul
 
 /// The rows `rows` of `data`, in that order.
 pub fn select_rows(data: &Labeled, rows: &[usize]) -> Labeled {
-    let labels = rows.iter().map(|&i| data.labels[i]).collect();
-    let x = match &data.x {
-        HostMatrix::Dense { cols, data, .. } => {
-            let mut out = Vec::with_capacity(rows.len() * cols);
-            for &i in rows {
-                out.extend_from_slice(&data[i * cols..(i + 1) * cols]);
-            }
-            HostMatrix::Dense { rows: rows.len(), cols: *cols, data: out }
-        }
-        HostMatrix::Csr { cols, indptr, indices, values, .. } => {
-            let (mut ip, mut ix, mut vs) = (Vec::with_capacity(rows.len() + 1), Vec::new(), Vec::new());
-            ip.push(0u32);
-            for &i in rows {
-                let (a, b) = (indptr[i] as usize, indptr[i + 1] as usize);
-                ix.extend_from_slice(&indices[a..b]);
-                vs.extend_from_slice(&values[a..b]);
-                ip.push(ix.len() as u32);
-            }
-            HostMatrix::Csr { rows: rows.len(), cols: *cols, indptr: ip, indices: ix, values: vs }
-        }
-    };
-    Labeled { labels, x }
+    Labeled { labels: rows.iter().map(|&i| data.labels[i]).collect(), x: data.x.select_rows(rows) }
 }
 
 /// A seeded stratified split of `0..labels.len()` into `(first, second)` with `second.len() ==
@@ -148,6 +125,7 @@ pub fn class_counts(labels: &[usize], classes: usize) -> Vec<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::HostMatrix;
 
     #[test]
     fn stratified_split_keeps_class_proportions_and_is_seeded() {

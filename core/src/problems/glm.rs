@@ -17,6 +17,7 @@ use std::cell::RefCell;
 
 use super::Problem;
 use crate::backend::{Backend, Coef, GlmRows, HostMatrix, LossKind, Reg, RowTerm, Rows};
+use crate::sampler::Sampler;
 
 /// The hyperparameters and the inner problem's regulariser.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
@@ -37,6 +38,28 @@ pub struct GlmData {
     pub loss: LossKind,
     /// Output columns c (1 for squared and logistic losses).
     pub classes: usize,
+}
+
+impl GlmData {
+    /// The same data with the training rows and the validation rows each in a seeded random
+    /// order, as [`Batching::Slices`](crate::sampler::Batching::Slices) expects (its fixed
+    /// consecutive batches must be random sets of rows). Also returns the training order (row i
+    /// of the result is row `order[i]` of `self`) for per-row metadata.
+    pub fn shuffled(&self, seed: u64) -> (GlmData, Vec<usize>) {
+        let mut rng = Sampler::new(seed ^ 0x5_11ce);
+        let mut order = |n: usize| rng.permutation(n).into_iter().map(|i| i as usize).collect::<Vec<_>>();
+        let (train, val) = (order(self.t_train.len()), order(self.t_val.len()));
+        let pick = |t: &[f64], rows: &[usize]| rows.iter().map(|&i| t[i]).collect();
+        let data = GlmData {
+            x_train: self.x_train.select_rows(&train),
+            t_train: pick(&self.t_train, &train),
+            x_val: self.x_val.select_rows(&val),
+            t_val: pick(&self.t_val, &val),
+            loss: self.loss,
+            classes: self.classes,
+        };
+        (data, train)
+    }
 }
 
 /// A GLM bilevel problem resident on a backend.

@@ -160,8 +160,13 @@ pub(super) unsafe fn csr_rows(
         Some((cols, vals)) => dots(cols, vals),
         None => (_mm512_setzero_ps(), _mm512_setzero_ps()),
     };
-    let mut e_sum = _mm512_setzero_ps();
     let span = |row: usize| indptr[row] as usize..indptr[row + 1] as usize;
+    // Two passes over the batch: first every row's terms e_k (the dot products read Y and
+    // V), then G += x_k ⊗ e_k (reading and writing G only), so that each pass's matrices
+    // share L1 with fewer others.
+    let b = f.rows.len();
+    let mut es: Vec<__m512> = Vec::with_capacity(b);
+    let mut e_sum = _mm512_setzero_ps();
     let mut coefs = [0.0; 16];
     for (k, &row) in f.rows.iter().enumerate() {
         if k % 16 == 0 {
@@ -181,8 +186,12 @@ pub(super) unsafe fn csr_rows(
         let e = row_term(f.loss, z, mask, f.targets[row], f.v.map(|_| u));
         let e = _mm512_mul_ps(e, _mm512_set1_ps(coefs[k % 16]));
         e_sum = _mm512_add_ps(e_sum, e);
+        es.push(e);
+    }
+    for (&row, &e) in f.rows.iter().zip(&es) {
+        let row = row as usize;
         // SAFETY: this function's contract.
-        unsafe { scatter(cols, vals, e, c, g) };
+        unsafe { scatter(&indices[span(row)], &values[span(row)], e, c, g) };
     }
     // X = S + 1sᵀ:  G += s ⊗ Σ_k e_k.
     if let Some((cols, vals)) = shift {
