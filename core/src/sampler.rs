@@ -53,10 +53,6 @@ impl Sampler {
         self.epochs = [None, None];
     }
 
-    pub fn batching(&self) -> Batching {
-        self.batching
-    }
-
     /// A mini-batch of `b` rows of the training set (`n` rows), drawn as [`Batching`] says.
     pub fn train_batch(&mut self, n: usize, b: usize) -> Vec<u32> {
         self.minibatch(0, n, b)
