@@ -86,8 +86,11 @@ pub struct CpuBackend<T: Real> {
     /// Work buffers of the data products (Wᵀ, per-thread accumulators), reused across calls so
     /// that a solver's steady state allocates nothing.
     pool: Mutex<Vec<Vec<T>>>,
-    /// Whether the fused f32 kernels may use AVX-512 (where the CPU has it).
+    /// Whether the fused f32 kernels may use intrinsics (AVX-512 or AVX2, where the CPU has
+    /// them), and the meta-learning GEMM its AVX-512 tiles.
     pub(crate) wide: bool,
+    /// Whether the fused f32 kernels may use AVX-512 (else AVX2 at most).
+    pub(crate) avx512: bool,
 }
 
 impl<T: Real> Default for CpuBackend<T> {
@@ -98,19 +101,25 @@ impl<T: Real> Default for CpuBackend<T> {
 
 impl<T: Real> CpuBackend<T> {
     pub fn new() -> Self {
-        CpuBackend { pool: Mutex::default(), wide: true }
+        CpuBackend { pool: Mutex::default(), wide: true, avx512: true }
     }
 
-    /// The same backend without the AVX-512 kernels (the portable ones every other CPU runs;
-    /// for tests and comparisons).
+    /// The same backend without the intrinsics kernels (the portable ones every other CPU
+    /// runs; for tests and comparisons).
     pub fn portable(self) -> Self {
         CpuBackend { wide: false, ..self }
     }
 
-    /// Which kernel [`Backend::glm_batch`] runs for `data`: `"avx512"`, `"portable"` (fused), or
-    /// `None` (the unfused composition of the primitives).
+    /// The same backend with the fused kernels' AVX-512 forms off: AVX2 where the CPU has it
+    /// (so that a CPU with AVX-512 tests and times the AVX2 kernels too).
+    pub fn without_avx512(self) -> Self {
+        CpuBackend { avx512: false, ..self }
+    }
+
+    /// Which kernel [`Backend::glm_batch`] runs for `data`: `"avx512"`, `"avx2"`, `"portable"`
+    /// (fused), or `None` (the unfused composition of the primitives).
     pub fn glm_batch_kernel(&self, data: &GlmRows<'_, Self>) -> Option<&'static str> {
-        fused::applies(data).then(|| if fused::uses_avx512(self, data) { "avx512" } else { "portable" })
+        fused::applies(data).then(|| fused::simd(self, data).map_or("portable", fused::Simd::name))
     }
 
     /// A work buffer of `len` elements (contents unspecified).

@@ -4,7 +4,7 @@
 //! every storage it fuses (dense c = 1, CSR, shifted CSR `S + 1sᵀ`), every term (gradient and
 //! curvature, at a separate point or in place), every regulariser, with and without sample
 //! weights, odd batch sizes; in f64 (the portable kernels, to rounding) and in f32 (the
-//! AVX-512 kernels where the CPU has them, and the portable ones).
+//! AVX-512 and AVX2 kernels where the CPU has them, and the portable ones).
 
 mod common;
 
@@ -182,7 +182,7 @@ fn check_all<T: Real>(be: &CpuBackend<T>, tol: f64, kernel: &str) {
         for batch in batches(case.x.shape().0) {
             for op in OPS {
                 for weighted in [false, true] {
-                    // The AVX-512 kernels hold a row in one register: more than 16 classes stay portable.
+                    // The intrinsics kernels hold a row in 16 lanes: more than 16 classes stay portable.
                     let kernel = if case.c > 16 { "portable" } else { kernel };
                     check(be, &case, &batch, op, weighted, tol, kernel);
                 }
@@ -201,23 +201,47 @@ fn fused_f32_portable_matches_the_composition() {
     check_all(&CpuBackend::<f32>::new().portable(), 2e-5, "portable");
 }
 
-/// The AVX-512 kernels where this CPU has them (the CI machine does; elsewhere the portable
-/// kernels run and the test says so rather than passing on nothing).
+/// Whether this CPU has AVX-512F, and AVX2 with FMA.
+fn cpu_simd() -> (bool, bool) {
+    #[cfg(target_arch = "x86_64")]
+    return (
+        std::arch::is_x86_feature_detected!("avx512f"),
+        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma"),
+    );
+    #[cfg(not(target_arch = "x86_64"))]
+    (false, false)
+}
+
+/// The default f32 backend takes the widest intrinsics kernels this CPU has (where it has
+/// none, the portable kernels run and the test says so rather than passing on nothing).
 #[test]
-fn fused_f32_avx512_matches_the_composition() {
-    let avx512 = cfg!(target_arch = "x86_64") && std::arch::is_x86_feature_detected!("avx512f");
-    if !avx512 {
-        eprintln!("this CPU has no AVX-512F: checking the portable f32 kernels instead");
+fn fused_f32_simd_matches_the_composition() {
+    let kernel = match cpu_simd() {
+        (true, _) => "avx512",
+        (false, true) => "avx2",
+        _ => {
+            eprintln!("this CPU has neither AVX-512F nor AVX2: checking the portable f32 kernels instead");
+            "portable"
+        }
+    };
+    check_all(&CpuBackend::<f32>::new(), 2e-5, kernel);
+}
+
+/// The AVX2 kernels, on a CPU with AVX-512 too (the default backend takes those there).
+#[test]
+fn fused_f32_avx2_matches_the_composition() {
+    let avx2 = cpu_simd().1;
+    if !avx2 {
+        eprintln!("this CPU has no AVX2 and FMA: checking the portable f32 kernels instead");
     }
-    check_all(&CpuBackend::<f32>::new(), 2e-5, if avx512 { "avx512" } else { "portable" });
+    check_all(&CpuBackend::<f32>::new().without_avx512(), 2e-5, if avx2 { "avx2" } else { "portable" });
 }
 
 /// A NaN in the point reaches the output (divergence must not be hidden by the clamped `exp`
 /// of the AVX-512 kernels).
 #[test]
 fn fused_propagates_nan() {
-    for be_wide in [true, false] {
-        let be = if be_wide { CpuBackend::<f32>::new() } else { CpuBackend::<f32>::new().portable() };
+    for be in [CpuBackend::<f32>::new(), CpuBackend::<f32>::new().without_avx512(), CpuBackend::<f32>::new().portable()] {
         for case in cases().into_iter().filter(|c| c.fused) {
             let (n, d) = case.x.shape();
             let c = case.c;

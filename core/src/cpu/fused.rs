@@ -22,6 +22,8 @@ use super::{apply_reg, axpy_slice, residual_and_loss, row_curvature, sigmoid, to
 use crate::backend::{GlmRows, LossKind, Reg, RowTerm, Rows};
 
 #[cfg(target_arch = "x86_64")]
+mod avx2;
+#[cfg(target_arch = "x86_64")]
 mod avx512;
 
 /// The largest `d × c` result the fused path accumulates privately (a 256 KiB f32 buffer,
@@ -48,22 +50,46 @@ pub(super) fn applies<T: Real>(data: &GlmRows<'_, CpuBackend<T>>) -> bool {
     layout && d * c <= MAX_OUT && work < super::PARALLEL_WORK
 }
 
-/// Whether [`glm_batch`] runs the AVX-512 kernels for `data` (f32, a CPU with AVX-512F, the
-/// backend allows it, at most 16 classes, and an element-wise loss for dense rows).
-pub(super) fn uses_avx512<T: Real>(be: &CpuBackend<T>, data: &GlmRows<'_, CpuBackend<T>>) -> bool {
+/// The hand-written f32 kernels a CPU can run, widest first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Simd {
+    Avx512,
+    Avx2,
+}
+
+impl Simd {
+    /// The kernel's name in [`CpuBackend::glm_batch_kernel`](super::CpuBackend::glm_batch_kernel).
+    pub(super) fn name(self) -> &'static str {
+        match self {
+            Simd::Avx512 => "avx512",
+            Simd::Avx2 => "avx2",
+        }
+    }
+}
+
+/// Which intrinsics kernels [`glm_batch`] runs for `data`, if any: f32, the backend allows
+/// them, at most 16 classes, an element-wise loss for dense rows, and the CPU has AVX-512F
+/// (unless the backend excludes it) or else AVX2 with FMA.
+pub(super) fn simd<T: Real>(be: &CpuBackend<T>, data: &GlmRows<'_, CpuBackend<T>>) -> Option<Simd> {
     #[cfg(target_arch = "x86_64")]
     {
         let dense = matches!(data.x.for_rows(data.rows), CpuMatrix::Dense { .. });
-        be.wide
-            && avx512::available()
+        let eligible = be.wide
             && std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>()
             && data.c <= 16
-            && !(dense && data.loss == LossKind::Softmax)
+            && !(dense && data.loss == LossKind::Softmax);
+        if !eligible {
+            None
+        } else if be.avx512 && avx512::available() {
+            Some(Simd::Avx512)
+        } else {
+            avx2::available().then_some(Simd::Avx2)
+        }
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
         let _ = (be.wide, data);
-        false
+        None
     }
 }
 
@@ -116,9 +142,9 @@ pub(super) fn glm_batch<T: Real>(
         y,
         v,
     };
-    // f32 on a CPU with AVX-512: a row of c ≤ 16 classes is one register.
+    // f32 on a CPU with AVX-512 (a row of c ≤ 16 classes is one register) or AVX2 (two).
     #[cfg(target_arch = "x86_64")]
-    let f32call = uses_avx512(be, &data).then(|| f.as_f32()).flatten();
+    let f32call = simd(be, &data).and_then(|simd| Some((simd, f.as_f32()?)));
     #[cfg(target_arch = "x86_64")]
     let wide = f32call.is_some();
     #[cfg(not(target_arch = "x86_64"))]
@@ -134,31 +160,38 @@ pub(super) fn glm_batch<T: Real>(
     let mut g_buf = be.take_at_least(aligned_len::<T>(d, stride));
     let g = zeroed_rows(&mut g_buf, d, stride);
     #[cfg(target_arch = "x86_64")]
-    if let Some(f32call) = f32call {
+    if let Some((simd, f32call)) = f32call {
         let g32 = super::as_f32_mut(g).expect("T is f32");
         match x {
-            // SAFETY: the CPU has AVX-512F; the shapes were checked above, the batch rows and
-            // the column indices lie inside the matrix (checked when it was built).
+            // SAFETY: the CPU has the instructions of `simd`; the shapes were checked above, the
+            // batch rows and the column indices lie inside the matrix (checked when it was built).
             CpuMatrix::Dense { data, .. } => unsafe {
                 let (z, u) = (super::as_f32_mut(z).expect("f32"), super::as_f32_mut(u).expect("f32"));
-                avx512::dense_rows(&f32call, super::as_f32(data).expect("f32"), d, g32, z, u)
+                let data = super::as_f32(data).expect("f32");
+                match simd {
+                    Simd::Avx512 => avx512::dense_rows(&f32call, data, d, g32, z, u),
+                    Simd::Avx2 => avx2::dense_rows(&f32call, data, d, g32, z, u),
+                }
             },
             CpuMatrix::Csr { indptr, indices, values, shift, .. } => {
                 let (mut y_buf, mut v_buf) = (be.take_at_least(aligned_len::<T>(d, PADDED)), be.take_at_least(aligned_len::<T>(d, PADDED)));
                 let padded = if stride == PADDED {
-                    let y = padded_rows(&mut y_buf, f32call.y, d, c);
-                    Call { y, v: f32call.v.map(|v| padded_rows(&mut v_buf, v, d, c)), ..f32call }
+                    let y = padded_rows(simd, &mut y_buf, f32call.y, d, c);
+                    Call { y, v: f32call.v.map(|v| padded_rows(simd, &mut v_buf, v, d, c)), ..f32call }
                 } else {
                     f32call
                 };
                 let shift = shift.as_ref().map(|s| (&s.indices[..], super::as_f32(&s.values).expect("f32")));
                 let values = super::as_f32(values).expect("f32");
-                // SAFETY: as above; Y, V and G have d rows `stride` apart.
-                let run =
-                    |call: &Call<'_, f32>, g: &mut [f32]| unsafe { avx512::csr_rows(call, indptr, indices, values, shift, c, stride, g) };
                 // Splitting the batch across the two cores was tried (a spinning partner thread,
                 // 0.4 µs hand-off): each half then ran at half speed, no gain; one thread it is.
-                run(&padded, g32);
+                // SAFETY: as above; Y, V and G have d rows `stride` apart on 64-byte boundaries.
+                unsafe {
+                    match simd {
+                        Simd::Avx512 => avx512::csr_rows(&padded, indptr, indices, values, shift, c, stride, g32),
+                        Simd::Avx2 => avx2::csr_rows(&padded, indptr, indices, values, shift, c, stride, g32),
+                    }
+                }
                 be.give(y_buf);
                 be.give(v_buf);
             }
@@ -260,10 +293,16 @@ fn aligned_rows<T: Real>(buf: &mut Vec<T>, d: usize, stride: usize) -> &mut [T] 
 /// `m` (`d × c`) copied into rows of [`PADDED`] lanes on 64-byte boundaries inside `buf` (the
 /// lanes past c are 0).
 #[cfg(target_arch = "x86_64")]
-fn padded_rows<'b, T: Real>(buf: &'b mut Vec<T>, m: &[f32], d: usize, c: usize) -> &'b [f32] {
+fn padded_rows<'b, T: Real>(simd: Simd, buf: &'b mut Vec<T>, m: &[f32], d: usize, c: usize) -> &'b [f32] {
     let out = super::as_f32_mut(aligned_rows(buf, d, PADDED)).expect("T is f32");
-    // SAFETY: the CPU has AVX-512F (the only caller's condition); the shapes match.
-    unsafe { avx512::pad(m, c, out) };
+    // SAFETY: the CPU has the instructions of `simd` (the only caller's condition); the shapes
+    // match and `out` starts on a 64-byte boundary.
+    unsafe {
+        match simd {
+            Simd::Avx512 => avx512::pad(m, c, out),
+            Simd::Avx2 => avx2::pad(m, c, out),
+        }
+    }
     out
 }
 

@@ -1,0 +1,496 @@
+//! The fused GLM batch oracle in f32 with AVX2 and FMA intrinsics, for x86-64 CPUs without
+//! AVX-512 (AMD Zen 1–3, Intel client cores). The passes are those of `avx512.rs`; what
+//! differs is the register width: a padded row of up to 16 classes is two 8-lane registers
+//! (the upper one only when c > 8), and dense c = 1 rows are reduced eight at a time by a
+//! horizontal-add tree, so that the row terms run on whole registers. `exp` is the same
+//! polynomial, with `2^n` built in the exponent bits (AVX2 has no `scalef`). The portable
+//! kernels in `fused.rs` serve f64 and the tests compare both against them.
+
+use std::arch::x86_64::*;
+
+use super::super::prefetch_bytes;
+use super::{Call, PADDED};
+use crate::backend::LossKind;
+
+/// Whether this CPU has AVX2 and FMA (detected once, cached by std).
+pub(super) fn available() -> bool {
+    std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
+}
+
+/// Sixteen lanes, a padded row: classes 0–7 in `lo`, 8–15 in `hi`.
+#[derive(Clone, Copy)]
+struct Row {
+    lo: __m256,
+    hi: __m256,
+}
+
+/// All-ones in the lanes below `c` (class lanes), as float masks for `and`/`blendv`.
+#[derive(Clone, Copy)]
+struct Lanes {
+    lo: __m256,
+    hi: __m256,
+}
+
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+fn lanes(c: usize) -> Lanes {
+    let c = _mm256_set1_epi32(c as i32);
+    let below = |first: i32| {
+        let idx = _mm256_setr_epi32(first, first + 1, first + 2, first + 3, first + 4, first + 5, first + 6, first + 7);
+        _mm256_castsi256_ps(_mm256_cmpgt_epi32(c, idx))
+    };
+    Lanes { lo: below(0), hi: below(8) }
+}
+
+/// `dst[j, :] = m[j, :]` for a `d × c` matrix `m` into rows of [`PADDED`] lanes (zeros past c).
+///
+/// Safety: the CPU has AVX2; `c ≤ 16`, `m` has `d × c` entries and `dst` `d × PADDED` starting
+/// on a 32-byte boundary.
+#[target_feature(enable = "avx2,fma")]
+pub(super) unsafe fn pad(m: &[f32], c: usize, dst: &mut [f32]) {
+    let mask = lanes(c);
+    let (lo, hi) = (_mm256_castps_si256(mask.lo), _mm256_castps_si256(mask.hi));
+    for (j, row) in dst.chunks_exact_mut(PADDED).enumerate() {
+        debug_assert!(j * c + c <= m.len());
+        // SAFETY: the masked lanes of row j lie inside m (the contract: a masked-off lane is
+        // not read); row has 16 entries on a 32-byte boundary.
+        unsafe {
+            let src = m.as_ptr().add(j * c);
+            _mm256_store_ps(row.as_mut_ptr(), _mm256_maskload_ps(src, lo));
+            _mm256_store_ps(row.as_mut_ptr().add(8), _mm256_maskload_ps(src.wrapping_add(8), hi));
+        }
+    }
+}
+
+/// `e^x` lane by lane: Cephes `expf` as in `avx512.rs` (Cody–Waite reduction by ln 2, a degree-6
+/// polynomial), `2^n` written into the exponent bits. The argument is clamped to
+/// [−87.34, 88] so that n stays in the normal exponents' range; below −87.34 the result is 0
+/// (it would be below f32's smallest normal number, which the kernels flush to 0 anyway); above
+/// 88 it is `e^88` (only a sigmoid's far tail reads it, where the result is 0 or 1 in f32).
+/// Relative error below 2·10⁻⁷ on the range; NaN in, NaN out.
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+fn exp(x: __m256) -> __m256 {
+    const LOW: f32 = -87.336_54; // ln(2^-126)
+    let under = _mm256_cmp_ps::<_CMP_LT_OQ>(x, _mm256_set1_ps(LOW));
+    // max/min return their second operand when either is NaN: x second keeps NaNs.
+    let x = _mm256_min_ps(_mm256_set1_ps(88.0), _mm256_max_ps(_mm256_set1_ps(LOW), x));
+    let n =
+        _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm256_mul_ps(x, _mm256_set1_ps(std::f32::consts::LOG2_E)));
+    let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693_359_4), x);
+    let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.121_944_4e-4), r);
+    let mut p = _mm256_set1_ps(1.987_569_1e-4);
+    for c in [1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 1.666_666_5e-1, 0.5] {
+        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(c));
+    }
+    let p = _mm256_add_ps(_mm256_fmadd_ps(_mm256_mul_ps(p, r), r, r), _mm256_set1_ps(1.0));
+    // n ∈ [−126, 127]: 2^n is the float with biased exponent n + 127 and no mantissa.
+    let two_n = _mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127))));
+    _mm256_andnot_ps(under, _mm256_mul_ps(p, two_n))
+}
+
+/// `σ(z)` lane by lane.
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+fn sigmoid(z: __m256) -> __m256 {
+    let one = _mm256_set1_ps(1.0);
+    _mm256_div_ps(one, _mm256_add_ps(one, exp(_mm256_sub_ps(_mm256_setzero_ps(), z))))
+}
+
+/// The sum of the eight lanes.
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+fn reduce_add(v: __m256) -> f32 {
+    let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)))
+}
+
+/// The largest of the eight lanes.
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+fn reduce_max(v: __m256) -> f32 {
+    let s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+    let s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+    _mm_cvtss_f32(_mm_max_ss(s, _mm_movehdup_ps(s)))
+}
+
+/// The element-wise losses' row terms on lanes that are independent rows (or the one class
+/// of a row): `ℓ'(z; t)`, or with `u` the curvature `ℓ''(z)·u`.
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+fn pointwise_term(loss: LossKind, z: __m256, t: __m256, u: Option<__m256>) -> __m256 {
+    match (loss, u) {
+        (LossKind::Squared, None) => _mm256_sub_ps(z, t),
+        (LossKind::Squared, Some(u)) => u,
+        (LossKind::Logistic, None) => _mm256_sub_ps(sigmoid(z), t),
+        (LossKind::Logistic, Some(u)) => {
+            let s = sigmoid(z);
+            _mm256_mul_ps(_mm256_mul_ps(s, _mm256_sub_ps(_mm256_set1_ps(1.0), s)), u)
+        }
+        (LossKind::Softmax, _) => unreachable!("softmax rows go through softmax_term"),
+    }
+}
+
+/// One row's softmax term on its class lanes: `P − 1_t` or `P∘(U − ⟨P, U⟩)`, with
+/// `P = softmax(z)`; 0 in the other lanes. `HI`: whether there are classes past 8.
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+fn softmax_term<const HI: bool>(z: Row, mask: Lanes, label: f32, u: Option<Row>) -> Row {
+    let low = _mm256_set1_ps(f32::NEG_INFINITY);
+    let mut top = _mm256_blendv_ps(low, z.lo, mask.lo);
+    if HI {
+        top = _mm256_max_ps(top, _mm256_blendv_ps(low, z.hi, mask.hi));
+    }
+    let m = _mm256_set1_ps(reduce_max(top));
+    let lo = _mm256_and_ps(mask.lo, exp(_mm256_sub_ps(z.lo, m)));
+    let hi = if HI { _mm256_and_ps(mask.hi, exp(_mm256_sub_ps(z.hi, m))) } else { _mm256_setzero_ps() };
+    let inv = _mm256_set1_ps(1.0 / reduce_add(_mm256_add_ps(lo, hi)));
+    let p = Row { lo: _mm256_mul_ps(lo, inv), hi: _mm256_mul_ps(hi, inv) };
+    match u {
+        None => {
+            // A label outside 0..c subtracts nothing (as the portable kernel).
+            let at = if (0.0..16.0).contains(&label) { label as i32 } else { -1 };
+            let hit = |first: i32, mask: __m256| {
+                let idx = _mm256_setr_epi32(first, first + 1, first + 2, first + 3, first + 4, first + 5, first + 6, first + 7);
+                let eq = _mm256_castsi256_ps(_mm256_cmpeq_epi32(idx, _mm256_set1_epi32(at)));
+                _mm256_and_ps(_mm256_and_ps(eq, mask), _mm256_set1_ps(1.0))
+            };
+            Row { lo: _mm256_sub_ps(p.lo, hit(0, mask.lo)), hi: _mm256_sub_ps(p.hi, hit(8, mask.hi)) }
+        }
+        Some(u) => {
+            let pu = _mm256_set1_ps(reduce_add(_mm256_fmadd_ps(p.hi, u.hi, _mm256_mul_ps(p.lo, u.lo))));
+            Row { lo: _mm256_mul_ps(p.lo, _mm256_sub_ps(u.lo, pu)), hi: _mm256_mul_ps(p.hi, _mm256_sub_ps(u.hi, pu)) }
+        }
+    }
+}
+
+/// The weights of up to 8 batch rows, `coef·σ(λ_row)` or `coef`, with the vector sigmoid.
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+fn row_coefs(f: &Call<'_, f32>, rows: &[u32]) -> __m256 {
+    match f.weights {
+        None => _mm256_set1_ps(f.coef),
+        Some(l) => {
+            let lam: [f32; 8] = std::array::from_fn(|i| rows.get(i).map_or(0.0, |&r| l[r as usize]));
+            // SAFETY: lam holds 8 lanes.
+            let lam = unsafe { _mm256_loadu_ps(lam.as_ptr()) };
+            _mm256_mul_ps(_mm256_set1_ps(f.coef), sigmoid(lam))
+        }
+    }
+}
+
+/// Lane `k % 8` of `v`.
+#[inline]
+fn lane(v: __m256, k: usize) -> f32 {
+    // SAFETY: __m256 is eight f32s.
+    let a: [f32; 8] = unsafe { std::mem::transmute(v) };
+    a[k % 8]
+}
+
+/// CSR rows (plain or shifted, `X = S + 1sᵀ`) with `c ≤ 16` classes, in the two passes of
+/// `avx512.rs`: all the row terms e_k, then all the `G += x_k ⊗ e_k`.
+///
+/// Safety: the CPU has AVX2 and FMA; every column index is below `d`; `f.y`, `f.v` and `g`
+/// have `d` rows of [`PADDED`] entries on 32-byte boundaries when `stride` is [`PADDED`], or
+/// `d` entries when c = 1 = `stride` (the caller checked the shapes; the indices come from a
+/// validated CSR).
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+pub(super) unsafe fn csr_rows(
+    f: &Call<'_, f32>,
+    indptr: &[u32],
+    indices: &[u32],
+    values: &[f32],
+    shift: Option<(&[u32], &[f32])>,
+    c: usize,
+    stride: usize,
+    g: &mut [f32],
+) {
+    // SAFETY (all three): this function's contract.
+    match (stride == PADDED, c > 8) {
+        (true, true) => unsafe { csr_rows_n::<true, true>(f, indptr, indices, values, shift, c, g) },
+        (true, false) => unsafe { csr_rows_n::<true, false>(f, indptr, indices, values, shift, c, g) },
+        (false, _) => {
+            assert!(c == 1 && stride == 1, "avx2::csr_rows: unpadded rows hold one class");
+            unsafe { csr_rows_n::<false, false>(f, indptr, indices, values, shift, c, g) }
+        }
+    }
+}
+
+/// [`csr_rows`] for padded rows (`PADDED_ROWS`) or one class, `HI` when c > 8.
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn csr_rows_n<const PADDED_ROWS: bool, const HI: bool>(
+    f: &Call<'_, f32>,
+    indptr: &[u32],
+    indices: &[u32],
+    values: &[f32],
+    shift: Option<(&[u32], &[f32])>,
+    c: usize,
+    g: &mut [f32],
+) {
+    let mask = lanes(c);
+    let (y, v) = (f.y.as_ptr(), f.v.map_or(std::ptr::null(), |v| v.as_ptr()));
+    // SAFETY (both): the column indices are below d (this function's contract).
+    let dots = |cols: &[u32], vals: &[f32]| unsafe {
+        match f.v {
+            Some(_) => dots::<true, PADDED_ROWS, HI>(cols, vals, y, v, mask),
+            None => dots::<false, PADDED_ROWS, HI>(cols, vals, y, v, mask),
+        }
+    };
+    let zero = Row { lo: _mm256_setzero_ps(), hi: _mm256_setzero_ps() };
+    let (zs, us) = match shift {
+        Some((cols, vals)) => dots(cols, vals),
+        None => (zero, zero),
+    };
+    let span = |row: usize| indptr[row] as usize..indptr[row + 1] as usize;
+    let b = f.rows.len();
+    let mut es: Vec<Row> = Vec::with_capacity(b);
+    let mut e_sum = zero;
+    let mut coefs = _mm256_setzero_ps();
+    for (k, &row) in f.rows.iter().enumerate() {
+        if k % 8 == 0 {
+            coefs = row_coefs(f, &f.rows[k..]);
+        }
+        // The whole of a later row, two rows ahead (see `avx512.rs`).
+        if let Some(&ahead) = f.rows.get(k + 2) {
+            let r = span(ahead as usize);
+            prefetch_bytes(&indices[r.clone()], usize::MAX);
+            prefetch_bytes(&values[r], usize::MAX);
+        }
+        let row = row as usize;
+        let (cols, vals) = (&indices[span(row)], &values[span(row)]);
+        let (z, u) = dots(cols, vals);
+        let z = Row { lo: _mm256_add_ps(z.lo, zs.lo), hi: _mm256_add_ps(z.hi, zs.hi) };
+        let u = Row { lo: _mm256_add_ps(u.lo, us.lo), hi: _mm256_add_ps(u.hi, us.hi) };
+        let t = f.targets[row];
+        let e = match f.loss {
+            LossKind::Softmax => softmax_term::<HI>(z, mask, t, f.v.map(|_| u)),
+            loss => {
+                let e = pointwise_term(loss, z.lo, _mm256_set1_ps(t), f.v.map(|_| u.lo));
+                Row { lo: _mm256_and_ps(mask.lo, e), hi: _mm256_setzero_ps() }
+            }
+        };
+        let w = _mm256_set1_ps(lane(coefs, k));
+        let e = Row { lo: _mm256_mul_ps(e.lo, w), hi: _mm256_mul_ps(e.hi, w) };
+        e_sum = Row { lo: _mm256_add_ps(e_sum.lo, e.lo), hi: _mm256_add_ps(e_sum.hi, e.hi) };
+        es.push(e);
+    }
+    for (&row, &e) in f.rows.iter().zip(&es) {
+        let row = row as usize;
+        // SAFETY: this function's contract.
+        unsafe { scatter::<PADDED_ROWS, HI>(&indices[span(row)], &values[span(row)], e, g) };
+    }
+    // X = S + 1sᵀ:  G += s ⊗ Σ_k e_k.
+    if let Some((cols, vals)) = shift {
+        // SAFETY: as above.
+        unsafe { scatter::<PADDED_ROWS, HI>(cols, vals, e_sum, g) };
+    }
+}
+
+/// `(x·Y, x·V)` for one sparse row (`x·V` only when `DUAL`), over successive entries in two
+/// (`DUAL`) or four accumulator sets: a multiply-add waits 4 cycles for its accumulator and
+/// two issue per cycle, so eight chains keep the units busy (and AVX2's 16 registers hold them).
+///
+/// Safety: every `cols[p]`'s row lies inside Y (and V): [`PADDED`] lanes on 32-byte boundaries
+/// with `PADDED_ROWS`, one entry otherwise.
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn dots<const DUAL: bool, const PADDED_ROWS: bool, const HI: bool>(
+    cols: &[u32],
+    vals: &[f32],
+    y: *const f32,
+    v: *const f32,
+    mask: Lanes,
+) -> (Row, Row) {
+    const SETS: usize = 4;
+    let sets = if DUAL { 2 } else { SETS };
+    let zero = _mm256_setzero_ps();
+    let (mut z, mut u) = ([[zero; 2]; SETS], [[zero; 2]; SETS]);
+    let lo_lanes = _mm256_castps_si256(mask.lo);
+    // SAFETY: the caller's contract for every column index. Padded rows are whole aligned
+    // registers (zeros past c); an unpadded row is one entry, read by a masked load.
+    let lo = |m: *const f32, j: u32| unsafe {
+        if PADDED_ROWS {
+            _mm256_load_ps(m.add(j as usize * PADDED))
+        } else {
+            _mm256_maskload_ps(m.add(j as usize), lo_lanes)
+        }
+    };
+    let hi = |m: *const f32, j: u32| unsafe { _mm256_load_ps(m.add(j as usize * PADDED + 8)) };
+    let n = cols.len().min(vals.len());
+    let full = n - n % sets;
+    let mut step = |a: usize, p: usize| {
+        let (j, x) = (cols[p], _mm256_set1_ps(vals[p]));
+        z[a][0] = _mm256_fmadd_ps(x, lo(y, j), z[a][0]);
+        if HI {
+            z[a][1] = _mm256_fmadd_ps(x, hi(y, j), z[a][1]);
+        }
+        if DUAL {
+            u[a][0] = _mm256_fmadd_ps(x, lo(v, j), u[a][0]);
+            if HI {
+                u[a][1] = _mm256_fmadd_ps(x, hi(v, j), u[a][1]);
+            }
+        }
+    };
+    let mut p = 0;
+    while p < full {
+        for a in 0..sets {
+            step(a, p + a);
+        }
+        p += sets;
+    }
+    for p in full..n {
+        step(0, p);
+    }
+    let sum = |a: &[[__m256; 2]; SETS], h: usize| _mm256_add_ps(_mm256_add_ps(a[0][h], a[1][h]), _mm256_add_ps(a[2][h], a[3][h]));
+    (Row { lo: sum(&z, 0), hi: sum(&z, 1) }, Row { lo: sum(&u, 0), hi: sum(&u, 1) })
+}
+
+/// `G[j, :] += x_j·e` over a sparse row: whole register loads and stores on padded rows (see
+/// `avx512.rs` on masked stores), the upper register only when c > 8; one class is a scalar.
+///
+/// Safety: every column index is below `d`, with `g` of `d` rows of [`PADDED`] on 32-byte
+/// boundaries (`PADDED_ROWS`) or of `d` entries (one class).
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn scatter<const PADDED_ROWS: bool, const HI: bool>(cols: &[u32], vals: &[f32], e: Row, g: &mut [f32]) {
+    if !PADDED_ROWS {
+        let e = _mm256_cvtss_f32(e.lo);
+        for (&j, &xv) in cols.iter().zip(vals) {
+            g[j as usize] += xv * e;
+        }
+        return;
+    }
+    debug_assert!(cols.iter().all(|&j| (j as usize + 1) * PADDED <= g.len()));
+    let g = g.as_mut_ptr();
+    for (&j, &xv) in cols.iter().zip(vals) {
+        let x = _mm256_set1_ps(xv);
+        // SAFETY: this function's contract (checked in debug builds above).
+        unsafe {
+            let gj = g.add(j as usize * PADDED);
+            _mm256_store_ps(gj, _mm256_fmadd_ps(x, e.lo, _mm256_load_ps(gj)));
+            if HI {
+                _mm256_store_ps(gj.add(8), _mm256_fmadd_ps(x, e.hi, _mm256_load_ps(gj.add(8))));
+            }
+        }
+    }
+}
+
+/// Dense rows, one class, element-wise losses (ijcnn1), in three passes over the batch while
+/// its rows sit in L1: the dot products, eight rows at a time (each row's partial sums in a
+/// register, the eight reduced together by a horizontal-add tree into one register of z), the
+/// row terms on that register, then `G += e_k·x_k`. `z` is a work slice of at least `b`
+/// entries (`u` is unused: the curvature's products stay in registers).
+///
+/// Safety: the CPU has AVX2 and FMA; `data` holds every batch row (`d` entries each) and `g`,
+/// `f.y` (and `f.v`) have `d` entries.
+#[target_feature(enable = "avx2,fma")]
+pub(super) unsafe fn dense_rows(f: &Call<'_, f32>, data: &[f32], d: usize, g: &mut [f32], z: &mut [f32], _u: &mut [f32]) {
+    let b = f.rows.len();
+    let z = &mut z[..b];
+    let chunks = d.div_ceil(8);
+    let tail = lanes(d % 8);
+    let full = _mm256_set1_epi32(-1);
+    let mask = |q: usize| if q + 1 == chunks && !d.is_multiple_of(8) { _mm256_castps_si256(tail.lo) } else { full };
+    let x = |row: u32| &data[row as usize * d..][..d];
+    // SAFETY (every masked load and store below): chunk q covers entries 8q.. of a slice of d
+    // entries, and its mask keeps the lanes below d.
+    let load = |s: &[f32], q: usize| unsafe { _mm256_maskload_ps(s.as_ptr().add(8 * q), mask(q)) };
+    // Eight rows' partial sums → one register of their eight dot products.
+    let reduce8 = |a: &[__m256; 8]| {
+        let h01 = _mm256_hadd_ps(a[0], a[1]);
+        let h23 = _mm256_hadd_ps(a[2], a[3]);
+        let h45 = _mm256_hadd_ps(a[4], a[5]);
+        let h67 = _mm256_hadd_ps(a[6], a[7]);
+        // Lanes: [0 1 2 3 | 0 1 2 3] for rows 0–3 and 4–7, low and high halves of each row.
+        let (h0123, h4567) = (_mm256_hadd_ps(h01, h23), _mm256_hadd_ps(h45, h67));
+        _mm256_add_ps(_mm256_permute2f128_ps::<0x20>(h0123, h4567), _mm256_permute2f128_ps::<0x31>(h0123, h4567))
+    };
+    for k0 in (0..b).step_by(8) {
+        let n = (b - k0).min(8);
+        let rows = &f.rows[k0..k0 + n];
+        let (mut zy, mut zv) = ([_mm256_setzero_ps(); 8], [_mm256_setzero_ps(); 8]);
+        for (i, &row) in rows.iter().enumerate() {
+            // Batch rows are scattered through X: fetch a later one while this one is used.
+            if let Some(&ahead) = f.rows.get(k0 + i + 8) {
+                super::super::prefetch(x(ahead));
+            }
+            let xk = x(row);
+            for q in 0..chunks {
+                let xq = load(xk, q);
+                zy[i] = _mm256_fmadd_ps(xq, load(f.y, q), zy[i]);
+                if let Some(v) = f.v {
+                    zv[i] = _mm256_fmadd_ps(xq, load(v, q), zv[i]);
+                }
+            }
+        }
+        let (zk, uk) = (reduce8(&zy), reduce8(&zv));
+        let t: [f32; 8] = std::array::from_fn(|i| rows.get(i).map_or(0.0, |&r| f.targets[r as usize]));
+        // SAFETY: t holds 8 lanes.
+        let tv = unsafe { _mm256_loadu_ps(t.as_ptr()) };
+        let e = _mm256_mul_ps(pointwise_term(f.loss, zk, tv, f.v.map(|_| uk)), row_coefs(f, rows));
+        let keep = _mm256_castps_si256(lanes(n).lo);
+        // SAFETY: lanes below n lie inside z[k0..k0 + n].
+        unsafe { _mm256_maskstore_ps(z.as_mut_ptr().add(k0), keep, e) };
+    }
+    for q in 0..chunks {
+        // Two accumulators: consecutive rows' multiply-adds do not wait on each other.
+        let mut acc = [load(g, q), _mm256_setzero_ps()];
+        for (k, &row) in f.rows.iter().enumerate() {
+            acc[k % 2] = _mm256_fmadd_ps(_mm256_set1_ps(z[k]), load(x(row), q), acc[k % 2]);
+        }
+        // SAFETY: as for `load`.
+        unsafe { _mm256_maskstore_ps(g.as_mut_ptr().add(8 * q), mask(q), _mm256_add_ps(acc[0], acc[1])) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The polynomial `exp` against f64's on a fine grid over [−87.3, 88] (softmax arguments
+    /// ≤ 0, sigmoid arguments of either sign), to a few f32 ulps; 0 below the range; NaN stays
+    /// NaN.
+    #[test]
+    fn exp_is_accurate() {
+        if !available() {
+            eprintln!("no AVX2 and FMA on this CPU: nothing to check");
+            return;
+        }
+        let xs: Vec<f32> = (0..200_000).map(|i| -87.3 + i as f32 * (175.3 / 200_000.0)).chain([0.0, -0.0, 1e-30, -1e-30, 88.0]).collect();
+        let mut worst = 0.0f64;
+        for chunk in xs.chunks(8) {
+            let mut lanes = [0.0f32; 8];
+            lanes[..chunk.len()].copy_from_slice(chunk);
+            let mut got = [0.0f32; 8];
+            // SAFETY: the CPU has AVX2 and FMA (checked above); both arrays hold 8 lanes.
+            unsafe { _mm256_storeu_ps(got.as_mut_ptr(), exp(_mm256_loadu_ps(lanes.as_ptr()))) };
+            for (&x, &g) in chunk.iter().zip(&got) {
+                let want = (x as f64).exp();
+                worst = worst.max(((g as f64) - want).abs() / want);
+            }
+        }
+        assert!(worst < 3.0e-7, "exp: worst relative error {worst:.2e}");
+        let mut out = [1.0f32; 8];
+        let special = [f32::NAN, -88.0, -100.0, f32::NEG_INFINITY, -1e30, 0.0, 0.0, 0.0];
+        // SAFETY: as above.
+        unsafe { _mm256_storeu_ps(out.as_mut_ptr(), exp(_mm256_loadu_ps(special.as_ptr()))) };
+        assert!(out[0].is_nan(), "exp(NaN) must be NaN");
+        assert!(out[1..5].iter().all(|&v| v == 0.0), "exp below the range must be 0: {out:?}");
+    }
+
+    /// The horizontal sum and maximum against plain ones (exact on these powers of two).
+    #[test]
+    fn reductions_sum_and_max() {
+        if !available() {
+            eprintln!("no AVX2 and FMA on this CPU: nothing to check");
+            return;
+        }
+        let v: [f32; 8] = [1.0, -2.0, 4.0, 8.0, 16.0, 32.0, -64.0, 128.0];
+        // SAFETY: the CPU has AVX2 (checked above); v holds 8 lanes.
+        let (s, m) = unsafe { (reduce_add(_mm256_loadu_ps(v.as_ptr())), reduce_max(_mm256_loadu_ps(v.as_ptr()))) };
+        assert_eq!((s, m), (123.0, 128.0));
+    }
+}
