@@ -145,14 +145,40 @@ pub(super) fn glm_batch<T: Real>(
     // f32 on a CPU with AVX-512 (a row of c ≤ 16 classes is one register) or AVX2 (two).
     #[cfg(target_arch = "x86_64")]
     let f32call = simd(be, &data).and_then(|simd| Some((simd, f.as_f32()?)));
+    // AVX2: the row terms first (reading Y and V in place; either may be `out`), then `out`
+    // becomes the regulariser's part and the second pass adds G into it: no G buffer to zero
+    // and fold, no padded copies of Y and V (see `avx2.rs`).
+    #[cfg(target_arch = "x86_64")]
+    if let Some((Simd::Avx2, call)) = &f32call {
+        let e32 = super::as_f32_mut(e).expect("T is f32");
+        match x {
+            // SAFETY: the CPU has AVX2 and FMA; the shapes were checked above, the batch rows
+            // and the column indices lie inside the matrix (checked when it was built).
+            CpuMatrix::Dense { data, .. } => unsafe {
+                let data = super::as_f32(data).expect("f32");
+                avx2::dense_terms(call, data, d, e32);
+                apply_reg(&reg, 0, c, out);
+                avx2::dense_scatter(idx, data, d, e32, super::as_f32_mut(out).expect("f32"));
+            },
+            CpuMatrix::Csr { indptr, indices, values, shift, .. } => unsafe {
+                let shift = shift.as_ref().map(|s| (&s.indices[..], super::as_f32(&s.values).expect("f32")));
+                let values = super::as_f32(values).expect("f32");
+                let e_sum = avx2::csr_terms(call, indptr, indices, values, shift, c, e32);
+                apply_reg(&reg, 0, c, out);
+                avx2::csr_scatter(idx, indptr, indices, values, shift, c, e32, &e_sum, super::as_f32_mut(out).expect("f32"));
+            },
+        }
+        let _ = (z, u);
+        return;
+    }
     #[cfg(target_arch = "x86_64")]
     let wide = f32call.is_some();
     #[cfg(not(target_arch = "x86_64"))]
     let wide = false;
     let stride = match x {
-        // Y, V and G with rows padded to 16 lanes on 64-byte boundaries: a load that straddles
-        // two cache lines costs two, and a load from a masked store's address waits for the
-        // store to retire (consecutive batch rows share most columns).
+        // AVX-512: Y, V and G with rows padded to 16 lanes on 64-byte boundaries: a load that
+        // straddles two cache lines costs two, and a load from a masked store's address waits
+        // for the store to retire (consecutive batch rows share most columns).
         CpuMatrix::Csr { .. } if wide && c > 1 => PADDED,
         _ => c,
     };
@@ -160,38 +186,31 @@ pub(super) fn glm_batch<T: Real>(
     let mut g_buf = be.take_at_least(aligned_len::<T>(d, stride));
     let g = zeroed_rows(&mut g_buf, d, stride);
     #[cfg(target_arch = "x86_64")]
-    if let Some((simd, f32call)) = f32call {
+    if let Some((_, f32call)) = f32call {
         let g32 = super::as_f32_mut(g).expect("T is f32");
         match x {
-            // SAFETY: the CPU has the instructions of `simd`; the shapes were checked above, the
-            // batch rows and the column indices lie inside the matrix (checked when it was built).
+            // SAFETY: the CPU has AVX-512F; the shapes were checked above, the batch rows and
+            // the column indices lie inside the matrix (checked when it was built).
             CpuMatrix::Dense { data, .. } => unsafe {
                 let (z, u) = (super::as_f32_mut(z).expect("f32"), super::as_f32_mut(u).expect("f32"));
-                let data = super::as_f32(data).expect("f32");
-                match simd {
-                    Simd::Avx512 => avx512::dense_rows(&f32call, data, d, g32, z, u),
-                    Simd::Avx2 => avx2::dense_rows(&f32call, data, d, g32, z, u),
-                }
+                avx512::dense_rows(&f32call, super::as_f32(data).expect("f32"), d, g32, z, u)
             },
             CpuMatrix::Csr { indptr, indices, values, shift, .. } => {
                 let (mut y_buf, mut v_buf) = (be.take_at_least(aligned_len::<T>(d, PADDED)), be.take_at_least(aligned_len::<T>(d, PADDED)));
                 let padded = if stride == PADDED {
-                    let y = padded_rows(simd, &mut y_buf, f32call.y, d, c);
-                    Call { y, v: f32call.v.map(|v| padded_rows(simd, &mut v_buf, v, d, c)), ..f32call }
+                    let y = padded_rows(&mut y_buf, f32call.y, d, c);
+                    Call { y, v: f32call.v.map(|v| padded_rows(&mut v_buf, v, d, c)), ..f32call }
                 } else {
                     f32call
                 };
                 let shift = shift.as_ref().map(|s| (&s.indices[..], super::as_f32(&s.values).expect("f32")));
                 let values = super::as_f32(values).expect("f32");
+                // SAFETY: as above; Y, V and G have d rows `stride` apart.
+                let run =
+                    |call: &Call<'_, f32>, g: &mut [f32]| unsafe { avx512::csr_rows(call, indptr, indices, values, shift, c, stride, g) };
                 // Splitting the batch across the two cores was tried (a spinning partner thread,
                 // 0.4 µs hand-off): each half then ran at half speed, no gain; one thread it is.
-                // SAFETY: as above; Y, V and G have d rows `stride` apart on 64-byte boundaries.
-                unsafe {
-                    match simd {
-                        Simd::Avx512 => avx512::csr_rows(&padded, indptr, indices, values, shift, c, stride, g32),
-                        Simd::Avx2 => avx2::csr_rows(&padded, indptr, indices, values, shift, c, stride, g32),
-                    }
-                }
+                run(&padded, g32);
                 be.give(y_buf);
                 be.give(v_buf);
             }
@@ -293,16 +312,10 @@ fn aligned_rows<T: Real>(buf: &mut Vec<T>, d: usize, stride: usize) -> &mut [T] 
 /// `m` (`d × c`) copied into rows of [`PADDED`] lanes on 64-byte boundaries inside `buf` (the
 /// lanes past c are 0).
 #[cfg(target_arch = "x86_64")]
-fn padded_rows<'b, T: Real>(simd: Simd, buf: &'b mut Vec<T>, m: &[f32], d: usize, c: usize) -> &'b [f32] {
+fn padded_rows<'b, T: Real>(buf: &'b mut Vec<T>, m: &[f32], d: usize, c: usize) -> &'b [f32] {
     let out = super::as_f32_mut(aligned_rows(buf, d, PADDED)).expect("T is f32");
-    // SAFETY: the CPU has the instructions of `simd` (the only caller's condition); the shapes
-    // match and `out` starts on a 64-byte boundary.
-    unsafe {
-        match simd {
-            Simd::Avx512 => avx512::pad(m, c, out),
-            Simd::Avx2 => avx2::pad(m, c, out),
-        }
-    }
+    // SAFETY: the CPU has AVX-512F (the only caller's condition); the shapes match.
+    unsafe { avx512::pad(m, c, out) };
     out
 }
 

@@ -9,7 +9,7 @@
 use std::arch::x86_64::*;
 
 use super::super::prefetch_bytes;
-use super::{Call, PADDED};
+use super::Call;
 use crate::backend::LossKind;
 
 /// Whether this CPU has AVX2 and FMA (detected once, cached by std).
@@ -40,26 +40,6 @@ fn lanes(c: usize) -> Lanes {
         _mm256_castsi256_ps(_mm256_cmpgt_epi32(c, idx))
     };
     Lanes { lo: below(0), hi: below(8) }
-}
-
-/// `dst[j, :] = m[j, :]` for a `d × c` matrix `m` into rows of [`PADDED`] lanes (zeros past c).
-///
-/// Safety: the CPU has AVX2; `c ≤ 16`, `m` has `d × c` entries and `dst` `d × PADDED` starting
-/// on a 32-byte boundary.
-#[target_feature(enable = "avx2,fma")]
-pub(super) unsafe fn pad(m: &[f32], c: usize, dst: &mut [f32]) {
-    let mask = lanes(c);
-    let (lo, hi) = (_mm256_castps_si256(mask.lo), _mm256_castps_si256(mask.hi));
-    for (j, row) in dst.chunks_exact_mut(PADDED).enumerate() {
-        debug_assert!(j * c + c <= m.len());
-        // SAFETY: the masked lanes of row j lie inside m (the contract: a masked-off lane is
-        // not read); row has 16 entries on a 32-byte boundary.
-        unsafe {
-            let src = m.as_ptr().add(j * c);
-            _mm256_store_ps(row.as_mut_ptr(), _mm256_maskload_ps(src, lo));
-            _mm256_store_ps(row.as_mut_ptr().add(8), _mm256_maskload_ps(src.wrapping_add(8), hi));
-        }
-    }
 }
 
 /// `e^x` lane by lane: Cephes `expf` as in `avx512.rs` (Cody–Waite reduction by ln 2, a degree-6
@@ -188,55 +168,92 @@ fn lane(v: __m256, k: usize) -> f32 {
     a[k % 8]
 }
 
-/// CSR rows (plain or shifted, `X = S + 1sᵀ`) with `c ≤ 16` classes, in the two passes of
-/// `avx512.rs`: all the row terms e_k, then all the `G += x_k ⊗ e_k`.
+/// A row of `C` classes (1 or 10) of a row-major `d × C` matrix, unpadded: one class
+/// broadcast to every lane (the row terms read lane 0), or classes 0–7 by one unaligned load
+/// and 8–9 by a 64-bit load into the upper register's low lanes.
 ///
-/// Safety: the CPU has AVX2 and FMA; every column index is below `d`; `f.y`, `f.v` and `g`
-/// have `d` rows of [`PADDED`] entries on 32-byte boundaries when `stride` is [`PADDED`], or
-/// `d` entries when c = 1 = `stride` (the caller checked the shapes; the indices come from a
-/// validated CSR).
+/// Safety: row `j` lies inside the matrix at `m`.
 #[target_feature(enable = "avx2,fma")]
-#[allow(clippy::too_many_arguments)]
-pub(super) unsafe fn csr_rows(
-    f: &Call<'_, f32>,
-    indptr: &[u32],
-    indices: &[u32],
-    values: &[f32],
-    shift: Option<(&[u32], &[f32])>,
-    c: usize,
-    stride: usize,
-    g: &mut [f32],
-) {
-    // SAFETY (all three): this function's contract.
-    match (stride == PADDED, c > 8) {
-        (true, true) => unsafe { csr_rows_n::<true, true>(f, indptr, indices, values, shift, c, g) },
-        (true, false) => unsafe { csr_rows_n::<true, false>(f, indptr, indices, values, shift, c, g) },
-        (false, _) => {
-            assert!(c == 1 && stride == 1, "avx2::csr_rows: unpadded rows hold one class");
-            unsafe { csr_rows_n::<false, false>(f, indptr, indices, values, shift, c, g) }
+#[inline]
+unsafe fn load_row<const C: usize>(m: *const f32, j: usize) -> Row {
+    // SAFETY: the caller's contract; the 64-bit load has no alignment requirement.
+    unsafe {
+        match C {
+            1 => Row { lo: _mm256_broadcast_ss(&*m.add(j)), hi: _mm256_setzero_ps() },
+            10 => {
+                let p = m.add(j * 10);
+                Row { lo: _mm256_loadu_ps(p), hi: _mm256_zextps128_ps256(load_pair(p.add(8))) }
+            }
+            _ => unreachable!("the AVX2 CSR kernels compile 1 and 10 classes"),
         }
     }
 }
 
-/// [`csr_rows`] for padded rows (`PADDED_ROWS`) or one class, `HI` when c > 8.
+/// Two floats into the low lanes (the others 0), from any address.
+///
+/// Safety: `p` and `p + 1` are readable.
 #[target_feature(enable = "avx2,fma")]
 #[inline]
-unsafe fn csr_rows_n<const PADDED_ROWS: bool, const HI: bool>(
+unsafe fn load_pair(p: *const f32) -> __m128 {
+    // SAFETY: the caller's contract; movq has no alignment requirement.
+    unsafe { _mm_castsi128_ps(_mm_loadl_epi64(p.cast())) }
+}
+
+/// The low two lanes of `v` to `p` (exactly two floats written).
+///
+/// Safety: `p` and `p + 1` are writable.
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn store_pair(p: *mut f32, v: __m128) {
+    // SAFETY: the caller's contract; movq has no alignment requirement.
+    unsafe { _mm_storel_epi64(p.cast(), _mm_castps_si128(v)) }
+}
+
+/// CSR rows (plain or shifted, `X = S + 1sᵀ`), first pass: every batch row's term
+/// `e_k = w_k·ℓ'(x_k·Y)` (or `ℓ''·(x_k·V)`), written to `e` (`b × c`, row-major); returns
+/// `Σ_k e_k` in the lanes of a row (for the shift's part of G). Y and V are read in place, with
+/// c entries a row (no padded copies: AVX2 writes G without masked stores, see
+/// [`csr_scatter`]). `c` is 1 or 10 (the compiled class counts up to 16).
+///
+/// Safety: the CPU has AVX2 and FMA; every column index is below `d`, `f.y` (and `f.v`) have
+/// `d × c` entries, `e` at least `b × c` (the caller checked the shapes; the indices come from a
+/// validated CSR).
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+pub(super) unsafe fn csr_terms(
     f: &Call<'_, f32>,
     indptr: &[u32],
     indices: &[u32],
     values: &[f32],
     shift: Option<(&[u32], &[f32])>,
     c: usize,
-    g: &mut [f32],
-) {
-    let mask = lanes(c);
+    e: &mut [f32],
+) -> [f32; 16] {
+    // SAFETY (both): this function's contract.
+    match c {
+        1 => unsafe { csr_terms_c::<1>(f, indptr, indices, values, shift, e) },
+        10 => unsafe { csr_terms_c::<10>(f, indptr, indices, values, shift, e) },
+        _ => panic!("avx2::csr_terms: {c} classes (1 or 10 are compiled)"),
+    }
+}
+
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn csr_terms_c<const C: usize>(
+    f: &Call<'_, f32>,
+    indptr: &[u32],
+    indices: &[u32],
+    values: &[f32],
+    shift: Option<(&[u32], &[f32])>,
+    e: &mut [f32],
+) -> [f32; 16] {
+    let mask = lanes(C);
     let (y, v) = (f.y.as_ptr(), f.v.map_or(std::ptr::null(), |v| v.as_ptr()));
     // SAFETY (both): the column indices are below d (this function's contract).
     let dots = |cols: &[u32], vals: &[f32]| unsafe {
         match f.v {
-            Some(_) => dots::<true, PADDED_ROWS, HI>(cols, vals, y, v, mask),
-            None => dots::<false, PADDED_ROWS, HI>(cols, vals, y, v, mask),
+            Some(_) => dots::<true, C>(cols, vals, y, v),
+            None => dots::<false, C>(cols, vals, y, v),
         }
     };
     let zero = Row { lo: _mm256_setzero_ps(), hi: _mm256_setzero_ps() };
@@ -245,10 +262,9 @@ unsafe fn csr_rows_n<const PADDED_ROWS: bool, const HI: bool>(
         None => (zero, zero),
     };
     let span = |row: usize| indptr[row] as usize..indptr[row + 1] as usize;
-    let b = f.rows.len();
-    let mut es: Vec<Row> = Vec::with_capacity(b);
     let mut e_sum = zero;
     let mut coefs = _mm256_setzero_ps();
+    assert!(e.len() >= f.rows.len() * C, "avx2::csr_terms: e too short");
     for (k, &row) in f.rows.iter().enumerate() {
         if k % 8 == 0 {
             coefs = row_coefs(f, &f.rows[k..]);
@@ -260,77 +276,134 @@ unsafe fn csr_rows_n<const PADDED_ROWS: bool, const HI: bool>(
             prefetch_bytes(&values[r], usize::MAX);
         }
         let row = row as usize;
-        let (cols, vals) = (&indices[span(row)], &values[span(row)]);
-        let (z, u) = dots(cols, vals);
+        let (z, u) = dots(&indices[span(row)], &values[span(row)]);
         let z = Row { lo: _mm256_add_ps(z.lo, zs.lo), hi: _mm256_add_ps(z.hi, zs.hi) };
         let u = Row { lo: _mm256_add_ps(u.lo, us.lo), hi: _mm256_add_ps(u.hi, us.hi) };
         let t = f.targets[row];
-        let e = match f.loss {
-            LossKind::Softmax => softmax_term::<HI>(z, mask, t, f.v.map(|_| u)),
+        let ek = match f.loss {
+            LossKind::Softmax if C > 8 => softmax_term::<true>(z, mask, t, f.v.map(|_| u)),
+            LossKind::Softmax => softmax_term::<false>(z, mask, t, f.v.map(|_| u)),
             loss => {
-                let e = pointwise_term(loss, z.lo, _mm256_set1_ps(t), f.v.map(|_| u.lo));
-                Row { lo: _mm256_and_ps(mask.lo, e), hi: _mm256_setzero_ps() }
+                let ek = pointwise_term(loss, z.lo, _mm256_set1_ps(t), f.v.map(|_| u.lo));
+                Row { lo: _mm256_and_ps(mask.lo, ek), hi: _mm256_setzero_ps() }
             }
         };
         let w = _mm256_set1_ps(lane(coefs, k));
-        let e = Row { lo: _mm256_mul_ps(e.lo, w), hi: _mm256_mul_ps(e.hi, w) };
-        e_sum = Row { lo: _mm256_add_ps(e_sum.lo, e.lo), hi: _mm256_add_ps(e_sum.hi, e.hi) };
-        es.push(e);
+        let ek = Row { lo: _mm256_mul_ps(ek.lo, w), hi: _mm256_mul_ps(ek.hi, w) };
+        e_sum = Row { lo: _mm256_add_ps(e_sum.lo, ek.lo), hi: _mm256_add_ps(e_sum.hi, ek.hi) };
+        // SAFETY: row k of e (C entries) lies inside e (asserted above).
+        unsafe {
+            let p = e.as_mut_ptr().add(k * C);
+            match C {
+                1 => *p = _mm256_cvtss_f32(ek.lo),
+                _ => {
+                    _mm256_storeu_ps(p, ek.lo);
+                    store_pair(p.add(8), _mm256_castps256_ps128(ek.hi));
+                }
+            }
+        }
     }
-    for (&row, &e) in f.rows.iter().zip(&es) {
+    let mut sum = [0.0; 16];
+    // SAFETY: sum holds 16 lanes.
+    unsafe {
+        _mm256_storeu_ps(sum.as_mut_ptr(), e_sum.lo);
+        _mm256_storeu_ps(sum.as_mut_ptr().add(8), e_sum.hi);
+    }
+    sum
+}
+
+/// CSR rows, second pass: `G += x_k ⊗ e_k` over the batch (and `s ⊗ Σ_k e_k` for a shifted
+/// matrix), into `g` (`d × c`, row-major) in place — the caller's `out` after its
+/// regulariser part, so no G buffer is zeroed and folded. Each row of G is read and written
+/// by plain loads and stores of the same width at the same address (8 floats, then 2), so a
+/// later batch row's load of it takes the value from the store buffer (a masked store's could
+/// not be forwarded; see `avx512.rs`).
+///
+/// Safety: the CPU has AVX2 and FMA; every column index is below `d`, `g` has `d × c` entries,
+/// `e` holds `b × c` terms from [`csr_terms`], `c` is 1 or 10.
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+pub(super) unsafe fn csr_scatter(
+    rows: &[u32],
+    indptr: &[u32],
+    indices: &[u32],
+    values: &[f32],
+    shift: Option<(&[u32], &[f32])>,
+    c: usize,
+    e: &[f32],
+    e_sum: &[f32; 16],
+    g: &mut [f32],
+) {
+    // SAFETY (both): this function's contract.
+    match c {
+        1 => unsafe { csr_scatter_c::<1>(rows, indptr, indices, values, shift, e, e_sum, g) },
+        10 => unsafe { csr_scatter_c::<10>(rows, indptr, indices, values, shift, e, e_sum, g) },
+        _ => panic!("avx2::csr_scatter: {c} classes (1 or 10 are compiled)"),
+    }
+}
+
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+#[allow(clippy::too_many_arguments)]
+unsafe fn csr_scatter_c<const C: usize>(
+    rows: &[u32],
+    indptr: &[u32],
+    indices: &[u32],
+    values: &[f32],
+    shift: Option<(&[u32], &[f32])>,
+    e: &[f32],
+    e_sum: &[f32; 16],
+    g: &mut [f32],
+) {
+    let span = |row: usize| indptr[row] as usize..indptr[row + 1] as usize;
+    assert!(e.len() >= rows.len() * C, "avx2::csr_scatter: e too short");
+    for (k, &row) in rows.iter().enumerate() {
         let row = row as usize;
-        // SAFETY: this function's contract.
-        unsafe { scatter::<PADDED_ROWS, HI>(&indices[span(row)], &values[span(row)], e, g) };
+        // SAFETY: row k of e lies inside e (asserted above); this function's contract.
+        unsafe {
+            let ek = load_row::<C>(e.as_ptr(), k);
+            scatter::<C>(&indices[span(row)], &values[span(row)], ek, g)
+        };
     }
     // X = S + 1sᵀ:  G += s ⊗ Σ_k e_k.
     if let Some((cols, vals)) = shift {
-        // SAFETY: as above.
-        unsafe { scatter::<PADDED_ROWS, HI>(cols, vals, e_sum, g) };
+        // SAFETY: e_sum holds 16 lanes; this function's contract.
+        unsafe {
+            let sum = Row { lo: _mm256_loadu_ps(e_sum.as_ptr()), hi: _mm256_loadu_ps(e_sum.as_ptr().add(8)) };
+            scatter::<C>(cols, vals, sum, g)
+        };
     }
 }
 
 /// `(x·Y, x·V)` for one sparse row (`x·V` only when `DUAL`), over successive entries in two
 /// (`DUAL`) or four accumulator sets: a multiply-add waits 4 cycles for its accumulator and
 /// two issue per cycle, so eight chains keep the units busy (and AVX2's 16 registers hold them).
+/// Classes 8–9 accumulate in 128-bit registers.
 ///
-/// Safety: every `cols[p]`'s row lies inside Y (and V): [`PADDED`] lanes on 32-byte boundaries
-/// with `PADDED_ROWS`, one entry otherwise.
+/// Safety: every `cols[p]`'s row lies inside Y (and V).
 #[target_feature(enable = "avx2,fma")]
 #[inline]
-unsafe fn dots<const DUAL: bool, const PADDED_ROWS: bool, const HI: bool>(
-    cols: &[u32],
-    vals: &[f32],
-    y: *const f32,
-    v: *const f32,
-    mask: Lanes,
-) -> (Row, Row) {
+unsafe fn dots<const DUAL: bool, const C: usize>(cols: &[u32], vals: &[f32], y: *const f32, v: *const f32) -> (Row, Row) {
     const SETS: usize = 4;
     let sets = if DUAL { 2 } else { SETS };
     let zero = _mm256_setzero_ps();
-    let (mut z, mut u) = ([[zero; 2]; SETS], [[zero; 2]; SETS]);
-    let lo_lanes = _mm256_castps_si256(mask.lo);
-    // SAFETY: the caller's contract for every column index. Padded rows are whole aligned
-    // registers (zeros past c); an unpadded row is one entry, read by a masked load.
-    let lo = |m: *const f32, j: u32| unsafe {
-        if PADDED_ROWS {
-            _mm256_load_ps(m.add(j as usize * PADDED))
-        } else {
-            _mm256_maskload_ps(m.add(j as usize), lo_lanes)
-        }
-    };
-    let hi = |m: *const f32, j: u32| unsafe { _mm256_load_ps(m.add(j as usize * PADDED + 8)) };
+    let (mut z, mut u) = ([zero; SETS], [zero; SETS]);
+    let (mut zq, mut uq) = ([_mm_setzero_ps(); SETS], [_mm_setzero_ps(); SETS]);
     let n = cols.len().min(vals.len());
     let full = n - n % sets;
     let mut step = |a: usize, p: usize| {
-        let (j, x) = (cols[p], _mm256_set1_ps(vals[p]));
-        z[a][0] = _mm256_fmadd_ps(x, lo(y, j), z[a][0]);
-        if HI {
-            z[a][1] = _mm256_fmadd_ps(x, hi(y, j), z[a][1]);
+        let (j, x) = (cols[p] as usize, _mm256_set1_ps(vals[p]));
+        // SAFETY: the caller's contract.
+        let yj = unsafe { load_row::<C>(y, j) };
+        let vj = if DUAL { unsafe { load_row::<C>(v, j) } } else { yj };
+        z[a] = _mm256_fmadd_ps(x, yj.lo, z[a]);
+        if C > 8 {
+            zq[a] = _mm_fmadd_ps(_mm256_castps256_ps128(x), _mm256_castps256_ps128(yj.hi), zq[a]);
         }
         if DUAL {
-            u[a][0] = _mm256_fmadd_ps(x, lo(v, j), u[a][0]);
-            if HI {
-                u[a][1] = _mm256_fmadd_ps(x, hi(v, j), u[a][1]);
+            u[a] = _mm256_fmadd_ps(x, vj.lo, u[a]);
+            if C > 8 {
+                uq[a] = _mm_fmadd_ps(_mm256_castps256_ps128(x), _mm256_castps256_ps128(vj.hi), uq[a]);
             }
         }
     };
@@ -344,60 +417,69 @@ unsafe fn dots<const DUAL: bool, const PADDED_ROWS: bool, const HI: bool>(
     for p in full..n {
         step(0, p);
     }
-    let sum = |a: &[[__m256; 2]; SETS], h: usize| _mm256_add_ps(_mm256_add_ps(a[0][h], a[1][h]), _mm256_add_ps(a[2][h], a[3][h]));
-    (Row { lo: sum(&z, 0), hi: sum(&z, 1) }, Row { lo: sum(&u, 0), hi: sum(&u, 1) })
+    let sum = |a: [__m256; SETS]| _mm256_add_ps(_mm256_add_ps(a[0], a[1]), _mm256_add_ps(a[2], a[3]));
+    let sum_q = |a: [__m128; SETS]| _mm256_zextps128_ps256(_mm_add_ps(_mm_add_ps(a[0], a[1]), _mm_add_ps(a[2], a[3])));
+    (Row { lo: sum(z), hi: sum_q(zq) }, Row { lo: sum(u), hi: sum_q(uq) })
 }
 
-/// `G[j, :] += x_j·e` over a sparse row: whole register loads and stores on padded rows (see
-/// `avx512.rs` on masked stores), the upper register only when c > 8; one class is a scalar.
+/// `G[j, :] += x_j·e` over a sparse row, G row-major with `C` entries a row (see
+/// [`csr_scatter`]); one class is a scalar.
 ///
-/// Safety: every column index is below `d`, with `g` of `d` rows of [`PADDED`] on 32-byte
-/// boundaries (`PADDED_ROWS`) or of `d` entries (one class).
+/// Safety: every column index is below `d`, with `g` of `d × C` entries.
 #[target_feature(enable = "avx2,fma")]
 #[inline]
-unsafe fn scatter<const PADDED_ROWS: bool, const HI: bool>(cols: &[u32], vals: &[f32], e: Row, g: &mut [f32]) {
-    if !PADDED_ROWS {
+unsafe fn scatter<const C: usize>(cols: &[u32], vals: &[f32], e: Row, g: &mut [f32]) {
+    if C == 1 {
         let e = _mm256_cvtss_f32(e.lo);
         for (&j, &xv) in cols.iter().zip(vals) {
             g[j as usize] += xv * e;
         }
         return;
     }
-    debug_assert!(cols.iter().all(|&j| (j as usize + 1) * PADDED <= g.len()));
+    debug_assert!(cols.iter().all(|&j| (j as usize + 1) * C <= g.len()));
     let g = g.as_mut_ptr();
+    let e_hi = _mm256_castps256_ps128(e.hi);
     for (&j, &xv) in cols.iter().zip(vals) {
         let x = _mm256_set1_ps(xv);
         // SAFETY: this function's contract (checked in debug builds above).
         unsafe {
-            let gj = g.add(j as usize * PADDED);
-            _mm256_store_ps(gj, _mm256_fmadd_ps(x, e.lo, _mm256_load_ps(gj)));
-            if HI {
-                _mm256_store_ps(gj.add(8), _mm256_fmadd_ps(x, e.hi, _mm256_load_ps(gj.add(8))));
-            }
+            let gj = g.add(j as usize * C);
+            _mm256_storeu_ps(gj, _mm256_fmadd_ps(x, e.lo, _mm256_loadu_ps(gj)));
+            store_pair(gj.add(8), _mm_fmadd_ps(_mm256_castps256_ps128(x), e_hi, load_pair(gj.add(8))));
         }
     }
 }
 
-/// Dense rows, one class, element-wise losses (ijcnn1), in three passes over the batch while
-/// its rows sit in L1: the dot products, eight rows at a time (each row's partial sums in a
-/// register, the eight reduced together by a horizontal-add tree into one register of z), the
-/// row terms on that register, then `G += e_k·x_k`. `z` is a work slice of at least `b`
-/// entries (`u` is unused: the curvature's products stay in registers).
-///
-/// Safety: the CPU has AVX2 and FMA; `data` holds every batch row (`d` entries each) and `g`,
-/// `f.y` (and `f.v`) have `d` entries.
+/// The lanes of 8-entry chunk `q` of a `d`-entry row that lie inside it.
 #[target_feature(enable = "avx2,fma")]
-pub(super) unsafe fn dense_rows(f: &Call<'_, f32>, data: &[f32], d: usize, g: &mut [f32], z: &mut [f32], _u: &mut [f32]) {
+#[inline]
+fn chunk_lanes(d: usize, q: usize) -> __m256i {
+    _mm256_castps_si256(lanes((d - 8 * q).min(8)).lo)
+}
+
+/// Chunk `q` of `s` (zeros past its end).
+///
+/// Safety: `8q < s.len()`.
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn load_chunk(s: &[f32], q: usize) -> __m256 {
+    // SAFETY: the caller's contract; the mask keeps the lanes inside s.
+    unsafe { _mm256_maskload_ps(s.as_ptr().add(8 * q), chunk_lanes(s.len(), q)) }
+}
+
+/// Dense rows, one class, element-wise losses (ijcnn1), first pass: the dot products eight
+/// rows at a time (each row's partial sums in a register, the eight reduced together by a
+/// horizontal-add tree into one register of z), the row terms on that register, written to
+/// `e` (`b` entries). The batch rows stay in L1 for [`dense_scatter`].
+///
+/// Safety: the CPU has AVX2 and FMA; `data` holds every batch row (`d` entries each), `f.y`
+/// (and `f.v`) have `d` entries, `e` at least `b`.
+#[target_feature(enable = "avx2,fma")]
+pub(super) unsafe fn dense_terms(f: &Call<'_, f32>, data: &[f32], d: usize, e: &mut [f32]) {
     let b = f.rows.len();
-    let z = &mut z[..b];
+    assert!(e.len() >= b && f.y.len() == d && f.v.is_none_or(|v| v.len() == d), "avx2::dense_terms: shapes");
     let chunks = d.div_ceil(8);
-    let tail = lanes(d % 8);
-    let full = _mm256_set1_epi32(-1);
-    let mask = |q: usize| if q + 1 == chunks && !d.is_multiple_of(8) { _mm256_castps_si256(tail.lo) } else { full };
     let x = |row: u32| &data[row as usize * d..][..d];
-    // SAFETY (every masked load and store below): chunk q covers entries 8q.. of a slice of d
-    // entries, and its mask keeps the lanes below d.
-    let load = |s: &[f32], q: usize| unsafe { _mm256_maskload_ps(s.as_ptr().add(8 * q), mask(q)) };
     // Eight rows' partial sums → one register of their eight dot products.
     let reduce8 = |a: &[__m256; 8]| {
         let h01 = _mm256_hadd_ps(a[0], a[1]);
@@ -419,10 +501,13 @@ pub(super) unsafe fn dense_rows(f: &Call<'_, f32>, data: &[f32], d: usize, g: &m
             }
             let xk = x(row);
             for q in 0..chunks {
-                let xq = load(xk, q);
-                zy[i] = _mm256_fmadd_ps(xq, load(f.y, q), zy[i]);
-                if let Some(v) = f.v {
-                    zv[i] = _mm256_fmadd_ps(xq, load(v, q), zv[i]);
+                // SAFETY: 8q < d, the length of xk, y and v.
+                unsafe {
+                    let xq = load_chunk(xk, q);
+                    zy[i] = _mm256_fmadd_ps(xq, load_chunk(f.y, q), zy[i]);
+                    if let Some(v) = f.v {
+                        zv[i] = _mm256_fmadd_ps(xq, load_chunk(v, q), zv[i]);
+                    }
                 }
             }
         }
@@ -430,19 +515,30 @@ pub(super) unsafe fn dense_rows(f: &Call<'_, f32>, data: &[f32], d: usize, g: &m
         let t: [f32; 8] = std::array::from_fn(|i| rows.get(i).map_or(0.0, |&r| f.targets[r as usize]));
         // SAFETY: t holds 8 lanes.
         let tv = unsafe { _mm256_loadu_ps(t.as_ptr()) };
-        let e = _mm256_mul_ps(pointwise_term(f.loss, zk, tv, f.v.map(|_| uk)), row_coefs(f, rows));
-        let keep = _mm256_castps_si256(lanes(n).lo);
-        // SAFETY: lanes below n lie inside z[k0..k0 + n].
-        unsafe { _mm256_maskstore_ps(z.as_mut_ptr().add(k0), keep, e) };
+        let ek = _mm256_mul_ps(pointwise_term(f.loss, zk, tv, f.v.map(|_| uk)), row_coefs(f, rows));
+        // SAFETY: lanes below n lie inside e[k0..k0 + n] (asserted above).
+        unsafe { _mm256_maskstore_ps(e.as_mut_ptr().add(k0), _mm256_castps_si256(lanes(n).lo), ek) };
     }
-    for q in 0..chunks {
+}
+
+/// Dense rows, second pass: `G += Σ_k e_k·x_k` into `g` (`d` entries) in place — the
+/// caller's `out` after its regulariser part — one 8-entry chunk of G at a time, in registers.
+///
+/// Safety: the CPU has AVX2 and FMA; `data` holds every batch row, `e` the `b` terms of
+/// [`dense_terms`], `g` has `d` entries.
+#[target_feature(enable = "avx2,fma")]
+pub(super) unsafe fn dense_scatter(rows: &[u32], data: &[f32], d: usize, e: &[f32], g: &mut [f32]) {
+    assert!(e.len() >= rows.len() && g.len() == d, "avx2::dense_scatter: shapes");
+    let x = |row: u32| &data[row as usize * d..][..d];
+    for q in 0..d.div_ceil(8) {
         // Two accumulators: consecutive rows' multiply-adds do not wait on each other.
-        let mut acc = [load(g, q), _mm256_setzero_ps()];
-        for (k, &row) in f.rows.iter().enumerate() {
-            acc[k % 2] = _mm256_fmadd_ps(_mm256_set1_ps(z[k]), load(x(row), q), acc[k % 2]);
+        // SAFETY (the loads): 8q < d, the length of g and of every row.
+        let mut acc = [unsafe { load_chunk(g, q) }, _mm256_setzero_ps()];
+        for (k, &row) in rows.iter().enumerate() {
+            acc[k % 2] = _mm256_fmadd_ps(_mm256_set1_ps(e[k]), unsafe { load_chunk(x(row), q) }, acc[k % 2]);
         }
-        // SAFETY: as for `load`.
-        unsafe { _mm256_maskstore_ps(g.as_mut_ptr().add(8 * q), mask(q), _mm256_add_ps(acc[0], acc[1])) };
+        // SAFETY: the mask keeps the lanes inside g.
+        unsafe { _mm256_maskstore_ps(g.as_mut_ptr().add(8 * q), chunk_lanes(d, q), _mm256_add_ps(acc[0], acc[1])) };
     }
 }
 
