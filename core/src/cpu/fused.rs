@@ -69,7 +69,7 @@ impl Simd {
 
 /// Which intrinsics kernels [`glm_batch`] runs for `data`, if any: f32, the backend allows
 /// them, at most 16 classes, an element-wise loss for dense rows, and the CPU has AVX-512F
-/// (unless the backend excludes it) or else AVX2 with FMA.
+/// (unless the backend excludes it) or else AVX2 with FMA (dense rows: up to 64 columns).
 pub(super) fn simd<T: Real>(be: &CpuBackend<T>, data: &GlmRows<'_, CpuBackend<T>>) -> Option<Simd> {
     #[cfg(target_arch = "x86_64")]
     {
@@ -83,7 +83,8 @@ pub(super) fn simd<T: Real>(be: &CpuBackend<T>, data: &GlmRows<'_, CpuBackend<T>
         } else if be.avx512 && avx512::available() {
             Some(Simd::Avx512)
         } else {
-            avx2::available().then_some(Simd::Avx2)
+            // AVX2 holds a dense row in registers: up to 64 columns.
+            (avx2::available() && !(dense && data.x.cols() > avx2::MAX_DENSE_COLS)).then_some(Simd::Avx2)
         }
     }
     #[cfg(not(target_arch = "x86_64"))]

@@ -450,42 +450,78 @@ unsafe fn scatter<const C: usize>(cols: &[u32], vals: &[f32], e: Row, g: &mut [f
     }
 }
 
-/// The lanes of 8-entry chunk `q` of a `d`-entry row that lie inside it.
-#[target_feature(enable = "avx2,fma")]
-#[inline]
-fn chunk_lanes(d: usize, q: usize) -> __m256i {
-    _mm256_castps_si256(lanes((d - 8 * q).min(8)).lo)
-}
-
-/// Chunk `q` of `s` (zeros past its end).
-///
-/// Safety: `8q < s.len()`.
-#[target_feature(enable = "avx2,fma")]
-#[inline]
-unsafe fn load_chunk(s: &[f32], q: usize) -> __m256 {
-    // SAFETY: the caller's contract; the mask keeps the lanes inside s.
-    unsafe { _mm256_maskload_ps(s.as_ptr().add(8 * q), chunk_lanes(s.len(), q)) }
-}
+/// The widest dense rows the AVX2 kernels take (eight 8-lane chunks, held in registers);
+/// wider ones run the portable kernels.
+pub(super) const MAX_DENSE_COLS: usize = 64;
 
 /// Dense rows, one class, element-wise losses (ijcnn1), first pass: the dot products eight
 /// rows at a time (each row's partial sums in a register, the eight reduced together by a
 /// horizontal-add tree into one register of z), the row terms on that register, written to
-/// `e` (`b` entries). The batch rows stay in L1 for [`dense_scatter`].
+/// `e` (`b` entries). y (and v) are loaded once, into registers; the batch rows stay in L1 for
+/// [`dense_scatter`].
 ///
-/// Safety: the CPU has AVX2 and FMA; `data` holds every batch row (`d` entries each), `f.y`
-/// (and `f.v`) have `d` entries, `e` at least `b`.
+/// Safety: the CPU has AVX2 and FMA; `data` holds every batch row (`d` entries each, `d ≤`
+/// [`MAX_DENSE_COLS`]), `f.y` (and `f.v`) have `d` entries, `e` at least `b`.
 #[target_feature(enable = "avx2,fma")]
 pub(super) unsafe fn dense_terms(f: &Call<'_, f32>, data: &[f32], d: usize, e: &mut [f32]) {
+    assert!(e.len() >= f.rows.len() && f.y.len() == d && f.v.is_none_or(|v| v.len() == d), "avx2::dense_terms: shapes");
+    // SAFETY (all): this function's contract.
+    unsafe {
+        match d.div_ceil(8) {
+            1 => dense_terms_n::<1>(f, data, d, e),
+            2 => dense_terms_n::<2>(f, data, d, e),
+            3 => dense_terms_n::<3>(f, data, d, e),
+            4 => dense_terms_n::<4>(f, data, d, e),
+            5 => dense_terms_n::<5>(f, data, d, e),
+            6 => dense_terms_n::<6>(f, data, d, e),
+            7 => dense_terms_n::<7>(f, data, d, e),
+            8 => dense_terms_n::<8>(f, data, d, e),
+            _ => panic!("avx2::dense_terms: {d} columns (at most {MAX_DENSE_COLS})"),
+        }
+    }
+}
+
+/// Chunk `q` (8 entries) of a `d`-entry row at `p` of `CH` chunks: a plain load, or for the last
+/// chunk of a row that does not fill it, a masked one (zeros past d).
+///
+/// Safety: the row's `d` entries are readable.
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn chunk<const CH: usize>(p: *const f32, d: usize, q: usize) -> __m256 {
+    // SAFETY: the caller's contract; a full chunk lies inside the row, the mask keeps the last
+    // one's lanes inside it.
+    unsafe {
+        if q + 1 < CH || d.is_multiple_of(8) {
+            _mm256_loadu_ps(p.add(8 * q))
+        } else {
+            _mm256_maskload_ps(p.add(8 * q), _mm256_castps_si256(lanes(d % 8).lo))
+        }
+    }
+}
+
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn dense_terms_n<const CH: usize>(f: &Call<'_, f32>, data: &[f32], d: usize, e: &mut [f32]) {
     let b = f.rows.len();
-    assert!(e.len() >= b && f.y.len() == d && f.v.is_none_or(|v| v.len() == d), "avx2::dense_terms: shapes");
-    let chunks = d.div_ceil(8);
-    let x = |row: u32| &data[row as usize * d..][..d];
-    // Eight rows' partial sums → one register of their eight dot products.
-    let reduce8 = |a: &[__m256; 8]| {
-        let h01 = _mm256_hadd_ps(a[0], a[1]);
-        let h23 = _mm256_hadd_ps(a[2], a[3]);
-        let h45 = _mm256_hadd_ps(a[4], a[5]);
-        let h67 = _mm256_hadd_ps(a[6], a[7]);
+    let x = |row: u32| data[row as usize * d..][..d].as_ptr();
+    // SAFETY (every chunk read below): y, v and every batch row have d entries.
+    let ys: [__m256; CH] = std::array::from_fn(|q| unsafe { chunk::<CH>(f.y.as_ptr(), d, q) });
+    let vs: Option<[__m256; CH]> = f.v.map(|v| std::array::from_fn(|q| unsafe { chunk::<CH>(v.as_ptr(), d, q) }));
+    // Eight rows' dot products with `w` → one register of them: each row's partial sums in a
+    // register, the eight reduced together by a horizontal-add tree.
+    let dots8 = |rows: &[u32], w: &[__m256; CH]| {
+        let mut acc = [_mm256_setzero_ps(); 8];
+        for (a, &row) in acc.iter_mut().zip(rows) {
+            let p = x(row);
+            *a = _mm256_mul_ps(unsafe { chunk::<CH>(p, d, 0) }, w[0]);
+            for (q, &wq) in w.iter().enumerate().skip(1) {
+                *a = _mm256_fmadd_ps(unsafe { chunk::<CH>(p, d, q) }, wq, *a);
+            }
+        }
+        let h01 = _mm256_hadd_ps(acc[0], acc[1]);
+        let h23 = _mm256_hadd_ps(acc[2], acc[3]);
+        let h45 = _mm256_hadd_ps(acc[4], acc[5]);
+        let h67 = _mm256_hadd_ps(acc[6], acc[7]);
         // Lanes: [0 1 2 3 | 0 1 2 3] for rows 0–3 and 4–7, low and high halves of each row.
         let (h0123, h4567) = (_mm256_hadd_ps(h01, h23), _mm256_hadd_ps(h45, h67));
         _mm256_add_ps(_mm256_permute2f128_ps::<0x20>(h0123, h4567), _mm256_permute2f128_ps::<0x31>(h0123, h4567))
@@ -493,52 +529,67 @@ pub(super) unsafe fn dense_terms(f: &Call<'_, f32>, data: &[f32], d: usize, e: &
     for k0 in (0..b).step_by(8) {
         let n = (b - k0).min(8);
         let rows = &f.rows[k0..k0 + n];
-        let (mut zy, mut zv) = ([_mm256_setzero_ps(); 8], [_mm256_setzero_ps(); 8]);
-        for (i, &row) in rows.iter().enumerate() {
-            // Batch rows are scattered through X: fetch a later one while this one is used.
-            if let Some(&ahead) = f.rows.get(k0 + i + 8) {
-                super::super::prefetch(x(ahead));
-            }
-            let xk = x(row);
-            for q in 0..chunks {
-                // SAFETY: 8q < d, the length of xk, y and v.
-                unsafe {
-                    let xq = load_chunk(xk, q);
-                    zy[i] = _mm256_fmadd_ps(xq, load_chunk(f.y, q), zy[i]);
-                    if let Some(v) = f.v {
-                        zv[i] = _mm256_fmadd_ps(xq, load_chunk(v, q), zv[i]);
-                    }
-                }
-            }
+        // Batch rows are scattered through X: fetch the next eight while these are used.
+        for &ahead in f.rows.iter().skip(k0 + 8).take(8) {
+            super::super::prefetch(&data[ahead as usize * d..][..d]);
         }
-        let (zk, uk) = (reduce8(&zy), reduce8(&zv));
+        let zk = dots8(rows, &ys);
+        let uk = vs.as_ref().map(|vs| dots8(rows, vs));
         let t: [f32; 8] = std::array::from_fn(|i| rows.get(i).map_or(0.0, |&r| f.targets[r as usize]));
         // SAFETY: t holds 8 lanes.
         let tv = unsafe { _mm256_loadu_ps(t.as_ptr()) };
-        let ek = _mm256_mul_ps(pointwise_term(f.loss, zk, tv, f.v.map(|_| uk)), row_coefs(f, rows));
-        // SAFETY: lanes below n lie inside e[k0..k0 + n] (asserted above).
+        let ek = _mm256_mul_ps(pointwise_term(f.loss, zk, tv, uk), row_coefs(f, rows));
+        // SAFETY: lanes below n lie inside e[k0..k0 + n] (the caller checked e's length).
         unsafe { _mm256_maskstore_ps(e.as_mut_ptr().add(k0), _mm256_castps_si256(lanes(n).lo), ek) };
     }
 }
 
 /// Dense rows, second pass: `G += Σ_k e_k·x_k` into `g` (`d` entries) in place — the
-/// caller's `out` after its regulariser part — one 8-entry chunk of G at a time, in registers.
+/// caller's `out` after its regulariser part — every chunk of G in registers (two sets, so
+/// consecutive rows' multiply-adds do not wait on each other).
 ///
 /// Safety: the CPU has AVX2 and FMA; `data` holds every batch row, `e` the `b` terms of
-/// [`dense_terms`], `g` has `d` entries.
+/// [`dense_terms`], `g` has `d ≤` [`MAX_DENSE_COLS`] entries.
 #[target_feature(enable = "avx2,fma")]
 pub(super) unsafe fn dense_scatter(rows: &[u32], data: &[f32], d: usize, e: &[f32], g: &mut [f32]) {
     assert!(e.len() >= rows.len() && g.len() == d, "avx2::dense_scatter: shapes");
-    let x = |row: u32| &data[row as usize * d..][..d];
-    for q in 0..d.div_ceil(8) {
-        // Two accumulators: consecutive rows' multiply-adds do not wait on each other.
-        // SAFETY (the loads): 8q < d, the length of g and of every row.
-        let mut acc = [unsafe { load_chunk(g, q) }, _mm256_setzero_ps()];
-        for (k, &row) in rows.iter().enumerate() {
-            acc[k % 2] = _mm256_fmadd_ps(_mm256_set1_ps(e[k]), unsafe { load_chunk(x(row), q) }, acc[k % 2]);
+    // SAFETY (all): this function's contract.
+    unsafe {
+        match d.div_ceil(8) {
+            1 => dense_scatter_n::<1>(rows, data, d, e, g),
+            2 => dense_scatter_n::<2>(rows, data, d, e, g),
+            3 => dense_scatter_n::<3>(rows, data, d, e, g),
+            4 => dense_scatter_n::<4>(rows, data, d, e, g),
+            5 => dense_scatter_n::<5>(rows, data, d, e, g),
+            6 => dense_scatter_n::<6>(rows, data, d, e, g),
+            7 => dense_scatter_n::<7>(rows, data, d, e, g),
+            8 => dense_scatter_n::<8>(rows, data, d, e, g),
+            _ => panic!("avx2::dense_scatter: {d} columns (at most {MAX_DENSE_COLS})"),
         }
-        // SAFETY: the mask keeps the lanes inside g.
-        unsafe { _mm256_maskstore_ps(g.as_mut_ptr().add(8 * q), chunk_lanes(d, q), _mm256_add_ps(acc[0], acc[1])) };
+    }
+}
+
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn dense_scatter_n<const CH: usize>(rows: &[u32], data: &[f32], d: usize, e: &[f32], g: &mut [f32]) {
+    // SAFETY (every chunk read): g and every batch row have d entries.
+    let mut acc: [[__m256; CH]; 2] = [std::array::from_fn(|q| unsafe { chunk::<CH>(g.as_ptr(), d, q) }), [_mm256_setzero_ps(); CH]];
+    for (k, (&row, &ek)) in rows.iter().zip(e).enumerate() {
+        let (p, ek) = (data[row as usize * d..][..d].as_ptr(), _mm256_set1_ps(ek));
+        for (q, a) in acc[k % 2].iter_mut().enumerate() {
+            *a = _mm256_fmadd_ps(ek, unsafe { chunk::<CH>(p, d, q) }, *a);
+        }
+    }
+    for q in 0..CH {
+        let sum = _mm256_add_ps(acc[0][q], acc[1][q]);
+        // SAFETY: a full chunk lies inside g; the mask keeps the last one's lanes inside it.
+        unsafe {
+            if q + 1 < CH || d.is_multiple_of(8) {
+                _mm256_storeu_ps(g.as_mut_ptr().add(8 * q), sum)
+            } else {
+                _mm256_maskstore_ps(g.as_mut_ptr().add(8 * q), _mm256_castps_si256(lanes(d % 8).lo), sum)
+            }
+        }
     }
 }
 
