@@ -43,18 +43,19 @@ fn lanes(c: usize) -> Lanes {
 }
 
 /// `e^x` lane by lane: Cephes `expf` as in `avx512.rs` (Cody–Waite reduction by ln 2, a degree-6
-/// polynomial), `2^n` written into the exponent bits. The argument is clamped to
-/// [−87.34, 88] so that n stays in the normal exponents' range; below −87.34 the result is 0
-/// (it would be below f32's smallest normal number, which the kernels flush to 0 anyway); above
-/// 88 it is `e^88` (only a sigmoid's far tail reads it, where the result is 0 or 1 in f32).
-/// Relative error below 2·10⁻⁷ on the range; NaN in, NaN out.
+/// polynomial), `2^n` written into the exponent bits of two factors (AVX2 has no `scalef`).
+/// Below −87.34 the result is 0 (it would be below f32's smallest normal number, which the
+/// kernels flush to 0 anyway), above 88.72 it is +∞, as libm's. Relative error below 2·10⁻⁷
+/// in between; NaN in, NaN out.
 #[target_feature(enable = "avx2,fma")]
 #[inline]
 fn exp(x: __m256) -> __m256 {
     const LOW: f32 = -87.336_54; // ln(2^-126)
+    const HIGH: f32 = 88.722_84; // ln(f32::MAX)
     let under = _mm256_cmp_ps::<_CMP_LT_OQ>(x, _mm256_set1_ps(LOW));
+    let over = _mm256_cmp_ps::<_CMP_GT_OQ>(x, _mm256_set1_ps(HIGH));
     // max/min return their second operand when either is NaN: x second keeps NaNs.
-    let x = _mm256_min_ps(_mm256_set1_ps(88.0), _mm256_max_ps(_mm256_set1_ps(LOW), x));
+    let x = _mm256_min_ps(_mm256_set1_ps(HIGH), _mm256_max_ps(_mm256_set1_ps(LOW), x));
     let n =
         _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm256_mul_ps(x, _mm256_set1_ps(std::f32::consts::LOG2_E)));
     let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693_359_4), x);
@@ -64,9 +65,13 @@ fn exp(x: __m256) -> __m256 {
         p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(c));
     }
     let p = _mm256_add_ps(_mm256_fmadd_ps(_mm256_mul_ps(p, r), r, r), _mm256_set1_ps(1.0));
-    // n ∈ [−126, 127]: 2^n is the float with biased exponent n + 127 and no mantissa.
-    let two_n = _mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127))));
-    _mm256_andnot_ps(under, _mm256_mul_ps(p, two_n))
+    // n ∈ [−126, 128]: 2^n = 2^h · 2^(n−h) with h = ⌊n/2⌋, each a float with biased exponent
+    // h + 127 (or n − h + 127) and no mantissa.
+    let n = _mm256_cvtps_epi32(n);
+    let h = _mm256_srai_epi32::<1>(n);
+    let pow2 = |k: __m256i| _mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_add_epi32(k, _mm256_set1_epi32(127))));
+    let y = _mm256_mul_ps(_mm256_mul_ps(p, pow2(h)), pow2(_mm256_sub_epi32(n, h)));
+    _mm256_blendv_ps(_mm256_andnot_ps(under, y), _mm256_set1_ps(f32::INFINITY), over)
 }
 
 /// `σ(z)` lane by lane.
@@ -605,35 +610,47 @@ unsafe fn dense_scatter_n<const CH: usize>(rows: &[u32], data: &[f32], d: usize,
 mod tests {
     use super::*;
 
-    /// The polynomial `exp` against f64's on a fine grid over [−87.3, 88] (softmax arguments
-    /// ≤ 0, sigmoid arguments of either sign), to a few f32 ulps; 0 below the range; NaN stays
-    /// NaN.
+    /// `dst = e^src` entry by entry, eight at a time (the tail masked).
+    ///
+    /// Safety: the CPU has AVX2 and FMA.
+    unsafe fn exp_slice(src: &[f32], dst: &mut [f32]) {
+        for (s, d) in src.chunks(8).zip(dst.chunks_mut(8)) {
+            // SAFETY: the caller's contract; the mask keeps the lanes inside both chunks.
+            unsafe {
+                let m = _mm256_castps_si256(lanes(s.len()).lo);
+                _mm256_maskstore_ps(d.as_mut_ptr(), m, exp(_mm256_maskload_ps(s.as_ptr(), m)))
+            };
+        }
+    }
+
+    /// The polynomial `exp` against f64's on a fine grid over [−87.3, 88.7] (softmax arguments
+    /// ≤ 0, sigmoid arguments of either sign, hyperparameters), to a few f32 ulps; 0 below the
+    /// range, +∞ above; NaN stays NaN.
     #[test]
     fn exp_is_accurate() {
         if !available() {
             eprintln!("no AVX2 and FMA on this CPU: nothing to check");
             return;
         }
-        let xs: Vec<f32> = (0..200_000).map(|i| -87.3 + i as f32 * (175.3 / 200_000.0)).chain([0.0, -0.0, 1e-30, -1e-30, 88.0]).collect();
+        let xs: Vec<f32> =
+            (0..200_000).map(|i| -87.3 + i as f32 * (176.0 / 200_000.0)).chain([0.0, -0.0, 1e-30, -1e-30, 88.0, 88.72]).collect();
+        let mut got = vec![0.0f32; xs.len()];
+        // SAFETY: the CPU has AVX2 and FMA (checked above); got is as long as xs.
+        unsafe { exp_slice(&xs, &mut got) };
         let mut worst = 0.0f64;
-        for chunk in xs.chunks(8) {
-            let mut lanes = [0.0f32; 8];
-            lanes[..chunk.len()].copy_from_slice(chunk);
-            let mut got = [0.0f32; 8];
-            // SAFETY: the CPU has AVX2 and FMA (checked above); both arrays hold 8 lanes.
-            unsafe { _mm256_storeu_ps(got.as_mut_ptr(), exp(_mm256_loadu_ps(lanes.as_ptr()))) };
-            for (&x, &g) in chunk.iter().zip(&got) {
-                let want = (x as f64).exp();
-                worst = worst.max(((g as f64) - want).abs() / want);
-            }
+        for (&x, &g) in xs.iter().zip(&got) {
+            let want = (x as f64).exp();
+            worst = worst.max(((g as f64) - want).abs() / want);
         }
         assert!(worst < 3.0e-7, "exp: worst relative error {worst:.2e}");
-        let mut out = [1.0f32; 8];
-        let special = [f32::NAN, -88.0, -100.0, f32::NEG_INFINITY, -1e30, 0.0, 0.0, 0.0];
-        // SAFETY: as above.
-        unsafe { _mm256_storeu_ps(out.as_mut_ptr(), exp(_mm256_loadu_ps(special.as_ptr()))) };
+        let special = [f32::NAN, -88.0, -100.0, f32::NEG_INFINITY, -1e30, 88.73, 1e30, f32::INFINITY, 1.0];
+        let mut out = [1.0f32; 9];
+        // SAFETY: as above (9 entries: a full chunk and a masked tail).
+        unsafe { exp_slice(&special, &mut out) };
         assert!(out[0].is_nan(), "exp(NaN) must be NaN");
         assert!(out[1..5].iter().all(|&v| v == 0.0), "exp below the range must be 0: {out:?}");
+        assert!(out[5..8].iter().all(|&v| v == f32::INFINITY), "exp above the range must be +inf: {out:?}");
+        assert!((out[8] - std::f32::consts::E).abs() < 1e-6, "exp(1) in the tail chunk: {}", out[8]);
     }
 
     /// The horizontal sum and maximum against plain ones (exact on these powers of two).
