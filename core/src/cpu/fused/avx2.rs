@@ -593,8 +593,8 @@ unsafe fn dense_scatter_n<const CH: usize>(rows: &[u32], data: &[f32], d: usize,
             *a = _mm256_fmadd_ps(ek, unsafe { chunk::<CH>(p, d, q) }, *a);
         }
     }
-    for q in 0..CH {
-        let sum = _mm256_add_ps(acc[0][q], acc[1][q]);
+    for (q, (&a0, &a1)) in acc[0].iter().zip(&acc[1]).enumerate() {
+        let sum = _mm256_add_ps(a0, a1);
         // SAFETY: a full chunk lies inside g; the mask keeps the last one's lanes inside it.
         unsafe {
             if q + 1 < CH || d.is_multiple_of(8) {
