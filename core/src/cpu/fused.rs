@@ -157,7 +157,7 @@ pub(super) fn glm_batch<T: Real>(
             // and the column indices lie inside the matrix (checked when it was built).
             CpuMatrix::Dense { data, .. } => unsafe {
                 let data = super::as_f32(data).expect("f32");
-                avx2::dense_terms(call, data, d, e32);
+                avx2::dense_terms(call, data, d, e32, super::as_f32_mut(u).expect("f32"));
                 apply_reg(&reg, 0, c, out);
                 avx2::dense_scatter(idx, data, d, e32, super::as_f32_mut(out).expect("f32"));
             },
@@ -169,7 +169,7 @@ pub(super) fn glm_batch<T: Real>(
                 avx2::csr_scatter(idx, indptr, indices, values, shift, c, e32, &e_sum, super::as_f32_mut(out).expect("f32"));
             },
         }
-        let _ = (z, u);
+        let _ = z;
         return;
     }
     #[cfg(target_arch = "x86_64")]
