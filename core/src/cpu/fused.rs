@@ -164,7 +164,7 @@ pub(super) fn glm_batch<T: Real>(
             CpuMatrix::Csr { indptr, indices, values, shift, .. } => unsafe {
                 let shift = shift.as_ref().map(|s| (&s.indices[..], super::as_f32(&s.values).expect("f32")));
                 let values = super::as_f32(values).expect("f32");
-                let e_sum = avx2::csr_terms(call, indptr, indices, values, shift, c, e32);
+                let e_sum = avx2::csr_terms(call, indptr, indices, values, shift, c, e32, super::as_f32_mut(u).expect("f32"));
                 apply_reg(&reg, 0, c, out);
                 avx2::csr_scatter(idx, indptr, indices, values, shift, c, e32, &e_sum, super::as_f32_mut(out).expect("f32"));
             },

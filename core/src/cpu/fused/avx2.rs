@@ -214,14 +214,35 @@ unsafe fn store_pair(p: *mut f32, v: __m128) {
     unsafe { _mm_storel_epi64(p.cast(), _mm_castps_si128(v)) }
 }
 
+/// Row `k` of a row-major matrix of `C` (1 or 10) entries a row at `m` = `r`'s class lanes
+/// (see [`load_row`]; lane 0 for one class).
+///
+/// Safety: row `k` lies inside the matrix.
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn store_row<const C: usize>(m: *mut f32, k: usize, r: Row) {
+    // SAFETY: the caller's contract.
+    unsafe {
+        let p = m.add(k * C);
+        match C {
+            1 => *p = _mm256_cvtss_f32(r.lo),
+            _ => {
+                _mm256_storeu_ps(p, r.lo);
+                store_pair(p.add(8), _mm256_castps256_ps128(r.hi));
+            }
+        }
+    }
+}
+
 /// CSR rows (plain or shifted, `X = S + 1sᵀ`), first pass: every batch row's term
 /// `e_k = w_k·ℓ'(x_k·Y)` (or `ℓ''·(x_k·V)`), written to `e` (`b × c`, row-major); returns
-/// `Σ_k e_k` in the lanes of a row (for the shift's part of G). Y and V are read in place, with
-/// c entries a row (no padded copies: AVX2 writes G without masked stores, see
-/// [`csr_scatter`]). `c` is 1 or 10 (the compiled class counts up to 16).
+/// `Σ_k e_k` in the lanes of a row (for the shift's part of G). `u` is work space of the size
+/// of `e`. Y and V are read in place, with c entries a row (no padded copies: AVX2 writes G
+/// without masked stores, see [`csr_scatter`]). `c` is 1 or 10 (the compiled class counts up
+/// to 16).
 ///
 /// Safety: the CPU has AVX2 and FMA; every column index is below `d`, `f.y` (and `f.v`) have
-/// `d × c` entries, `e` at least `b × c` (the caller checked the shapes; the indices come from a
+/// `d × c` entries, `e` and `u` at least `b × c` (the caller checked the shapes; the indices come from a
 /// validated CSR).
 #[target_feature(enable = "avx2,fma")]
 #[allow(clippy::too_many_arguments)]
@@ -233,11 +254,12 @@ pub(super) unsafe fn csr_terms(
     shift: Option<(&[u32], &[f32])>,
     c: usize,
     e: &mut [f32],
+    u: &mut [f32],
 ) -> [f32; 16] {
     // SAFETY (both): this function's contract.
     match c {
-        1 => unsafe { csr_terms_c::<1>(f, indptr, indices, values, shift, e) },
-        10 => unsafe { csr_terms_c::<10>(f, indptr, indices, values, shift, e) },
+        1 => unsafe { csr_terms_c::<1>(f, indptr, indices, values, shift, e, u) },
+        10 => unsafe { csr_terms_c::<10>(f, indptr, indices, values, shift, e, u) },
         _ => panic!("avx2::csr_terms: {c} classes (1 or 10 are compiled)"),
     }
 }
@@ -251,6 +273,7 @@ unsafe fn csr_terms_c<const C: usize>(
     values: &[f32],
     shift: Option<(&[u32], &[f32])>,
     e: &mut [f32],
+    u: &mut [f32],
 ) -> [f32; 16] {
     let mask = lanes(C);
     let (y, v) = (f.y.as_ptr(), f.v.map_or(std::ptr::null(), |v| v.as_ptr()));
@@ -267,13 +290,11 @@ unsafe fn csr_terms_c<const C: usize>(
         None => (zero, zero),
     };
     let span = |row: usize| indptr[row] as usize..indptr[row + 1] as usize;
-    let mut e_sum = zero;
-    let mut coefs = _mm256_setzero_ps();
-    assert!(e.len() >= f.rows.len() * C, "avx2::csr_terms: e too short");
+    assert!(e.len() >= f.rows.len() * C && u.len() >= f.rows.len() * C, "avx2::csr_terms: e or u too short");
+    // All the rows' products first (z in e, u in `u`), the row terms after, so that the
+    // softmax's reductions and exp of successive rows overlap instead of each holding up the
+    // next row's loads.
     for (k, &row) in f.rows.iter().enumerate() {
-        if k % 8 == 0 {
-            coefs = row_coefs(f, &f.rows[k..]);
-        }
         // The whole of a later row, two rows ahead (see `avx512.rs`).
         if let Some(&ahead) = f.rows.get(k + 2) {
             let r = span(ahead as usize);
@@ -281,32 +302,38 @@ unsafe fn csr_terms_c<const C: usize>(
             prefetch_bytes(&values[r], usize::MAX);
         }
         let row = row as usize;
-        let (z, u) = dots(&indices[span(row)], &values[span(row)]);
-        let z = Row { lo: _mm256_add_ps(z.lo, zs.lo), hi: _mm256_add_ps(z.hi, zs.hi) };
-        let u = Row { lo: _mm256_add_ps(u.lo, us.lo), hi: _mm256_add_ps(u.hi, us.hi) };
-        let t = f.targets[row];
+        let (z, uk) = dots(&indices[span(row)], &values[span(row)]);
+        // SAFETY: row k of e and u lies inside them (asserted above).
+        unsafe {
+            store_row::<C>(e.as_mut_ptr(), k, Row { lo: _mm256_add_ps(z.lo, zs.lo), hi: _mm256_add_ps(z.hi, zs.hi) });
+            if f.v.is_some() {
+                store_row::<C>(u.as_mut_ptr(), k, Row { lo: _mm256_add_ps(uk.lo, us.lo), hi: _mm256_add_ps(uk.hi, us.hi) });
+            }
+        }
+    }
+    let mut e_sum = zero;
+    let mut coefs = _mm256_setzero_ps();
+    for (k, &row) in f.rows.iter().enumerate() {
+        if k % 8 == 0 {
+            coefs = row_coefs(f, &f.rows[k..]);
+        }
+        // SAFETY: as above.
+        let z = unsafe { load_row::<C>(e.as_ptr(), k) };
+        let uk = if f.v.is_some() { unsafe { load_row::<C>(u.as_ptr(), k) } } else { zero };
+        let t = f.targets[row as usize];
         let ek = match f.loss {
-            LossKind::Softmax if C > 8 => softmax_term::<true>(z, mask, t, f.v.map(|_| u)),
-            LossKind::Softmax => softmax_term::<false>(z, mask, t, f.v.map(|_| u)),
+            LossKind::Softmax if C > 8 => softmax_term::<true>(z, mask, t, f.v.map(|_| uk)),
+            LossKind::Softmax => softmax_term::<false>(z, mask, t, f.v.map(|_| uk)),
             loss => {
-                let ek = pointwise_term(loss, z.lo, _mm256_set1_ps(t), f.v.map(|_| u.lo));
+                let ek = pointwise_term(loss, z.lo, _mm256_set1_ps(t), f.v.map(|_| uk.lo));
                 Row { lo: _mm256_and_ps(mask.lo, ek), hi: _mm256_setzero_ps() }
             }
         };
         let w = _mm256_set1_ps(lane(coefs, k));
         let ek = Row { lo: _mm256_mul_ps(ek.lo, w), hi: _mm256_mul_ps(ek.hi, w) };
         e_sum = Row { lo: _mm256_add_ps(e_sum.lo, ek.lo), hi: _mm256_add_ps(e_sum.hi, ek.hi) };
-        // SAFETY: row k of e (C entries) lies inside e (asserted above).
-        unsafe {
-            let p = e.as_mut_ptr().add(k * C);
-            match C {
-                1 => *p = _mm256_cvtss_f32(ek.lo),
-                _ => {
-                    _mm256_storeu_ps(p, ek.lo);
-                    store_pair(p.add(8), _mm256_castps256_ps128(ek.hi));
-                }
-            }
-        }
+        // SAFETY: as above.
+        unsafe { store_row::<C>(e.as_mut_ptr(), k, ek) };
     }
     let mut sum = [0.0; 16];
     // SAFETY: sum holds 16 lanes.
