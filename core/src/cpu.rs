@@ -927,12 +927,14 @@ fn prefetch_bytes<T>(x: &[T], max: usize) {
         }
         // Every cache line from the first byte's to the last one's (an 88-byte row that starts
         // late in a line touches three).
+        // A plain loop: an inclusive stepped range compiled to a dozen instructions a line,
+        // which on MNIST's 1.2 KB rows cost as much as a tenth of the products.
         let start = x.as_ptr().cast::<i8>();
-        let first_line = start as usize & !63;
-        let last = start as usize + bytes - 1;
-        for line in (first_line..=last).step_by(64) {
+        let (mut line, last) = (start as usize & !63, start as usize + bytes - 1);
+        while line <= last {
             // SAFETY: a prefetch never faults; the address is within the lines x touches.
             unsafe { _mm_prefetch::<_MM_HINT_T0>(start.wrapping_add(line.wrapping_sub(start as usize))) };
+            line += 64;
         }
     }
     #[cfg(not(target_arch = "x86_64"))]

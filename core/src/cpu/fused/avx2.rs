@@ -566,15 +566,7 @@ unsafe fn dense_terms_n<const CH: usize>(f: &Call<'_, f32>, data: &[f32], d: usi
         let rows = &f.rows[k0..k0 + n];
         // Batch rows are scattered through X: fetch the next eight while these are used.
         for &ahead in f.rows.iter().skip(k0 + 8).take(8) {
-            let row = data[ahead as usize * d..][..d].as_ptr().cast::<i8>();
-            // Its cache lines: every 64 bytes from its start, and its last byte's.
-            // SAFETY: each address lies inside the row (prefetches are hints; they never fault).
-            unsafe {
-                for off in (0..4 * d).step_by(64) {
-                    _mm_prefetch::<_MM_HINT_T0>(row.add(off));
-                }
-                _mm_prefetch::<_MM_HINT_T0>(row.add(4 * d - 1));
-            }
+            super::super::prefetch(&data[ahead as usize * d..][..d]);
         }
         // SAFETY: block k0 lies inside e and u (the caller checked their lengths).
         unsafe {
