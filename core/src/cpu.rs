@@ -165,7 +165,14 @@ impl<T: Real> Backend for CpuBackend<T> {
     type Indices = Vec<u32>;
 
     fn describe(&self) -> String {
-        format!("cpu ({})", std::any::type_name::<T>())
+        // The f32 backend names the intrinsics its fused kernels may use, when capped.
+        let cap = match (self.wide, self.avx512) {
+            (false, _) => ", portable kernels",
+            (true, false) => ", AVX-512 off",
+            (true, true) => "",
+        };
+        let cap = if std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>() { cap } else { "" };
+        format!("cpu ({}{cap})", std::any::type_name::<T>())
     }
 
     fn zeros(&self, len: usize, _label: &str) -> Vec<T> {

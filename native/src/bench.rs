@@ -32,7 +32,7 @@ pub struct BenchArgs {
     /// Algorithms (comma-separated).
     #[arg(long, default_value = "stocBiO,AID-CG,AID-FP,reverse", value_delimiter = ',')]
     algs: Vec<String>,
-    /// Backends: cpu, cpu32, gpu (comma-separated).
+    /// Backends: cpu, cpu32, cpu32-avx2 (cpu32 with AVX-512 off), gpu (comma-separated).
     #[arg(long, default_value = "cpu32,gpu", value_delimiter = ',')]
     backends: Vec<String>,
     /// Mini-batch drawing, one case each (comma-separated): independent (the paper's uniform
@@ -122,8 +122,9 @@ fn backend_kind(name: &str) -> Result<BackendKind> {
     Ok(match name.to_lowercase().as_str() {
         "cpu" => BackendKind::Cpu,
         "cpu32" => BackendKind::Cpu32,
+        "cpu32-avx2" => BackendKind::Cpu32Avx2,
         "gpu" => BackendKind::Gpu,
-        other => bail!("unknown backend {other:?} (expected cpu, cpu32 or gpu)"),
+        other => bail!("unknown backend {other:?} (expected cpu, cpu32, cpu32-avx2 or gpu)"),
     })
 }
 

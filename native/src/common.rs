@@ -17,6 +17,10 @@ pub enum BackendKind {
     Cpu,
     /// The CPU backend in f32 (the GPU's precision, twice the speed).
     Cpu32,
+    /// cpu32 with its fused kernels' AVX-512 forms off (the AVX2 ones run): for comparing the
+    /// two on a CPU that has both.
+    #[value(name = "cpu32-avx2")]
+    Cpu32Avx2,
     /// wgpu: Vulkan/Metal/DX12 (lavapipe on machines without a GPU).
     Gpu,
 }
@@ -138,6 +142,7 @@ pub fn on_backend(args: &BackendArgs, job: impl Job) -> Result<()> {
     match args.backend {
         BackendKind::Cpu => job.run(&CpuBackend::<f64>::new()),
         BackendKind::Cpu32 => job.run(&CpuBackend::<f32>::new()),
+        BackendKind::Cpu32Avx2 => job.run(&CpuBackend::<f32>::new().without_avx512()),
         BackendKind::Gpu => {
             let gpu = pollster::block_on(GpuBackend::new(&GpuOptions { adapter: args.adapter.clone() }))?;
             job.run(&gpu)

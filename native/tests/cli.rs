@@ -260,12 +260,12 @@ fn bench_appends_one_record_per_case() {
     let _ = std::fs::remove_file(&path);
     // (The real hyper-cleaning case times stocBiO alone: a full-batch algorithm on 20,000 MNIST
     // rows takes a minute in a debug build.)
-    for extra in [
-        &["--problems", "ijcnn1", "--algs", "stocBiO,AID-CG"][..],
-        &["--problems", "hyperclean", "--real", "--algs", "stocBiO"][..],
-        &["--problems", "ijcnn1", "--algs", "stocBiO", "--batches", "slices"][..],
+    for (backend, extra) in [
+        ("cpu32", &["--problems", "ijcnn1", "--algs", "stocBiO,AID-CG"][..]),
+        ("cpu32", &["--problems", "hyperclean", "--real", "--algs", "stocBiO"][..]),
+        ("cpu32-avx2", &["--problems", "ijcnn1", "--algs", "stocBiO", "--batches", "slices"][..]),
     ] {
-        let mut args = vec!["bench", "--backends", "cpu32", "--iters", "2", "--min_time", "0", "--out", p];
+        let mut args = vec!["bench", "--backends", backend, "--iters", "2", "--min_time", "0", "--out", p];
         args.extend_from_slice(extra);
         let out = bilevel(&args);
         assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
@@ -273,12 +273,13 @@ fn bench_appends_one_record_per_case() {
     let text = std::fs::read_to_string(&path).expect("bench output");
     let records: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).expect("a JSON line")).collect();
     assert_eq!(records.len(), 4);
-    for (r, (problem, data, alg, batches)) in records.iter().zip([
-        ("ijcnn1", "synthetic", "stocBiO", "independent"),
-        ("ijcnn1", "synthetic", "AID-CG", "independent"),
-        ("hyperclean", "real", "stocBiO", "independent"),
-        ("ijcnn1", "synthetic", "stocBiO", "slices"),
+    for (r, (problem, data, alg, batches, backend)) in records.iter().zip([
+        ("ijcnn1", "synthetic", "stocBiO", "independent", "cpu (f32)"),
+        ("ijcnn1", "synthetic", "AID-CG", "independent", "cpu (f32)"),
+        ("hyperclean", "real", "stocBiO", "independent", "cpu (f32)"),
+        ("ijcnn1", "synthetic", "stocBiO", "slices", "cpu (f32, AVX-512 off)"),
     ]) {
+        assert_eq!(r["backend"].as_str(), Some(backend), "{r}");
         assert_eq!((r["problem"].as_str(), r["data"].as_str(), r["alg"].as_str()), (Some(problem), Some(data), Some(alg)), "{r}");
         assert_eq!(r["batches"].as_str(), Some(batches), "{r}");
         assert!(r["s_per_iter_median"].as_f64().is_some_and(|t| t > 0.0), "{r}");
