@@ -52,6 +52,8 @@ pub(super) fn applies<T: Real>(data: &GlmRows<'_, CpuBackend<T>>) -> bool {
 
 /// The hand-written f32 kernels a CPU can run, widest first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+// Only x86-64 constructs them; elsewhere (wasm32) `simd` always answers `None`.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 pub(super) enum Simd {
     Avx512,
     Avx2,

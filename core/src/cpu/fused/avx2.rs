@@ -486,6 +486,24 @@ unsafe fn scatter<const C: usize>(cols: &[u32], vals: &[f32], e: Row, g: &mut [f
 /// wider ones run the portable kernels.
 pub(super) const MAX_DENSE_COLS: usize = 64;
 
+/// Calls `$kernel::<CH>(args)` with `CH = ⌈d/8⌉`, the register chunks of a dense row (1 to 8,
+/// each compiled), or panics naming `$what` for a wider row.
+macro_rules! by_chunks {
+    ($d:expr, $kernel:ident($($arg:expr),*), $what:literal) => {
+        match $d.div_ceil(8) {
+            1 => $kernel::<1>($($arg),*),
+            2 => $kernel::<2>($($arg),*),
+            3 => $kernel::<3>($($arg),*),
+            4 => $kernel::<4>($($arg),*),
+            5 => $kernel::<5>($($arg),*),
+            6 => $kernel::<6>($($arg),*),
+            7 => $kernel::<7>($($arg),*),
+            8 => $kernel::<8>($($arg),*),
+            _ => panic!("{}: {} columns (at most {MAX_DENSE_COLS})", $what, $d),
+        }
+    };
+}
+
 /// Dense rows, one class, element-wise losses (ijcnn1), first pass: the dot products eight
 /// rows at a time (each row's partial sums in a register, the eight reduced together by a
 /// horizontal-add tree into one register of z), then the row terms, written to `e` (`b`
@@ -501,19 +519,7 @@ pub(super) unsafe fn dense_terms(f: &Call<'_, f32>, data: &[f32], d: usize, e: &
         "avx2::dense_terms: shapes"
     );
     // SAFETY (all): this function's contract.
-    unsafe {
-        match d.div_ceil(8) {
-            1 => dense_terms_n::<1>(f, data, d, e, u),
-            2 => dense_terms_n::<2>(f, data, d, e, u),
-            3 => dense_terms_n::<3>(f, data, d, e, u),
-            4 => dense_terms_n::<4>(f, data, d, e, u),
-            5 => dense_terms_n::<5>(f, data, d, e, u),
-            6 => dense_terms_n::<6>(f, data, d, e, u),
-            7 => dense_terms_n::<7>(f, data, d, e, u),
-            8 => dense_terms_n::<8>(f, data, d, e, u),
-            _ => panic!("avx2::dense_terms: {d} columns (at most {MAX_DENSE_COLS})"),
-        }
-    }
+    unsafe { by_chunks!(d, dense_terms_n(f, data, d, e, u), "avx2::dense_terms") }
 }
 
 /// Chunk `q` (8 entries) of a `d`-entry row at `p` of `CH` chunks: a plain load, or for the last
@@ -634,19 +640,7 @@ unsafe fn load_block(s: &[f32], k0: usize, n: usize) -> __m256 {
 pub(super) unsafe fn dense_scatter(rows: &[u32], data: &[f32], d: usize, e: &[f32], g: &mut [f32]) {
     assert!(e.len() >= rows.len() && g.len() == d, "avx2::dense_scatter: shapes");
     // SAFETY (all): this function's contract.
-    unsafe {
-        match d.div_ceil(8) {
-            1 => dense_scatter_n::<1>(rows, data, d, e, g),
-            2 => dense_scatter_n::<2>(rows, data, d, e, g),
-            3 => dense_scatter_n::<3>(rows, data, d, e, g),
-            4 => dense_scatter_n::<4>(rows, data, d, e, g),
-            5 => dense_scatter_n::<5>(rows, data, d, e, g),
-            6 => dense_scatter_n::<6>(rows, data, d, e, g),
-            7 => dense_scatter_n::<7>(rows, data, d, e, g),
-            8 => dense_scatter_n::<8>(rows, data, d, e, g),
-            _ => panic!("avx2::dense_scatter: {d} columns (at most {MAX_DENSE_COLS})"),
-        }
-    }
+    unsafe { by_chunks!(d, dense_scatter_n(rows, data, d, e, g), "avx2::dense_scatter") }
 }
 
 #[target_feature(enable = "avx2,fma")]
