@@ -28,7 +28,28 @@ pub enum CpuMatrix<T> {
     /// CSR, with the CSC (the transpose's CSR) beside it for full-batch `Xᵀ E`: a gather per
     /// feature, no scattered writes (`None` for a batch form, which full batches do not use).
     /// With `shift = Some(s)` the matrix is this CSR plus `s` added to every row (`X = S + 1sᵀ`).
-    Csr { rows: usize, cols: usize, indptr: Vec<u32>, indices: Vec<u32>, values: Vec<T>, csc: Option<Csc<T>>, shift: Option<Shift<T>> },
+    ///
+    /// `split` is there when every row's column indices ascend (see [`Split`]).
+    Csr {
+        rows: usize,
+        cols: usize,
+        indptr: Vec<u32>,
+        indices: Vec<u32>,
+        values: Vec<T>,
+        csc: Option<Csc<T>>,
+        shift: Option<Shift<T>>,
+        split: Option<Split>,
+    },
+}
+
+/// A column that splits a CSR matrix's non-zeros about in half, and where each row reaches it,
+/// so that two threads can write G's rows below it and from it apart.
+// Only the x86-64 kernels split (wasm32 has one thread).
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+pub struct Split {
+    pub(crate) col: u32,
+    /// Row r's entries with columns from `col` on start at `at[r]` (an index into `indices`).
+    pub(crate) at: Vec<u32>,
 }
 
 /// The row `s` that [`CpuMatrix::Csr`] adds to every row, as a one-row CSR of its non-zeros, so
@@ -91,6 +112,25 @@ pub struct CpuBackend<T: Real> {
     pub(crate) wide: bool,
     /// Whether the fused f32 kernels may use AVX-512 (else AVX2 at most).
     pub(crate) avx512: bool,
+    /// Whether the AVX2 CSR kernel may split a call with a partner thread.
+    pub(crate) threads: Threads,
+    /// The partner thread, started on first use.
+    #[cfg(target_arch = "x86_64")]
+    partner: std::sync::OnceLock<Option<pair::Pair>>,
+}
+
+/// Whether the f32 fused kernel for sparse mini-batches (MNIST's) splits a call over two
+/// threads, on a machine with two cores or more (`fused.rs`, `cpu/pair.rs`). The results are
+/// the same to the bit whichever it does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Threads {
+    /// Never: the calling thread alone.
+    One,
+    /// Always where the call qualifies (for tests).
+    Two,
+    /// Where timing the run so far says that it pays (the default): a virtual machine's two
+    /// cores may be two hyperthreads of one core at times, and then it does not.
+    Timed,
 }
 
 impl<T: Real> Default for CpuBackend<T> {
@@ -101,7 +141,14 @@ impl<T: Real> Default for CpuBackend<T> {
 
 impl<T: Real> CpuBackend<T> {
     pub fn new() -> Self {
-        CpuBackend { pool: Mutex::default(), wide: true, avx512: true }
+        CpuBackend {
+            pool: Mutex::default(),
+            wide: true,
+            avx512: true,
+            threads: Threads::Timed,
+            #[cfg(target_arch = "x86_64")]
+            partner: std::sync::OnceLock::new(),
+        }
     }
 
     /// The same backend without the intrinsics kernels (the portable ones every other CPU
@@ -116,10 +163,35 @@ impl<T: Real> CpuBackend<T> {
         CpuBackend { avx512: false, ..self }
     }
 
+    /// The same backend with another [`Threads`] mode for its fused sparse kernel.
+    pub fn threads(self, threads: Threads) -> Self {
+        CpuBackend { threads, ..self }
+    }
+
+    /// The same backend on the calling thread alone (for comparisons).
+    pub fn one_thread(self) -> Self {
+        self.threads(Threads::One)
+    }
+
+    /// The partner thread, when this backend may use one and the machine has a second core.
+    #[cfg(target_arch = "x86_64")]
+    fn partner(&self) -> Option<&pair::Pair> {
+        if self.threads == Threads::One {
+            return None;
+        }
+        self.partner.get_or_init(pair::Pair::new).as_ref()
+    }
+
     /// Which kernel [`Backend::glm_batch`] runs for `data`: `"avx512"`, `"avx2"`, `"portable"`
     /// (fused), or `None` (the unfused composition of the primitives).
     pub fn glm_batch_kernel(&self, data: &GlmRows<'_, Self>) -> Option<&'static str> {
         fused::applies(data).then(|| fused::simd(self, data).map_or("portable", fused::Simd::name))
+    }
+
+    /// Whether [`Backend::glm_batch`] may split this call over two threads (with
+    /// [`Threads::Two`] it does).
+    pub fn glm_batch_splits(&self, data: &GlmRows<'_, Self>) -> bool {
+        fused::applies(data) && fused::splits(self, data)
     }
 
     /// A work buffer of `len` elements (contents unspecified).
@@ -171,8 +243,13 @@ impl<T: Real> Backend for CpuBackend<T> {
             (true, false) => ", AVX-512 off",
             (true, true) => "",
         };
+        let threads = match self.threads {
+            Threads::Timed => "",
+            Threads::One => ", one thread",
+            Threads::Two => ", two threads",
+        };
         let cap = if std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>() { cap } else { "" };
-        format!("cpu ({}{cap})", std::any::type_name::<T>())
+        format!("cpu ({}{cap}{threads})", std::any::type_name::<T>())
     }
 
     fn zeros(&self, len: usize, _label: &str) -> Vec<T> {
@@ -528,12 +605,32 @@ fn csr_matrix<T: Real>(m: &HostMatrix, with_csc: bool, shift: Option<Vec<f64>>) 
         indices: indices.clone(),
         values: convert(values),
         csc,
+        split: if cfg!(target_arch = "x86_64") { halving_column(*cols, indptr, indices) } else { None },
         shift: shift.map(|s| {
             let indices: Vec<u32> = (0..s.len() as u32).filter(|&j| s[j as usize] != 0.0).collect();
             let values = indices.iter().map(|&j| to_t(s[j as usize])).collect();
             Shift { indptr: [0, indices.len() as u32], indices, values }
         }),
     }
+}
+
+/// The column with about half the non-zeros below it, and where each row reaches it, if every
+/// row's column indices ascend strictly (else `None`).
+fn halving_column(cols: usize, indptr: &[u32], indices: &[u32]) -> Option<Split> {
+    let ascending = indptr.windows(2).all(|w| indices[w[0] as usize..w[1] as usize].windows(2).all(|p| p[0] < p[1]));
+    if !ascending || cols < 2 || indices.is_empty() {
+        return None;
+    }
+    let mut count = vec![0usize; cols];
+    indices.iter().for_each(|&j| count[j as usize] += 1);
+    let (mut below, half) = (0, indices.len() / 2);
+    let s = count.iter().position(|&n| {
+        below += n;
+        below > half
+    });
+    let col = s.unwrap_or(cols - 1).max(1) as u32;
+    let at = indptr.windows(2).map(|w| w[0] + indices[w[0] as usize..w[1] as usize].partition_point(|&j| j < col) as u32).collect();
+    Some(Split { col, at })
 }
 
 /// A dense `rows × cols` matrix as `S + 1sᵀ` with `S` sparse, when that pays: `s_j` is, of 0,
@@ -734,6 +831,8 @@ macro_rules! multiversion {
 }
 
 mod fused;
+#[cfg(target_arch = "x86_64")]
+mod pair;
 
 multiversion! {
     /// `x · y` with `LANES`-wide accumulators.
@@ -1377,5 +1476,32 @@ pub(crate) fn row_curvature<T: Real>(kind: LossKind, z: &[T], u: &[T], m: &mut [
                 *mv = *mv * (uv - pu);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The split column halves the non-zeros, and each row's split position is where its
+    /// columns reach it; rows out of order get no split.
+    #[test]
+    fn halving_column_splits_the_non_zeros_in_half() {
+        // Rows: {0, 1, 5}, {2}, {}, {3, 4, 5, 6}, {1, 6}: 10 entries over 7 columns.
+        let indptr = [0, 3, 4, 4, 8, 10];
+        let indices = [0, 1, 5, 2, 3, 4, 5, 6, 1, 6];
+        let split = halving_column(7, &indptr, &indices).expect("ascending rows");
+        let below = indices.iter().filter(|&&j| j < split.col).count();
+        // Column 4 is the first with more than half (5) of the entries up to and including it.
+        assert_eq!((split.col, below), (4, 5));
+        assert_eq!(split.at, vec![2, 4, 4, 5, 9]);
+        for (r, w) in indptr.windows(2).enumerate() {
+            let at = split.at[r] as usize;
+            assert!(indices[w[0] as usize..at].iter().all(|&j| j < split.col));
+            assert!(indices[at..w[1] as usize].iter().all(|&j| j >= split.col));
+        }
+        assert!(halving_column(7, &[0, 2], &[3, 1]).is_none(), "descending row");
+        assert!(halving_column(7, &[0, 2], &[3, 3]).is_none(), "repeated column");
+        assert!(halving_column(1, &[0, 1], &[0]).is_none(), "one column");
     }
 }

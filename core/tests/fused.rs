@@ -9,7 +9,7 @@
 mod common;
 
 use bilevel_core::backend::{glm_batch_unfused, GlmRows, HostMatrix, LossKind, Reg, RowTerm};
-use bilevel_core::cpu::{CpuBackend, Real};
+use bilevel_core::cpu::{CpuBackend, Real, Threads};
 use bilevel_core::sampler::Sampler;
 use bilevel_core::{Backend, Rows};
 use common::randn;
@@ -97,68 +97,87 @@ enum Op {
 
 const OPS: [Op; 5] = [Op::Gradient, Op::GradientNoReg, Op::DescentStep, Op::Hvp, Op::NeumannStep];
 
+/// A case's inputs, drawn the same way for every check: targets, y, v, the initial out, the
+/// per-feature and the per-sample λ.
+struct Inputs([Vec<f64>; 6]);
+
+impl Inputs {
+    fn new(case: &Case) -> Inputs {
+        let ((n, d), c) = (case.x.shape(), case.c);
+        let mut s = Sampler::new(5);
+        let t = targets(&mut s, n, c, case.loss);
+        let (y, v, out0) = (randn(&mut s, d * c, 0.5), randn(&mut s, d * c, 0.5), randn(&mut s, d * c, 0.5));
+        let (lam_feature, lam_sample) = (randn(&mut s, d, 0.3), randn(&mut s, n, 1.0));
+        Inputs([t, y, v, out0, lam_feature, lam_sample])
+    }
+
+    fn vecs(&self) -> [&[f64]; 6] {
+        std::array::from_fn(|i| &self.0[i][..])
+    }
+}
+
+/// Runs the op on a backend: fused (`glm_batch`) or not, returns `out`.
+fn run<B: Backend>(be: &B, case: &Case, batch: &[u32], op: Op, vecs: [&[f64]; 6], weighted: bool, fused: bool) -> Vec<f64> {
+    let [t, y, v, out0, lam_feature, lam_sample] = vecs;
+    let c = case.c;
+    let x = be.matrix_from(&case.x, "x");
+    let (tv, yv, vv, lf, ls) = (
+        be.vector_from(t, "t"),
+        be.vector_from(y, "y"),
+        be.vector_from(v, "v"),
+        be.vector_from(lam_feature, "lf"),
+        be.vector_from(lam_sample, "ls"),
+    );
+    let mut out = be.vector_from(out0, "out");
+    let idx = be.indices(batch);
+    let b = batch.len();
+    let data = GlmRows { loss: case.loss, x: &x, targets: &tv, rows: Rows::Batch(&idx), c, weights: weighted.then_some(&ls) };
+    let (term, reg) = match op {
+        Op::Gradient => (RowTerm::Gradient { y: Some(&yv) }, Reg::ExpLambda { lambda: &lf, v: &yv, coef: 0.7 }),
+        Op::GradientNoReg => (RowTerm::Gradient { y: Some(&yv) }, Reg::None),
+        Op::DescentStep => (RowTerm::Gradient { y: None }, Reg::Decay { lambda: Some(&lf), exp_coef: -0.05, const_coef: 1.0 }),
+        Op::Hvp => (RowTerm::Curvature { y: &yv, v: Some(&vv) }, Reg::Scaled { v: &vv, coef: 0.02 }),
+        Op::NeumannStep => (RowTerm::Curvature { y: &yv, v: None }, Reg::Decay { lambda: None, exp_coef: 0.0, const_coef: 0.99 }),
+    };
+    let scale = match op {
+        Op::DescentStep | Op::NeumannStep => -0.3,
+        _ => 1.0,
+    };
+    let (mut z, mut u, mut e) = (be.zeros(b * c, "z"), be.zeros(b * c, "u"), be.zeros(b * c, "e"));
+    let scratch = [&mut z, &mut u, &mut e];
+    if fused {
+        be.glm_batch(data, term, 1.0 / b as f64, scale, reg, &mut out, scratch);
+    } else {
+        glm_batch_unfused(be, data, term, 1.0 / b as f64, scale, reg, &mut out, scratch);
+    }
+    common::block(be.read_vector(&out)).expect("read")
+}
+
 /// `glm_batch` on `be` and `glm_batch_unfused` on the f64 reference, for one case, batch and op.
 #[allow(clippy::too_many_arguments)]
 fn check<T: Real>(be: &CpuBackend<T>, case: &Case, batch: &[u32], op: Op, weighted: bool, tol: f64, kernel: &str) {
     let reference = CpuBackend::<f64>::new();
-    let (n, d) = case.x.shape();
     let c = case.c;
-    let mut s = Sampler::new(5);
-    let t = targets(&mut s, n, c, case.loss);
-    let (y, v, out0) = (randn(&mut s, d * c, 0.5), randn(&mut s, d * c, 0.5), randn(&mut s, d * c, 0.5));
-    let (lam_feature, lam_sample) = (randn(&mut s, d, 0.3), randn(&mut s, n, 1.0));
-
-    // Runs the op on a backend: fused (`glm_batch`) or not, returns `out`.
-    fn run<B: Backend>(be: &B, case: &Case, batch: &[u32], op: Op, vecs: [&[f64]; 6], weighted: bool, fused: bool) -> Vec<f64> {
-        let [t, y, v, out0, lam_feature, lam_sample] = vecs;
-        let c = case.c;
-        let x = be.matrix_from(&case.x, "x");
-        let (tv, yv, vv, lf, ls) = (
-            be.vector_from(t, "t"),
-            be.vector_from(y, "y"),
-            be.vector_from(v, "v"),
-            be.vector_from(lam_feature, "lf"),
-            be.vector_from(lam_sample, "ls"),
-        );
-        let mut out = be.vector_from(out0, "out");
-        let idx = be.indices(batch);
-        let b = batch.len();
-        let data = GlmRows { loss: case.loss, x: &x, targets: &tv, rows: Rows::Batch(&idx), c, weights: weighted.then_some(&ls) };
-        let (term, reg) = match op {
-            Op::Gradient => (RowTerm::Gradient { y: Some(&yv) }, Reg::ExpLambda { lambda: &lf, v: &yv, coef: 0.7 }),
-            Op::GradientNoReg => (RowTerm::Gradient { y: Some(&yv) }, Reg::None),
-            Op::DescentStep => (RowTerm::Gradient { y: None }, Reg::Decay { lambda: Some(&lf), exp_coef: -0.05, const_coef: 1.0 }),
-            Op::Hvp => (RowTerm::Curvature { y: &yv, v: Some(&vv) }, Reg::Scaled { v: &vv, coef: 0.02 }),
-            Op::NeumannStep => (RowTerm::Curvature { y: &yv, v: None }, Reg::Decay { lambda: None, exp_coef: 0.0, const_coef: 0.99 }),
-        };
-        let scale = match op {
-            Op::DescentStep | Op::NeumannStep => -0.3,
-            _ => 1.0,
-        };
-        let (mut z, mut u, mut e) = (be.zeros(b * c, "z"), be.zeros(b * c, "u"), be.zeros(b * c, "e"));
-        let scratch = [&mut z, &mut u, &mut e];
-        if fused {
-            be.glm_batch(data, term, 1.0 / b as f64, scale, reg, &mut out, scratch);
-        } else {
-            glm_batch_unfused(be, data, term, 1.0 / b as f64, scale, reg, &mut out, scratch);
-        }
-        common::block(be.read_vector(&out)).expect("read")
-    }
-
-    let vecs = [&t[..], &y, &v, &out0, &lam_feature, &lam_sample];
+    let inputs = Inputs::new(case);
+    let vecs = inputs.vecs();
+    let [t, _, _, out0, _, lam_sample] = vecs;
     // The kernel the backend picks must be the one this check is about.
     {
         let x = be.matrix_from(&case.x, "x");
-        let (tv, ls, idx) = (be.vector_from(&t, "t"), be.vector_from(&lam_sample, "ls"), be.indices(batch));
+        let (tv, ls, idx) = (be.vector_from(t, "t"), be.vector_from(lam_sample, "ls"), be.indices(batch));
         let data = GlmRows { loss: case.loss, x: &x, targets: &tv, rows: Rows::Batch(&idx), c, weights: weighted.then_some(&ls) };
-        let want = case.fused.then_some(kernel);
+        // A call split over two threads runs the AVX2 kernel (on a CPU with AVX-512 too): only
+        // sparse rows with several classes split.
+        let splits = be.glm_batch_splits(&data);
+        assert!(!splits || (case.name.contains("csr") && c > 1), "{}: split", case.name);
+        let want = case.fused.then_some(if splits { "avx2" } else { kernel });
         assert_eq!(be.glm_batch_kernel(&data), want, "{}: kernel", case.name);
     }
     let got = run(be, case, batch, op, vecs, weighted, true);
     let want = run(&reference, case, batch, op, vecs, weighted, false);
     // The update's own size: in-place steps are mostly the old out.
     let base: Vec<f64> = match op {
-        Op::DescentStep | Op::NeumannStep => want.iter().zip(&out0).map(|(w, o)| w - o).collect(),
+        Op::DescentStep | Op::NeumannStep => want.iter().zip(out0).map(|(w, o)| w - o).collect(),
         _ => want.clone(),
     };
     let diff: Vec<f64> = got.iter().zip(&want).map(|(g, w)| g - w).collect();
@@ -239,6 +258,46 @@ fn fused_f32_avx2_matches_the_composition() {
         eprintln!("this CPU has no AVX2 and FMA: checking the portable f32 kernels instead");
     }
     check_all(&CpuBackend::<f32>::new().without_avx512(), 2e-5, if avx2 { "avx2" } else { "portable" });
+}
+
+/// The sparse kernel split over two threads: the one-thread kernel's results to the bit
+/// (each of G's rows sees the same updates in the same order), for every op and batch, and
+/// the split does happen (MNIST's shape and batch size among others).
+#[test]
+fn fused_f32_two_threads_match_one_thread_to_the_bit() {
+    assert!(cpu_simd().1, "this test needs AVX2 and FMA (every machine of this project's kind has them)");
+    let (one, two) =
+        (CpuBackend::<f32>::new().without_avx512().one_thread(), CpuBackend::<f32>::new().without_avx512().threads(Threads::Two));
+    let mut split_calls = 0;
+    for case in cases().into_iter().filter(|c| c.fused && c.name.contains("csr")) {
+        let (n, c) = (case.x.shape().0, case.c);
+        let inputs = Inputs::new(&case);
+        let vecs = inputs.vecs();
+        for batch in batches(n) {
+            let x = two.matrix_from(&case.x, "x");
+            let (tv, idx) = (two.vector_from(vecs[0], "t"), two.indices(&batch));
+            let data = GlmRows { loss: case.loss, x: &x, targets: &tv, rows: Rows::Batch(&idx), c, weights: None };
+            let splits = two.glm_batch_splits(&data);
+            if case.name.ends_with("d=785") && batch.len() == 64 {
+                assert!(splits, "{}: MNIST's shape and batch must split", case.name);
+            }
+            for op in OPS {
+                for weighted in [false, true] {
+                    let (a, b) = (run(&one, &case, &batch, op, vecs, weighted, true), run(&two, &case, &batch, op, vecs, weighted, true));
+                    assert!(
+                        a.iter().zip(&b).all(|(a, b)| a.to_bits() == b.to_bits()),
+                        "{}, {op:?}, batch {}, weighted {weighted}: two threads differ from one",
+                        case.name,
+                        batch.len()
+                    );
+                    split_calls += usize::from(splits);
+                }
+            }
+        }
+    }
+    assert!(split_calls >= 30, "only {split_calls} calls split");
+    // And against the composition, as every kernel.
+    check_all(&two, 2e-5, "avx2");
 }
 
 /// A NaN in the point reaches the output (divergence must not be hidden by the clamped `exp`

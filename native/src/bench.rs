@@ -32,7 +32,8 @@ pub struct BenchArgs {
     /// Algorithms (comma-separated).
     #[arg(long, default_value = "stocBiO,AID-CG,AID-FP,reverse", value_delimiter = ',')]
     algs: Vec<String>,
-    /// Backends: cpu, cpu32, cpu32-avx2 (cpu32 with AVX-512 off), gpu (comma-separated).
+    /// Backends: cpu, cpu32, cpu32-avx2 (cpu32 with AVX-512 off), cpu32-1t (cpu32 on one
+    /// thread), gpu (comma-separated).
     #[arg(long, default_value = "cpu32,gpu", value_delimiter = ',')]
     backends: Vec<String>,
     /// Mini-batch drawing, one case each (comma-separated): independent (the paper's uniform
@@ -123,8 +124,9 @@ fn backend_kind(name: &str) -> Result<BackendKind> {
         "cpu" => BackendKind::Cpu,
         "cpu32" => BackendKind::Cpu32,
         "cpu32-avx2" => BackendKind::Cpu32Avx2,
+        "cpu32-1t" => BackendKind::Cpu32OneThread,
         "gpu" => BackendKind::Gpu,
-        other => bail!("unknown backend {other:?} (expected cpu, cpu32, cpu32-avx2 or gpu)"),
+        other => bail!("unknown backend {other:?} (expected cpu, cpu32, cpu32-avx2, cpu32-1t or gpu)"),
     })
 }
 

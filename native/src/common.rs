@@ -21,6 +21,10 @@ pub enum BackendKind {
     /// two on a CPU that has both.
     #[value(name = "cpu32-avx2")]
     Cpu32Avx2,
+    /// cpu32 on the calling thread alone (its AVX2 sparse kernel splits no call with a partner
+    /// thread): for comparing one thread with two.
+    #[value(name = "cpu32-1t")]
+    Cpu32OneThread,
     /// wgpu: Vulkan/Metal/DX12 (lavapipe on machines without a GPU).
     Gpu,
 }
@@ -143,6 +147,7 @@ pub fn on_backend(args: &BackendArgs, job: impl Job) -> Result<()> {
         BackendKind::Cpu => job.run(&CpuBackend::<f64>::new()),
         BackendKind::Cpu32 => job.run(&CpuBackend::<f32>::new()),
         BackendKind::Cpu32Avx2 => job.run(&CpuBackend::<f32>::new().without_avx512()),
+        BackendKind::Cpu32OneThread => job.run(&CpuBackend::<f32>::new().one_thread()),
         BackendKind::Gpu => {
             let gpu = pollster::block_on(GpuBackend::new(&GpuOptions { adapter: args.adapter.clone() }))?;
             job.run(&gpu)

@@ -156,6 +156,7 @@ pub fn run(args: MetaArgs) -> Result<()> {
         BackendKind::Cpu => job.run(&CpuBackend::<f64>::new()),
         BackendKind::Cpu32 => job.run(&CpuBackend::<f32>::new()),
         BackendKind::Cpu32Avx2 => job.run(&CpuBackend::<f32>::new().without_avx512()),
+        BackendKind::Cpu32OneThread => job.run(&CpuBackend::<f32>::new().one_thread()),
         BackendKind::Gpu => {
             let gpu = pollster::block_on(GpuBackend::new(&GpuOptions { adapter: job.args.backend.adapter.clone() }))?;
             job.run(&gpu)

@@ -264,6 +264,7 @@ fn bench_appends_one_record_per_case() {
         ("cpu32", &["--problems", "ijcnn1", "--algs", "stocBiO,AID-CG"][..]),
         ("cpu32", &["--problems", "hyperclean", "--real", "--algs", "stocBiO"][..]),
         ("cpu32-avx2", &["--problems", "ijcnn1", "--algs", "stocBiO", "--batches", "slices"][..]),
+        ("cpu32-1t", &["--problems", "hyperclean", "--real", "--algs", "stocBiO", "--batches", "slices"][..]),
     ] {
         let mut args = vec!["bench", "--backends", backend, "--iters", "2", "--min_time", "0", "--out", p];
         args.extend_from_slice(extra);
@@ -272,12 +273,13 @@ fn bench_appends_one_record_per_case() {
     }
     let text = std::fs::read_to_string(&path).expect("bench output");
     let records: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).expect("a JSON line")).collect();
-    assert_eq!(records.len(), 4);
+    assert_eq!(records.len(), 5);
     for (r, (problem, data, alg, batches, backend)) in records.iter().zip([
         ("ijcnn1", "synthetic", "stocBiO", "independent", "cpu (f32)"),
         ("ijcnn1", "synthetic", "AID-CG", "independent", "cpu (f32)"),
         ("hyperclean", "real", "stocBiO", "independent", "cpu (f32)"),
         ("ijcnn1", "synthetic", "stocBiO", "slices", "cpu (f32, AVX-512 off)"),
+        ("hyperclean", "real", "stocBiO", "slices", "cpu (f32, one thread)"),
     ]) {
         assert_eq!(r["backend"].as_str(), Some(backend), "{r}");
         assert_eq!((r["problem"].as_str(), r["data"].as_str(), r["alg"].as_str()), (Some(problem), Some(data), Some(alg)), "{r}");

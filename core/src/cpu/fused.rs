@@ -17,6 +17,8 @@
 //! two passes over the batch (all the e_k, then all the `G +=`): with rows padded to 16 lanes,
 //! MNIST's Y, V and G are 50 KiB each, and a row that touches all three at once runs out of L1
 //! (measured: 6–8 % faster per stocBiO iteration; a third pass, V apart from Y, was slower).
+//! The AVX2 CSR kernel's two passes split over two threads where that pays (see
+//! `two_thread_split` and `pair.rs`): the first by batch rows, the second by G's rows.
 
 use super::{apply_reg, axpy_slice, residual_and_loss, row_curvature, sigmoid, to_t, CpuBackend, CpuMatrix, MulAdd, Real, Shift};
 use crate::backend::{GlmRows, LossKind, Reg, RowTerm, Rows};
@@ -24,11 +26,24 @@ use crate::backend::{GlmRows, LossKind, Reg, RowTerm, Rows};
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 #[cfg(target_arch = "x86_64")]
+use super::{
+    pair::{Choice, Pair},
+    Split, Threads,
+};
+#[cfg(target_arch = "x86_64")]
+use avx2::Part;
+#[cfg(target_arch = "x86_64")]
 mod avx512;
 
 /// The largest `d × c` result the fused path accumulates privately (a 256 KiB f32 buffer,
 /// inside L2); larger ones (20 Newsgroups) keep the unfused, feature-parallel path.
 const MAX_OUT: usize = 1 << 16;
+
+/// The least work (batch entries × classes) for which the AVX2 CSR kernel splits a call with
+/// the partner thread: a hand-off costs about a microsecond, MNIST's batch (64 rows of ~150
+/// entries, 10 classes) ~100 k multiply-adds a pass.
+#[cfg(target_arch = "x86_64")]
+const SPLIT_WORK: usize = 1 << 15;
 
 /// The class counts with a compiled copy of the row loop (their sums live in registers).
 fn compiled_classes(c: usize) -> bool {
@@ -82,7 +97,7 @@ pub(super) fn simd<T: Real>(be: &CpuBackend<T>, data: &GlmRows<'_, CpuBackend<T>
             && !(dense && data.loss == LossKind::Softmax);
         if !eligible {
             None
-        } else if be.avx512 && avx512::available() {
+        } else if be.avx512 && avx512::available() && two_thread_split(be, data.x.for_rows(data.rows), data.rows, data.c).is_none() {
             Some(Simd::Avx512)
         } else {
             // AVX2 holds a dense row in registers: up to 64 columns.
@@ -107,6 +122,34 @@ struct Call<'a, T> {
     y: &'a [T],
     /// `Some` for a curvature term.
     v: Option<&'a [T]>,
+}
+
+/// Whether [`glm_batch`] may split this call over two threads (see `two_thread_split`).
+pub(super) fn splits<T: Real>(be: &CpuBackend<T>, data: &GlmRows<'_, CpuBackend<T>>) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return simd(be, data) == Some(Simd::Avx2) && two_thread_split(be, data.x.for_rows(data.rows), data.rows, data.c).is_some();
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (be, data);
+        false
+    }
+}
+
+/// The split column and the partner thread, when the AVX2 CSR kernel splits this call over two
+/// threads: a CSR batch with a split column (ascending rows), several classes, enough work to
+/// pay for two hand-offs, and a second core. The AVX2 kernel then serves even where the CPU has
+/// AVX-512: the split exists in its memory plan only (measured on a 2-core AMD Zen 4, MNIST's
+/// stocBiO iteration: AVX-512 0.57 ms, AVX2 0.50 ms on one thread, 0.39 ms on two).
+#[cfg(target_arch = "x86_64")]
+fn two_thread_split<'a, T: Real>(
+    be: &'a CpuBackend<T>,
+    x: &'a CpuMatrix<T>,
+    rows: Rows<'_, Vec<u32>>,
+    c: usize,
+) -> Option<(&'a Split, &'a Pair)> {
+    let (CpuMatrix::Csr { split: Some(split), .. }, Rows::Batch(idx)) = (x, rows) else { return None };
+    let enough = c > 1 && idx.len() * c * x.row_nnz_estimate() >= SPLIT_WORK;
+    (enough && avx2::available()).then(|| be.partner()).flatten().map(|pair| (split, pair))
 }
 
 /// The fused oracle (the caller has checked [`applies`]). `scratch` holds three work vectors of
@@ -163,13 +206,83 @@ pub(super) fn glm_batch<T: Real>(
                 apply_reg(&reg, 0, c, out);
                 avx2::dense_scatter(idx, data, d, e32, super::as_f32_mut(out).expect("f32"));
             },
-            CpuMatrix::Csr { indptr, indices, values, shift, .. } => unsafe {
+            CpuMatrix::Csr { indptr, indices, values, shift, .. } => {
                 let shift = shift.as_ref().map(|s| (&s.indices[..], super::as_f32(&s.values).expect("f32")));
                 let values = super::as_f32(values).expect("f32");
-                let e_sum = avx2::csr_terms(call, indptr, indices, values, shift, c, e32, super::as_f32_mut(u).expect("f32"));
-                apply_reg(&reg, 0, c, out);
-                avx2::csr_scatter(idx, indptr, indices, values, shift, c, e32, &e_sum, super::as_f32_mut(out).expect("f32"));
-            },
+                let u32s = super::as_f32_mut(u).expect("f32");
+                // Whether two threads beat one is timed as the run goes (see `pair.rs`); the
+                // results are the same either way.
+                let timed = two_thread_split(be, x, data.rows, c).map(|(s, pair)| {
+                    // Calls of a kind: the same batch size, loss, with or without V and
+                    // sample weights.
+                    let kind =
+                        (b as u64) << 8 | u64::from(call.weights.is_some()) << 5 | u64::from(call.v.is_some()) << 4 | call.loss as u64;
+                    (s, pair, (be.threads == Threads::Timed).then(|| pair.choose(kind)))
+                });
+                // SAFETY (every kernel call): the CPU has AVX2 and FMA; the shapes were checked
+                // above, the batch rows and the column indices lie inside the matrix (checked
+                // when it was built), and a split column comes with ascending rows.
+                match timed.as_ref().filter(|(_, _, choice)| choice.as_ref().is_none_or(Choice::split)).map(|&(s, pair, _)| (s, pair)) {
+                    None => unsafe {
+                        let e_sum = avx2::csr_terms(call, indptr, indices, values, shift, c, e32, u32s);
+                        apply_reg(&reg, 0, c, out);
+                        avx2::csr_scatter(
+                            idx,
+                            indptr,
+                            indices,
+                            values,
+                            shift,
+                            c,
+                            e32,
+                            &e_sum,
+                            Part::All,
+                            super::as_f32_mut(out).expect("f32"),
+                        );
+                    },
+                    // Two threads: the first pass split by batch rows (each its half of e),
+                    // the second by G's rows (each the columns on its side of the split), so
+                    // that neither writes what the other reads. The results are the one-thread
+                    // kernel's to the bit: each G row sees the same updates in the same order.
+                    Some((s, pair)) => {
+                        let h = b / 2;
+                        let (e_a, e_b) = e32.split_at_mut(h * c);
+                        let (u_a, u_b) = u32s.split_at_mut(h * c);
+                        let (call_a, call_b) = (Call { rows: &idx[..h], ..*call }, Call { rows: &idx[h..], ..*call });
+                        pair.join(
+                            || unsafe { avx2::csr_terms(&call_a, indptr, indices, values, shift, c, e_a, u_a) },
+                            || unsafe {
+                                // MXCSR is per thread.
+                                let _flush = FlushSubnormals::new();
+                                avx2::csr_terms(&call_b, indptr, indices, values, shift, c, e_b, u_b)
+                            },
+                        );
+                        // Σ_k e_k in the order the one-thread kernel sums it.
+                        let e32 = &*e32;
+                        let mut e_sum = [0.0f32; 16];
+                        for ek in e32[..b * c].chunks_exact(c) {
+                            e_sum.iter_mut().zip(ek).for_each(|(s, &e)| *s += e);
+                        }
+                        let s_col = s.col as usize;
+                        let (g_a, g_b) = out.split_at_mut(s_col * c);
+                        let reg = &reg;
+                        pair.join(
+                            || unsafe {
+                                apply_reg(reg, 0, c, g_a);
+                                let g_a = super::as_f32_mut(g_a).expect("f32");
+                                avx2::csr_scatter(idx, indptr, indices, values, shift, c, e32, &e_sum, Part::Below(s), g_a)
+                            },
+                            || unsafe {
+                                let _flush = FlushSubnormals::new();
+                                apply_reg(reg, s_col, c, g_b);
+                                let g_b = super::as_f32_mut(g_b).expect("f32");
+                                avx2::csr_scatter(idx, indptr, indices, values, shift, c, e32, &e_sum, Part::From(s), g_b)
+                            },
+                        );
+                    }
+                }
+                // The time of this call goes to the chooser here.
+                drop(timed);
+            }
         }
         let _ = z;
         return;
@@ -211,8 +324,8 @@ pub(super) fn glm_batch<T: Real>(
                 // SAFETY: as above; Y, V and G have d rows `stride` apart.
                 let run =
                     |call: &Call<'_, f32>, g: &mut [f32]| unsafe { avx512::csr_rows(call, indptr, indices, values, shift, c, stride, g) };
-                // Splitting the batch across the two cores was tried (a spinning partner thread,
-                // 0.4 µs hand-off): each half then ran at half speed, no gain; one thread it is.
+                // One thread: where a call can be split over two, the AVX2 kernel takes it (see
+                // `two_thread_split`).
                 run(&padded, g32);
                 be.give(y_buf);
                 be.give(v_buf);

@@ -9,6 +9,7 @@
 use std::arch::x86_64::*;
 
 use super::super::prefetch_bytes;
+use super::super::Split;
 use super::Call;
 use crate::backend::LossKind;
 
@@ -351,8 +352,13 @@ unsafe fn csr_terms_c<const C: usize>(
 /// later batch row's load of it takes the value from the store buffer (a masked store's could
 /// not be forwarded; see `avx512.rs`).
 ///
-/// Safety: the CPU has AVX2 and FMA; every column index is below `d`, `g` has `d × c` entries,
-/// `e` holds `b × c` terms from [`csr_terms`], `c` is 1 or 10.
+/// `part` says which rows of G `g` holds and this call updates: all of them, or those below or
+/// from a split column (two threads, each its own part; `g` then starts at the part's first
+/// row), each row's entries of the part cut at the split's precomputed position.
+///
+/// Safety: the CPU has AVX2 and FMA; every column index is below `d`, `g` holds `part`'s rows
+/// of the `d × c` G, `e` holds `b × c` terms from [`csr_terms`], `c` is 1 or 10; a split
+/// belongs to this matrix (its rows' and the shift's column indices ascend).
 #[target_feature(enable = "avx2,fma")]
 #[allow(clippy::too_many_arguments)]
 pub(super) unsafe fn csr_scatter(
@@ -364,12 +370,13 @@ pub(super) unsafe fn csr_scatter(
     c: usize,
     e: &[f32],
     e_sum: &[f32; 16],
+    part: Part<'_>,
     g: &mut [f32],
 ) {
     // SAFETY (both): this function's contract.
     match c {
-        1 => unsafe { csr_scatter_c::<1>(rows, indptr, indices, values, shift, e, e_sum, g) },
-        10 => unsafe { csr_scatter_c::<10>(rows, indptr, indices, values, shift, e, e_sum, g) },
+        1 => unsafe { csr_scatter_c::<1>(rows, indptr, indices, values, shift, e, e_sum, part, g) },
+        10 => unsafe { csr_scatter_c::<10>(rows, indptr, indices, values, shift, e, e_sum, part, g) },
         _ => panic!("avx2::csr_scatter: {c} classes (1 or 10 are compiled)"),
     }
 }
@@ -385,24 +392,36 @@ unsafe fn csr_scatter_c<const C: usize>(
     shift: Option<(&[u32], &[f32])>,
     e: &[f32],
     e_sum: &[f32; 16],
+    part: Part<'_>,
     g: &mut [f32],
 ) {
     let span = |row: usize| indptr[row] as usize..indptr[row + 1] as usize;
     assert!(e.len() >= rows.len() * C, "avx2::csr_scatter: e too short");
+    let first = part.first();
     for (k, &row) in rows.iter().enumerate() {
         let row = row as usize;
-        // SAFETY: row k of e lies inside e (asserted above); this function's contract.
+        let at = || match part {
+            Part::Below(split) | Part::From(split) => split.at[row] as usize,
+            Part::All => unreachable!("the whole row"),
+        };
+        let entries = part.cut(span(row), at);
+        // SAFETY: row k of e lies inside e (asserted above); the part's entries have columns
+        // in its rows (this function's contract).
         unsafe {
             let ek = load_row::<C>(e.as_ptr(), k);
-            scatter::<C>(&indices[span(row)], &values[span(row)], ek, g)
+            scatter::<C>(&indices[entries.clone()], &values[entries], ek, first, g)
         };
     }
     // X = S + 1sᵀ:  G += s ⊗ Σ_k e_k.
     if let Some((cols, vals)) = shift {
-        // SAFETY: e_sum holds 16 lanes; this function's contract.
+        let entries = part.cut(0..cols.len(), || match part {
+            Part::Below(split) | Part::From(split) => cols.partition_point(|&j| j < split.col),
+            Part::All => unreachable!("the whole row"),
+        });
+        // SAFETY: e_sum holds 16 lanes; as above.
         unsafe {
             let sum = Row { lo: _mm256_loadu_ps(e_sum.as_ptr()), hi: _mm256_loadu_ps(e_sum.as_ptr().add(8)) };
-            scatter::<C>(cols, vals, sum, g)
+            scatter::<C>(&cols[entries.clone()], &vals[entries], sum, first, g)
         };
     }
 }
@@ -454,28 +473,58 @@ unsafe fn dots<const DUAL: bool, const C: usize>(cols: &[u32], vals: &[f32], y: 
     (Row { lo: sum(z), hi: sum_q(zq) }, Row { lo: sum(u), hi: sum_q(uq) })
 }
 
-/// `G[j, :] += x_j·e` over a sparse row, G row-major with `C` entries a row (see
-/// [`csr_scatter`]); one class is a scalar.
+/// Which rows of G a scatter updates (see [`csr_scatter`]).
+#[derive(Clone, Copy)]
+pub(super) enum Part<'a> {
+    All,
+    /// Rows `0..split.col`.
+    Below(&'a Split),
+    /// Rows `split.col..d`, with `g` starting at row `split.col`.
+    From(&'a Split),
+}
+
+impl Part<'_> {
+    /// G's first row in `g`.
+    fn first(self) -> usize {
+        match self {
+            Part::From(split) => split.col as usize,
+            _ => 0,
+        }
+    }
+
+    /// The entries `span` (sorted columns) that fall in this part, `at` being where they
+    /// reach the split column.
+    fn cut(self, span: std::ops::Range<usize>, at: impl FnOnce() -> usize) -> std::ops::Range<usize> {
+        match self {
+            Part::All => span,
+            Part::Below(_) => span.start..at(),
+            Part::From(_) => at()..span.end,
+        }
+    }
+}
+
+/// `G[j, :] += x_j·e` over sparse entries, G row-major with `C` entries a row and `g` starting
+/// at row `first` (see [`csr_scatter`]); one class is a scalar.
 ///
-/// Safety: every column index is below `d`, with `g` of `d × C` entries.
+/// Safety: every column index is in `first..first + g.len() / C`.
 #[target_feature(enable = "avx2,fma")]
 #[inline]
-unsafe fn scatter<const C: usize>(cols: &[u32], vals: &[f32], e: Row, g: &mut [f32]) {
+unsafe fn scatter<const C: usize>(cols: &[u32], vals: &[f32], e: Row, first: usize, g: &mut [f32]) {
+    debug_assert!(cols.iter().all(|&j| j as usize >= first && (j as usize + 1 - first) * C <= g.len()));
     if C == 1 {
         let e = _mm256_cvtss_f32(e.lo);
         for (&j, &xv) in cols.iter().zip(vals) {
-            g[j as usize] += xv * e;
+            g[j as usize - first] += xv * e;
         }
         return;
     }
-    debug_assert!(cols.iter().all(|&j| (j as usize + 1) * C <= g.len()));
     let g = g.as_mut_ptr();
     let e_hi = _mm256_castps256_ps128(e.hi);
     for (&j, &xv) in cols.iter().zip(vals) {
         let x = _mm256_set1_ps(xv);
         // SAFETY: this function's contract (checked in debug builds above).
         unsafe {
-            let gj = g.add(j as usize * C);
+            let gj = g.add((j as usize - first) * C);
             _mm256_storeu_ps(gj, _mm256_fmadd_ps(x, e.lo, _mm256_loadu_ps(gj)));
             store_pair(gj.add(8), _mm_fmadd_ps(_mm256_castps256_ps128(x), e_hi, load_pair(gj.add(8))));
         }
