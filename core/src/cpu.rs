@@ -17,14 +17,40 @@ pub trait Real: Float + std::fmt::Debug + Default + Send + Sync + 'static {}
 impl Real for f32 {}
 impl Real for f64 {}
 
-/// A resident data matrix: dense row-major or sparse CSR.
-pub enum CpuMatrix<T> {
+/// A resident data matrix of the CPU backend. Opaque, because the kernels index its rows
+/// without bounds checks: only the backend builds one (from a checked [`HostMatrix`]), and
+/// nothing outside changes it.
+pub struct CpuMatrix<T>(Layout<T>);
+
+impl<T: Real> CpuMatrix<T> {
+    pub fn rows(&self) -> usize {
+        self.0.rows()
+    }
+    pub fn cols(&self) -> usize {
+        self.0.cols()
+    }
+    /// Whether the matrix is stored dense (else CSR).
+    pub fn is_dense(&self) -> bool {
+        matches!(self.0, Layout::Dense { .. })
+    }
+    /// Whether a dense matrix carries a sparse batch form for mini-batches (a shifted CSR).
+    pub fn has_batch_form(&self) -> bool {
+        matches!(self.0, Layout::Dense { batch_form: Some(_), .. })
+    }
+    /// The storage a product over `rows` reads: a dense matrix's batch form for mini-batches.
+    fn for_rows(&self, rows: Rows<'_, Vec<u32>>) -> &Layout<T> {
+        self.0.for_rows(rows)
+    }
+}
+
+/// How a [`CpuMatrix`] is stored: dense row-major or sparse CSR.
+pub(crate) enum Layout<T> {
     /// Row-major. When the columns mostly hold one value each, as in normalised MNIST
     /// (background pixels −0.424, the bias column 1), `batch_form` holds the same matrix as a
     /// shifted CSR (see [`shifted_sparse`]) for mini-batch products, which then touch only the
     /// ~20 % of entries that differ; full-batch products stay on the dense rows, whose kernels
     /// beat a sparse pass at that density when every row is read.
-    Dense { rows: usize, cols: usize, data: Vec<T>, batch_form: Option<Box<CpuMatrix<T>>> },
+    Dense { rows: usize, cols: usize, data: Vec<T>, batch_form: Option<Box<Layout<T>>> },
     /// CSR, with the CSC (the transpose's CSR) beside it for full-batch `Xᵀ E`: a gather per
     /// feature, no scattered writes (`None` for a batch form, which full batches do not use).
     /// With `shift = Some(s)` the matrix is this CSR plus `s` added to every row (`X = S + 1sᵀ`).
@@ -38,6 +64,8 @@ pub enum CpuMatrix<T> {
         values: Vec<T>,
         csc: Option<Csc<T>>,
         shift: Option<Shift<T>>,
+        // Only the x86-64 kernels split (wasm32 has one thread).
+        #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
         split: Option<Split>,
     },
 }
@@ -52,7 +80,7 @@ pub struct Split {
     pub(crate) at: Vec<u32>,
 }
 
-/// The row `s` that [`CpuMatrix::Csr`] adds to every row, as a one-row CSR of its non-zeros, so
+/// The row `s` that [`Layout::Csr`] adds to every row, as a one-row CSR of its non-zeros, so
 /// that its corrections `sᵀW` and `s (1ᵀE)` run through the same kernels as the rows.
 pub struct Shift<T> {
     indptr: [u32; 2],
@@ -67,29 +95,28 @@ pub struct Csc<T> {
     values: Vec<T>,
 }
 
-impl<T: Real> CpuMatrix<T> {
-    pub fn rows(&self) -> usize {
+impl<T: Real> Layout<T> {
+    fn rows(&self) -> usize {
         match self {
-            CpuMatrix::Dense { rows, .. } | CpuMatrix::Csr { rows, .. } => *rows,
+            Layout::Dense { rows, .. } | Layout::Csr { rows, .. } => *rows,
         }
     }
-    pub fn cols(&self) -> usize {
+    fn cols(&self) -> usize {
         match self {
-            CpuMatrix::Dense { cols, .. } | CpuMatrix::Csr { cols, .. } => *cols,
+            Layout::Dense { cols, .. } | Layout::Csr { cols, .. } => *cols,
         }
     }
     /// Average stored entries per row (the work of one row's product).
     fn row_nnz_estimate(&self) -> usize {
         match self {
-            CpuMatrix::Dense { cols, .. } => *cols,
-            CpuMatrix::Csr { rows, values, .. } => values.len() / (*rows).max(1) + 1,
+            Layout::Dense { cols, .. } => *cols,
+            Layout::Csr { rows, values, .. } => values.len() / (*rows).max(1) + 1,
         }
     }
 
-    /// The storage a product over `rows` reads: a dense matrix's batch form for mini-batches.
-    fn for_rows(&self, rows: Rows<'_, Vec<u32>>) -> &CpuMatrix<T> {
+    fn for_rows(&self, rows: Rows<'_, Vec<u32>>) -> &Layout<T> {
         match (self, rows) {
-            (CpuMatrix::Dense { batch_form: Some(sparse), .. }, Rows::Batch(_)) => sparse,
+            (Layout::Dense { batch_form: Some(sparse), .. }, Rows::Batch(_)) => sparse,
             _ => self,
         }
     }
@@ -262,15 +289,15 @@ impl<T: Real> Backend for CpuBackend<T> {
         Cell::new(T::zero())
     }
     fn matrix_from(&self, m: &HostMatrix, _label: &str) -> CpuMatrix<T> {
-        match m {
+        CpuMatrix(match m {
             HostMatrix::Dense { rows, cols, data } => {
                 assert_eq!(data.len(), rows * cols, "matrix data has the wrong length");
                 let batch_form =
                     shifted_sparse(*rows, *cols, data).map(|(sparse, shift)| Box::new(csr_matrix(&sparse, false, Some(shift))));
-                CpuMatrix::Dense { rows: *rows, cols: *cols, data: data.iter().map(|&v| to_t(v)).collect(), batch_form }
+                Layout::Dense { rows: *rows, cols: *cols, data: data.iter().map(|&v| to_t(v)).collect(), batch_form }
             }
             HostMatrix::Csr { .. } => csr_matrix(m, true, None),
-        }
+        })
     }
     fn indices(&self, idx: &[u32]) -> Vec<u32> {
         idx.to_vec()
@@ -328,7 +355,7 @@ impl<T: Real> Backend for CpuBackend<T> {
         let work = b * c * x.row_nnz_estimate();
         let per = b.div_ceil(if work >= PARALLEL_WORK { pieces() } else { 1 });
         match x {
-            CpuMatrix::Dense { cols, data, .. } => {
+            Layout::Dense { cols, data, .. } => {
                 // c dot products of length d per row, on Wᵀ (c × d; W itself when c = 1).
                 let mut transposed = self.take(if c > 1 { w.len() } else { 0 });
                 if c > 1 {
@@ -350,7 +377,7 @@ impl<T: Real> Backend for CpuBackend<T> {
             }
             // The full training set: feature ranges split across threads, each streaming its part
             // of W and its CSC columns into a private Z (n × c), then the Z's summed.
-            CpuMatrix::Csr { csc: Some(csc), cols: d, .. } if matches!(rows, Rows::All) => {
+            Layout::Csr { csc: Some(csc), cols: d, .. } if matches!(rows, Rows::All) => {
                 let parts = if work >= PARALLEL_WORK { threads() } else { 1 };
                 let per = d.div_ceil(parts);
                 let mut acc = self.take(parts * b * c);
@@ -367,12 +394,12 @@ impl<T: Real> Backend for CpuBackend<T> {
                 self.give(acc);
             }
             // A batch: its rows split across threads, W's rows read in the columns' order.
-            CpuMatrix::Csr { indptr, indices, values, .. } => chunked(&mut z[..b * c], per * c, work, |start, zc| {
+            Layout::Csr { indptr, indices, values, .. } => chunked(&mut z[..b * c], per * c, work, |start, zc| {
                 csr_matmul(indptr, indices, values, rows, start / c, w, c, zc);
             }),
         }
         // X = S + 1sᵀ:  Z += 1 (sᵀW).
-        if let CpuMatrix::Csr { shift: Some(s), .. } = x {
+        if let Layout::Csr { shift: Some(s), .. } = x {
             let mut stw = self.take(c);
             csr_matmul(&s.indptr, &s.indices, &s.values, Rows::All, 0, w, c, &mut stw);
             z[..b * c].chunks_exact_mut(c).for_each(|zk| axpy_slice(T::one(), &stw, zk));
@@ -401,7 +428,7 @@ impl<T: Real> Backend for CpuBackend<T> {
             // Few features (ijcnn1, MNIST): batch rows split across threads, each adding its rows
             // into a private c × d buffer (Xᵀ E transposed: length-d axpys), then the buffers
             // summed into out. A dense d × c is small by construction.
-            CpuMatrix::Dense { data, .. } => {
+            Layout::Dense { data, .. } => {
                 let parts = if parallel { threads().min(b.div_ceil(ROW_BLOCK)).max(1) } else { 1 };
                 let per = b.div_ceil(parts).next_multiple_of(ROW_BLOCK);
                 let mut acc = self.take(parts * d * c);
@@ -421,7 +448,7 @@ impl<T: Real> Backend for CpuBackend<T> {
             }
             // The full training set: per feature, a gather over its CSC column, in the same pass
             // over out as the penalty (no scattered writes; each thread owns a range of out's rows).
-            CpuMatrix::Csr { csc: Some(csc), .. } if matches!(rows, Rows::All) => {
+            Layout::Csr { csc: Some(csc), .. } if matches!(rows, Rows::All) => {
                 let per = d.div_ceil(if parallel { pieces() } else { 1 });
                 chunked(out, per * c, work, |start, oc| {
                     apply_reg(&reg, start / c, c, oc);
@@ -429,7 +456,7 @@ impl<T: Real> Backend for CpuBackend<T> {
                 });
             }
             // A sparse batch over few features: private d × c buffers per thread, as for dense.
-            CpuMatrix::Csr { indptr, indices, values, .. } if parallel && d * c <= PARALLEL_WORK => {
+            Layout::Csr { indptr, indices, values, .. } if parallel && d * c <= PARALLEL_WORK => {
                 let parts = threads().min(b).max(1);
                 let per = b.div_ceil(parts);
                 let mut acc = self.take(parts * d * c);
@@ -448,7 +475,7 @@ impl<T: Real> Backend for CpuBackend<T> {
             // A sparse batch over many features (20 Newsgroups): each thread owns a range of
             // features (rows of out), applies the penalty there, then adds every batch row's
             // entries that fall in its range (no write conflicts).
-            CpuMatrix::Csr { indptr, indices, values, .. } => {
+            Layout::Csr { indptr, indices, values, .. } => {
                 let per = d.div_ceil(if parallel { threads() } else { 1 });
                 chunked(out, per * c, work, |start, oc| {
                     let (j0, j1) = (start / c, start / c + oc.len() / c);
@@ -458,7 +485,7 @@ impl<T: Real> Backend for CpuBackend<T> {
             }
         }
         // X = S + 1sᵀ:  out += scale · s (1ᵀE).
-        if let CpuMatrix::Csr { shift: Some(s), .. } = x {
+        if let Layout::Csr { shift: Some(s), .. } = x {
             let mut e_sum = self.take(c);
             e_sum.fill(T::zero());
             e[..b * c].chunks_exact(c).for_each(|ek| axpy_slice(T::one(), ek, &mut e_sum));
@@ -582,10 +609,8 @@ impl<T: Real> Backend for CpuBackend<T> {
 /// products, ~0.5 M multiply-adds each, ran faster on one thread than split over two).
 pub(crate) const PARALLEL_WORK: usize = 1 << 21;
 
-/// Runs `f(first_index, chunk)` over `chunk_len`-sized chunks of `data`, on the rayon pool when
-/// `work` is large (natively), else in order on this thread.
 /// A CSR matrix on the CPU (with its CSC when asked for).
-fn csr_matrix<T: Real>(m: &HostMatrix, with_csc: bool, shift: Option<Vec<f64>>) -> CpuMatrix<T> {
+fn csr_matrix<T: Real>(m: &HostMatrix, with_csc: bool, shift: Option<Vec<f64>>) -> Layout<T> {
     let HostMatrix::Csr { rows, cols, indptr, indices, values } = m else { unreachable!("csr_matrix takes a CSR matrix") };
     // The kernels index W's rows by these without bounds checks (fused::avx512).
     assert!(indices.iter().all(|&j| (j as usize) < *cols), "CSR column index out of range");
@@ -598,7 +623,7 @@ fn csr_matrix<T: Real>(m: &HostMatrix, with_csc: bool, shift: Option<Vec<f64>>) 
         let (colptr, rowidx, cvalues) = m.csc();
         Csc { colptr, rowidx, values: convert(&cvalues) }
     });
-    CpuMatrix::Csr {
+    Layout::Csr {
         rows: *rows,
         cols: *cols,
         indptr: indptr.clone(),
@@ -694,6 +719,8 @@ pub(crate) fn shifted_sparse(rows: usize, cols: usize, data: &[f64]) -> Option<(
     Some((HostMatrix::Csr { rows, cols, indptr, indices, values }, shift))
 }
 
+/// Runs `f(first_index, chunk)` over `chunk_len`-sized chunks of `data`, on the rayon pool when
+/// `work` is large (natively), else in order on this thread.
 pub(crate) fn chunked<T: Send>(data: &mut [T], chunk_len: usize, work: usize, f: impl Fn(usize, &mut [T]) + Sync + Send) {
     let chunk_len = chunk_len.max(1);
     #[cfg(not(target_arch = "wasm32"))]

@@ -144,7 +144,6 @@ fn backgrounded(n: usize, d: usize, seed: u64) -> HostMatrix {
 /// and threaded, the compiled class counts and others).
 #[test]
 fn shifted_sparse_storage_matches_naive_loops() {
-    use bilevel_core::cpu::CpuMatrix;
     for (n, d, c, batch) in [
         (300, 785, 10, Some(64)),
         (300, 785, 10, None),
@@ -157,7 +156,7 @@ fn shifted_sparse_storage_matches_naive_loops() {
         let x = backgrounded(n, d, 5);
         let be64 = CpuBackend::<f64>::new();
         assert!(
-            matches!(be64.matrix_from(&x, "X"), CpuMatrix::Dense { batch_form: Some(_), .. }),
+            be64.matrix_from(&x, "X").has_batch_form(),
             "a dense matrix whose columns mostly hold one value gets a shifted-CSR batch form"
         );
         let batch: Option<Vec<u32>> = batch.map(|b| Sampler::new(3).batch(n, b));
@@ -167,7 +166,8 @@ fn shifted_sparse_storage_matches_naive_loops() {
     }
     // Gaussian data has no column background: no batch form.
     let gaussian = HostMatrix::Dense { rows: 50, cols: 9, data: randn(&mut Sampler::new(4), 450, 1.0) };
-    assert!(matches!(CpuBackend::<f64>::new().matrix_from(&gaussian, "X"), CpuMatrix::Dense { batch_form: None, .. }));
+    let stored = CpuBackend::<f64>::new().matrix_from(&gaussian, "X");
+    assert!(stored.is_dense() && !stored.has_batch_form());
 }
 
 /// `HostMatrix::by_density` keeps the matrix (every entry) and picks CSR only for sparse data.

@@ -20,7 +20,7 @@
 //! The AVX2 CSR kernel's two passes split over two threads where that pays (see
 //! `two_thread_split` and `pair.rs`): the first by batch rows, the second by G's rows.
 
-use super::{apply_reg, axpy_slice, residual_and_loss, row_curvature, sigmoid, to_t, CpuBackend, CpuMatrix, MulAdd, Real, Shift};
+use super::{apply_reg, axpy_slice, residual_and_loss, row_curvature, sigmoid, to_t, CpuBackend, Layout, MulAdd, Real, Shift};
 use crate::backend::{GlmRows, LossKind, Reg, RowTerm, Rows};
 
 #[cfg(target_arch = "x86_64")]
@@ -59,8 +59,8 @@ pub(super) fn applies<T: Real>(data: &GlmRows<'_, CpuBackend<T>>) -> bool {
     let (d, c) = (x.cols(), data.c);
     let work = idx.len() * c * x.row_nnz_estimate();
     let layout = match x {
-        CpuMatrix::Csr { .. } => compiled_classes(c),
-        CpuMatrix::Dense { .. } => c == 1,
+        Layout::Csr { .. } => compiled_classes(c),
+        Layout::Dense { .. } => c == 1,
     };
     layout && d * c <= MAX_OUT && work < super::PARALLEL_WORK
 }
@@ -90,7 +90,7 @@ impl Simd {
 pub(super) fn simd<T: Real>(be: &CpuBackend<T>, data: &GlmRows<'_, CpuBackend<T>>) -> Option<Simd> {
     #[cfg(target_arch = "x86_64")]
     {
-        let dense = matches!(data.x.for_rows(data.rows), CpuMatrix::Dense { .. });
+        let dense = matches!(data.x.for_rows(data.rows), Layout::Dense { .. });
         let eligible = be.wide
             && std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>()
             && data.c <= 16
@@ -143,11 +143,11 @@ pub(super) fn splits<T: Real>(be: &CpuBackend<T>, data: &GlmRows<'_, CpuBackend<
 #[cfg(target_arch = "x86_64")]
 fn two_thread_split<'a, T: Real>(
     be: &'a CpuBackend<T>,
-    x: &'a CpuMatrix<T>,
+    x: &'a Layout<T>,
     rows: Rows<'_, Vec<u32>>,
     c: usize,
 ) -> Option<(&'a Split, &'a Pair)> {
-    let (CpuMatrix::Csr { split: Some(split), .. }, Rows::Batch(idx)) = (x, rows) else { return None };
+    let (Layout::Csr { split: Some(split), .. }, Rows::Batch(idx)) = (x, rows) else { return None };
     let enough = c > 1 && idx.len() * c * x.row_nnz_estimate() >= SPLIT_WORK;
     (enough && avx2::available()).then(|| be.partner()).flatten().map(|pair| (split, pair))
 }
@@ -200,13 +200,13 @@ pub(super) fn glm_batch<T: Real>(
         match x {
             // SAFETY: the CPU has AVX2 and FMA; the shapes were checked above, the batch rows
             // and the column indices lie inside the matrix (checked when it was built).
-            CpuMatrix::Dense { data, .. } => unsafe {
+            Layout::Dense { data, .. } => unsafe {
                 let data = super::as_f32(data).expect("f32");
                 avx2::dense_terms(call, data, d, e32, super::as_f32_mut(u).expect("f32"));
                 apply_reg(&reg, 0, c, out);
                 avx2::dense_scatter(idx, data, d, e32, super::as_f32_mut(out).expect("f32"));
             },
-            CpuMatrix::Csr { indptr, indices, values, shift, .. } => {
+            Layout::Csr { indptr, indices, values, shift, .. } => {
                 let shift = shift.as_ref().map(|s| (&s.indices[..], super::as_f32(&s.values).expect("f32")));
                 let values = super::as_f32(values).expect("f32");
                 let u32s = super::as_f32_mut(u).expect("f32");
@@ -295,7 +295,7 @@ pub(super) fn glm_batch<T: Real>(
         // AVX-512: Y, V and G with rows padded to 16 lanes on 64-byte boundaries: a load that
         // straddles two cache lines costs two, and a load from a masked store's address waits
         // for the store to retire (consecutive batch rows share most columns).
-        CpuMatrix::Csr { .. } if wide && c > 1 => PADDED,
+        Layout::Csr { .. } if wide && c > 1 => PADDED,
         _ => c,
     };
     // G = X_Bᵀ E accumulates in a private buffer with rows `stride` apart.
@@ -307,11 +307,11 @@ pub(super) fn glm_batch<T: Real>(
         match x {
             // SAFETY: the CPU has AVX-512F; the shapes were checked above, the batch rows and
             // the column indices lie inside the matrix (checked when it was built).
-            CpuMatrix::Dense { data, .. } => unsafe {
+            Layout::Dense { data, .. } => unsafe {
                 let (z, u) = (super::as_f32_mut(z).expect("f32"), super::as_f32_mut(u).expect("f32"));
                 avx512::dense_rows(&f32call, super::as_f32(data).expect("f32"), d, g32, z, u)
             },
-            CpuMatrix::Csr { indptr, indices, values, shift, .. } => {
+            Layout::Csr { indptr, indices, values, shift, .. } => {
                 let (mut y_buf, mut v_buf) = (be.take_at_least(aligned_len::<T>(d, PADDED)), be.take_at_least(aligned_len::<T>(d, PADDED)));
                 let padded = if stride == PADDED {
                     let y = padded_rows(&mut y_buf, f32call.y, d, c);
@@ -436,10 +436,10 @@ fn padded_rows<'b, T: Real>(buf: &'b mut Vec<T>, m: &[f32], d: usize, c: usize) 
 }
 
 /// The portable kernels (f64, or a CPU without AVX-512).
-fn portable<T: Real>(f: &Call<'_, T>, x: &CpuMatrix<T>, d: usize, c: usize, g: &mut [T], e: &mut [T]) {
+fn portable<T: Real>(f: &Call<'_, T>, x: &Layout<T>, d: usize, c: usize, g: &mut [T], e: &mut [T]) {
     match x {
-        CpuMatrix::Dense { data, .. } => dense_rows(f, data, d, g),
-        CpuMatrix::Csr { indptr, indices, values, shift, .. } => csr_rows(f, indptr, indices, values, shift.as_ref(), c, g, e),
+        Layout::Dense { data, .. } => dense_rows(f, data, d, g),
+        Layout::Csr { indptr, indices, values, shift, .. } => csr_rows(f, indptr, indices, values, shift.as_ref(), c, g, e),
     }
 }
 
