@@ -195,11 +195,6 @@ impl<T: Real> CpuBackend<T> {
         CpuBackend { threads, ..self }
     }
 
-    /// The same backend on the calling thread alone (for comparisons).
-    pub fn one_thread(self) -> Self {
-        self.threads(Threads::One)
-    }
-
     /// The partner thread, when this backend may use one and the machine has a second core.
     #[cfg(target_arch = "x86_64")]
     fn partner(&self) -> Option<&pair::Pair> {

@@ -267,7 +267,7 @@ fn fused_f32_avx2_matches_the_composition() {
 fn fused_f32_two_threads_match_one_thread_to_the_bit() {
     assert!(cpu_simd().1, "this test needs AVX2 and FMA (every machine of this project's kind has them)");
     let (one, two) =
-        (CpuBackend::<f32>::new().without_avx512().one_thread(), CpuBackend::<f32>::new().without_avx512().threads(Threads::Two));
+        (CpuBackend::<f32>::new().without_avx512().threads(Threads::One), CpuBackend::<f32>::new().without_avx512().threads(Threads::Two));
     let mut split_calls = 0;
     for case in cases().into_iter().filter(|c| c.fused && c.name.contains("csr")) {
         let (n, c) = (case.x.shape().0, case.c);

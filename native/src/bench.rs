@@ -15,7 +15,7 @@ use bilevel_core::problems::glm::{Glm, GlmData, HyperKind};
 use bilevel_core::problems::synthetic::SyntheticSpec;
 use bilevel_core::sampler::Batching;
 use bilevel_core::Backend;
-use clap::Args;
+use clap::{Args, ValueEnum};
 use serde_json::json;
 
 use crate::common::{on_backend, BackendArgs, BackendKind, BatchesArg, Job};
@@ -120,13 +120,11 @@ fn real_data(name: &str, data: &DataArgs) -> Result<GlmData> {
 }
 
 fn backend_kind(name: &str) -> Result<BackendKind> {
-    Ok(match name.to_lowercase().as_str() {
-        "cpu" => BackendKind::Cpu,
-        "cpu32" => BackendKind::Cpu32,
-        "cpu32-avx2" => BackendKind::Cpu32Avx2,
-        "cpu32-1t" => BackendKind::Cpu32OneThread,
-        "gpu" => BackendKind::Gpu,
-        other => bail!("unknown backend {other:?} (expected cpu, cpu32, cpu32-avx2, cpu32-1t or gpu)"),
+    // The `--backend` flag's own names (clap's value enum), so that the two lists cannot drift.
+    BackendKind::from_str(name, true).map_err(|_| {
+        let names: Vec<String> =
+            BackendKind::value_variants().iter().filter_map(|k| Some(k.to_possible_value()?.get_name().to_owned())).collect();
+        anyhow::anyhow!("unknown backend {name:?} (expected one of {})", names.join(", "))
     })
 }
 

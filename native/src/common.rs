@@ -4,7 +4,7 @@
 use anyhow::Result;
 use bilevel_core::algorithms::stocbio::Compat;
 use bilevel_core::algorithms::{AlgKind, Hyper};
-use bilevel_core::cpu::CpuBackend;
+use bilevel_core::cpu::{CpuBackend, Threads};
 use bilevel_core::gpu::{GpuBackend, GpuOptions};
 use bilevel_core::problems::RegScale;
 use bilevel_core::sampler::Batching;
@@ -147,7 +147,7 @@ pub fn on_backend(args: &BackendArgs, job: impl Job) -> Result<()> {
         BackendKind::Cpu => job.run(&CpuBackend::<f64>::new()),
         BackendKind::Cpu32 => job.run(&CpuBackend::<f32>::new()),
         BackendKind::Cpu32Avx2 => job.run(&CpuBackend::<f32>::new().without_avx512()),
-        BackendKind::Cpu32OneThread => job.run(&CpuBackend::<f32>::new().one_thread()),
+        BackendKind::Cpu32OneThread => job.run(&CpuBackend::<f32>::new().threads(Threads::One)),
         BackendKind::Gpu => {
             let gpu = pollster::block_on(GpuBackend::new(&GpuOptions { adapter: args.adapter.clone() }))?;
             job.run(&gpu)

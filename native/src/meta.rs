@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use bilevel_core::cpu::CpuBackend;
+use bilevel_core::cpu::{CpuBackend, Threads};
 use bilevel_core::data::episodes::{random_shift, sample_episode, split_classes, ImageSet};
 use bilevel_core::gpu::{GpuBackend, GpuOptions};
 use bilevel_core::meta::train::{meta_train, IterRecord, LrSchedule, Split, TrainOptions};
@@ -156,7 +156,7 @@ pub fn run(args: MetaArgs) -> Result<()> {
         BackendKind::Cpu => job.run(&CpuBackend::<f64>::new()),
         BackendKind::Cpu32 => job.run(&CpuBackend::<f32>::new()),
         BackendKind::Cpu32Avx2 => job.run(&CpuBackend::<f32>::new().without_avx512()),
-        BackendKind::Cpu32OneThread => job.run(&CpuBackend::<f32>::new().one_thread()),
+        BackendKind::Cpu32OneThread => job.run(&CpuBackend::<f32>::new().threads(Threads::One)),
         BackendKind::Gpu => {
             let gpu = pollster::block_on(GpuBackend::new(&GpuOptions { adapter: job.args.backend.adapter.clone() }))?;
             job.run(&gpu)

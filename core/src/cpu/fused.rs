@@ -40,7 +40,7 @@ mod avx512;
 const MAX_OUT: usize = 1 << 16;
 
 /// The least work (batch entries × classes) for which the AVX2 CSR kernel splits a call with
-/// the partner thread: a hand-off costs about a microsecond, MNIST's batch (64 rows of ~150
+/// the partner thread: a hand-off costs under a microsecond, MNIST's batch (64 rows of ~150
 /// entries, 10 classes) ~100 k multiply-adds a pass.
 #[cfg(target_arch = "x86_64")]
 const SPLIT_WORK: usize = 1 << 15;
@@ -212,17 +212,18 @@ pub(super) fn glm_batch<T: Real>(
                 let u32s = super::as_f32_mut(u).expect("f32");
                 // Whether two threads beat one is timed as the run goes (see `pair.rs`); the
                 // results are the same either way.
-                let timed = two_thread_split(be, x, data.rows, c).map(|(s, pair)| {
+                let halves = two_thread_split(be, x, data.rows, c);
+                let choice = halves.filter(|_| be.threads == Threads::Timed).map(|(_, pair)| {
                     // Calls of a kind: the same batch size, loss, with or without V and
                     // sample weights.
                     let kind =
                         (b as u64) << 8 | u64::from(call.weights.is_some()) << 5 | u64::from(call.v.is_some()) << 4 | call.loss as u64;
-                    (s, pair, (be.threads == Threads::Timed).then(|| pair.choose(kind)))
+                    pair.choose(kind)
                 });
                 // SAFETY (every kernel call): the CPU has AVX2 and FMA; the shapes were checked
                 // above, the batch rows and the column indices lie inside the matrix (checked
                 // when it was built), and a split column comes with ascending rows.
-                match timed.as_ref().filter(|(_, _, choice)| choice.as_ref().is_none_or(Choice::split)).map(|&(s, pair, _)| (s, pair)) {
+                match halves.filter(|_| choice.as_ref().is_none_or(Choice::split)) {
                     None => unsafe {
                         let e_sum = avx2::csr_terms(call, indptr, indices, values, shift, c, e32, u32s);
                         apply_reg(&reg, 0, c, out);
@@ -259,9 +260,7 @@ pub(super) fn glm_batch<T: Real>(
                         // Σ_k e_k in the order the one-thread kernel sums it.
                         let e32 = &*e32;
                         let mut e_sum = [0.0f32; 16];
-                        for ek in e32[..b * c].chunks_exact(c) {
-                            e_sum.iter_mut().zip(ek).for_each(|(s, &e)| *s += e);
-                        }
+                        e32[..b * c].chunks_exact(c).for_each(|ek| axpy_slice(1.0, ek, &mut e_sum[..c]));
                         let s_col = s.col as usize;
                         let (g_a, g_b) = out.split_at_mut(s_col * c);
                         let reg = &reg;
@@ -281,7 +280,7 @@ pub(super) fn glm_batch<T: Real>(
                     }
                 }
                 // The time of this call goes to the chooser here.
-                drop(timed);
+                drop(choice);
             }
         }
         let _ = z;

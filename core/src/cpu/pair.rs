@@ -7,7 +7,7 @@
 //! wait. `rayon::join` itself, called from outside rayon's pool, parks the caller until the pool
 //! finishes (measured: MNIST's stocBiO iteration 0.65 → 1.29 ms), which is why this exists.
 //!
-//! Whether a split pays is measured, not assumed ([`Pair::split_if_it_pays`]): on a virtual
+//! Whether a split pays is measured, not assumed ([`Pair::choose`]): on a virtual
 //! machine the two vCPUs can be two physical cores at one moment and the two hyperthreads of
 //! one core the next (measured on a 2-vCPU AMD Zen 4 guest: a caller's half of MNIST's kernel
 //! took 19.5 k cycles in some runs and 38 k in others, while one thread alone held steady).
@@ -112,8 +112,6 @@ impl Pair {
             Err(std::sync::TryLockError::WouldBlock) => return (a(), b()),
         };
         *seq += 1;
-        // A flag left by a job whose caller's own closure panicked too is stale.
-        self.shared.panicked.store(false, Ordering::SeqCst);
         let mut slot = Slot { job: Some(b), result: None };
         let mut job = Job { run: run_slot::<B, RB>, slot: (&raw mut slot).cast(), seq: *seq };
         self.shared.job.store(&raw mut job, Ordering::SeqCst);
@@ -295,9 +293,14 @@ impl Settle<'_> {
     }
 }
 
+/// Only an unwinding caller drops a `Settle` (`join` forgets it otherwise): the caller's own
+/// panic is the one that propagates, and a partner's panic from the same join is discarded.
 impl Drop for Settle<'_> {
     fn drop(&mut self) {
         self.take_back_or_wait();
+        if self.0.panicked.swap(false, Ordering::SeqCst) {
+            self.0.payload.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        }
     }
 }
 

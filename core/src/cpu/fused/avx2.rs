@@ -400,11 +400,7 @@ unsafe fn csr_scatter_c<const C: usize>(
     let first = part.first();
     for (k, &row) in rows.iter().enumerate() {
         let row = row as usize;
-        let at = || match part {
-            Part::Below(split) | Part::From(split) => split.at[row] as usize,
-            Part::All => unreachable!("the whole row"),
-        };
-        let entries = part.cut(span(row), at);
+        let entries = part.cut(span(row), |split| split.at[row] as usize);
         // SAFETY: row k of e lies inside e (asserted above); the part's entries have columns
         // in its rows (this function's contract).
         unsafe {
@@ -414,10 +410,7 @@ unsafe fn csr_scatter_c<const C: usize>(
     }
     // X = S + 1sᵀ:  G += s ⊗ Σ_k e_k.
     if let Some((cols, vals)) = shift {
-        let entries = part.cut(0..cols.len(), || match part {
-            Part::Below(split) | Part::From(split) => cols.partition_point(|&j| j < split.col),
-            Part::All => unreachable!("the whole row"),
-        });
+        let entries = part.cut(0..cols.len(), |split| cols.partition_point(|&j| j < split.col));
         // SAFETY: e_sum holds 16 lanes; as above.
         unsafe {
             let sum = Row { lo: _mm256_loadu_ps(e_sum.as_ptr()), hi: _mm256_loadu_ps(e_sum.as_ptr().add(8)) };
@@ -492,13 +485,13 @@ impl Part<'_> {
         }
     }
 
-    /// The entries `span` (sorted columns) that fall in this part, `at` being where they
-    /// reach the split column.
-    fn cut(self, span: std::ops::Range<usize>, at: impl FnOnce() -> usize) -> std::ops::Range<usize> {
+    /// The entries `span` (sorted columns) that fall in this part, `at(split)` being where
+    /// they reach the split column.
+    fn cut(self, span: std::ops::Range<usize>, at: impl FnOnce(&Split) -> usize) -> std::ops::Range<usize> {
         match self {
             Part::All => span,
-            Part::Below(_) => span.start..at(),
-            Part::From(_) => at()..span.end,
+            Part::Below(split) => span.start..at(split),
+            Part::From(split) => at(split)..span.end,
         }
     }
 }
