@@ -141,16 +141,31 @@ impl<'a, B: Backend + 'static> Run<'a, B> {
 
     /// One outer iteration, then its evaluation.
     pub async fn step(&mut self, now: &dyn Fn() -> f64) -> Result<Record> {
+        self.advance(now).await?;
+        self.record().await
+    }
+
+    /// One outer iteration without an evaluation (a driver that records only some iterations
+    /// calls [`Run::record`] when it wants one).
+    pub async fn advance(&mut self, now: &dyn Fn() -> f64) -> Result<()> {
         let t0 = now();
+        self.outer.adapt_steps().await?;
         self.outer.estimate();
         self.outer.update();
         // Wait for the device inside the timing.
         self.outer.wait().await?;
         self.elapsed += now() - t0;
-        self.record().await
+        Ok(())
     }
 
-    async fn record(&mut self) -> Result<Record> {
+    /// Solver time so far (evaluation excluded).
+    pub fn elapsed(&self) -> f64 {
+        self.elapsed
+    }
+
+    /// The record of the current point: test loss and accuracy, validation loss, λ's norm,
+    /// oracle counts (and precision/recall for hyper-cleaning).
+    pub async fn record(&mut self) -> Result<Record> {
         let be = self.outer.be;
         let iter = self.outer.iter;
         // Test loss and accuracy from the test logits (read back: evaluation only).

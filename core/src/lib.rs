@@ -18,6 +18,7 @@ pub mod meta;
 pub mod outer;
 pub mod problems;
 pub mod sampler;
+pub mod steps;
 
 pub use backend::{Backend, Coef, Rows};
 pub use error::{Error, Result};

@@ -9,6 +9,7 @@ use crate::backend::{Backend, Coef};
 use crate::problems::counted::{Counted, OracleCounts};
 use crate::problems::Problem;
 use crate::sampler::Sampler;
+use crate::steps::{AutoSteps, Curvature, StepChoice};
 use crate::{Error, Result};
 
 /// The outer optimiser.
@@ -54,6 +55,14 @@ pub struct OuterLoop<'a, B: Backend, P: Problem<B>> {
     sync: B::Scalar,
     pub rng: Sampler,
     pub iter: usize,
+    /// Data-chosen α and η ([`OuterLoop::set_auto_steps`]).
+    auto: Option<AutoSteps>,
+    curvature: Option<Curvature<B>>,
+    seed: u64,
+    /// x where the curvature was last estimated.
+    x_at_estimate: Option<Vec<f64>>,
+    /// The last data-chosen steps, if any.
+    pub steps: Option<StepChoice>,
 }
 
 impl<'a, B: Backend + 'static, P: Problem<B>> OuterLoop<'a, B, P> {
@@ -76,7 +85,70 @@ impl<'a, B: Backend + 'static, P: Problem<B>> OuterLoop<'a, B, P> {
             alg,
             rng: Sampler::new(seed),
             iter: 0,
+            auto: None,
+            curvature: None,
+            seed,
+            x_at_estimate: None,
+            steps: None,
         }
+    }
+
+    /// Chooses α and/or η from the data: `fraction / L̂` with `L̂` the inner Hessian's top
+    /// eigenvalue, estimated when [`OuterLoop::adapt_steps`] is due (see [`crate::steps`]).
+    pub fn set_auto_steps(&mut self, auto: AutoSteps) {
+        self.auto = Some(auto).filter(AutoSteps::any);
+    }
+
+    /// The estimated top eigenvalue of the inner Hessian at the current (x, y), on the rows
+    /// `batch` says (all training rows, or the largest over a few batches of that size). Its
+    /// HVPs are counted with the run's oracles when `counted` (a step choice is part of the
+    /// solver's work; a diagnostic is not).
+    pub async fn curvature(&mut self, batch: Option<usize>, counted: bool) -> Result<f64> {
+        let OuterLoop { be, problem, x, y, curvature, seed, .. } = self;
+        let curvature = curvature.get_or_insert_with(|| Curvature::new(*be, problem.dim_y(), *seed));
+        if counted {
+            curvature.estimate(*be, &*problem, &*x, &*y, batch, 0).await
+        } else {
+            curvature.estimate(*be, &problem.inner, &*x, &*y, batch, 0).await
+        }
+    }
+
+    /// Re-estimates the curvature when due and sets the data-chosen steps for the following
+    /// iterations: at the first iteration, every [`AutoSteps::every`] iterations, and as soon
+    /// as some hyperparameter has moved by more than [`AutoSteps::MOVE`] since the last
+    /// estimate (an exp-parameterised penalty's curvature changes by e^{Δλ}; reading x back
+    /// costs a copy of dim x, which the records read anyway). Returns the new choice when one
+    /// was made. Its HVPs are counted with the run's oracles.
+    pub async fn adapt_steps(&mut self) -> Result<Option<StepChoice>> {
+        let Some(auto) = self.auto else { return Ok(None) };
+        let x = self.be.read_vector(&self.x).await?;
+        let due = match (&self.steps, &self.x_at_estimate) {
+            (Some(last), Some(x_ref)) => {
+                self.iter >= last.iter + auto.every.max(1) || x.iter().zip(x_ref).any(|(a, b)| (a - b).abs() > AutoSteps::MOVE)
+            }
+            _ => true,
+        };
+        if !due {
+            return Ok(None);
+        }
+        self.x_at_estimate = Some(x);
+        let lipschitz = self.curvature(auto.batch, true).await?;
+        if !(lipschitz.is_finite() && lipschitz > 0.0) {
+            return Err(Error::NonFinite { iter: self.iter, quantity: format!("inner curvature estimate ({lipschitz})") });
+        }
+        let step = auto.step(lipschitz);
+        let hyper = self.alg.hyper_mut();
+        if auto.alpha {
+            hyper.alpha = step;
+            self.hyper.alpha = step;
+        }
+        if auto.eta {
+            hyper.eta = step;
+            self.hyper.eta = step;
+        }
+        let choice = StepChoice { iter: self.iter, lipschitz, alpha: self.hyper.alpha, eta: self.hyper.eta };
+        self.steps = Some(choice);
+        Ok(Some(choice))
     }
 
     /// Replaces the starting point (x, y) (host values).

@@ -101,6 +101,7 @@ impl<'a, B: Backend + 'static> ToyRun<'a, B> {
     pub async fn step(&mut self, now: &dyn Fn() -> f64) -> Result<ToyRecord> {
         let be = self.outer.be;
         let t0 = now();
+        self.outer.adapt_steps().await?;
         self.outer.estimate();
         let lambda = be.read_vector(&self.outer.x).await?;
         let h = be.read_vector(&self.outer.h).await?;

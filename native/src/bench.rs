@@ -173,7 +173,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
                     machine: &machine,
                     out: &mut out,
                 };
-                on_backend(&BackendArgs { backend, adapter: args.adapter.clone() }, job)?;
+                on_backend(&BackendArgs { backend: Some(backend), default: backend, adapter: args.adapter.clone() }, job)?;
             }
         }
     }

@@ -8,12 +8,13 @@ use anyhow::{bail, Result};
 use bilevel_core::algorithms::Hyper;
 use bilevel_core::data::{select_rows, stratified_split, Labeled};
 use bilevel_core::experiment::{corrupt_labels_uniform, hyperclean_paper, Experiment};
+use bilevel_core::problems::glm::HyperKind;
 use bilevel_core::problems::{ProblemKind, RegScale};
 use clap::{Args, ValueEnum};
 
-use crate::common::{on_backend, RegScaleArg};
+use crate::common::{on_backend, BackendArgs, BackendKind, RegScaleArg};
 use crate::data::DataArgs;
-use crate::run::{Drive, RunArgs};
+use crate::run::{Drive, OptArg, RunArgs};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Setting {
@@ -55,8 +56,18 @@ pub struct HypercleanArgs {
     data: DataArgs,
 }
 
-/// The reference's MNIST defaults (`mnist_exp.py`).
+/// The reference's MNIST settings (`mnist_exp.py`): T = 200, Q = 3, η = 0.5, α = β = 0.1,
+/// batches of 1,000. `bilevel reproduce` runs them as they are.
 pub const HYPERCLEAN: Hyper = Hyper { t: 200, q: 3, eta: 0.5, alpha: 0.1, beta: 0.1, batch_size: 1000, val_batch_size: 1000 };
+
+/// `bilevel hyperclean`'s defaults: the reference's T and batches, Q = 10 Neumann terms, and
+/// α, η and β chosen from the data unless given (`auto`; the α, η and β here are not used
+/// then). At η = 1/(2L̂), three Neumann terms sum too little of the series for the
+/// hypergradient to rank the samples; ten do.
+const HYPERCLEAN_DEFAULTS: Hyper = Hyper { q: 10, ..HYPERCLEAN };
+
+/// Outer iterations of `bilevel hyperclean` when neither --epochs nor --time_budget is given.
+const HYPERCLEAN_EPOCHS: usize = 100;
 
 pub fn hyperclean(args: HypercleanArgs) -> Result<()> {
     let HypercleanArgs { run, noise_rate, training_size, validation_size, test_rows, rho, setting, data, .. } = args;
@@ -84,7 +95,7 @@ pub fn hyperclean(args: HypercleanArgs) -> Result<()> {
                 run.seed,
                 rho,
             )?;
-            return drive(run, exp, "hyperclean", HYPERCLEAN, 50);
+            return drive(run, exp, "hyperclean", Defaults { hyper: HYPERCLEAN_DEFAULTS, epochs: HYPERCLEAN_EPOCHS, opt: OptArg::Sgd });
         }
         Setting::Benchopt => {
             // 25,000 of the 60,000 training images at random, then standardised.
@@ -102,7 +113,7 @@ pub fn hyperclean(args: HypercleanArgs) -> Result<()> {
     let (glm, hyper_kind) = ProblemKind::Hyperclean.from_svmlight(train, val, RegScale::Sum, rho)?;
     // No bias in the Benchopt setting: drop the column from_svmlight added (the test set has none).
     let exp = Experiment { data: drop_bias(glm), hyper_kind, x_test: test.x, t_test: test.labels, corrupted: Some(corrupted) };
-    drive(run, exp, "hyperclean", HYPERCLEAN, 50)
+    drive(run, exp, "hyperclean", Defaults { hyper: HYPERCLEAN_DEFAULTS, epochs: HYPERCLEAN_EPOCHS, opt: OptArg::Sgd })
 }
 
 /// MNIST hyper-cleaning in the paper's setting: the full 20,000 / 5,000 / 10,000 split with a
@@ -198,7 +209,7 @@ pub fn l2reg(args: L2regArgs) -> Result<()> {
     }
     let scale = RegScale::from(reg_scale);
     let exp = newsgroups_experiment(&data, run.seed, scale)?;
-    drive(run, exp, "20news", L2REG, 50)
+    drive(run, exp, "20news", Defaults { hyper: L2REG, epochs: 50, opt: OptArg::Sgd })
 }
 
 /// 20 Newsgroups: the paper's split of the train subset, the test documents.
@@ -219,12 +230,15 @@ pub struct Ijcnn1Args {
     data: DataArgs,
 }
 
-/// ijcnn1: Benchopt's stochastic settings (batch 64, 10 inner and 10 Neumann steps).
-const IJCNN1: Hyper = Hyper { t: 10, q: 10, eta: 0.5, alpha: 0.1, beta: 0.1, batch_size: 64, val_batch_size: 64 };
+/// ijcnn1: Benchopt's stochastic settings (batch 64, 10 inner and 10 Neumann steps), α and η
+/// from the data, and Adam at β = 0.05 for λ: Adam's step is in λ's own units (about β per
+/// iteration, whatever the hypergradient's scale), which SGD's is not — at λ = 0 the penalty
+/// e^λ = 1 holds the model at the majority class, and SGD at a stable β barely moves it.
+const IJCNN1: Hyper = Hyper { t: 10, q: 10, eta: 0.5, alpha: 0.1, beta: 0.05, batch_size: 64, val_batch_size: 64 };
 
 pub fn ijcnn1(args: Ijcnn1Args) -> Result<()> {
     let exp = ijcnn1_experiment(&args.data, args.run.seed)?;
-    drive(args.run, exp, "ijcnn1", IJCNN1, 100)
+    drive(args.run, exp, "ijcnn1", Defaults { hyper: IJCNN1, epochs: 100, opt: OptArg::Adam })
 }
 
 /// ijcnn1: the training file; the test file split 50/50 (stratified, seeded) into validation and test.
@@ -238,13 +252,38 @@ pub fn ijcnn1_experiment(data: &DataArgs, seed: u64) -> Result<Experiment> {
     Ok(Experiment { data: glm, hyper_kind, x_test: test.x, t_test, corrupted: None })
 }
 
-fn drive(run: RunArgs, exp: Experiment, name: &str, defaults: Hyper, epochs: usize) -> Result<()> {
+/// The outer step β for one weight per training sample, per sample: the hypergradient of a
+/// sample's weight scales as 1/n (g averages over the n samples), so β = OUTER_LR_PER_SAMPLE · n
+/// moves each weight at a rate that does not depend on n.
+pub const OUTER_LR_PER_SAMPLE: f64 = 0.15;
+
+/// A command's defaults for what its flags leave unset.
+struct Defaults {
+    hyper: Hyper,
+    /// Outer iterations without --epochs or --time_budget.
+    epochs: usize,
+    opt: OptArg,
+}
+
+fn drive(run: RunArgs, exp: Experiment, name: &str, defaults: Defaults) -> Result<()> {
+    let Defaults { hyper: default_hyper, epochs, opt } = defaults;
+    let alg = run.alg()?;
+    let mut hyper = run.hyper.hyper(default_hyper);
+    if run.hyper.outer_lr_auto() {
+        if let HyperKind::SampleWeights { .. } = exp.hyper_kind {
+            hyper.beta = OUTER_LR_PER_SAMPLE * exp.data.t_train.len() as f64;
+        }
+    }
+    let batch = alg.is_stochastic().then_some(hyper.batch_size);
     let drive = Drive {
         name: name.to_string(),
-        alg: run.alg()?,
-        hyper: run.hyper.hyper(defaults),
-        opt: run.opt(),
-        epochs: run.epochs.unwrap_or(epochs),
+        alg,
+        auto: run.hyper.auto_steps(true, batch),
+        explicit_steps: run.hyper.explicit_steps(),
+        hyper,
+        opt: run.opt(opt),
+        // With a time budget and no --epochs, the budget alone ends the run.
+        epochs: run.epochs.unwrap_or(if run.time_budget.is_some() { usize::MAX } else { epochs }),
         seed: run.seed,
         out: run.out.clone(),
         time_budget: run.time_budget,
@@ -254,7 +293,9 @@ fn drive(run: RunArgs, exp: Experiment, name: &str, defaults: Hyper, epochs: usi
     if drive.epochs == 0 {
         bail!("--epochs must be at least 1");
     }
-    on_backend(&run.backend, drive)
+    // The real-data runs default to f32, the GPU's precision at twice the f64 reference's speed.
+    let backend = BackendArgs { default: BackendKind::Cpu32, ..run.backend.clone() };
+    on_backend(&backend, drive)
 }
 
 #[cfg(test)]

@@ -16,6 +16,8 @@ use bilevel_core::{Backend, Rows};
 use clap::{Args, ValueEnum};
 use serde_json::json;
 
+use bilevel_core::steps::{AutoSteps, Curvature};
+
 use crate::common::{algorithm, on_backend, BackendArgs, CompatArg, HyperArgs, Job, RegScaleArg};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -120,7 +122,8 @@ pub fn run(args: HypergradArgs) -> Result<()> {
         HyperKind::SampleWeights { .. } => data.x_train.shape().0,
     };
     let lambda = read_lambda(&args.lambda, dim_x)?;
-    on_backend(&args.backend, Hypergrad { kind, data, hyper_kind, lambda, estimator, hyper, tol: args.tol, seed: args.seed })
+    let auto = args.hyper.auto_steps(true, None);
+    on_backend(&args.backend, Hypergrad { kind, data, hyper_kind, lambda, estimator, hyper, auto, tol: args.tol, seed: args.seed })
 }
 
 struct Hypergrad {
@@ -130,6 +133,7 @@ struct Hypergrad {
     lambda: Vec<f64>,
     estimator: Option<AlgKind>,
     hyper: Hyper,
+    auto: AutoSteps,
     tol: f64,
     seed: u64,
 }
@@ -147,7 +151,19 @@ impl Job for Hypergrad {
             }
             Some(alg) => {
                 alg.check(&p)?;
-                let mut a = alg.build(be, &p, &self.hyper);
+                let mut hyper = self.hyper.clone();
+                let auto = self.auto.with_batch(alg.is_stochastic().then_some(hyper.batch_size));
+                if auto.any() {
+                    // The steps from the curvature at the starting point (see bilevel_core::steps).
+                    let l = pollster::block_on(Curvature::new(be, p.dim_y(), self.seed).estimate(be, &p.inner, &x, &y0, auto.batch, 0))?;
+                    if auto.alpha {
+                        hyper.alpha = auto.step(l);
+                    }
+                    if auto.eta {
+                        hyper.eta = auto.step(l);
+                    }
+                }
+                let mut a = alg.build(be, &p, &hyper);
                 let (mut y, mut h) = (y0, be.zeros(self.lambda.len(), "h"));
                 a.inner_and_hypergradient(be, &p, 0, &x, &mut y, &mut h, &mut Sampler::new(self.seed));
                 (h, y, None)

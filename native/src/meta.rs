@@ -152,7 +152,7 @@ pub fn run(args: MetaArgs) -> Result<()> {
     };
     cfg.validate()?;
     let job = MetaJob { cfg, train, val: split.val, test: split.test, args };
-    match job.args.backend.backend {
+    match job.args.backend.kind() {
         BackendKind::Cpu => job.run(&CpuBackend::<f64>::new()),
         BackendKind::Cpu32 => job.run(&CpuBackend::<f32>::new()),
         BackendKind::Cpu32Avx2 => job.run(&CpuBackend::<f32>::new().without_avx512()),

@@ -15,6 +15,8 @@ use bilevel_core::sampler::Batching;
 use clap::Args;
 use serde_json::Value;
 
+use bilevel_core::steps::AutoSteps;
+
 use crate::common::{on_backend, BackendArgs};
 use crate::data::DataArgs;
 use crate::experiments::{hyperclean_experiment, newsgroups_experiment, HYPERCLEAN, L2REG};
@@ -86,6 +88,9 @@ pub fn run(args: ReproduceArgs) -> Result<()> {
             out: Some(out.clone()),
             time_budget,
             batching: Batching::Independent,
+            // The reference's step sizes, as its figures used them.
+            auto: AutoSteps::off(),
+            explicit_steps: Vec::new(),
         };
         on_backend(&args.backend, drive)?;
         Ok(out)
@@ -94,7 +99,7 @@ pub fn run(args: ReproduceArgs) -> Result<()> {
     let _ = writeln!(
         table,
         "Backend: `{:?}`; {} (`--quick`: {}).\n",
-        args.backend.backend,
+        args.backend.kind(),
         if args.quick { "6 s budgets" } else { "60 s budgets" },
         args.quick
     );

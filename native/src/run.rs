@@ -10,8 +10,10 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use bilevel_core::algorithms::{AlgKind, Hyper};
 use bilevel_core::experiment::{Experiment, Record, Run};
-use bilevel_core::outer::OuterOpt;
+use bilevel_core::outer::{OuterLoop, OuterOpt};
+use bilevel_core::problems::Problem;
 use bilevel_core::sampler::Batching;
+use bilevel_core::steps::{unstable_step_warning, AutoSteps};
 use bilevel_core::Backend;
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -44,9 +46,9 @@ pub struct RunArgs {
     pub epochs: Option<usize>,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Outer optimiser.
-    #[arg(long, value_enum, default_value = "sgd", ignore_case = true)]
-    pub outer_opt: OptArg,
+    /// Outer optimiser [default: adam for ijcnn1, sgd elsewhere].
+    #[arg(long, value_enum, ignore_case = true)]
+    pub outer_opt: Option<OptArg>,
     /// Outer SGD momentum (the reference's --outer_mu).
     #[arg(long, default_value_t = 0.0)]
     pub outer_mu: f64,
@@ -68,8 +70,9 @@ pub struct RunArgs {
 }
 
 impl RunArgs {
-    pub fn opt(&self) -> OuterOpt {
-        match self.outer_opt {
+    /// The outer optimiser, or the command's `default`.
+    pub fn opt(&self, default: OptArg) -> OuterOpt {
+        match self.outer_opt.unwrap_or(default) {
             OptArg::Sgd => OuterOpt::Sgd { momentum: self.outer_mu },
             OptArg::Adam => OuterOpt::adam(),
         }
@@ -78,6 +81,12 @@ impl RunArgs {
         algorithm(&self.alg, self.compat)
     }
 }
+
+/// Every one of the first RECORD_ALL outer iterations is recorded; later ones only once the
+/// solver time since the last record is EVAL_RATIO times the last evaluation's cost (so
+/// evaluating stays under a tenth of the wall clock on cheap iterations, ijcnn1's ~20 µs).
+const RECORD_ALL: usize = 100;
+const EVAL_RATIO: f64 = 9.0;
 
 /// A run ready to go on any backend.
 pub struct Drive {
@@ -91,6 +100,10 @@ pub struct Drive {
     pub out: Option<PathBuf>,
     pub time_budget: Option<f64>,
     pub batching: Batching,
+    /// Data-chosen α and η (see `bilevel_core::steps`).
+    pub auto: AutoSteps,
+    /// α and η given explicitly, checked against the stable range at the start.
+    pub explicit_steps: Vec<(&'static str, f64)>,
 }
 
 impl Job for Drive {
@@ -111,34 +124,60 @@ impl Job for Drive {
             }
             Ok(())
         };
-        eprintln!("{}: {} on {} ({} outer iterations)", self.name, self.alg, be.describe(), self.epochs);
+        let length = match self.time_budget {
+            Some(b) if self.epochs == usize::MAX => format!("{b} s of solver time"),
+            Some(b) => format!("{} outer iterations or {b} s", self.epochs),
+            None => format!("{} outer iterations", self.epochs),
+        };
+        eprintln!("{}: {} on {} ({length})", self.name, self.alg, be.describe());
         // Slices need randomly ordered rows: shuffle the data once (seeded), as Benchopt does.
         let exp = if self.batching == Batching::Slices { self.exp.shuffled(self.seed) } else { self.exp };
         let mut run = Run::new(be, &exp, self.alg, self.hyper.clone(), self.opt, self.seed)?;
         run.outer.rng.set_batching(self.batching);
+        start_steps(&mut run.outer, self.auto, &self.explicit_steps)?;
         let start = Instant::now();
         let now = move || start.elapsed().as_secs_f64();
         let mut last = pollster::block_on(run.initial())?;
         write(&last)?;
-        let bar = ProgressBar::new(self.epochs as u64);
-        bar.set_style(
-            ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} [{elapsed_precise}]").unwrap_or_else(|_| ProgressStyle::default_bar()),
-        );
-        for _ in 0..self.epochs {
-            if self.time_budget.is_some_and(|b| last.time_s >= b) {
+        // Progress in outer iterations, or in solver seconds when only the time budget ends the run.
+        let by_time = self.time_budget.filter(|_| self.epochs == usize::MAX);
+        let (len, template) = match by_time {
+            Some(b) => ((b * 10.0).ceil() as u64, "{bar:30} {msg} [{elapsed_precise}]"),
+            None => (self.epochs as u64, "{bar:30} {pos}/{len} {msg} [{elapsed_precise}]"),
+        };
+        let bar = ProgressBar::new(len);
+        bar.set_style(ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar()));
+        let mut eval_cost = 0.0;
+        let mut steps_shown = false;
+        for i in 0..self.epochs {
+            // A failure keeps everything written so far and ends with one error line.
+            if let Err(e) = pollster::block_on(run.advance(&now)) {
+                bar.abandon();
+                return Err(e.into());
+            }
+            if let Some(choice) = run.outer.steps.filter(|_| !steps_shown) {
+                bar.suspend(|| eprintln!("{}", describe_steps(&self.auto, &choice)));
+                steps_shown = true;
+            }
+            let out_of_time = self.time_budget.is_some_and(|b| run.elapsed() >= b);
+            let last_iter = out_of_time || i + 1 == self.epochs;
+            // Evaluation (the test set, the validation loss, λ read back) is excluded from
+            // time_s but not from the wall clock: past the first iterations, record one only
+            // once the solver has run EVAL_RATIO times as long as the last evaluation took.
+            if last_iter || i < RECORD_ALL || run.elapsed() - last.time_s >= EVAL_RATIO * eval_cost {
+                let t = Instant::now();
+                last = pollster::block_on(run.record())?;
+                eval_cost = t.elapsed().as_secs_f64();
+                write(&last)?;
+                bar.set_message(format!("iter {} test loss {:.4} acc {:.2}%", last.iter, last.test_loss, 100.0 * last.test_acc));
+            }
+            match by_time {
+                Some(_) => bar.set_position(((run.elapsed() * 10.0) as u64).min(len)),
+                None => bar.inc(1),
+            }
+            if out_of_time {
                 break;
             }
-            // A failure keeps everything written so far and ends with one error line.
-            last = match pollster::block_on(run.step(&now)) {
-                Ok(r) => r,
-                Err(e) => {
-                    bar.abandon();
-                    return Err(e.into());
-                }
-            };
-            write(&last)?;
-            bar.set_message(format!("test loss {:.4} acc {:.2}%", last.test_loss, 100.0 * last.test_acc));
-            bar.inc(1);
         }
         bar.finish();
         let summary = json!({
@@ -146,7 +185,7 @@ impl Job for Drive {
             "name": self.name,
             "alg": self.alg.name(),
             "backend": be.describe(),
-            "settings": self.hyper,
+            "settings": run.outer.hyper,
             "batches": self.batching,
             "outer_iterations": last.iter,
             "time_s": last.time_s,
@@ -164,4 +203,45 @@ impl Job for Drive {
         println!("{summary}");
         Ok(())
     }
+}
+
+/// The printed line saying which steps the data chose, and from what.
+pub fn describe_steps(auto: &AutoSteps, choice: &bilevel_core::steps::StepChoice) -> String {
+    let rows = match auto.batch {
+        Some(b) => format!("the largest over batches of {b} rows"),
+        None => "all training rows".to_string(),
+    };
+    let mut chosen = Vec::new();
+    if auto.alpha {
+        chosen.push(format!("inner_lr α = {:.4e}", choice.alpha));
+    }
+    if auto.eta {
+        chosen.push(format!("eta η = {:.4e}", choice.eta));
+    }
+    format!(
+        "steps from the data: the inner Hessian's top eigenvalue L̂ = {:.4e} ({rows}, power iteration), so {} ({} / L̂, re-estimated every {} outer iterations)",
+        choice.lipschitz,
+        chosen.join(", "),
+        auto.fraction,
+        auto.every
+    )
+}
+
+/// Warns, one line each, about explicitly given steps above the stable range at the starting
+/// point, then hands the data-chosen ones to the run.
+pub fn start_steps<B: Backend + 'static, P: Problem<B>>(
+    outer: &mut OuterLoop<'_, B, P>,
+    auto: AutoSteps,
+    explicit: &[(&'static str, f64)],
+) -> Result<()> {
+    if !explicit.is_empty() {
+        let l = pollster::block_on(outer.curvature(auto.batch, false))?;
+        for (name, step) in explicit {
+            if let Some(warning) = unstable_step_warning(name, *step, l) {
+                eprintln!("{warning}");
+            }
+        }
+    }
+    outer.set_auto_steps(auto);
+    Ok(())
 }

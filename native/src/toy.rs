@@ -6,13 +6,16 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use bilevel_core::algorithms::Hyper;
+use bilevel_core::algorithms::{AlgKind, Hyper};
 use bilevel_core::outer::OuterOpt;
 use bilevel_core::toy::{ToyConfig, ToyRun};
 use bilevel_core::Backend;
 use clap::Args;
 
+use bilevel_core::steps::AutoSteps;
+
 use crate::common::{algorithm, on_backend, BackendArgs, CompatArg, HyperArgs, Job};
+use crate::run::{describe_steps, start_steps};
 
 /// Flags are snake_case, as in the reference code (`--hessian_q`, `--inner_lr`).
 #[derive(Args, Debug)]
@@ -49,13 +52,26 @@ pub struct ToyArgs {
     out: Option<PathBuf>,
 }
 
-/// The toy's defaults: T = Q = 10, η = 0.5, α = 0.5, β = 50, batches of 64.
+/// How much smaller the toy's default outer step is for SOBA than for the double-loop methods.
+const SOBA_OUTER_SLOWDOWN: f64 = 25.0;
+
+/// The toy's defaults: T = Q = 10, β = 50 (SOBA: 2), batches of 64; α and η are chosen from
+/// the data unless given (the α = η = 0.5 here only fill the settings until the first estimate).
 const DEFAULTS: Hyper = Hyper { t: 10, q: 10, eta: 0.5, alpha: 0.5, beta: 50.0, batch_size: 64, val_batch_size: 64 };
 
 pub fn run(args: ToyArgs) -> Result<()> {
+    let alg = algorithm(&args.alg, args.compat)?;
+    let mut hyper = args.hyper.hyper(DEFAULTS);
+    if args.hyper.outer_lr_auto() && alg == AlgKind::Soba {
+        // SOBA moves y, v and x together by one step each: x must move slowly enough for v
+        // to track −H⁻¹∇f. At the double-loop methods' β the joint iteration goes unstable
+        // once the noise features' penalties e^λ make the inner problem ill-conditioned.
+        hyper.beta = DEFAULTS.beta / SOBA_OUTER_SLOWDOWN;
+    }
+    let auto = args.hyper.auto_steps(true, alg.is_stochastic().then_some(hyper.batch_size));
     let config = ToyConfig {
-        alg: algorithm(&args.alg, args.compat)?,
-        hyper: args.hyper.hyper(DEFAULTS),
+        alg,
+        hyper,
         opt: OuterOpt::Sgd { momentum: 0.0 },
         seed: args.seed,
         epochs: args.epochs,
@@ -70,11 +86,13 @@ pub fn run(args: ToyArgs) -> Result<()> {
         Some(path) => Some(BufWriter::new(File::create(path).with_context(|| format!("cannot create {}", path.display()))?)),
         None => None,
     };
-    on_backend(&args.backend, Toy { config, out })
+    on_backend(&args.backend, Toy { config, auto, explicit_steps: args.hyper.explicit_steps(), out })
 }
 
 struct Toy {
     config: ToyConfig,
+    auto: AutoSteps,
+    explicit_steps: Vec<(&'static str, f64)>,
     out: Option<BufWriter<File>>,
 }
 
@@ -83,10 +101,14 @@ impl Job for Toy {
         let c = &self.config;
         eprintln!("toy: {} on {} ({} epochs, d = {}, n = {}, m = {})", c.alg, be.describe(), c.epochs, c.features, c.n_train, c.n_val);
         let mut run = ToyRun::new(be, self.config)?;
+        start_steps(&mut run.outer, self.auto, &self.explicit_steps)?;
         let start = Instant::now();
         let now = move || start.elapsed().as_secs_f64();
         while !run.done() {
             let record = pollster::block_on(run.step(&now))?;
+            if let Some(choice) = run.outer.steps.filter(|c| c.iter == 0 && record.iter == 1) {
+                eprintln!("{}", describe_steps(&self.auto, &choice));
+            }
             if let Some(w) = self.out.as_mut() {
                 writeln!(w, "{}", serde_json::to_string(&record)?)?;
                 w.flush()?;

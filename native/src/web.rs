@@ -111,6 +111,7 @@ pub fn landscape(args: LandscapeArgs) -> Result<()> {
         hi: args.hi,
         grid: args.grid,
     };
+    args.hyper.refuse_auto("landscape")?;
     let job = LandscapeJob { landscape: Landscape::new(config)?, hyper: args.hyper.hyper(LANDSCAPE), lambda, algs, args };
     on_backend(&job.args.backend.clone(), job)
 }

@@ -29,6 +29,10 @@ impl<B: Backend> AidCg<B> {
 }
 
 impl<B: Backend, P: Problem<B>> Algorithm<B, P> for AidCg<B> {
+    fn hyper_mut(&mut self) -> &mut Hyper {
+        &mut self.hyper
+    }
+
     fn inner_and_hypergradient(
         &mut self,
         be: &B,

@@ -33,6 +33,10 @@ impl<B: Backend> AidFp<B> {
 }
 
 impl<B: Backend, P: Problem<B>> Algorithm<B, P> for AidFp<B> {
+    fn hyper_mut(&mut self) -> &mut Hyper {
+        &mut self.hyper
+    }
+
     fn inner_and_hypergradient(
         &mut self,
         be: &B,

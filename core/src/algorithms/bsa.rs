@@ -26,6 +26,10 @@ impl<B: Backend> Bsa<B> {
 }
 
 impl<B: Backend, P: Problem<B>> Algorithm<B, P> for Bsa<B> {
+    fn hyper_mut(&mut self) -> &mut Hyper {
+        &mut self.hyper
+    }
+
     fn inner_and_hypergradient(
         &mut self,
         be: &B,

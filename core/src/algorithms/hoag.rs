@@ -44,6 +44,10 @@ impl<B: Backend> Hoag<B> {
 }
 
 impl<B: Backend, P: Problem<B>> Algorithm<B, P> for Hoag<B> {
+    fn hyper_mut(&mut self) -> &mut Hyper {
+        &mut self.hyper
+    }
+
     fn inner_and_hypergradient(
         &mut self,
         be: &B,

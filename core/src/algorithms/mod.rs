@@ -84,6 +84,10 @@ pub trait Algorithm<B: Backend, P: Problem<B>> {
     #[allow(clippy::too_many_arguments)]
     fn inner_and_hypergradient(&mut self, be: &B, p: &P, k: usize, x: &B::Vector, y: &mut B::Vector, h: &mut B::Vector, rng: &mut Sampler);
 
+    /// The settings in use, for the outer loop to replace the step sizes α and η when it
+    /// re-estimates them from the data ([`crate::steps::AutoSteps`]).
+    fn hyper_mut(&mut self) -> &mut Hyper;
+
     /// The outer step-size schedule the algorithm's paper prescribes.
     fn outer_schedule(&self) -> Schedule {
         Schedule::Constant

@@ -46,6 +46,10 @@ impl<B: Backend> Reverse<B> {
 }
 
 impl<B: Backend, P: Problem<B>> Algorithm<B, P> for Reverse<B> {
+    fn hyper_mut(&mut self) -> &mut Hyper {
+        &mut self.hyper
+    }
+
     fn inner_and_hypergradient(
         &mut self,
         be: &B,

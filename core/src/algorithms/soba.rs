@@ -36,6 +36,10 @@ impl<B: Backend> Soba<B> {
 }
 
 impl<B: Backend, P: Problem<B>> Algorithm<B, P> for Soba<B> {
+    fn hyper_mut(&mut self) -> &mut Hyper {
+        &mut self.hyper
+    }
+
     fn inner_and_hypergradient(
         &mut self,
         be: &B,

@@ -148,6 +148,10 @@ impl<B: Backend> StocBiO<B> {
 }
 
 impl<B: Backend, P: Problem<B>> Algorithm<B, P> for StocBiO<B> {
+    fn hyper_mut(&mut self) -> &mut Hyper {
+        &mut self.hyper
+    }
+
     fn inner_and_hypergradient(
         &mut self,
         be: &B,

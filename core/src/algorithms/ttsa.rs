@@ -27,6 +27,10 @@ impl<B: Backend> Ttsa<B> {
 }
 
 impl<B: Backend, P: Problem<B>> Algorithm<B, P> for Ttsa<B> {
+    fn hyper_mut(&mut self) -> &mut Hyper {
+        &mut self.hyper
+    }
+
     fn inner_and_hypergradient(&mut self, be: &B, p: &P, k: usize, x: &B::Vector, y: &mut B::Vector, h: &mut B::Vector, rng: &mut Sampler) {
         let alpha_k = self.hyper.alpha * Schedule::Power(0.4).factor(k);
         inner_descent(be, p, x, y, &mut self.grad, 1, alpha_k, Some(self.hyper.batch_size), rng);
