@@ -230,7 +230,7 @@ fn exact_on_logreg_agrees_with_finite_differences_through_a_solved_inner_problem
 
 #[test]
 fn reference_stocbio_versions_follow_their_neumann_sums() {
-    use bilevel_core::algorithms::stocbio::Compat;
+    use bilevel_core::algorithms::stocbio::Reference;
     use bilevel_core::problems::Problem;
     use bilevel_core::Rows;
     // Full batches make the batch lists single: v_0 and the HVP come from the whole validation
@@ -252,12 +252,12 @@ fn reference_stocbio_versions_follow_their_neumann_sums() {
     };
     let head_want = j(&r1.iter().map(|r| (1.0 + eta) * r).collect::<Vec<_>>());
     let v1_want = j(&v0.iter().zip(&r1).map(|(v, r)| eta * v + r).collect::<Vec<_>>());
-    for (compat, want) in [(Compat::Head, head_want), (Compat::V1, v1_want)] {
-        let mut a = AlgKind::StocBiO.with_compat(compat).unwrap().build(&c.be, &c.p, &h);
+    for (version, want) in [(Reference::Head, head_want), (Reference::V1, v1_want)] {
+        let mut a = AlgKind::StocBiO.with_reference(version).unwrap().build(&c.be, &c.p, &h);
         let mut est = vec![0.0; 6];
         a.inner_and_hypergradient(&c.be, &c.p, 0, &c.lam, &mut y.clone(), &mut est, &mut Sampler::new(1));
-        assert!(rel_err(&est, &want) < 1e-12, "{compat:?}: {est:?} vs {want:?}");
+        assert!(rel_err(&est, &want) < 1e-12, "{version:?}: {est:?} vs {want:?}");
     }
     // Only stocBiO has reference versions.
-    assert!(AlgKind::AidCg.with_compat(Compat::V1).is_err());
+    assert!(AlgKind::AidCg.with_reference(Reference::V1).is_err());
 }

@@ -284,7 +284,10 @@ impl<B: Backend> Problem<B> for Glm<B> {
     fn outer_loss(&self, be: &B, x: &B::Vector, y: &B::Vector, rows: Rows<'_, B::Indices>, out: &B::Scalar) {
         self.view().outer_loss(be, x, y, rows, out)
     }
-    fn val_as_train(&self) -> Option<Box<dyn Problem<B> + '_>> {
+    fn val_as_train<'s>(&'s self) -> Option<Box<dyn Problem<B> + 's>>
+    where
+        B: 's,
+    {
         // Per-sample weights index training rows: there is no sound validation-set version.
         match self.hyper {
             HyperKind::FeatureRidge { .. } => Some(Box::new(GlmView { g: self, inner: Split::Val, outer: Split::Train })),
