@@ -105,7 +105,7 @@ impl<B: Backend> StocBiO<B> {
 
     /// The reference code's version `version` (see the module docs).
     #[allow(clippy::too_many_arguments)]
-    fn reference<P: Problem<B>>(
+    fn reference_code<P: Problem<B>>(
         &mut self,
         be: &B,
         p: &P,
@@ -174,8 +174,8 @@ impl<B: Backend, P: Problem<B>> Algorithm<B, P> for StocBiO<B> {
     ) {
         // The reference versions need g on validation batches; a problem without it is refused
         // earlier (AlgKind::check).
-        match self.reference.zip(p.val_as_train()) {
-            Some((version, val)) => self.reference(be, p, version, &*val, x, y, h, rng),
+        match self.reference.and_then(|version| Some((version, p.val_as_train()?))) {
+            Some((version, val)) => self.reference_code(be, p, version, &*val, x, y, h, rng),
             None => self.paper(be, p, x, y, h, rng),
         }
     }

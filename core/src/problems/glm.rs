@@ -124,10 +124,6 @@ impl<B: Backend> Glm<B> {
         self
     }
 
-    pub fn outer_penalty(&self) -> f64 {
-        self.outer_penalty
-    }
-
     pub fn classes(&self) -> usize {
         self.c
     }
