@@ -24,6 +24,8 @@ pub struct ToyConfig {
     pub n_val: usize,
     pub features: usize,
     pub noise: f64,
+    /// μ of the outer penalty (μ/2)‖λ‖² added to the validation loss (0: the plain problem).
+    pub outer_penalty: f64,
     /// Put the hypergradient estimate and the exact one in every record.
     pub record_vectors: bool,
 }
@@ -40,6 +42,9 @@ impl ToyConfig {
         if !(self.noise.is_finite() && self.noise >= 0.0) {
             return Err(Error::InvalidArgument(format!("--noise must be finite and non-negative, got {}", self.noise)));
         }
+        if !(self.outer_penalty.is_finite() && self.outer_penalty >= 0.0) {
+            return Err(Error::InvalidArgument(format!("--outer_penalty must be finite and non-negative, got {}", self.outer_penalty)));
+        }
         Ok(())
     }
 }
@@ -51,9 +56,9 @@ pub struct ToyRecord {
     /// Cumulative solver time: inner loop, estimate, update and the readback of the estimate;
     /// the closed-form reference and the loss evaluation are excluded.
     pub time_s: f64,
-    /// f(w) on the whole validation set, after this iteration's inner loop.
+    /// f(w, λ) on the whole validation set at this iteration's λ and the w of its inner loop.
     pub outer_loss: f64,
-    /// Φ(λ) = f(w*(λ)) at this iteration's λ (closed form).
+    /// Φ(λ) = f(w*(λ), λ) at this iteration's λ (closed form).
     pub exact_outer_loss: f64,
     /// ‖ĥ − ∇Φ(λ)‖ / ‖∇Φ(λ)‖ at this iteration's λ.
     pub hypergrad_rel_err: f64,
@@ -85,7 +90,8 @@ impl<'a, B: Backend + 'static> ToyRun<'a, B> {
     pub fn new(be: &'a B, config: ToyConfig) -> Result<Self> {
         config.validate()?;
         // The data seed is fixed by the run seed, so every backend sees the same instance.
-        let data = RidgeData::synthetic(config.n_train, config.n_val, config.features, config.noise, config.seed);
+        let data = RidgeData::synthetic(config.n_train, config.n_val, config.features, config.noise, config.seed)
+            .with_outer_penalty(config.outer_penalty);
         let problem = Ridge::ridge(be, &data);
         config.alg.check::<B, _>(&problem)?;
         let outer = OuterLoop::new(be, problem, config.alg, config.hyper.clone(), config.opt, config.seed.wrapping_add(1));
@@ -105,12 +111,15 @@ impl<'a, B: Backend + 'static> ToyRun<'a, B> {
         self.outer.estimate();
         let lambda = be.read_vector(&self.outer.x).await?;
         let h = be.read_vector(&self.outer.h).await?;
-        self.outer.update();
         self.elapsed += now() - t0;
-
-        let iter = self.outer.iter;
+        // The loss at this iteration's (λ, w), before the update moves λ.
         self.outer.problem.outer_loss(be, &self.outer.x, &self.outer.y, Rows::All, &self.loss);
         let outer_loss = be.read_scalar(&self.loss).await?;
+        let t1 = now();
+        self.outer.update();
+        self.elapsed += now() - t1;
+
+        let iter = self.outer.iter;
         for (q, ok) in [("hypergradient", h.iter().all(|v| v.is_finite())), ("outer loss", outer_loss.is_finite())] {
             if !ok {
                 return Err(Error::NonFinite { iter, quantity: q.into() });

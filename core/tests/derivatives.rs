@@ -201,3 +201,58 @@ fn fused_descent_and_neumann_steps_equal_gradient_and_hvp_steps() {
         assert!(rel_err(&r, &r_ref) < 1e-13, "{what}: fused Neumann step");
     });
 }
+
+#[test]
+fn outer_x_gradient_with_a_penalty_matches_finite_differences_of_outer_loss() {
+    // f(x, y) = data loss + (μ/2)‖x‖²: ∇_x f (added to what `out` holds) against the FD gradient
+    // in x of f, on all rows and on a mini-batch (the penalty is whole on either); μ = 0 adds
+    // nothing.
+    let mu = 0.37;
+    for s in setups() {
+        let plain = s.p;
+        let mut zero = vec![0.0; plain.dim_x()];
+        plain.add_outer_grad_x(&s.be, &s.lam, &s.w, Rows::All, &mut zero);
+        assert!(zero.iter().all(|&v| v == 0.0), "{}: μ = 0 should add nothing: {zero:?}", s.name);
+        let p = plain.with_outer_penalty(mu);
+        for (rows, what) in [(Rows::All, "all rows"), (Rows::Batch(&s.val_batch), "mini-batch")] {
+            let start = randn(&mut Sampler::new(4), p.dim_x(), 1.0);
+            let mut g = start.clone();
+            p.add_outer_grad_x(&s.be, &s.lam, &s.w, rows, &mut g);
+            let added: Vec<f64> = g.iter().zip(&start).map(|(a, b)| a - b).collect();
+            let fd = fd_grad(&s.lam, |lam| scalar(|out| p.outer_loss(&s.be, &lam.to_vec(), &s.w, rows, out)));
+            let err = rel_err(&added, &fd);
+            assert!(err < 1e-8, "{} ({what}): ∇_x f vs FD rel err {err:e}", s.name);
+        }
+    }
+}
+
+#[test]
+fn penalised_hypergradient_matches_finite_differences_of_phi() {
+    // Φ(λ) = f(w*(λ), λ) with f = val_loss + (μ/2)‖λ‖², evaluated through the problem's
+    // outer_loss at the Cholesky w*(λ); its central differences against the closed form
+    // ∇Φ = μλ − J H⁻¹ ∇_w f and against the generic reference (exact.rs: Newton–CG, then
+    // ∇_x f − J[v] through add_outer_grad_x).
+    let be = Cpu::new();
+    let mu = 0.6;
+    let data = RidgeData::synthetic(37, 29, 13, 0.3, 7).with_outer_penalty(mu);
+    let p = Ridge::ridge(&be, &data);
+    let lam = randn(&mut Sampler::new(99), 13, 0.7);
+    let phi = |lam: &[f64]| {
+        let w = data.inner_solution(lam);
+        scalar(|out| p.outer_loss(&be, &lam.to_vec(), &w, Rows::All, out))
+    };
+    let fd = fd_grad(&lam, phi);
+    let (exact, phi_closed) = data.exact_hypergradient(&lam);
+    assert!((phi_closed - phi(&lam)).abs() < 1e-14, "closed-form Φ {phi_closed} vs the problem's f(w*, λ) {}", phi(&lam));
+    let err = rel_err(&exact, &fd);
+    assert!(err < 1e-7, "penalised closed-form ∇Φ vs FD rel err {err:e}");
+    let reference = pollster::block_on(bilevel_core::exact::exact_hypergradient(&be, &p, &lam, &vec![0.0; 13], 1e-12)).unwrap();
+    let err = rel_err(&reference.hypergradient, &fd);
+    assert!(err < 1e-7, "penalised Newton–CG reference ∇Φ vs FD rel err {err:e}");
+    // The penalty's share is μλ exactly, and not negligible next to the data term here.
+    let (plain, _) = RidgeData { outer_penalty: 0.0, ..data.clone() }.exact_hypergradient(&lam);
+    let share: Vec<f64> = exact.iter().zip(&plain).map(|(a, b)| a - b).collect();
+    let mu_lam: Vec<f64> = lam.iter().map(|l| mu * l).collect();
+    assert!(rel_err(&share, &mu_lam) < 1e-12);
+    assert!(common::norm(&mu_lam) > 0.1 * common::norm(&plain), "the penalty term should matter: ‖μλ‖ vs ‖∇Φ_0‖");
+}

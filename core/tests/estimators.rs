@@ -26,8 +26,13 @@ struct Case {
 }
 
 fn case(n: usize, d: usize, seed: u64) -> Case {
+    penalised_case(n, d, seed, 0.0)
+}
+
+/// [`case`] with the outer penalty (μ/2)‖λ‖² in f (the closed form includes it).
+fn penalised_case(n: usize, d: usize, seed: u64, mu: f64) -> Case {
     let be = Cpu::new();
-    let data = RidgeData::synthetic(n, n * 3 / 4, d, 0.4, seed);
+    let data = RidgeData::synthetic(n, n * 3 / 4, d, 0.4, seed).with_outer_penalty(mu);
     let p = Ridge::ridge(&be, &data);
     let lam = randn(&mut Sampler::new(seed + 1), d, 0.5);
     let (exact, _) = data.exact_hypergradient(&lam);
@@ -179,6 +184,7 @@ fn every_algorithm_and_optimiser_descends_the_exact_objective() {
                 n_val: 300,
                 features: 20,
                 noise: 0.5,
+                outer_penalty: 0.0,
                 record_vectors: false,
             };
             let mut run = ToyRun::new(&be, config).unwrap();
@@ -230,7 +236,7 @@ fn exact_on_logreg_agrees_with_finite_differences_through_a_solved_inner_problem
 
 #[test]
 fn reference_stocbio_versions_follow_their_neumann_sums() {
-    use bilevel_core::algorithms::stocbio::Compat;
+    use bilevel_core::algorithms::stocbio::Reference;
     use bilevel_core::problems::Problem;
     use bilevel_core::Rows;
     // Full batches make the batch lists single: v_0 and the HVP come from the whole validation
@@ -252,12 +258,104 @@ fn reference_stocbio_versions_follow_their_neumann_sums() {
     };
     let head_want = j(&r1.iter().map(|r| (1.0 + eta) * r).collect::<Vec<_>>());
     let v1_want = j(&v0.iter().zip(&r1).map(|(v, r)| eta * v + r).collect::<Vec<_>>());
-    for (compat, want) in [(Compat::Head, head_want), (Compat::V1, v1_want)] {
-        let mut a = AlgKind::StocBiO.with_compat(compat).unwrap().build(&c.be, &c.p, &h);
+    for (version, want) in [(Reference::Head, head_want), (Reference::V1, v1_want)] {
+        let mut a = AlgKind::StocBiO.with_reference(version).unwrap().build(&c.be, &c.p, &h);
         let mut est = vec![0.0; 6];
         a.inner_and_hypergradient(&c.be, &c.p, 0, &c.lam, &mut y.clone(), &mut est, &mut Sampler::new(1));
-        assert!(rel_err(&est, &want) < 1e-12, "{compat:?}: {est:?} vs {want:?}");
+        assert!(rel_err(&est, &want) < 1e-12, "{version:?}: {est:?} vs {want:?}");
     }
     // Only stocBiO has reference versions.
-    assert!(AlgKind::AidCg.with_compat(Compat::V1).is_err());
+    assert!(AlgKind::AidCg.with_reference(Reference::V1).is_err());
+}
+
+/// Every algorithm, the reference code's stocBiO versions included.
+fn every_kind() -> Vec<AlgKind> {
+    use bilevel_core::algorithms::stocbio::Reference;
+    AlgKind::ALL.into_iter().chain([Reference::V1, Reference::Head].map(AlgKind::StocBiOReference)).collect()
+}
+
+/// The estimate after `iters` applications of `alg` at the case's λ from `y0`, seeded.
+fn estimate(c: &Case, alg: AlgKind, h: &Hyper, y0: &[f64], iters: usize, seed: u64) -> Vec<f64> {
+    let mut a = alg.build(&c.be, &c.p, h);
+    let mut y = y0.to_vec();
+    let mut est = vec![0.0; c.lam.len()];
+    let mut rng = Sampler::new(seed);
+    for k in 0..iters {
+        a.inner_and_hypergradient(&c.be, &c.p, k, &c.lam, &mut y, &mut est, &mut rng);
+    }
+    est
+}
+
+#[test]
+fn every_algorithm_adds_the_outer_penalty_gradient_once() {
+    // The penalty changes neither y's nor any linear system's iterates, nor the draws: with the
+    // same seed, each estimate with μ > 0 is the μ = 0 one plus ∇_x f = μλ, added once. The
+    // reference stocBiO versions return −J[v_Q] with no ∇_x f term, as the reference code does.
+    let mu = 0.8;
+    let (plain, penalised) = (case(90, 8, 21), penalised_case(90, 8, 21, mu));
+    let mu_lam: Vec<f64> = penalised.lam.iter().map(|l| mu * l).collect();
+    let h = Hyper { batch_size: 16, val_batch_size: 12, ..hyper(6, 4, 16) };
+    for alg in every_kind() {
+        let (e0, e_mu) = (estimate(&plain, alg, &h, &[0.0; 8], 3, 5), estimate(&penalised, alg, &h, &[0.0; 8], 3, 5));
+        let added: Vec<f64> = e_mu.iter().zip(&e0).map(|(a, b)| a - b).collect();
+        let want = if matches!(alg, AlgKind::StocBiOReference(_)) { vec![0.0; 8] } else { mu_lam.clone() };
+        let off = common::norm(&added.iter().zip(&want).map(|(a, b)| a - b).collect::<Vec<_>>());
+        assert!(off <= 1e-12 * (common::norm(&e0) + common::norm(&mu_lam)), "{alg}: added {added:?}, want {want:?}");
+    }
+}
+
+#[test]
+fn deterministic_algorithms_reach_the_penalised_closed_form() {
+    // With long inner loops and enough CG / fixed-point / backprop steps, each estimate is the
+    // penalised ∇Φ = μλ − J H⁻¹ ∇_w f, where the μ = 0 one would be off by ‖μλ‖.
+    let mu = 0.5;
+    let c = penalised_case(120, 17, 3, mu);
+    let off_without = common::norm(&c.lam.iter().map(|l| mu * l).collect::<Vec<_>>()) / common::norm(&c.exact);
+    assert!(off_without > 0.1, "the penalty should matter here: {off_without}");
+    for (alg, h, iters) in [
+        (AlgKind::AidCg, hyper(3000, 34, 1), 1),
+        (AlgKind::AidFp, hyper(3000, 500, 1), 1),
+        (AlgKind::Reverse, hyper(400, 400, 1), 1),
+        (AlgKind::Hoag, hyper(200, 40, 1), 150),
+    ] {
+        let err = rel_error(&c, alg, h, &[0.0; 17], iters, 0);
+        assert!(err < 1e-6, "{alg} vs the penalised closed form: rel err {err:e}");
+    }
+}
+
+#[test]
+fn stochastic_algorithms_descend_to_the_penalised_optimum() {
+    // The outer loop with μ > 0 drives the penalised ∇Φ_μ towards 0; the same run on the plain
+    // problem settles where ∇Φ_μ = μλ is not small. (The reference stocBiO versions have no
+    // ∇_x f term by design; see the test above.)
+    let mu = 0.05;
+    let run_to_end = |alg: AlgKind, outer_penalty: f64| {
+        let be = Cpu::new();
+        let config = ToyConfig {
+            alg,
+            hyper: Hyper { beta: 20.0, ..hyper(10, 10, 128) },
+            opt: OuterOpt::Sgd { momentum: 0.0 },
+            seed: 4,
+            epochs: 300,
+            n_train: 300,
+            n_val: 300,
+            features: 10,
+            noise: 0.5,
+            outer_penalty,
+            record_vectors: false,
+        };
+        let mut run = ToyRun::new(&be, config).unwrap();
+        while !run.done() {
+            block(run.step(&|| 0.0)).unwrap();
+        }
+        let lam = block(be.read_vector(&run.outer.x)).unwrap();
+        (run.data.clone().with_outer_penalty(mu), lam)
+    };
+    for alg in [AlgKind::StocBiO, AlgKind::Bsa, AlgKind::Ttsa, AlgKind::Soba] {
+        let (data, lam_mu) = run_to_end(alg, mu);
+        let (_, lam_0) = run_to_end(alg, 0.0);
+        let grad = |lam: &[f64]| common::norm(&data.exact_hypergradient(lam).0);
+        let (start, with, without) = (grad(&[0.0; 10]), grad(&lam_mu), grad(&lam_0));
+        assert!(with < 0.2 * start && with < 0.5 * without, "{alg}: ‖∇Φ_μ‖ from {start:.3e} to {with:.3e} (plain run: {without:.3e})");
+    }
 }

@@ -248,6 +248,7 @@ fn toy_records<B: Backend + 'static>(be: &B, alg: AlgKind, epochs: usize) -> Vec
         n_val: 257,
         features: 45,
         noise: 0.5,
+        outer_penalty: 0.0,
         record_vectors: true,
     };
     let mut run = ToyRun::new(be, config).unwrap();
@@ -286,6 +287,7 @@ fn steady_state_iterations_allocate_no_new_buffers() {
             n_val: 200,
             features: 30,
             noise: 0.5,
+            outer_penalty: 0.0,
             record_vectors: false,
         };
         let mut run = ToyRun::new(&g, config).unwrap();

@@ -2,7 +2,7 @@
 //! reference code), the backend choice, and running generic work on the chosen backend.
 
 use anyhow::Result;
-use bilevel_core::algorithms::stocbio::Compat;
+use bilevel_core::algorithms::stocbio::Reference;
 use bilevel_core::algorithms::{AlgKind, Hyper};
 use bilevel_core::cpu::{CpuBackend, Threads};
 use bilevel_core::gpu::{GpuBackend, GpuOptions};
@@ -179,6 +179,17 @@ pub enum CompatArg {
     Head,
 }
 
+impl CompatArg {
+    /// The reference code's version named, or `None` for the paper's algorithm.
+    fn reference(self) -> Option<Reference> {
+        match self {
+            CompatArg::Paper => None,
+            CompatArg::V1 => Some(Reference::V1),
+            CompatArg::Head => Some(Reference::Head),
+        }
+    }
+}
+
 /// How mini-batches are drawn (`--batches`; see `bilevel_core::sampler::Batching`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
 pub enum BatchesArg {
@@ -201,11 +212,10 @@ impl From<BatchesArg> for Batching {
 /// `--alg NAME [--compat ...]` as an algorithm.
 pub fn algorithm(name: &str, compat: CompatArg) -> Result<AlgKind> {
     let alg: AlgKind = name.parse()?;
-    Ok(alg.with_compat(match compat {
-        CompatArg::Paper => Compat::Paper,
-        CompatArg::V1 => Compat::V1,
-        CompatArg::Head => Compat::Head,
-    })?)
+    Ok(match compat.reference() {
+        None => alg,
+        Some(reference) => alg.with_reference(reference)?,
+    })
 }
 
 /// Work that runs on any backend.

@@ -44,6 +44,10 @@ pub struct ToyArgs {
     features: usize,
     #[arg(long, default_value_t = 0.5)]
     noise: f64,
+    /// μ ≥ 0 of an outer penalty on the hyperparameters: the validation objective becomes
+    /// f(w, λ) = val_loss(w) + (μ/2)‖λ‖², so the hypergradient gains the term μλ (0: none).
+    #[arg(long, default_value_t = 0.0)]
+    outer_penalty: f64,
     /// Also write the estimated and exact hypergradient vectors in every record.
     #[arg(long)]
     record_vectors: bool,
@@ -79,6 +83,7 @@ pub fn run(args: ToyArgs) -> Result<()> {
         n_val: args.n_val,
         features: args.features,
         noise: args.noise,
+        outer_penalty: args.outer_penalty,
         record_vectors: args.record_vectors,
     };
     config.validate()?;

@@ -59,6 +59,51 @@ fn toy_writes_one_json_record_per_outer_iteration() {
     assert!(records[3]["hypergrad_rel_err"].as_f64().unwrap() < 1e-2, "{}", records[3]);
 }
 
+/// The toy's records (JSON lines) for `args`, run with `--out`.
+fn toy_records(args: &[&str]) -> Vec<serde_json::Value> {
+    static RUN: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = RUN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path = std::env::temp_dir().join(format!("bilevel-cli-toy-{}-{n}.jsonl", std::process::id()));
+    let p = path.to_str().unwrap();
+    let out = bilevel(&[&["toy", "--out", p], args].concat());
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::remove_file(&path).ok();
+    text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+#[test]
+fn compat_picks_stocbios_version_and_paper_is_the_plain_algorithm() {
+    let small = ["--epochs", "2", "--features", "6", "--n_train", "64", "--n_val", "48", "--batch_size", "16", "--record_vectors"];
+    let run = |extra: &[&str]| toy_records(&[&small[..], extra].concat());
+    let plain = run(&["--alg", "stocBiO"]);
+    let estimates = |records: &[serde_json::Value]| records.iter().map(|r| r["hypergradient"].clone()).collect::<Vec<_>>();
+    assert_eq!(estimates(&run(&["--alg", "stocBiO", "--compat", "paper"])), estimates(&plain), "--compat paper is the plain stocBiO");
+    for version in ["v1", "head"] {
+        let records = run(&["--alg", "stocBiO", "--compat", version]);
+        assert_eq!(records.len(), 2);
+        assert_ne!(records[0]["hypergradient"], plain[0]["hypergradient"], "--compat {version} should differ from the paper's");
+        // The validation-as-train view's HVPs and J are counted: Q = 10 HVPs and one J each step.
+        assert_eq!((records[1]["oracle_counts"]["hvps"].as_u64(), records[1]["oracle_counts"]["jvps"].as_u64()), (Some(20), Some(2)));
+    }
+}
+
+#[test]
+fn outer_penalty_enters_the_exact_and_the_estimated_hypergradient() {
+    // AID-CG with K = d CG steps and long inner loops estimates the penalised ∇Φ closely.
+    let args = ["--alg", "aid-cg", "--epochs", "3", "--features", "6", "--n_train", "60", "--n_val", "50", "--T", "300", "--outer_lr", "1"];
+    let plain = toy_records(&args);
+    let penalised = toy_records(&[&args[..], &["--outer_penalty", "0.5"]].concat());
+    // At λ = 0 the penalty adds nothing; after a step it moves the exact hypergradient.
+    assert_eq!(plain[0]["exact_outer_loss"], penalised[0]["exact_outer_loss"]);
+    assert_ne!(plain[2]["exact_outer_loss"], penalised[2]["exact_outer_loss"]);
+    for r in &penalised {
+        assert!(r["hypergrad_rel_err"].as_f64().unwrap() < 1e-6, "{r}");
+    }
+    let help = String::from_utf8_lossy(&bilevel(&["toy", "--help"]).stdout).to_string();
+    assert!(help.contains("--outer_penalty") && help.contains("(μ/2)‖λ‖²"), "{help}");
+}
+
 #[test]
 fn bad_input_gives_one_line_and_a_nonzero_exit() {
     assert_one_line_error(&["toy", "--alg", "MAML"], "unknown algorithm \"MAML\"");
@@ -70,6 +115,9 @@ fn bad_input_gives_one_line_and_a_nonzero_exit() {
     assert_one_line_error(&["toy", "--batch_size", "0"], "--batch_size must be at least 1");
     assert_one_line_error(&["toy", "--epochs", "ten"], "invalid value 'ten' for '--epochs");
     assert_one_line_error(&["toy", "--out", "/nonexistent-dir/x.jsonl", "--epochs", "1"], "cannot create");
+    assert_one_line_error(&["toy", "--outer_penalty", "-1"], "--outer_penalty must be finite and non-negative");
+    assert_one_line_error(&["toy", "--alg", "aid-cg", "--compat", "v1"], "--compat applies to stocBiO only");
+    assert_one_line_error(&["toy", "--compat", "paper2"], "invalid value 'paper2'");
 }
 
 #[test]

@@ -217,6 +217,7 @@ impl Settings {
             n_val: self.n_val,
             features: self.features,
             noise: self.noise,
+            outer_penalty: 0.0,
             record_vectors: true,
         }
     }

@@ -101,7 +101,7 @@ pub enum AlgKind {
     StocBiO,
     /// stocBiO as the reference code implements it (`--compat v1|head`).
     #[serde(rename = "stocBiO-compat")]
-    StocBiOCompat(stocbio::Compat),
+    StocBiOReference(stocbio::Reference),
     #[serde(rename = "AID-CG")]
     AidCg,
     #[serde(rename = "AID-FP")]
@@ -130,8 +130,8 @@ impl AlgKind {
     pub fn name(self) -> &'static str {
         match self {
             AlgKind::StocBiO => "stocBiO",
-            AlgKind::StocBiOCompat(stocbio::Compat::V1) => "stocBiO (compat v1)",
-            AlgKind::StocBiOCompat(_) => "stocBiO (compat head)",
+            AlgKind::StocBiOReference(stocbio::Reference::V1) => "stocBiO (compat v1)",
+            AlgKind::StocBiOReference(stocbio::Reference::Head) => "stocBiO (compat head)",
             AlgKind::AidCg => "AID-CG",
             AlgKind::AidFp => "AID-FP",
             AlgKind::Reverse => "reverse",
@@ -142,19 +142,18 @@ impl AlgKind {
         }
     }
 
-    /// Applies `--compat` (only stocBiO has reference-code versions).
-    pub fn with_compat(self, compat: stocbio::Compat) -> Result<Self> {
-        match (self, compat) {
-            (_, stocbio::Compat::Paper) => Ok(self),
-            (AlgKind::StocBiO, c) => Ok(AlgKind::StocBiOCompat(c)),
-            (other, _) => Err(Error::InvalidArgument(format!("--compat applies to stocBiO only, not {other}"))),
+    /// The reference code's version `reference` of this algorithm (only stocBiO has them).
+    pub fn with_reference(self, reference: stocbio::Reference) -> Result<Self> {
+        match self {
+            AlgKind::StocBiO => Ok(AlgKind::StocBiOReference(reference)),
+            other => Err(Error::InvalidArgument(format!("--compat applies to stocBiO only, not {other}"))),
         }
     }
 
     /// Refuses combinations a problem cannot run (the reference stocBiO needs g on validation
     /// batches, which per-sample weights do not have).
     pub fn check<B: Backend, P: Problem<B>>(self, p: &P) -> Result<()> {
-        if matches!(self, AlgKind::StocBiOCompat(_)) && p.val_as_train().is_none() {
+        if matches!(self, AlgKind::StocBiOReference(_)) && p.val_as_train().is_none() {
             return Err(Error::InvalidArgument(format!("{self} needs g on validation batches, which this problem does not define")));
         }
         Ok(())
@@ -165,7 +164,7 @@ impl AlgKind {
         let h = hyper.clone();
         match self {
             AlgKind::StocBiO => Box::new(stocbio::StocBiO::new(be, p, h)),
-            AlgKind::StocBiOCompat(c) => Box::new(stocbio::StocBiO::with_compat(be, p, h, c)),
+            AlgKind::StocBiOReference(r) => Box::new(stocbio::StocBiO::with_reference(be, p, h, r)),
             AlgKind::AidCg => Box::new(aid_cg::AidCg::new(be, p, h)),
             AlgKind::AidFp => Box::new(aid_fp::AidFp::new(be, p, h)),
             AlgKind::Reverse => Box::new(reverse::Reverse::new(be, p, h)),

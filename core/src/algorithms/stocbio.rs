@@ -11,10 +11,13 @@
 //! The reference code's two versions are available for reproducing its published curves
 //! (SPEC §2.4, §4), never by default: both cut shuffled train and validation sets into fixed
 //! batch lists once, evaluate g's HVP and J on *validation* batches, and mis-scale the sum:
-//! - [`Compat::Head`]: the first T training batches every epoch; validation batches 0, 1, 2 for
+//! - [`Reference::Head`]: the first T training batches every epoch; validation batches 0, 1, 2 for
 //!   v_0, the HVPs and J; `v_Q = η r_Q + Σ_{q=1..Q} r_q`.
-//! - [`Compat::V1`] (made the 2020 figures): a random order of the training batches each outer
+//! - [`Reference::V1`] (made the 2020 figures): a random order of the training batches each outer
 //!   step, random validation batches; `v_Q = η v_0 + Σ_{q=1..Q} r_q`.
+//!
+//! Both return `ĥ = −J[v_Q]` with no `∇_x f` term, as the reference code does (its problems'
+//! f does not depend on x); on a problem whose f does, they miss that term by design.
 
 use serde::Serialize;
 
@@ -23,11 +26,9 @@ use crate::backend::{Backend, Coef, Rows};
 use crate::problems::Problem;
 use crate::sampler::Sampler;
 
-/// Which version of stocBiO.
+/// A version of the reference code's stocBiO (the paper's algorithm is the plain [`StocBiO`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-pub enum Compat {
-    /// The paper's algorithm.
-    Paper,
+pub enum Reference {
     /// The reference code at its 2020 version (the published figures).
     V1,
     /// The reference code at HEAD.
@@ -36,14 +37,15 @@ pub enum Compat {
 
 pub struct StocBiO<B: Backend> {
     hyper: Hyper,
-    compat: Compat,
+    /// `None`: the paper's algorithm; else the reference code's version.
+    reference: Option<Reference>,
     grad: B::Vector,
     /// r: the current Neumann term Π(I − ηH) v_0.
     r: B::Vector,
     hr: B::Vector,
     /// Σ_q r_q.
     sum: B::Vector,
-    /// The reference code's fixed batch lists (compat modes), uploaded once.
+    /// The reference code's fixed batch lists (reference versions), uploaded once.
     lists: Option<BatchLists<B>>,
 }
 
@@ -51,15 +53,23 @@ pub struct StocBiO<B: Backend> {
 type BatchLists<B> = (Vec<<B as Backend>::Indices>, Vec<<B as Backend>::Indices>);
 
 impl<B: Backend> StocBiO<B> {
+    /// The paper's algorithm.
     pub fn new<P: Problem<B>>(be: &B, p: &P, hyper: Hyper) -> Self {
-        Self::with_compat(be, p, hyper, Compat::Paper)
+        Self::build(be, p, hyper, None)
     }
 
-    pub fn with_compat<P: Problem<B>>(be: &B, p: &P, hyper: Hyper, compat: Compat) -> Self {
+    /// The reference code's version `reference`. It needs g on validation batches
+    /// ([`Problem::val_as_train`]); [`AlgKind::check`](super::AlgKind::check) refuses a problem
+    /// without them, on which this would run the paper's algorithm.
+    pub fn with_reference<P: Problem<B>>(be: &B, p: &P, hyper: Hyper, reference: Reference) -> Self {
+        Self::build(be, p, hyper, Some(reference))
+    }
+
+    fn build<P: Problem<B>>(be: &B, p: &P, hyper: Hyper, reference: Option<Reference>) -> Self {
         let n = p.dim_y();
         StocBiO {
             hyper,
-            compat,
+            reference,
             grad: be.zeros(n, "stocbio.grad"),
             r: be.zeros(n, "stocbio.r"),
             hr: be.zeros(n, "stocbio.hr"),
@@ -93,12 +103,13 @@ impl<B: Backend> StocBiO<B> {
         p.add_outer_grad_x(be, x, y, Rows::Batch(&d_f), h);
     }
 
-    /// The reference code's versions (see the module docs).
+    /// The reference code's version `version` (see the module docs).
     #[allow(clippy::too_many_arguments)]
-    fn reference<P: Problem<B>>(
+    fn reference_code<P: Problem<B>>(
         &mut self,
         be: &B,
         p: &P,
+        version: Reference,
         val: &dyn Problem<B>,
         x: &B::Vector,
         y: &mut B::Vector,
@@ -115,15 +126,17 @@ impl<B: Backend> StocBiO<B> {
         });
         let (lt, lv) = (train_lists.len(), val_lists.len());
         // Batch order: HEAD takes the lists in order; v1 a fresh random order each outer step.
-        let (train_order, val_order): (Vec<usize>, Vec<usize>) = match self.compat {
-            Compat::Head => ((0..lt).collect(), (0..lv).collect()),
-            _ => (rng.permutation(lt).iter().map(|&i| i as usize).collect(), rng.permutation(lv).iter().map(|&i| i as usize).collect()),
+        let (train_order, val_order): (Vec<usize>, Vec<usize>) = match version {
+            Reference::Head => ((0..lt).collect(), (0..lv).collect()),
+            Reference::V1 => {
+                (rng.permutation(lt).iter().map(|&i| i as usize).collect(), rng.permutation(lv).iter().map(|&i| i as usize).collect())
+            }
         };
         // Which validation batch serves v_0, the HVPs and J (HEAD: 0, 1, 2; v1: pv[1], pv[0], pv[2]).
         let pick = |i: usize| &val_lists[val_order[i % lv]];
-        let (v0_batch, hvp_batch, j_batch) = match self.compat {
-            Compat::Head => (pick(0), pick(1), pick(2)),
-            _ => (pick(1), pick(0), pick(2)),
+        let (v0_batch, hvp_batch, j_batch) = match version {
+            Reference::Head => (pick(0), pick(1), pick(2)),
+            Reference::V1 => (pick(1), pick(0), pick(2)),
         };
 
         for t in 0..big_t {
@@ -131,17 +144,18 @@ impl<B: Backend> StocBiO<B> {
         }
         p.outer_grad_y(be, x, y, Rows::Batch(v0_batch), &mut self.r);
         // HEAD: S starts empty and v_Q = η r_Q + S;  v1: v_Q = η v_0 + S.
-        match self.compat {
-            Compat::Head => be.fill(Coef::c(0.0), &mut self.sum),
-            _ => be.axpby(Coef::c(eta), &self.r, Coef::c(0.0), &mut self.sum),
+        match version {
+            Reference::Head => be.fill(Coef::c(0.0), &mut self.sum),
+            Reference::V1 => be.axpby(Coef::c(eta), &self.r, Coef::c(0.0), &mut self.sum),
         }
         for _ in 0..big_q {
             val.neumann_step(be, x, y, &mut self.r, eta, Rows::Batch(hvp_batch), &mut self.hr);
             be.axpy(Coef::c(1.0), &self.r, &mut self.sum);
         }
-        if self.compat == Compat::Head {
+        if version == Reference::Head {
             be.axpy(Coef::c(eta), &self.r, &mut self.sum);
         }
+        // ĥ = −J[v_Q]: no ∇_x f term, as in the reference code (see the module docs).
         val.mixed_jvp(be, x, y, &self.sum, Rows::Batch(j_batch), h);
         be.scale(Coef::c(-1.0), h);
     }
@@ -164,9 +178,8 @@ impl<B: Backend, P: Problem<B>> Algorithm<B, P> for StocBiO<B> {
     ) {
         // The reference versions need g on validation batches; a problem without it is refused
         // earlier (AlgKind::check).
-        let val = if self.compat == Compat::Paper { None } else { p.val_as_train() };
-        match val {
-            Some(val) => self.reference(be, p, &*val, x, y, h, rng),
+        match self.reference.and_then(|version| Some((version, p.val_as_train()?))) {
+            Some((version, val)) => self.reference_code(be, p, version, &*val, x, y, h, rng),
             None => self.paper(be, p, x, y, h, rng),
         }
     }

@@ -1,6 +1,7 @@
 //! Oracle accounting for any problem: a wrapper that forwards every oracle and counts the
 //! calls and the samples each touched, so every run reports its cost beside its time.
 
+use std::borrow::Borrow;
 use std::cell::Cell;
 
 use serde::Serialize;
@@ -8,7 +9,10 @@ use serde::Serialize;
 use super::Problem;
 use crate::backend::{Backend, Rows};
 
-/// Oracle calls so far, and the data rows they read.
+/// Oracle calls so far, and the data rows they read. `outer_grads` counts evaluations of f's
+/// gradient: `outer_grad_y` calls; the `add_outer_grad_x` that every algorithm pairs with one on
+/// the same rows is that evaluation's x-part (one stochastic gradient of f, as the paper counts
+/// its oracle), so it adds neither a call nor samples.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct OracleCounts {
     pub inner_grads: u64,
@@ -27,31 +31,37 @@ impl OracleCounts {
     }
 }
 
-/// `P` with its oracle calls counted.
-pub struct Counted<P> {
+/// `P` with its oracle calls counted into `C`: its own counts, or (for the view
+/// [`Problem::val_as_train`] returns) the counts of the problem it is a view of, so that the
+/// view's calls land in the same [`OracleCounts`], with the view's row counts as samples.
+pub struct Counted<P, C = Cell<OracleCounts>> {
     pub inner: P,
-    counts: Cell<OracleCounts>,
+    counts: C,
 }
 
 impl<P> Counted<P> {
     pub fn new(inner: P) -> Self {
         Counted { inner, counts: Cell::default() }
     }
+}
+
+impl<P, C: Borrow<Cell<OracleCounts>>> Counted<P, C> {
     pub fn counts(&self) -> OracleCounts {
-        self.counts.get()
+        self.counts.borrow().get()
     }
     fn add<B: Backend>(&self, be: &B, rows: Rows<'_, B::Indices>, all: usize, field: impl Fn(&mut OracleCounts)) {
-        let mut c = self.counts.get();
+        let cell = self.counts.borrow();
+        let mut c = cell.get();
         field(&mut c);
         c.samples += match rows {
             Rows::All => all,
             Rows::Batch(idx) => be.indices_len(idx),
         } as u64;
-        self.counts.set(c);
+        cell.set(c);
     }
 }
 
-impl<B: Backend, P: Problem<B>> Problem<B> for Counted<P> {
+impl<B: Backend, P: Problem<B>, C: Borrow<Cell<OracleCounts>>> Problem<B> for Counted<P, C> {
     fn dim_x(&self) -> usize {
         self.inner.dim_x()
     }
@@ -81,6 +91,7 @@ impl<B: Backend, P: Problem<B>> Problem<B> for Counted<P> {
         self.inner.outer_grad_y(be, x, y, rows, out)
     }
     fn add_outer_grad_x(&self, be: &B, x: &B::Vector, y: &B::Vector, rows: Rows<'_, B::Indices>, out: &mut B::Vector) {
+        // The x-part of the outer gradient counted at its `outer_grad_y` (see OracleCounts).
         self.inner.add_outer_grad_x(be, x, y, rows, out)
     }
     fn inner_step(&self, be: &B, x: &B::Vector, y: &mut B::Vector, alpha: f64, rows: Rows<'_, B::Indices>, scratch: &mut B::Vector) {
@@ -100,9 +111,12 @@ impl<B: Backend, P: Problem<B>> Problem<B> for Counted<P> {
         self.add(be, rows, self.n_train(), |c| c.hvps += 1);
         self.inner.neumann_step(be, x, y, r, eta, rows, scratch)
     }
-    fn val_as_train(&self) -> Option<Box<dyn Problem<B> + '_>> {
-        // Calls through the view are not counted separately from the view's own oracles.
-        self.inner.val_as_train()
+    fn val_as_train<'s>(&'s self) -> Option<Box<dyn Problem<B> + 's>>
+    where
+        B: 's,
+    {
+        let view = self.inner.val_as_train()?;
+        Some(Box::new(Counted { inner: view, counts: self.counts.borrow() }))
     }
     fn inner_loss(&self, be: &B, x: &B::Vector, y: &B::Vector, rows: Rows<'_, B::Indices>, out: &B::Scalar) {
         self.add(be, rows, self.n_train(), |c| c.losses += 1);

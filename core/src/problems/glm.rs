@@ -5,13 +5,15 @@
 //! With `Z = X_B W` (b × c), the row residual `R_k = ℓ'(Z_k)`, the row curvature
 //! `ℓ''(Z_k)` and per-sample weights `s_k` (1, or σ(λ_{row_k}) for hyper-cleaning):
 //! ```text
-//! g(W, λ; B) = (1/b) Σ_k s_k ℓ(Z_k) + Reg(W, λ)          f(W; V) = (1/|V|) Σ ℓ(Z_k)
-//! ∇_W g      = X_Bᵀ diag(s) R / b + ∇Reg                ∇_W f   = X_Vᵀ R_V / |V|
+//! g(W, λ; B) = (1/b) Σ_k s_k ℓ(Z_k) + Reg(W, λ)          f(W, λ; V) = (1/|V|) Σ ℓ(Z_k) + (μ/2)‖λ‖²
+//! ∇_W g      = X_Bᵀ diag(s) R / b + ∇Reg                ∇_W f = X_Vᵀ R_V / |V|,  ∇_λ f = μ λ
 //! H[V]       = X_Bᵀ diag(s) M / b + ∇²Reg V,   M_k = ℓ''(Z_k) U_k,  U = X_B V
 //! J[V]       feature ridge, Reg = (s/2) Σ_j e^{λ_j} ‖W_j‖²:  J[V]_j = s e^{λ_j} ⟨W_j, V_j⟩
 //!            sample weights, Reg = ρ‖W‖²:  J[V]_{row_k} = (1/b) σ'(λ_{row_k}) ⟨R_k, U_k⟩
 //! ```
 //! (the softmax M is `P∘(U − ⟨P, U⟩1)`, the logistic one `σ(1−σ)U`, the squared one `U`).
+//! The outer penalty μ ([`Glm::with_outer_penalty`], 0 unless set) makes f depend on λ
+//! directly, so that `∇_x f` takes part in every hypergradient.
 
 use std::cell::RefCell;
 
@@ -74,6 +76,8 @@ pub struct Glm<B: Backend> {
     c: usize,
     loss: LossKind,
     hyper: HyperKind,
+    /// μ of the outer penalty (μ/2)‖x‖² in f.
+    outer_penalty: f64,
     /// Batch-sized buffers by length, reused across calls (no allocation per step); a short
     /// list searched linearly (a solver uses two or three lengths).
     scratch: RefCell<Vec<(usize, B::Vector)>>,
@@ -107,8 +111,17 @@ impl<B: Backend> Glm<B> {
             c: data.classes,
             loss: data.loss,
             hyper,
+            outer_penalty: 0.0,
             scratch: RefCell::default(),
         }
+    }
+
+    /// The same problem with the outer objective `f(x, y) = f_data(y) + (μ/2)‖x‖²`: a penalty
+    /// on the hyperparameters themselves, independent of the rows (a mini-batch's f carries it
+    /// whole). μ = 0 is the plain problem.
+    pub fn with_outer_penalty(mut self, mu: f64) -> Self {
+        self.outer_penalty = mu;
+        self
     }
 
     pub fn classes(&self) -> usize {
@@ -263,6 +276,9 @@ impl<B: Backend> Problem<B> for Glm<B> {
     fn outer_grad_y(&self, be: &B, x: &B::Vector, y: &B::Vector, rows: Rows<'_, B::Indices>, out: &mut B::Vector) {
         self.view().outer_grad_y(be, x, y, rows, out)
     }
+    fn add_outer_grad_x(&self, be: &B, x: &B::Vector, y: &B::Vector, rows: Rows<'_, B::Indices>, out: &mut B::Vector) {
+        self.view().add_outer_grad_x(be, x, y, rows, out)
+    }
     fn inner_step(&self, be: &B, x: &B::Vector, y: &mut B::Vector, alpha: f64, rows: Rows<'_, B::Indices>, scratch: &mut B::Vector) {
         self.view().inner_step(be, x, y, alpha, rows, scratch)
     }
@@ -284,7 +300,10 @@ impl<B: Backend> Problem<B> for Glm<B> {
     fn outer_loss(&self, be: &B, x: &B::Vector, y: &B::Vector, rows: Rows<'_, B::Indices>, out: &B::Scalar) {
         self.view().outer_loss(be, x, y, rows, out)
     }
-    fn val_as_train(&self) -> Option<Box<dyn Problem<B> + '_>> {
+    fn val_as_train<'s>(&'s self) -> Option<Box<dyn Problem<B> + 's>>
+    where
+        B: 's,
+    {
         // Per-sample weights index training rows: there is no sound validation-set version.
         match self.hyper {
             HyperKind::FeatureRidge { .. } => Some(Box::new(GlmView { g: self, inner: Split::Val, outer: Split::Train })),
@@ -363,6 +382,14 @@ impl<B: Backend> Problem<B> for GlmView<'_, B> {
         self.g.gradient(be, self.outer, x, w, rows, Reg::None, out);
     }
 
+    /// `out += μ x`, once per call whatever `rows` are: the penalty is not a sum over rows, so a
+    /// mini-batch's ∇_x f is the full one (an unbiased estimate, exactly).
+    fn add_outer_grad_x(&self, be: &B, x: &B::Vector, _w: &B::Vector, _rows: Rows<'_, B::Indices>, out: &mut B::Vector) {
+        if self.g.outer_penalty != 0.0 {
+            be.axpy(Coef::c(self.g.outer_penalty), x, out);
+        }
+    }
+
     fn inner_loss(&self, be: &B, x: &B::Vector, w: &B::Vector, rows: Rows<'_, B::Indices>, out: &B::Scalar) {
         self.g.data_loss(be, self.inner, x, w, rows, out);
         match self.g.hyper {
@@ -378,5 +405,8 @@ impl<B: Backend> Problem<B> for GlmView<'_, B> {
 
     fn outer_loss(&self, be: &B, x: &B::Vector, w: &B::Vector, rows: Rows<'_, B::Indices>, out: &B::Scalar) {
         self.g.data_loss(be, self.outer, x, w, rows, out);
+        if self.g.outer_penalty != 0.0 {
+            be.dot(x, x, 0.5 * self.g.outer_penalty, out, true);
+        }
     }
 }

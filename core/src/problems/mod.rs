@@ -55,14 +55,77 @@ pub trait Problem<B: Backend> {
     }
     /// The same problem with the validation set in the training set's place, for the reference
     /// code's stocBiO (`--compat`), which evaluates g's HVP and J on validation batches. `None`
-    /// where that has no sound meaning.
-    fn val_as_train(&self) -> Option<Box<dyn Problem<B> + '_>> {
+    /// where that has no sound meaning. (`B: 's` lets a wrapper such as
+    /// [`Counted`](counted::Counted) box a view of its own around the one it wraps.)
+    fn val_as_train<'s>(&'s self) -> Option<Box<dyn Problem<B> + 's>>
+    where
+        B: 's,
+    {
         None
     }
     /// `out ← g(x, y; rows)`.
     fn inner_loss(&self, be: &B, x: &B::Vector, y: &B::Vector, rows: Rows<'_, B::Indices>, out: &B::Scalar);
     /// `out ← f(x, y; rows)`.
     fn outer_loss(&self, be: &B, x: &B::Vector, y: &B::Vector, rows: Rows<'_, B::Indices>, out: &B::Scalar);
+}
+
+/// A boxed problem (such as the view [`Problem::val_as_train`] returns) is that problem: every
+/// oracle forwards, the fused steps included.
+impl<B: Backend, T: Problem<B> + ?Sized> Problem<B> for Box<T> {
+    fn dim_x(&self) -> usize {
+        (**self).dim_x()
+    }
+    fn dim_y(&self) -> usize {
+        (**self).dim_y()
+    }
+    fn n_train(&self) -> usize {
+        (**self).n_train()
+    }
+    fn n_val(&self) -> usize {
+        (**self).n_val()
+    }
+    fn inner_grad(&self, be: &B, x: &B::Vector, y: &B::Vector, rows: Rows<'_, B::Indices>, out: &mut B::Vector) {
+        (**self).inner_grad(be, x, y, rows, out)
+    }
+    fn inner_hvp(&self, be: &B, x: &B::Vector, y: &B::Vector, v: &B::Vector, rows: Rows<'_, B::Indices>, out: &mut B::Vector) {
+        (**self).inner_hvp(be, x, y, v, rows, out)
+    }
+    fn mixed_jvp(&self, be: &B, x: &B::Vector, y: &B::Vector, v: &B::Vector, rows: Rows<'_, B::Indices>, out: &mut B::Vector) {
+        (**self).mixed_jvp(be, x, y, v, rows, out)
+    }
+    fn outer_grad_y(&self, be: &B, x: &B::Vector, y: &B::Vector, rows: Rows<'_, B::Indices>, out: &mut B::Vector) {
+        (**self).outer_grad_y(be, x, y, rows, out)
+    }
+    fn add_outer_grad_x(&self, be: &B, x: &B::Vector, y: &B::Vector, rows: Rows<'_, B::Indices>, out: &mut B::Vector) {
+        (**self).add_outer_grad_x(be, x, y, rows, out)
+    }
+    fn inner_step(&self, be: &B, x: &B::Vector, y: &mut B::Vector, alpha: f64, rows: Rows<'_, B::Indices>, scratch: &mut B::Vector) {
+        (**self).inner_step(be, x, y, alpha, rows, scratch)
+    }
+    fn neumann_step(
+        &self,
+        be: &B,
+        x: &B::Vector,
+        y: &B::Vector,
+        r: &mut B::Vector,
+        eta: f64,
+        rows: Rows<'_, B::Indices>,
+        scratch: &mut B::Vector,
+    ) {
+        (**self).neumann_step(be, x, y, r, eta, rows, scratch)
+    }
+    fn val_as_train<'s>(&'s self) -> Option<Box<dyn Problem<B> + 's>>
+    where
+        B: 's,
+    {
+        (**self).val_as_train()
+    }
+    fn inner_loss(&self, be: &B, x: &B::Vector, y: &B::Vector, rows: Rows<'_, B::Indices>, out: &B::Scalar) {
+        (**self).inner_loss(be, x, y, rows, out)
+    }
+    fn outer_loss(&self, be: &B, x: &B::Vector, y: &B::Vector, rows: Rows<'_, B::Indices>, out: &B::Scalar) {
+        (**self).outer_loss(be, x, y, rows, out)
+    }
 }
 
 use crate::backend::{HostMatrix, LossKind};

@@ -4,12 +4,14 @@
 //!
 //! ```text
 //! g(w, λ) = 1/(2n) ‖X w − y‖² + ½ Σ_j e^{λ_j} w_j²        (train)
-//! f(w)    = 1/(2m) ‖X_v w − y_v‖²                          (validation)
+//! f(w, λ) = 1/(2m) ‖X_v w − y_v‖² + (μ/2)‖λ‖²              (validation)
 //! ∇_w g   = Xᵀ(Xw − y)/n + e^λ∘w          H[v] = XᵀX v/n + e^λ∘v
-//! J[v]    = ∇_λ⟨∇_w g, v⟩ = e^λ∘w∘v        ∇_w f = X_vᵀ(X_v w − y_v)/m
-//! w*(λ)   = (XᵀX/n + diag e^λ)⁻¹ Xᵀy/n     ∇Φ(λ) = −J H⁻¹ ∇_w f   at w*(λ)
+//! J[v]    = ∇_λ⟨∇_w g, v⟩ = e^λ∘w∘v        ∇_w f = X_vᵀ(X_v w − y_v)/m,   ∇_λ f = μ λ
+//! w*(λ)   = (XᵀX/n + diag e^λ)⁻¹ Xᵀy/n     ∇Φ(λ) = μ λ − J H⁻¹ ∇_w f   at w*(λ)
 //! ```
-//! On a mini-batch B the data terms use X_B and 1/|B|.
+//! On a mini-batch B the data terms use X_B and 1/|B|. The outer penalty μ (0 unless set by
+//! [`RidgeData::with_outer_penalty`]) is the one problem here whose f depends on λ directly: it
+//! exercises every algorithm's `∇_x f` term.
 
 use super::glm::{Glm, GlmData, HyperKind};
 use crate::backend::{Backend, HostMatrix, LossKind};
@@ -27,6 +29,8 @@ pub struct RidgeData {
     /// m × d row-major.
     pub x_val: Vec<f64>,
     pub y_val: Vec<f64>,
+    /// μ of the outer penalty (μ/2)‖λ‖² in f.
+    pub outer_penalty: f64,
 }
 
 impl RidgeData {
@@ -54,7 +58,13 @@ impl RidgeData {
         };
         let (x_train, y_train) = make(n);
         let (x_val, y_val) = make(m);
-        RidgeData { n, m, d, x_train, y_train, x_val, y_val }
+        RidgeData { n, m, d, x_train, y_train, x_val, y_val, outer_penalty: 0.0 }
+    }
+
+    /// The same instance with the outer objective `f(w, λ) = val_loss(w) + (μ/2)‖λ‖²`.
+    pub fn with_outer_penalty(mut self, mu: f64) -> Self {
+        self.outer_penalty = mu;
+        self
     }
 
     /// The inner solution w*(λ), by Cholesky in f64.
@@ -70,17 +80,18 @@ impl RidgeData {
         cholesky_solve(&h, self.d, &rhs)
     }
 
-    /// The exact hypergradient ∇Φ(λ) = −J H⁻¹ ∇_w f at w*(λ), and the outer loss there.
+    /// The exact hypergradient ∇Φ(λ) = μ λ − J H⁻¹ ∇_w f at w*(λ), and Φ(λ) = f(w*(λ), λ).
     pub fn exact_hypergradient(&self, lambda: &[f64]) -> (Vec<f64>, f64) {
         let w = self.inner_solution(lambda);
         let l = self.hessian_cholesky(lambda);
         let (grad_f, loss) = self.outer_grad_loss(&w);
         let v = cholesky_solve(&l, self.d, &grad_f);
-        let h = (0..self.d).map(|j| -lambda[j].exp() * w[j] * v[j]).collect();
-        (h, loss)
+        let mu = self.outer_penalty;
+        let h = (0..self.d).map(|j| mu * lambda[j] - lambda[j].exp() * w[j] * v[j]).collect();
+        (h, loss + 0.5 * mu * dot(lambda, lambda))
     }
 
-    /// ∇_w f and f at w (f64).
+    /// ∇_w f and the validation loss at w (f64): f's data term, without the outer penalty.
     pub fn outer_grad_loss(&self, w: &[f64]) -> (Vec<f64>, f64) {
         let mut g = vec![0.0; self.d];
         let mut loss = 0.0;
@@ -152,7 +163,8 @@ fn cholesky_solve(l: &[f64], d: usize, b: &[f64]) -> Vec<f64> {
 }
 
 impl RidgeData {
-    /// The same instance as a [`GlmData`]: squared loss, one class column, per-feature ridge.
+    /// The same instance's data as a [`GlmData`]: squared loss, one class column (the outer
+    /// penalty is the problem's, which [`Glm::ridge`] sets).
     pub fn glm(&self) -> GlmData {
         GlmData {
             x_train: HostMatrix::Dense { rows: self.n, cols: self.d, data: self.x_train.clone() },
@@ -169,8 +181,9 @@ impl RidgeData {
 pub type Ridge<B> = Glm<B>;
 
 impl<B: Backend> Glm<B> {
-    /// Uploads a ridge instance: `g = 1/(2n)‖Xw − y‖² + ½ Σ e^{λ_j} w_j²`, `f = 1/(2m)‖X_v w − y_v‖²`.
+    /// Uploads a ridge instance: `g = 1/(2n)‖Xw − y‖² + ½ Σ e^{λ_j} w_j²`,
+    /// `f = 1/(2m)‖X_v w − y_v‖² + (μ/2)‖λ‖²`.
     pub fn ridge(be: &B, data: &RidgeData) -> Self {
-        Glm::new(be, &data.glm(), HyperKind::FeatureRidge { scale: 1.0 })
+        Glm::new(be, &data.glm(), HyperKind::FeatureRidge { scale: 1.0 }).with_outer_penalty(data.outer_penalty)
     }
 }
