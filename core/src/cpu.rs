@@ -5,6 +5,7 @@
 
 use std::cell::Cell;
 use std::future::{ready, Future};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use num_traits::Float;
@@ -144,6 +145,42 @@ pub struct CpuBackend<T: Real> {
     /// The partner thread, started on first use.
     #[cfg(target_arch = "x86_64")]
     partner: std::sync::OnceLock<Option<pair::Pair>>,
+    /// Calls of the data products that ran on the rayon pool, per [`ThreadedPath`] (counted once
+    /// per call, outside the kernels).
+    threaded: [AtomicUsize; ThreadedPath::ALL.len()],
+}
+
+/// The data products' execution paths on the rayon pool, taken by calls of
+/// [`PARALLEL_WORK`] multiply-adds or more (for tests, which must reach each one: see
+/// [`CpuBackend::threaded_calls`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ThreadedPath {
+    /// `gather_matmul` with Z's rows split across threads (dense rows, or a sparse batch).
+    MatmulRows,
+    /// `gather_matmul` over every row of a CSR matrix: its CSC's feature ranges split across
+    /// threads, each into a private Z, then the Z's summed.
+    MatmulFeatures,
+    /// `gather_tmatmul` with the rows split across threads, each adding into a private d × c
+    /// accumulator, then the accumulators summed (dense rows, or a sparse batch over few features).
+    TmatmulRows,
+    /// `gather_tmatmul` with out's feature rows split across threads (the CSC gather over every
+    /// row, or a sparse batch over many features).
+    TmatmulFeatures,
+    /// `dot` and `sum`: fixed pieces summed on the pool.
+    Reduction,
+    /// `axpby`: chunks of the vectors on the pool.
+    Elementwise,
+}
+
+impl ThreadedPath {
+    pub const ALL: [ThreadedPath; 6] = [
+        ThreadedPath::MatmulRows,
+        ThreadedPath::MatmulFeatures,
+        ThreadedPath::TmatmulRows,
+        ThreadedPath::TmatmulFeatures,
+        ThreadedPath::Reduction,
+        ThreadedPath::Elementwise,
+    ];
 }
 
 /// Whether the f32 fused kernel for sparse mini-batches (MNIST's) splits a call over two
@@ -175,6 +212,7 @@ impl<T: Real> CpuBackend<T> {
             threads: Threads::Timed,
             #[cfg(target_arch = "x86_64")]
             partner: std::sync::OnceLock::new(),
+            threaded: Default::default(),
         }
     }
 
@@ -214,6 +252,22 @@ impl<T: Real> CpuBackend<T> {
     /// [`Threads::Two`] it does).
     pub fn glm_batch_splits(&self, data: &GlmRows<'_, Self>) -> bool {
         fused::applies(data) && fused::splits(self, data)
+    }
+
+    /// How many calls so far ran `path` on the rayon pool (tests assert that they reach each one).
+    #[doc(hidden)]
+    pub fn threaded_calls(&self, path: ThreadedPath) -> usize {
+        self.threaded[path as usize].load(Ordering::Relaxed)
+    }
+
+    /// Whether a call of `work` multiply-adds (or elements) runs on the rayon pool: natively, at
+    /// [`PARALLEL_WORK`] or more. Counts the call under `path` when it does.
+    fn parallel(&self, path: ThreadedPath, work: usize) -> bool {
+        let parallel = cfg!(not(target_arch = "wasm32")) && work >= PARALLEL_WORK;
+        if parallel {
+            self.threaded[path as usize].fetch_add(1, Ordering::Relaxed);
+        }
+        parallel
     }
 
     /// A work buffer of `len` elements (contents unspecified).
@@ -319,7 +373,8 @@ impl<T: Real> Backend for CpuBackend<T> {
         assert_eq!(x.len(), y.len(), "axpby: length mismatch");
         let (a, b) = (coef(a), coef(b));
         let n = y.len();
-        chunked(y, n.div_ceil(pieces()), n, |start, yc| {
+        let parallel = self.parallel(ThreadedPath::Elementwise, n);
+        split_chunks(y, n.div_ceil(pieces()), parallel, |start, yc| {
             let xc = &x[start..start + yc.len()];
             if b == T::zero() {
                 yc.iter_mut().zip(xc).for_each(|(yi, &xi)| *yi = a * xi);
@@ -338,7 +393,8 @@ impl<T: Real> Backend for CpuBackend<T> {
     }
     fn dot(&self, x: &Vec<T>, y: &Vec<T>, scale: f64, out: &Cell<T>, accumulate: bool) {
         assert_eq!(x.len(), y.len(), "dot: length mismatch");
-        let s = reduce(x.len(), |r| dot_kernel(&x[r.clone()], &y[r])) * to_t(scale);
+        let parallel = self.parallel(ThreadedPath::Reduction, x.len());
+        let s = reduce(x.len(), parallel, |r| dot_kernel(&x[r.clone()], &y[r])) * to_t(scale);
         out.set(if accumulate { out.get() + s } else { s });
     }
 
@@ -348,9 +404,10 @@ impl<T: Real> Backend for CpuBackend<T> {
         assert!(z.len() >= b * c && w.len() == x.cols() * c, "gather_matmul: shape mismatch");
         // Rows of Z are independent: split them across threads.
         let work = b * c * x.row_nnz_estimate();
-        let per = b.div_ceil(if work >= PARALLEL_WORK { pieces() } else { 1 });
+        let rows_per_piece = |parallel: bool| b.div_ceil(if parallel { pieces() } else { 1 });
         match x {
             Layout::Dense { cols, data, .. } => {
+                let parallel = self.parallel(ThreadedPath::MatmulRows, work);
                 // c dot products of length d per row, on Wᵀ (c × d; W itself when c = 1).
                 let mut transposed = self.take(if c > 1 { w.len() } else { 0 });
                 if c > 1 {
@@ -358,7 +415,7 @@ impl<T: Real> Backend for CpuBackend<T> {
                 }
                 let wt = if c > 1 { &transposed[..] } else { &w[..] };
                 // Pieces start on a row block of the kernel.
-                chunked(&mut z[..b * c], per.next_multiple_of(ROW_BLOCK) * c, work, |start, zc| {
+                split_chunks(&mut z[..b * c], rows_per_piece(parallel).next_multiple_of(ROW_BLOCK) * c, parallel, |start, zc| {
                     #[cfg(target_arch = "x86_64")]
                     if let (Some(data), Some(wt), true) = (as_f32(data), as_f32(wt), avx2::available()) {
                         let zc = as_f32_mut(zc).expect("T is f32");
@@ -373,10 +430,11 @@ impl<T: Real> Backend for CpuBackend<T> {
             // The full training set: feature ranges split across threads, each streaming its part
             // of W and its CSC columns into a private Z (n × c), then the Z's summed.
             Layout::Csr { csc: Some(csc), cols: d, .. } if matches!(rows, Rows::All) => {
-                let parts = if work >= PARALLEL_WORK { threads() } else { 1 };
+                let parallel = self.parallel(ThreadedPath::MatmulFeatures, work);
+                let parts = if parallel { threads() } else { 1 };
                 let per = d.div_ceil(parts);
                 let mut acc = self.take(parts * b * c);
-                chunked(&mut acc, b * c, work, |start, zp| {
+                split_chunks(&mut acc, b * c, parallel, |start, zp| {
                     let first = start / (b * c) * per;
                     zp.fill(T::zero());
                     csc_matmul(&csc.colptr, &csc.rowidx, &csc.values, first, (first + per).min(*d), w, c, zp);
@@ -389,9 +447,12 @@ impl<T: Real> Backend for CpuBackend<T> {
                 self.give(acc);
             }
             // A batch: its rows split across threads, W's rows read in the columns' order.
-            Layout::Csr { indptr, indices, values, .. } => chunked(&mut z[..b * c], per * c, work, |start, zc| {
-                csr_matmul(indptr, indices, values, rows, start / c, w, c, zc);
-            }),
+            Layout::Csr { indptr, indices, values, .. } => {
+                let parallel = self.parallel(ThreadedPath::MatmulRows, work);
+                split_chunks(&mut z[..b * c], rows_per_piece(parallel) * c, parallel, |start, zc| {
+                    csr_matmul(indptr, indices, values, rows, start / c, w, c, zc);
+                })
+            }
         }
         // X = S + 1sᵀ:  Z += 1 (sᵀW).
         if let Layout::Csr { shift: Some(s), .. } = x {
@@ -418,16 +479,17 @@ impl<T: Real> Backend for CpuBackend<T> {
         assert!(e.len() >= b * c && out.len() == d * c, "gather_tmatmul: shape mismatch");
         let scale = to_t::<T>(scale);
         let work = d * c + b * c * x.row_nnz_estimate();
-        let parallel = work >= PARALLEL_WORK;
+        let large = work >= PARALLEL_WORK;
         match x {
             // Few features (ijcnn1, MNIST): batch rows split across threads, each adding its rows
             // into a private c × d buffer (Xᵀ E transposed: length-d axpys), then the buffers
             // summed into out. A dense d × c is small by construction.
             Layout::Dense { data, .. } => {
+                let parallel = self.parallel(ThreadedPath::TmatmulRows, work);
                 let parts = if parallel { threads().min(b.div_ceil(ROW_BLOCK)).max(1) } else { 1 };
                 let per = b.div_ceil(parts).next_multiple_of(ROW_BLOCK);
                 let mut acc = self.take(parts * d * c);
-                chunked(&mut acc, d * c, work, |start, acc_p| {
+                split_chunks(&mut acc, d * c, parallel, |start, acc_p| {
                     let first = (start / (d * c)) * per;
                     let last = (first + per).min(b);
                     acc_p.fill(T::zero());
@@ -444,18 +506,20 @@ impl<T: Real> Backend for CpuBackend<T> {
             // The full training set: per feature, a gather over its CSC column, in the same pass
             // over out as the penalty (no scattered writes; each thread owns a range of out's rows).
             Layout::Csr { csc: Some(csc), .. } if matches!(rows, Rows::All) => {
+                let parallel = self.parallel(ThreadedPath::TmatmulFeatures, work);
                 let per = d.div_ceil(if parallel { pieces() } else { 1 });
-                chunked(out, per * c, work, |start, oc| {
+                split_chunks(out, per * c, parallel, |start, oc| {
                     apply_reg(&reg, start / c, c, oc);
                     csc_tmatmul(&csc.colptr, &csc.rowidx, &csc.values, start / c, e, c, scale, oc);
                 });
             }
             // A sparse batch over few features: private d × c buffers per thread, as for dense.
-            Layout::Csr { indptr, indices, values, .. } if parallel && d * c <= PARALLEL_WORK => {
+            Layout::Csr { indptr, indices, values, .. } if large && d * c <= PARALLEL_WORK => {
+                let parallel = self.parallel(ThreadedPath::TmatmulRows, work);
                 let parts = threads().min(b).max(1);
                 let per = b.div_ceil(parts);
                 let mut acc = self.take(parts * d * c);
-                chunked(&mut acc, d * c, work, |start, acc_p| {
+                split_chunks(&mut acc, d * c, parallel, |start, acc_p| {
                     let first = (start / (d * c)) * per;
                     acc_p.fill(T::zero());
                     let last = (first + per).min(b);
@@ -471,8 +535,9 @@ impl<T: Real> Backend for CpuBackend<T> {
             // features (rows of out), applies the penalty there, then adds every batch row's
             // entries that fall in its range (no write conflicts).
             Layout::Csr { indptr, indices, values, .. } => {
+                let parallel = self.parallel(ThreadedPath::TmatmulFeatures, work);
                 let per = d.div_ceil(if parallel { threads() } else { 1 });
-                chunked(out, per * c, work, |start, oc| {
+                split_chunks(out, per * c, parallel, |start, oc| {
                     let (j0, j1) = (start / c, start / c + oc.len() / c);
                     apply_reg(&reg, j0, c, oc);
                     csr_scatter(indptr, indices, values, rows, 0, &e[..b * c], c, scale, j0, j1, oc);
@@ -594,7 +659,8 @@ impl<T: Real> Backend for CpuBackend<T> {
     }
 
     fn sum(&self, x: &Vec<T>, scale: f64, out: &Cell<T>, accumulate: bool) {
-        let s = reduce(x.len(), |r| sum_kernel(&x[r])) * to_t(scale);
+        let parallel = self.parallel(ThreadedPath::Reduction, x.len());
+        let s = reduce(x.len(), parallel, |r| sum_kernel(&x[r])) * to_t(scale);
         out.set(if accumulate { out.get() + s } else { s });
     }
 }
@@ -717,14 +783,20 @@ pub(crate) fn shifted_sparse(rows: usize, cols: usize, data: &[f64]) -> Option<(
 /// Runs `f(first_index, chunk)` over `chunk_len`-sized chunks of `data`, on the rayon pool when
 /// `work` is large (natively), else in order on this thread.
 pub(crate) fn chunked<T: Send>(data: &mut [T], chunk_len: usize, work: usize, f: impl Fn(usize, &mut [T]) + Sync + Send) {
+    split_chunks(data, chunk_len, work >= PARALLEL_WORK, f)
+}
+
+/// Runs `f(first_index, chunk)` over `chunk_len`-sized chunks of `data`, on the rayon pool when
+/// `parallel` (natively), else in order on this thread.
+fn split_chunks<T: Send>(data: &mut [T], chunk_len: usize, parallel: bool, f: impl Fn(usize, &mut [T]) + Sync + Send) {
     let chunk_len = chunk_len.max(1);
     #[cfg(not(target_arch = "wasm32"))]
-    if work >= PARALLEL_WORK {
+    if parallel {
         use rayon::prelude::*;
         data.par_chunks_mut(chunk_len).enumerate().for_each(|(i, c)| f(i * chunk_len, c));
         return;
     }
-    let _ = work;
+    let _ = parallel;
     data.chunks_mut(chunk_len).enumerate().for_each(|(i, c)| f(i * chunk_len, c));
 }
 
@@ -896,15 +968,16 @@ fn dot_shifted_kernel_body<T: Real, M: MulAdd, const PRODUCT: bool>(a: &[T], b: 
 }
 
 /// `Σ_pieces part(range)` over `0..n` cut into fixed pieces (the same cut, hence the same
-/// rounding, however many threads run them), on the pool when `n` is large.
-fn reduce<T: Real>(n: usize, part: impl Fn(std::ops::Range<usize>) -> T + Sync + Send) -> T {
+/// rounding, however many threads run them), on the pool when `parallel` (natively).
+fn reduce<T: Real>(n: usize, parallel: bool, part: impl Fn(std::ops::Range<usize>) -> T + Sync + Send) -> T {
     let chunk = n.div_ceil(8).next_multiple_of(LANES).max(LANES);
     #[cfg(not(target_arch = "wasm32"))]
-    if n >= PARALLEL_WORK {
+    if parallel {
         use rayon::prelude::*;
         let parts: Vec<T> = (0..n.div_ceil(chunk)).into_par_iter().map(|t| part(t * chunk..((t + 1) * chunk).min(n))).collect();
         return parts.iter().fold(T::zero(), |s, &p| s + p);
     }
+    let _ = parallel;
     (0..n.div_ceil(chunk)).fold(T::zero(), |s, t| s + part(t * chunk..((t + 1) * chunk).min(n)))
 }
 

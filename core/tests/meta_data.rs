@@ -337,27 +337,8 @@ fn the_twenty_one_shot_runs_are_20_way_1_shot_episodes() {
 // ---- learn2learn's pickles (miniImageNet, FC100), written by the test's own pickler ----
 
 use bilevel_core::data::pickle::{load_fc100, load_mini_imagenet, read_pickle, Value};
-use pickler::{s, Pickler, Py};
+use pickler::{fc100, hwc_images, ints, mini_cache, s, Pickler, Py};
 use sha2::{Digest, Sha256};
-
-/// `n` uint8 images of h×w×c (HWC), values `k·37 mod 256` in storage order (as the fixtures).
-fn hwc_images(n: usize, h: usize, w: usize, c: usize) -> Py {
-    Py::Array { shape: vec![n, h, w, c], data: (0..n * h * w * c).map(|k| (k * 37 % 256) as u8).collect() }
-}
-
-fn ints(v: &[i64]) -> Py {
-    Py::List(v.iter().map(|&i| Py::Int(i)).collect())
-}
-
-/// A miniImageNet cache: `image_data` and `class_dict` (name → indices).
-fn mini_cache(images: Py, classes: &[(&str, &[i64])]) -> Py {
-    let dict = classes.iter().map(|(name, idx)| (s(name), ints(idx))).collect();
-    Py::Dict(vec![(s("image_data"), images), (s("class_dict"), Py::Dict(dict))])
-}
-
-fn fc100(images: Py, labels: &[i64]) -> Py {
-    Py::Dict(vec![(s("data"), images), (s("labels"), ints(labels))])
-}
 
 /// The objects of the writer check, as `cmp.py` built them in Python.
 fn writer_cases() -> Vec<(&'static str, Py)> {
@@ -577,5 +558,23 @@ fn malformed_pickles_are_one_line_errors() {
     // Missing files say where to get them.
     one_line(load_mini_imagenet(&dir.join("mini-imagenet-cache-validation.pkl")).unwrap_err(), &["miniImageNet not found", "zenodo.org"]);
     one_line(load_fc100(&dir.join("FC100_val.pickle")).unwrap_err(), &["FC100 not found", "FC100.zip"]);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The loaders' images fit the reference's conv4 (SPEC §6.2): 3 channels, floor pooling,
+/// miniImageNet 84 → 42 → 21 → 10 → 5 (D = 64·5·5 = 1600), FC100 32 → 16 → 8 → 4 → 2 (D = 256).
+#[test]
+fn mini_imagenet_and_fc100_shapes_fit_the_conv4() {
+    use bilevel_core::meta::Conv4;
+    let dir = temp_dir("conv4");
+    let mini = dir.join("mini-imagenet-cache-test.pkl");
+    std::fs::write(&mini, Pickler::dumps(&mini_cache(hwc_images(2, 84, 84, 3), &[("a", &[0, 1])]), 4, 2)).unwrap();
+    let fc = dir.join("FC100_test.pickle");
+    std::fs::write(&fc, Pickler::dumps_python2(&fc100(hwc_images(2, 32, 32, 3), &[4, 4]))).unwrap();
+    for (set, features) in [(load_mini_imagenet(&mini).unwrap(), 1600), (load_fc100(&fc).unwrap(), 256)] {
+        let net = Conv4 { channels: set.channels, height: set.height, width: set.width, hidden: 64, blocks: 4, ways: 5 };
+        assert_eq!((net.channels, net.features()), (3, features), "{}×{}", set.height, set.width);
+        assert_eq!(net.head_len(), 5 * features + 5);
+    }
     std::fs::remove_dir_all(&dir).unwrap();
 }

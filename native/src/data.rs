@@ -1,6 +1,8 @@
 //! The real data sets for the CLI: where their files are (`--data_dir`, `$BILEVEL_DATA_DIR`, or the
 //! defaults `data/` for MNIST and `../shared/data` for the others, looked up from the current
 //! folder and from the repository the executable was built in), and `bilevel data-info`.
+//! miniImageNet and FC100 are learn2learn's pickles, which the user brings (see
+//! [`bilevel_core::data::pickle`]).
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -12,6 +14,7 @@ use bilevel_core::data::episodes::ImageSet;
 use bilevel_core::data::idx::{self, Mnist, HYPERCLEAN_TRAIN, HYPERCLEAN_VAL};
 use bilevel_core::data::newsgroups::{self, Cache, Newsgroups};
 use bilevel_core::data::omniglot::{load_omniglot, load_omniglot_runs, OMNIGLOT_RUNS_ZIP, OMNIGLOT_ZIPS};
+use bilevel_core::data::pickle::{load_fc100, load_mini_imagenet, FewShotSplit};
 use bilevel_core::data::{class_counts, ijcnn1, Labeled};
 use clap::Args;
 use serde_json::{json, Value};
@@ -23,6 +26,8 @@ pub enum Dataset {
     Newsgroups,
     Ijcnn1,
     Omniglot,
+    MiniImagenet,
+    Fc100,
 }
 
 impl FromStr for Dataset {
@@ -33,18 +38,22 @@ impl FromStr for Dataset {
             "20news" | "20newsgroups" | "newsgroups" => Dataset::Newsgroups,
             "ijcnn1" => Dataset::Ijcnn1,
             "omniglot" => Dataset::Omniglot,
-            _ => bail!("unknown dataset {s:?} (expected mnist, 20news, ijcnn1 or omniglot)"),
+            "miniimagenet" | "mini-imagenet" | "mini_imagenet" => Dataset::MiniImagenet,
+            "fc100" => Dataset::Fc100,
+            _ => bail!("unknown dataset {s:?} (expected mnist, 20news, ijcnn1, omniglot, miniimagenet or fc100)"),
         })
     }
 }
 
 impl Dataset {
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             Dataset::Mnist => "mnist",
             Dataset::Newsgroups => "20news",
             Dataset::Ijcnn1 => "ijcnn1",
             Dataset::Omniglot => "omniglot",
+            Dataset::MiniImagenet => "miniimagenet",
+            Dataset::Fc100 => "fc100",
         }
     }
 
@@ -52,17 +61,19 @@ impl Dataset {
     fn default_dir(self) -> &'static str {
         match self {
             Dataset::Mnist => "data",
-            Dataset::Newsgroups | Dataset::Ijcnn1 | Dataset::Omniglot => "../shared/data",
+            Dataset::Newsgroups | Dataset::Ijcnn1 | Dataset::Omniglot | Dataset::MiniImagenet | Dataset::Fc100 => "../shared/data",
         }
     }
 
     /// Where the data set's files are under a data folder: the files' own folder and the file
-    /// whose presence marks it. MNIST and ijcnn1 may also sit directly in the given folder.
+    /// whose presence marks it. Every data set but 20news may also sit directly in the given folder.
     fn locate(self, root: &Path) -> (PathBuf, PathBuf) {
         let (sub, marker) = match self {
             Dataset::Mnist => ("mnist", idx::MNIST_FILES[0]),
             Dataset::Ijcnn1 => ("ijcnn1", "ijcnn1.trn.bz2"),
             Dataset::Omniglot => ("omniglot", OMNIGLOT_ZIPS[0]),
+            Dataset::MiniImagenet => ("miniimagenet", FewShotSplit::Train.mini_imagenet_file()),
+            Dataset::Fc100 => ("fc100", FewShotSplit::Train.fc100_file()),
             Dataset::Newsgroups => return (root.to_path_buf(), root.join(newsgroups::ARCHIVE)),
         };
         let direct = root.join(marker);
@@ -77,7 +88,8 @@ impl Dataset {
 #[derive(Args, Debug, Clone, Default)]
 #[command(rename_all = "snake_case")]
 pub struct DataArgs {
-    /// Data folder, laid out as ../shared/data (20news-bydate.tar.gz, ijcnn1/, omniglot/) and data/ (mnist/).
+    /// Data folder, laid out as ../shared/data (20news-bydate.tar.gz, ijcnn1/, omniglot/,
+    /// miniimagenet/, fc100/) and data/ (mnist/), or the folder holding one data set's files.
     /// Default: $BILEVEL_DATA_DIR, else data/ for MNIST and ../shared/data for the others, from the
     /// current folder or else from the repository.
     /// (`--data_path`, the reference's name for it, is accepted too.)
@@ -131,6 +143,17 @@ impl DataArgs {
         Ok(load_omniglot(&self.dir(Dataset::Omniglot), size)?)
     }
 
+    /// One of learn2learn's pickled class splits of miniImageNet or FC100 (`ds`), as stored:
+    /// miniImageNet 3×84×84 raw 0..255, FC100 3×32×32 in [0, 1].
+    pub fn pickled_split(&self, ds: Dataset, split: FewShotSplit) -> Result<ImageSet> {
+        let dir = self.dir(ds);
+        Ok(match ds {
+            Dataset::MiniImagenet => load_mini_imagenet(&dir.join(split.mini_imagenet_file()))?,
+            Dataset::Fc100 => load_fc100(&dir.join(split.fc100_file()))?,
+            other => bail!("{} is not one of learn2learn's pickled data sets (miniimagenet, fc100)", other.name()),
+        })
+    }
+
     /// ijcnn1's training and test sets.
     pub fn ijcnn1(&self) -> Result<(Labeled, Labeled)> {
         Ok(ijcnn1::read(&self.dir(Dataset::Ijcnn1))?)
@@ -140,7 +163,7 @@ impl DataArgs {
 #[derive(Args, Debug)]
 #[command(rename_all = "snake_case")]
 pub struct DataInfoArgs {
-    /// mnist, 20news, ijcnn1 or omniglot.
+    /// mnist, 20news, ijcnn1, omniglot, miniimagenet or fc100.
     dataset: String,
     #[command(flatten)]
     data: DataArgs,
@@ -256,6 +279,27 @@ pub fn run(args: DataInfoArgs) -> Result<()> {
                 "files": OMNIGLOT_ZIPS,
                 "preprocessing": "105x105 1-bit PNGs inverted (strokes 1.0) and area-averaged to 28x28",
             })
+        }
+        Dataset::MiniImagenet | Dataset::Fc100 => {
+            let mut splits = serde_json::Map::new();
+            for split in FewShotSplit::ALL {
+                let set = args.data.pickled_split(ds, split)?;
+                let file = if ds == Dataset::Fc100 { split.fc100_file() } else { split.mini_imagenet_file() };
+                let per_class: Vec<usize> = (0..set.num_classes()).map(|c| set.images_in(c)).collect();
+                let (lo, hi) = set.images.iter().flatten().fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+                splits.insert(
+                    format!("{split:?}").to_lowercase(),
+                    json!({
+                        "file": file,
+                        "classes": set.num_classes(),
+                        "images": set.total_images(),
+                        "images_per_class": { "min": per_class.iter().min(), "max": per_class.iter().max() },
+                        "image_shape": [set.channels, set.height, set.width],
+                        "value_range": [lo, hi],
+                    }),
+                );
+            }
+            json!({ "splits": splits, "split": "the files' own class splits (learn2learn's)" })
         }
     };
     out["dataset"] = json!(ds.name());

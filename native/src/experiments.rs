@@ -6,10 +6,13 @@
 
 use anyhow::{bail, Result};
 use bilevel_core::algorithms::Hyper;
+use bilevel_core::data::idx::Mnist;
 use bilevel_core::data::{select_rows, stratified_split, Labeled};
 use bilevel_core::experiment::{corrupt_labels_uniform, hyperclean_paper, Experiment};
 use bilevel_core::problems::glm::HyperKind;
+use bilevel_core::problems::glm::GlmData;
 use bilevel_core::problems::{ProblemKind, RegScale};
+use bilevel_core::sampler::Sampler;
 use clap::{Args, ValueEnum};
 
 use crate::common::{on_backend, BackendArgs, BackendKind, RegScaleArg};
@@ -75,10 +78,10 @@ pub fn hyperclean(args: HypercleanArgs) -> Result<()> {
         bail!("--noise_rate must be in [0, 1], got {noise_rate}");
     }
     let mnist = data.mnist()?;
-    let (train, val, test) = mnist.hyperclean();
     let rho = rho.unwrap_or(if setting == Setting::Benchopt { 0.2 } else { 0.001 });
-    let (mut train, val, test) = match setting {
+    match setting {
         Setting::Paper => {
+            let (train, val, test) = mnist.hyperclean();
             if training_size == 0 || training_size > train.labels.len() || validation_size == 0 || validation_size > val.labels.len() {
                 bail!("--training_size must be in 1..=20000 and --validation_size in 1..=5000 (the paper's split)");
             }
@@ -95,25 +98,54 @@ pub fn hyperclean(args: HypercleanArgs) -> Result<()> {
                 run.seed,
                 rho,
             )?;
-            return drive(run, exp, "hyperclean", Defaults { hyper: HYPERCLEAN_DEFAULTS, epochs: HYPERCLEAN_EPOCHS, opt: OptArg::Sgd });
+            drive(run, exp, "hyperclean", Defaults { hyper: HYPERCLEAN_DEFAULTS, epochs: HYPERCLEAN_EPOCHS, opt: OptArg::Sgd })
         }
         Setting::Benchopt => {
-            // 25,000 of the 60,000 training images at random, then standardised.
-            let all = bilevel_core::data::idx::Mnist::features(&mnist.train_images, &mnist.train_labels, 0..mnist.train_labels.len());
-            let rows = bilevel_core::sampler::Sampler::new(run.seed).permutation(all.labels.len());
-            let pick = |r: &[u32]| select_rows(&all, &r.iter().map(|&i| i as usize).collect::<Vec<_>>());
-            let (tr, va) = (
-                pick(&rows[..training_size.min(rows.len())]),
-                pick(&rows[training_size..(training_size + validation_size).min(rows.len())]),
-            );
-            standardise(tr, va, test)
+            let exp = hyperclean_benchopt(&mnist, &BenchoptCleaning { training_size, validation_size, rho, seed: run.seed })?;
+            drive(run, exp, "hyperclean", Defaults { hyper: HYPERCLEAN_DEFAULTS, epochs: HYPERCLEAN_EPOCHS, opt: OptArg::Sgd })
         }
-    };
-    let corrupted = corrupt_labels_uniform(&mut train.labels, 10, 0.5, run.seed.wrapping_add(17));
+    }
+}
+
+/// The Benchopt setting's sizes, penalty and seed (see [`Setting::Benchopt`]).
+pub struct BenchoptCleaning {
+    pub training_size: usize,
+    pub validation_size: usize,
+    pub rho: f64,
+    /// Seeds the draw of the images and the label corruption.
+    pub seed: u64,
+}
+
+impl BenchoptCleaning {
+    /// The benchmark's own: 20,000 + 5,000 images, ρ = 0.2.
+    pub fn benchmark(seed: u64) -> Self {
+        BenchoptCleaning { training_size: 20_000, validation_size: 5_000, rho: 0.2, seed }
+    }
+}
+
+/// MNIST hyper-cleaning in the Benchopt bilevel benchmark's setting ([`Setting::Benchopt`]):
+/// `training_size` + `validation_size` of the 60,000 training images drawn at random, the
+/// features standardised with the training rows' statistics, no bias, each training label
+/// corrupted with probability 0.5 to a uniformly drawn class; the 10,000 test images for test.
+pub fn hyperclean_benchopt(mnist: &Mnist, setting: &BenchoptCleaning) -> Result<Experiment> {
+    let BenchoptCleaning { training_size, validation_size, rho, seed } = *setting;
+    let available = mnist.train_labels.len();
+    if training_size == 0 || validation_size == 0 || training_size + validation_size > available {
+        bail!(
+            "--training_size and --validation_size must be at least 1 and together at most {available} (the MNIST training images \
+             the Benchopt setting draws from), got {training_size} + {validation_size}"
+        );
+    }
+    let (_, _, test) = mnist.hyperclean();
+    let all = Mnist::features(&mnist.train_images, &mnist.train_labels, 0..available);
+    let rows = Sampler::new(seed).permutation(available);
+    let pick = |r: &[u32]| select_rows(&all, &r.iter().map(|&i| i as usize).collect::<Vec<_>>());
+    let (train, val) = (pick(&rows[..training_size]), pick(&rows[training_size..training_size + validation_size]));
+    let (mut train, val, test) = standardise(train, val, test);
+    let corrupted = corrupt_labels_uniform(&mut train.labels, 10, 0.5, seed.wrapping_add(17));
     let (glm, hyper_kind) = ProblemKind::Hyperclean.from_svmlight(train, val, RegScale::Sum, rho)?;
     // No bias in the Benchopt setting: drop the column from_svmlight added (the test set has none).
-    let exp = Experiment { data: drop_bias(glm), hyper_kind, x_test: test.x, t_test: test.labels, corrupted: Some(corrupted) };
-    drive(run, exp, "hyperclean", Defaults { hyper: HYPERCLEAN_DEFAULTS, epochs: HYPERCLEAN_EPOCHS, opt: OptArg::Sgd })
+    Ok(Experiment { data: drop_bias(glm), hyper_kind, x_test: test.x, t_test: test.labels, corrupted: Some(corrupted) })
 }
 
 /// MNIST hyper-cleaning in the paper's setting: the full 20,000 / 5,000 / 10,000 split with a
@@ -251,6 +283,15 @@ pub fn ijcnn1_experiment(data: &DataArgs, seed: u64) -> Result<Experiment> {
     let (glm, hyper_kind) = ProblemKind::Logreg.from_svmlight(train, val, RegScale::Sum, 0.0)?;
     Ok(Experiment { data: glm, hyper_kind, x_test: test.x, t_test, corrupted: None })
 }
+
+/// ijcnn1 as the Benchopt bilevel benchmark reads it (`fetch_libsvm('ijcnn1')` and
+/// `fetch_libsvm('ijcnn1_test')`): the whole training file (49,990 rows) is the inner problem's
+/// data, the whole test file (91,701 rows) the validation set; there is no test split.
+pub fn ijcnn1_benchopt(data: &DataArgs) -> Result<GlmData> {
+    let (train, val) = data.ijcnn1()?;
+    Ok(ProblemKind::Logreg.from_svmlight(train, val, RegScale::Sum, 0.0)?.0)
+}
+
 
 /// The outer step β for one weight per training sample, per sample: the hypergradient of a
 /// sample's weight scales as 1/n (g averages over the n samples), so β = OUTER_LR_PER_SAMPLE · n

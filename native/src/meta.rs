@@ -1,5 +1,5 @@
-//! `bilevel meta`: few-shot meta-learning on Omniglot (SPEC §6) with ITD-BiO, FO-ITD-BiO, ANIL
-//! or MAML. One JSON line per iteration (iter, time_s, train_loss, train_acc, test_acc) streamed
+//! `bilevel meta`: few-shot meta-learning on Omniglot, miniImageNet or FC100 (SPEC §6) with
+//! ITD-BiO, FO-ITD-BiO, ANIL or MAML. One JSON line per iteration (iter, time_s, train_loss, train_acc, test_acc) streamed
 //! to `--out` as it goes, then a final line with the accuracy over at least `--final_tasks`
 //! meta-test tasks and its 95 % confidence half-width.
 
@@ -11,6 +11,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use bilevel_core::cpu::{CpuBackend, Threads};
 use bilevel_core::data::episodes::{random_shift, sample_episode, split_classes, ImageSet};
+use bilevel_core::data::pickle::FewShotSplit;
 use bilevel_core::gpu::{GpuBackend, GpuOptions};
 use bilevel_core::meta::train::{meta_train, IterRecord, LrSchedule, Split, TrainOptions};
 use bilevel_core::meta::{Conv4, HostTasks, Learner, MetaAlg, MetaBackend, MetaConfig};
@@ -20,7 +21,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
 use crate::common::{BackendArgs, BackendKind};
-use crate::data::DataArgs;
+use crate::data::{DataArgs, Dataset, OMNIGLOT_SIZE};
 
 #[derive(Args, Debug)]
 #[command(rename_all = "snake_case")]
@@ -28,7 +29,11 @@ pub struct MetaArgs {
     /// ITD-BiO, FO-ITD-BiO, ANIL, MAML or FO-MAML (first-order MAML), case-insensitive.
     #[arg(long, default_value = "ITD-BiO")]
     alg: String,
-    /// Only omniglot (the background-small subsets in ../shared/data/omniglot).
+    /// omniglot (the background-small subsets in ../shared/data/omniglot, split into classes by
+    /// --val_classes and --test_classes), miniimagenet (learn2learn's
+    /// mini-imagenet-cache-{train,validation,test}.pkl, 3×84×84) or fc100 (learn2learn's
+    /// FC100_{train,val,test}.pickle, 3×32×32) in --data_dir or its miniimagenet/ or fc100/
+    /// folder; those two keep their files' class splits.
     #[arg(long, default_value = "omniglot")]
     dataset: String,
     #[arg(long, default_value_t = 5)]
@@ -62,10 +67,11 @@ pub struct MetaArgs {
     /// Channels of every conv block (64 in the reference).
     #[arg(long, default_value_t = 64)]
     width: usize,
-    /// Image side after resizing.
-    #[arg(long, default_value_t = 28)]
-    size: usize,
-    /// Add each meta-training character rotated by 90, 180, 270 degrees as new classes.
+    /// Omniglot's image side after resizing (default 28; miniImageNet and FC100 keep their
+    /// files' size).
+    #[arg(long)]
+    size: Option<usize>,
+    /// Add each meta-training character rotated by 90, 180, 270 degrees as new classes (Omniglot).
     #[arg(long, default_value_t = false)]
     rotations: bool,
     /// Translate every meta-training image by a random offset of up to this many pixels in
@@ -73,11 +79,12 @@ pub struct MetaArgs {
     /// shifted.
     #[arg(long, default_value_t = 0)]
     shift: usize,
-    /// Characters held out for meta-validation and meta-test (the rest is meta-train).
-    #[arg(long, default_value_t = 40)]
-    val_classes: usize,
-    #[arg(long, default_value_t = 60)]
-    test_classes: usize,
+    /// Omniglot's characters held out for meta-validation and meta-test (default 40 and 60; the
+    /// rest is meta-train).
+    #[arg(long)]
+    val_classes: Option<usize>,
+    #[arg(long)]
+    test_classes: Option<usize>,
     /// Meta-test tasks of the final evaluation (rounded up to whole meta-batches).
     #[arg(long, default_value_t = 600)]
     final_tasks: usize,
@@ -107,29 +114,69 @@ enum Schedule {
     Cosine,
 }
 
+/// The meta-learning splits of the chosen data set: Omniglot's classes split by the seed,
+/// miniImageNet's and FC100's the files' own (meta-validation read only when it is used).
+fn meta_splits(args: &MetaArgs, dataset: Dataset) -> Result<(ImageSet, ImageSet, ImageSet)> {
+    if dataset == Dataset::Omniglot {
+        let set = args.data.omniglot(args.size.unwrap_or(OMNIGLOT_SIZE))?;
+        let split = split_classes(set, args.val_classes.unwrap_or(40), args.test_classes.unwrap_or(60), args.seed)?;
+        let train = if args.rotations { split.train.with_rotations() } else { split.train };
+        return Ok((train, split.val, split.test));
+    }
+    let name = dataset.name();
+    for (flag, given) in
+        [("--val_classes", args.val_classes.is_some()), ("--test_classes", args.test_classes.is_some()), ("--rotations", args.rotations)]
+    {
+        if given {
+            bail!("{flag} is for omniglot: {name} keeps its files' class splits and images");
+        }
+    }
+    let train = args.data.pickled_split(dataset, FewShotSplit::Train)?;
+    let test = args.data.pickled_split(dataset, FewShotSplit::Test)?;
+    let val = if args.val_every > 0 {
+        args.data.pickled_split(dataset, FewShotSplit::Validation)?
+    } else {
+        ImageSet { channels: test.channels, height: test.height, width: test.width, class_names: Vec::new(), images: Vec::new() }
+    };
+    for (file, set) in [("training", &train), ("validation", &val), ("test", &test)] {
+        let shape = (set.channels, set.height, set.width);
+        if set.num_classes() > 0 && shape != (train.channels, train.height, train.width) {
+            bail!(
+                "{name}'s {file} images are {shape:?} (channels, height, width), its training images {:?}",
+                (train.channels, train.height, train.width)
+            );
+        }
+    }
+    if let Some(size) = args.size.filter(|&s| (s, s) != (train.height, train.width)) {
+        bail!("--size {size}: {name}'s images are {}×{} (its files' own size; no resizing)", train.height, train.width);
+    }
+    Ok((train, val, test))
+}
+
 pub fn run(args: MetaArgs) -> Result<()> {
     let alg = MetaAlg::parse(&args.alg)?;
-    if !args.dataset.eq_ignore_ascii_case("omniglot") {
-        bail!("unknown meta-learning dataset {:?} (only omniglot)", args.dataset);
-    }
+    let dataset = args
+        .dataset
+        .parse::<Dataset>()
+        .ok()
+        .filter(|d| matches!(d, Dataset::Omniglot | Dataset::MiniImagenet | Dataset::Fc100))
+        .with_context(|| format!("unknown meta-learning dataset {:?} (expected omniglot, miniimagenet or fc100)", args.dataset))?;
     if args.shots == 0 {
         bail!("--shots must be at least 1");
     }
-    if 2 * args.shift >= args.size {
+    let queries = args.queries.unwrap_or(args.shots);
+    let (train, val, test) = meta_splits(&args, dataset)?;
+    if 2 * args.shift >= train.height.min(train.width) {
         bail!(
             "--shift {} would move whole {}×{} images out of view (it must be less than half the side)",
             args.shift,
-            args.size,
-            args.size
+            train.height,
+            train.width
         );
     }
-    let queries = args.queries.unwrap_or(args.shots);
-    let set = args.data.omniglot(args.size)?;
-    let split = split_classes(set, args.val_classes, args.test_classes, args.seed)?;
-    let train = if args.rotations { split.train.with_rotations() } else { split.train };
-    let mut checked = vec![("meta-train", &train), ("meta-test", &split.test)];
+    let mut checked = vec![("meta-train", &train), ("meta-test", &test)];
     if args.val_every > 0 {
-        checked.push(("meta-validation", &split.val));
+        checked.push(("meta-validation", &val));
     }
     for (name, s) in checked {
         if s.num_classes() < args.ways {
@@ -151,7 +198,7 @@ pub fn run(args: MetaArgs) -> Result<()> {
         seed: args.seed,
     };
     cfg.validate()?;
-    let job = MetaJob { cfg, train, val: split.val, test: split.test, args };
+    let job = MetaJob { cfg, dataset, train, val, test, args };
     match job.args.backend.kind() {
         BackendKind::Cpu => job.run(&CpuBackend::<f64>::new()),
         BackendKind::Cpu32 => job.run(&CpuBackend::<f32>::new()),
@@ -166,6 +213,7 @@ pub fn run(args: MetaArgs) -> Result<()> {
 
 struct MetaJob {
     cfg: MetaConfig,
+    dataset: Dataset,
     train: ImageSet,
     val: ImageSet,
     test: ImageSet,
@@ -174,7 +222,7 @@ struct MetaJob {
 
 impl MetaJob {
     fn run<B: MetaBackend>(self, be: &B) -> Result<()> {
-        let MetaJob { cfg, train, val, test, args } = self;
+        let MetaJob { cfg, dataset, train, val, test, args } = self;
         let mut out = match &args.out {
             Some(path) => {
                 if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -185,10 +233,11 @@ impl MetaJob {
             None => None,
         };
         eprintln!(
-            "meta: {} {}-way {}-shot on {} (width {}, meta-batch {}, {} inner steps, {} train / {} test classes)",
+            "meta: {} {}-way {}-shot on {}, {} (width {}, meta-batch {}, {} inner steps, {} train / {} test classes)",
             cfg.alg.name(),
             cfg.ways(),
             cfg.shots,
+            dataset.name(),
             be.describe(),
             cfg.net.hidden,
             cfg.meta_batch,
@@ -259,7 +308,8 @@ impl MetaJob {
         let summary = json!({
             "final": true,
             "alg": cfg.alg.name(),
-            "dataset": "omniglot",
+            "dataset": dataset.name(),
+            "image_shape": [cfg.net.channels, cfg.net.height, cfg.net.width],
             "backend": be.describe(),
             "ways": cfg.ways(),
             "shots": cfg.shots,

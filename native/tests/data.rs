@@ -211,7 +211,11 @@ fn corrupt_archives_are_one_line_errors() {
 
 #[test]
 fn unknown_names_and_missing_folders_are_one_line_errors() {
-    assert_one_line_error(&["data-info", "cifar10"], &[], &["unknown dataset \"cifar10\" (expected mnist, 20news, ijcnn1 or omniglot)"]);
+    assert_one_line_error(
+        &["data-info", "cifar10"],
+        &[],
+        &["unknown dataset \"cifar10\" (expected mnist, 20news, ijcnn1, omniglot, miniimagenet or fc100)"],
+    );
     let nowhere = "/nonexistent/bilevel-data";
     assert_one_line_error(
         &["data-info", "mnist", "--data_dir", nowhere],

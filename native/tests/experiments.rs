@@ -105,6 +105,12 @@ fn run_bad_input_is_one_line() {
     for (args, needle) in [
         (vec!["hyperclean", "--noise_rate", "2"], "--noise_rate must be in [0, 1]"),
         (vec!["hyperclean", "--training_size", "0"], "--training_size must be in 1..=20000"),
+        // The Benchopt setting draws from the 60,000 training images: more is an error, not a panic.
+        (
+            vec!["hyperclean", "--setting", "benchopt", "--training_size", "50000", "--validation_size", "10001"],
+            "together at most 60000 (the MNIST training images the Benchopt setting draws from), got 50000 + 10001",
+        ),
+        (vec!["hyperclean", "--setting", "benchopt", "--validation_size", "0"], "must be at least 1"),
         (vec!["l2reg", "--alg", "MAML"], "unknown algorithm \"MAML\""),
         (vec!["ijcnn1", "--inner_lr", "-1"], "--inner_lr must be a positive finite number"),
         (vec!["ijcnn1", "--data_dir", "/nonexistent/data"], "not found at /nonexistent/data"),

@@ -776,11 +776,44 @@ fn images_array(root: &Value, key: &str) -> Result<HwcImages, String> {
     Ok(HwcImages { n, h, w, c, data: a.data.clone() })
 }
 
-const MINI_IMAGENET_HINT: &str = "learn2learn's mini-imagenet-cache-{train,validation,test}.pkl \
-     (https://zenodo.org/record/7978538, or l2l.vision.datasets.MiniImagenet(download=True))";
+const MINI_IMAGENET_HINT: &str = "put learn2learn's mini-imagenet-cache-{train,validation,test}.pkl \
+     (https://zenodo.org/record/7978538, or l2l.vision.datasets.MiniImagenet(download=True)) in one folder \
+     and give it with --data_dir";
 
-const FC100_HINT: &str = "learn2learn's FC100_{train,val,test}.pickle \
-     (https://www.dropbox.com/s/ftsjuwsu6lfp0fz/FC100.zip, or l2l.vision.datasets.FC100(download=True))";
+const FC100_HINT: &str = "put learn2learn's FC100_{train,val,test}.pickle \
+     (https://www.dropbox.com/s/ftsjuwsu6lfp0fz/FC100.zip, or l2l.vision.datasets.FC100(download=True)) in one folder \
+     and give it with --data_dir";
+
+/// The class splits learn2learn's miniImageNet and FC100 files hold (64/16/20 and 60/20/20
+/// classes), one file each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FewShotSplit {
+    Train,
+    Validation,
+    Test,
+}
+
+impl FewShotSplit {
+    pub const ALL: [FewShotSplit; 3] = [FewShotSplit::Train, FewShotSplit::Validation, FewShotSplit::Test];
+
+    /// learn2learn's miniImageNet file of this split.
+    pub fn mini_imagenet_file(self) -> &'static str {
+        match self {
+            FewShotSplit::Train => "mini-imagenet-cache-train.pkl",
+            FewShotSplit::Validation => "mini-imagenet-cache-validation.pkl",
+            FewShotSplit::Test => "mini-imagenet-cache-test.pkl",
+        }
+    }
+
+    /// learn2learn's FC100 file of this split.
+    pub fn fc100_file(self) -> &'static str {
+        match self {
+            FewShotSplit::Train => "FC100_train.pickle",
+            FewShotSplit::Validation => "FC100_val.pickle",
+            FewShotSplit::Test => "FC100_test.pickle",
+        }
+    }
+}
 
 /// learn2learn's `mini-imagenet-cache-*.pkl`: a dict with `image_data` (uint8 N×84×84×3) and
 /// `class_dict` (class name → indices of its images). Classes in the dict's order (learn2learn's

@@ -1,4 +1,5 @@
-//! A small pickle writer for the tests: the few Python objects learn2learn's few-shot pickles
+//! A small pickle writer for the tests (the core's data tests and the CLI's `meta` tests, which
+//! include this file by path): the few Python objects learn2learn's few-shot pickles
 //! hold (dicts, lists, tuples, str, int, bool, None, and uint8 numpy arrays), written the way
 //! CPython's pickler and numpy write them, so the readers are tested on the bytes Python makes
 //! without needing Python:
@@ -36,6 +37,26 @@ pub enum Py {
 
 pub fn s(text: &str) -> Py {
     Py::Str(text.to_string())
+}
+
+pub fn ints(v: &[i64]) -> Py {
+    Py::List(v.iter().map(|&i| Py::Int(i)).collect())
+}
+
+/// `n` uint8 images of h×w×c (HWC), values `k·37 mod 256` in storage order (as the fixtures).
+pub fn hwc_images(n: usize, h: usize, w: usize, c: usize) -> Py {
+    Py::Array { shape: vec![n, h, w, c], data: (0..n * h * w * c).map(|k| (k * 37 % 256) as u8).collect() }
+}
+
+/// A learn2learn miniImageNet cache: `image_data` and `class_dict` (name → indices).
+pub fn mini_cache(images: Py, classes: &[(&str, &[i64])]) -> Py {
+    let dict = classes.iter().map(|(name, idx)| (s(name), ints(idx))).collect();
+    Py::Dict(vec![(s("image_data"), images), (s("class_dict"), Py::Dict(dict))])
+}
+
+/// A learn2learn FC100 file: `data` and `labels` (one per image).
+pub fn fc100(images: Py, labels: &[i64]) -> Py {
+    Py::Dict(vec![(s("data"), images), (s("labels"), ints(labels))])
 }
 
 pub struct Pickler {
