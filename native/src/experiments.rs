@@ -46,6 +46,10 @@ pub struct HypercleanArgs {
     rho: Option<f64>,
     #[arg(long, value_enum, default_value = "paper", ignore_case = true)]
     setting: Setting,
+    /// Skip the baselines (the inner problem solved with uniform weights, and with the clean
+    /// samples only), which are otherwise computed before the run, outside its time.
+    #[arg(long)]
+    no_baselines: bool,
     /// The reference's test loader batch and class count: accepted, not needed.
     #[arg(long, hide = true)]
     test_size: Option<usize>,
@@ -59,7 +63,7 @@ pub struct HypercleanArgs {
 pub const HYPERCLEAN: Hyper = Hyper { t: 200, q: 3, eta: 0.5, alpha: 0.1, beta: 0.1, batch_size: 1000, val_batch_size: 1000 };
 
 pub fn hyperclean(args: HypercleanArgs) -> Result<()> {
-    let HypercleanArgs { run, noise_rate, training_size, validation_size, test_rows, rho, setting, data, .. } = args;
+    let HypercleanArgs { run, noise_rate, training_size, validation_size, test_rows, rho, setting, no_baselines, data, .. } = args;
     if !(0.0..=1.0).contains(&noise_rate) {
         bail!("--noise_rate must be in [0, 1], got {noise_rate}");
     }
@@ -84,7 +88,7 @@ pub fn hyperclean(args: HypercleanArgs) -> Result<()> {
                 run.seed,
                 rho,
             )?;
-            return drive(run, exp, "hyperclean", HYPERCLEAN, 50);
+            return drive(run, exp, "hyperclean", HYPERCLEAN, 50, !no_baselines);
         }
         Setting::Benchopt => {
             // 25,000 of the 60,000 training images at random, then standardised.
@@ -98,11 +102,12 @@ pub fn hyperclean(args: HypercleanArgs) -> Result<()> {
             standardise(tr, va, test)
         }
     };
-    let corrupted = corrupt_labels_uniform(&mut train.labels, 10, 0.5, run.seed.wrapping_add(17));
+    let true_labels = Some(train.labels.clone());
+    let corrupted = Some(corrupt_labels_uniform(&mut train.labels, 10, 0.5, run.seed.wrapping_add(17)));
     let (glm, hyper_kind) = ProblemKind::Hyperclean.from_svmlight(train, val, RegScale::Sum, rho)?;
     // No bias in the Benchopt setting: drop the column from_svmlight added (the test set has none).
-    let exp = Experiment { data: drop_bias(glm), hyper_kind, x_test: test.x, t_test: test.labels, corrupted: Some(corrupted) };
-    drive(run, exp, "hyperclean", HYPERCLEAN, 50)
+    let exp = Experiment { data: drop_bias(glm), hyper_kind, x_test: test.x, t_test: test.labels, corrupted, true_labels };
+    drive(run, exp, "hyperclean", HYPERCLEAN, 50, !no_baselines)
 }
 
 /// MNIST hyper-cleaning in the paper's setting: the full 20,000 / 5,000 / 10,000 split with a
@@ -198,7 +203,7 @@ pub fn l2reg(args: L2regArgs) -> Result<()> {
     }
     let scale = RegScale::from(reg_scale);
     let exp = newsgroups_experiment(&data, run.seed, scale)?;
-    drive(run, exp, "20news", L2REG, 50)
+    drive(run, exp, "20news", L2REG, 50, false)
 }
 
 /// 20 Newsgroups: the paper's split of the train subset, the test documents.
@@ -207,7 +212,7 @@ pub fn newsgroups_experiment(data: &DataArgs, seed: u64, scale: RegScale) -> Res
     let (train, val) = ng.paper_split(seed);
     let (glm, hyper_kind) = ProblemKind::Multilogreg.from_svmlight(train, val, scale, 0.0)?;
     let test = ng.test.with_cols(glm.x_train.shape().1);
-    Ok(Experiment { data: glm, hyper_kind, x_test: test.x, t_test: test.labels, corrupted: None })
+    Ok(Experiment { data: glm, hyper_kind, x_test: test.x, t_test: test.labels, corrupted: None, true_labels: None })
 }
 
 #[derive(Args, Debug)]
@@ -224,7 +229,7 @@ const IJCNN1: Hyper = Hyper { t: 10, q: 10, eta: 0.5, alpha: 0.1, beta: 0.1, bat
 
 pub fn ijcnn1(args: Ijcnn1Args) -> Result<()> {
     let exp = ijcnn1_experiment(&args.data, args.run.seed)?;
-    drive(args.run, exp, "ijcnn1", IJCNN1, 100)
+    drive(args.run, exp, "ijcnn1", IJCNN1, 100, false)
 }
 
 /// ijcnn1: the training file; the test file split 50/50 (stratified, seeded) into validation and test.
@@ -235,10 +240,10 @@ pub fn ijcnn1_experiment(data: &DataArgs, seed: u64) -> Result<Experiment> {
     let (val, test) = (select_rows(&tst, &val_rows), select_rows(&tst, &test_rows));
     let t_test = test.labels.iter().map(|&y| (y > 0.0) as u8 as f64).collect();
     let (glm, hyper_kind) = ProblemKind::Logreg.from_svmlight(train, val, RegScale::Sum, 0.0)?;
-    Ok(Experiment { data: glm, hyper_kind, x_test: test.x, t_test, corrupted: None })
+    Ok(Experiment { data: glm, hyper_kind, x_test: test.x, t_test, corrupted: None, true_labels: None })
 }
 
-fn drive(run: RunArgs, exp: Experiment, name: &str, defaults: Hyper, epochs: usize) -> Result<()> {
+fn drive(run: RunArgs, exp: Experiment, name: &str, defaults: Hyper, epochs: usize, baselines: bool) -> Result<()> {
     let drive = Drive {
         name: name.to_string(),
         alg: run.alg()?,
@@ -250,6 +255,7 @@ fn drive(run: RunArgs, exp: Experiment, name: &str, defaults: Hyper, epochs: usi
         time_budget: run.time_budget,
         batching: run.batches.into(),
         exp,
+        baselines,
     };
     if drive.epochs == 0 {
         bail!("--epochs must be at least 1");

@@ -86,6 +86,7 @@ pub fn run(args: ReproduceArgs) -> Result<()> {
             out: Some(out.clone()),
             time_budget,
             batching: Batching::Independent,
+            baselines: false,
         };
         on_backend(&args.backend, drive)?;
         Ok(out)
