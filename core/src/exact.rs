@@ -36,7 +36,13 @@ pub struct InnerSolution<B: Backend> {
 }
 
 /// Minimises g(x, ·) from `y0` by damped Newton–CG (backtracking on g) as `solve` says.
-pub async fn solve_inner<B: Backend, P: Problem<B>>(be: &B, p: &P, x: &B::Vector, y0: &B::Vector, solve: &InnerSolve) -> Result<InnerSolution<B>> {
+pub async fn solve_inner<B: Backend, P: Problem<B>>(
+    be: &B,
+    p: &P,
+    x: &B::Vector,
+    y0: &B::Vector,
+    solve: &InnerSolve,
+) -> Result<InnerSolution<B>> {
     let n = p.dim_y();
     let (mut y, mut trial, mut g, mut step) =
         (be.zeros(n, "exact.y"), be.zeros(n, "exact.trial"), be.zeros(n, "exact.g"), be.zeros(n, "exact.step"));

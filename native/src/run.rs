@@ -214,11 +214,7 @@ fn human_summary(name: &str, alg: &str, last: &Record, baselines: Option<&Baseli
         );
     }
     if let (Some(p), Some(r)) = (last.precision, last.recall) {
-        s += &format!(
-            "  corrupted-label detector (weight σ(λ_i) < ½): precision {:.1} %, recall {:.1} %\n",
-            pct(p),
-            pct(r)
-        );
+        s += &format!("  corrupted-label detector (weight σ(λ_i) < ½): precision {:.1} %, recall {:.1} %\n", pct(p), pct(r));
     }
     s
 }

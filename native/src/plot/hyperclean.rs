@@ -208,12 +208,12 @@ where
         .draw()
         .map_err(de)?;
     let style = |color: RGBColor| ShapeStyle { color: color.to_rgba(), filled: false, stroke_width: 3 };
-    let series: [(&str, RGBColor, fn(&Point) -> f64); 2] = [
-        ("precision: of the samples weighted < ½, % corrupted", BLUE_LINE, |p| p.precision),
-        ("recall: of the corrupted samples, % weighted < ½", WRONG, |p| p.recall),
+    let curve = |value: fn(&Point) -> f64| -> Vec<(f64, f64)> { run.points.iter().map(|p| (p.iter, 100.0 * value(p))).collect() };
+    let series = [
+        ("precision: of the samples weighted < ½, % corrupted", BLUE_LINE, curve(|p| p.precision)),
+        ("recall: of the corrupted samples, % weighted < ½", WRONG, curve(|p| p.recall)),
     ];
-    for (label, color, value) in series {
-        let pts: Vec<(f64, f64)> = run.points.iter().map(|p| (p.iter, 100.0 * value(p))).collect();
+    for (label, color, pts) in series {
         let end = pts.last().map_or(0.0, |p| p.1);
         chart
             .draw_series(LineSeries::new(pts, style(color)))
@@ -241,8 +241,7 @@ where
     let (w, h) = area.dim_in_pixel();
     let (w, h) = (w as i32, h as i32);
     let centre = |size: u32, color: RGBColor| ("sans-serif", size).into_font().color(&color).pos(Pos::new(HPos::Center, VPos::Top));
-    area.draw(&Text::new(format!("(c) the {} lowest-weight training images", images.len()), (w / 2, 14), centre(20, BLACK)))
-        .map_err(de)?;
+    area.draw(&Text::new(format!("(c) the {} lowest-weight training images", images.len()), (w / 2, 14), centre(20, BLACK))).map_err(de)?;
     area.draw(&Text::new("σ(λ_i): each training sample's learned weight (0–1)", (w / 2, 40), centre(15, BLACK))).map_err(de)?;
     if images.is_empty() {
         area.draw(&Text::new("(no down-weighted images in this results file)", (w / 2, h / 2), centre(16, BLACK))).map_err(de)?;
