@@ -16,16 +16,41 @@ pub struct Exact<B: Backend> {
     pub newton_steps: usize,
 }
 
-/// Solves the inner problem from `y0` to ‖∇_y g‖ ≤ `tol` and returns the hypergradient there.
-pub async fn exact_hypergradient<B: Backend, P: Problem<B>>(be: &B, p: &P, x: &B::Vector, y0: &B::Vector, tol: f64) -> Result<Exact<B>> {
+/// How far [`solve_inner`] goes: it stops once ‖∇_y g‖ ≤ max(`tol`, `rel_tol`·‖∇_y g(y0)‖) or
+/// after `max_newton` steps, each a CG solve of at most `cg_iters` iterations to a relative
+/// residual of `cg_rel` (a truncated Newton step when `cg_iters` is small).
+#[derive(Clone, Copy, Debug)]
+pub struct InnerSolve {
+    pub tol: f64,
+    pub rel_tol: f64,
+    pub max_newton: usize,
+    pub cg_iters: usize,
+    pub cg_rel: f64,
+}
+
+/// The inner problem's solution at a fixed x.
+pub struct InnerSolution<B: Backend> {
+    pub y: B::Vector,
+    pub grad_norm: f64,
+    pub newton_steps: usize,
+}
+
+/// Minimises g(x, ·) from `y0` by damped Newton–CG (backtracking on g) as `solve` says.
+pub async fn solve_inner<B: Backend, P: Problem<B>>(
+    be: &B,
+    p: &P,
+    x: &B::Vector,
+    y0: &B::Vector,
+    solve: &InnerSolve,
+) -> Result<InnerSolution<B>> {
     let n = p.dim_y();
     let (mut y, mut trial, mut g, mut step) =
         (be.zeros(n, "exact.y"), be.zeros(n, "exact.trial"), be.zeros(n, "exact.g"), be.zeros(n, "exact.step"));
     be.copy(y0, &mut y);
     let (s, loss) = (be.scalar("exact.s"), be.scalar("exact.loss"));
     let mut cg = Cg::new(be, n);
-    let cg_iters = n.clamp(50, 2000);
     let mut newton_steps = 0;
+    let mut target = solve.tol;
     let mut grad_norm;
     loop {
         p.inner_grad(be, x, &y, Rows::All, &mut g);
@@ -34,11 +59,14 @@ pub async fn exact_hypergradient<B: Backend, P: Problem<B>>(be: &B, p: &P, x: &B
         if !grad_norm.is_finite() {
             return Err(Error::NonFinite { iter: newton_steps, quantity: "inner gradient (exact solve)".into() });
         }
-        if grad_norm <= tol || newton_steps == 100 {
+        if newton_steps == 0 {
+            target = target.max(solve.rel_tol * grad_norm);
+        }
+        if grad_norm <= target || newton_steps == solve.max_newton {
             break;
         }
-        // Newton direction H d = g (CG to a relative residual of 1e-6), then backtracking on g.
-        cg.solve(be, p, x, &y, &g, &mut step, cg_iters, false, Some(1e-6 * grad_norm));
+        // Newton direction H d = g, then backtracking on g.
+        cg.solve(be, p, x, &y, &g, &mut step, solve.cg_iters, false, Some(solve.cg_rel * grad_norm));
         p.inner_loss(be, x, &y, Rows::All, &loss);
         let f0 = be.read_scalar(&loss).await?;
         be.dot(&g, &step, 1.0, &s, false);
@@ -57,6 +85,18 @@ pub async fn exact_hypergradient<B: Backend, P: Problem<B>>(be: &B, p: &P, x: &B
         std::mem::swap(&mut y, &mut trial);
         newton_steps += 1;
     }
+    Ok(InnerSolution { y, grad_norm, newton_steps })
+}
+
+/// Solves the inner problem from `y0` to ‖∇_y g‖ ≤ `tol` and returns the hypergradient there.
+pub async fn exact_hypergradient<B: Backend, P: Problem<B>>(be: &B, p: &P, x: &B::Vector, y0: &B::Vector, tol: f64) -> Result<Exact<B>> {
+    let n = p.dim_y();
+    let cg_iters = n.clamp(50, 2000);
+    let solve = InnerSolve { tol, rel_tol: 0.0, max_newton: 100, cg_iters, cg_rel: 1e-6 };
+    let InnerSolution { y, grad_norm, newton_steps } = solve_inner(be, p, x, y0, &solve).await?;
+    let (mut g, mut step) = (be.zeros(n, "exact.g"), be.zeros(n, "exact.step"));
+    let (s, loss) = (be.scalar("exact.s"), be.scalar("exact.loss"));
+    let mut cg = Cg::new(be, n);
     // v = H⁻¹ ∇_y f, then ∇Φ = ∇_x f − J[v].
     p.outer_grad_y(be, x, &y, Rows::All, &mut g);
     be.dot(&g, &g, 1.0, &s, false);

@@ -6,7 +6,7 @@ mod common;
 use bilevel_core::algorithms::{AlgKind, Hyper};
 use bilevel_core::backend::LossKind;
 use bilevel_core::cpu::CpuBackend;
-use bilevel_core::experiment::{corrupt_labels, corrupt_labels_uniform, evaluate, Experiment, Run};
+use bilevel_core::experiment::{corrupt_labels, corrupt_labels_uniform, downweighted, evaluate, Experiment, Run};
 use bilevel_core::outer::OuterOpt;
 use bilevel_core::problems::glm::HyperKind;
 use bilevel_core::problems::synthetic::SyntheticSpec;
@@ -55,6 +55,7 @@ fn corrupted_experiment() -> Experiment {
     };
     let mut data = spec.generate();
     let test = SyntheticSpec { n_train: 400, n_val: 1, seed: 5, ..spec.clone() }.generate();
+    let true_labels = data.t_train.clone();
     let mask = corrupt_labels(&mut data.t_train, 4, 0.4, 11);
     Experiment {
         data,
@@ -62,6 +63,7 @@ fn corrupted_experiment() -> Experiment {
         x_test: test.x_train,
         t_test: test.t_train,
         corrupted: Some(mask),
+        true_labels: Some(true_labels),
     }
 }
 
@@ -100,6 +102,7 @@ fn shuffled_rows_keep_their_masks_and_slices_clean_them() {
     for (i, &o) in order.iter().enumerate() {
         assert_eq!(shuffled.data.x_train.row(i), exp.data.x_train.row(o));
         assert_eq!((shuffled.data.t_train[i], new_mask[i]), (exp.data.t_train[o], old_mask[o]));
+        assert_eq!(shuffled.true_labels.as_ref().unwrap()[i], exp.true_labels.as_ref().unwrap()[o]);
     }
     assert_eq!(shuffled.data.t_val.len(), 200);
 
@@ -117,4 +120,72 @@ fn shuffled_rows_keep_their_masks_and_slices_clean_them() {
     // 0.73 / 0.85 with slices; a mask out of step with its rows would give precision ≈ 0.4.)
     assert!(p > 0.65 && r > 0.7, "weights below 0.5 should mostly be the corrupted samples: precision {p}, recall {r}");
     assert!(last.val_loss < first.val_loss, "validation loss should fall: {} -> {}", first.val_loss, last.val_loss);
+}
+
+/// The baselines bracket what cleaning can do: uniform weights (training on the corrupted labels)
+/// test worse than weight 1 on the clean samples only. And the clean-data bound is the model
+/// trained on the clean rows alone: with weights ½ there and ρ scaled by n/(2·n_clean), that
+/// problem's uniform baseline has the same minimiser, so the same test accuracy.
+#[test]
+fn baselines_bracket_cleaning_and_the_bound_is_training_on_clean_rows() {
+    let hyper = Hyper { t: 1, q: 1, eta: 0.5, alpha: 1.0, beta: 1.0, batch_size: 32, val_batch_size: 32 };
+    let opt = OuterOpt::Sgd { momentum: 0.0 };
+    let exp = corrupted_experiment();
+    let be = CpuBackend::<f64>::new();
+    let b = block(Run::new(&be, &exp, AlgKind::StocBiO, hyper.clone(), opt, 1).unwrap().baselines()).unwrap();
+    assert!(
+        b.uniform_test_acc + 0.02 < b.clean_test_acc,
+        "uniform weights {} should test worse than the clean data {}",
+        b.uniform_test_acc,
+        b.clean_test_acc
+    );
+
+    let mask = exp.corrupted.clone().unwrap();
+    let clean: Vec<usize> = (0..mask.len()).filter(|&i| !mask[i]).collect();
+    let HyperKind::SampleWeights { rho } = exp.hyper_kind else { unreachable!() };
+    let mut only = exp.clone();
+    only.data.x_train = exp.data.x_train.select_rows(&clean);
+    only.data.t_train = clean.iter().map(|&i| exp.data.t_train[i]).collect();
+    only.hyper_kind = HyperKind::SampleWeights { rho: rho * mask.len() as f64 / (2.0 * clean.len() as f64) };
+    only.corrupted = Some(vec![false; clean.len()]);
+    only.true_labels = None;
+    let on_clean = block(Run::new(&be, &only, AlgKind::StocBiO, hyper, opt, 1).unwrap().baselines()).unwrap();
+    assert_eq!(on_clean.uniform_test_acc, b.clean_test_acc, "the clean-data bound is training on the clean rows");
+}
+
+/// The most down-weighted samples are the lowest λ in order, with their given and true labels
+/// and their features as a stretched grey image.
+#[test]
+fn downweighted_are_the_lowest_weights_with_labels_and_pixels() {
+    let exp = corrupted_experiment();
+    let n = exp.data.t_train.len();
+    // A fixed permutation of the weights (37 is coprime with 300), so the order is known.
+    let lambda: Vec<f64> = (0..n).map(|i| ((i * 37) % n) as f64 / 10.0 - 15.0).collect();
+    let picked = downweighted(&exp, &lambda, 16).unwrap();
+    let mut want: Vec<usize> = (0..n).collect();
+    want.sort_by(|&a, &b| lambda[a].total_cmp(&lambda[b]));
+    assert_eq!(picked.iter().map(|d| d.index).collect::<Vec<_>>(), want[..16]);
+    let (true_labels, mask) = (exp.true_labels.as_ref().unwrap(), exp.corrupted.as_ref().unwrap());
+    let cols = exp.data.x_train.shape().1;
+    for pair in picked.windows(2) {
+        assert!(pair[0].weight < pair[1].weight, "lowest weight first");
+    }
+    for d in &picked {
+        assert!((d.weight - 1.0 / (1.0 + (-lambda[d.index]).exp())).abs() < 1e-15);
+        assert_eq!(d.given_label as f64, exp.data.t_train[d.index]);
+        assert_eq!(d.true_label as f64, true_labels[d.index]);
+        assert_eq!(d.given_label != d.true_label, mask[d.index], "given ≠ true exactly where corrupted");
+        // 10 features and a bias: a 3 × 3 image of the first 9, stretched to 0–255.
+        assert_eq!((cols, d.side, d.pixels.len()), (11, 3, 9));
+        let mut row = vec![0.0; 9];
+        exp.data.x_train.row(d.index).into_iter().filter(|(j, _)| *j < 9).for_each(|(j, v)| row[j] = v);
+        let (lo, hi) = row.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), &v| (l.min(v), h.max(v)));
+        for (&p, &v) in d.pixels.iter().zip(&row) {
+            assert_eq!(p, ((v - lo) / (hi - lo) * 255.0).round() as u8);
+        }
+        assert!(d.pixels.contains(&0) && d.pixels.contains(&255));
+    }
+    let err = downweighted(&Experiment { true_labels: None, ..exp.clone() }, &lambda, 4).unwrap_err();
+    assert!(err.to_string().contains("true labels"), "{err}");
+    assert!(downweighted(&exp, &lambda[1..], 4).is_err(), "one weight per training sample");
 }

@@ -9,8 +9,8 @@ use bilevel_core::algorithms::Hyper;
 use bilevel_core::data::idx::Mnist;
 use bilevel_core::data::{select_rows, stratified_split, Labeled};
 use bilevel_core::experiment::{corrupt_labels_uniform, hyperclean_paper, Experiment};
-use bilevel_core::problems::glm::HyperKind;
 use bilevel_core::problems::glm::GlmData;
+use bilevel_core::problems::glm::HyperKind;
 use bilevel_core::problems::{ProblemKind, RegScale};
 use bilevel_core::sampler::Sampler;
 use clap::{Args, ValueEnum};
@@ -50,6 +50,10 @@ pub struct HypercleanArgs {
     rho: Option<f64>,
     #[arg(long, value_enum, default_value = "paper", ignore_case = true)]
     setting: Setting,
+    /// Skip the baselines (the inner problem solved with uniform weights, and with the clean
+    /// samples only), which are otherwise computed before the run, outside its time.
+    #[arg(long)]
+    no_baselines: bool,
     /// The reference's test loader batch and class count: accepted, not needed.
     #[arg(long, hide = true)]
     test_size: Option<usize>,
@@ -73,7 +77,7 @@ const HYPERCLEAN_DEFAULTS: Hyper = Hyper { q: 10, ..HYPERCLEAN };
 const HYPERCLEAN_EPOCHS: usize = 100;
 
 pub fn hyperclean(args: HypercleanArgs) -> Result<()> {
-    let HypercleanArgs { run, noise_rate, training_size, validation_size, test_rows, rho, setting, data, .. } = args;
+    let HypercleanArgs { run, noise_rate, training_size, validation_size, test_rows, rho, setting, no_baselines, data, .. } = args;
     if !(0.0..=1.0).contains(&noise_rate) {
         bail!("--noise_rate must be in [0, 1], got {noise_rate}");
     }
@@ -98,11 +102,23 @@ pub fn hyperclean(args: HypercleanArgs) -> Result<()> {
                 run.seed,
                 rho,
             )?;
-            drive(run, exp, "hyperclean", Defaults { hyper: HYPERCLEAN_DEFAULTS, epochs: HYPERCLEAN_EPOCHS, opt: OptArg::Sgd })
+            drive(
+                run,
+                exp,
+                "hyperclean",
+                Defaults { hyper: HYPERCLEAN_DEFAULTS, epochs: HYPERCLEAN_EPOCHS, opt: OptArg::Sgd },
+                !no_baselines,
+            )
         }
         Setting::Benchopt => {
             let exp = hyperclean_benchopt(&mnist, &BenchoptCleaning { training_size, validation_size, rho, seed: run.seed })?;
-            drive(run, exp, "hyperclean", Defaults { hyper: HYPERCLEAN_DEFAULTS, epochs: HYPERCLEAN_EPOCHS, opt: OptArg::Sgd })
+            drive(
+                run,
+                exp,
+                "hyperclean",
+                Defaults { hyper: HYPERCLEAN_DEFAULTS, epochs: HYPERCLEAN_EPOCHS, opt: OptArg::Sgd },
+                !no_baselines,
+            )
         }
     }
 }
@@ -142,10 +158,11 @@ pub fn hyperclean_benchopt(mnist: &Mnist, setting: &BenchoptCleaning) -> Result<
     let pick = |r: &[u32]| select_rows(&all, &r.iter().map(|&i| i as usize).collect::<Vec<_>>());
     let (train, val) = (pick(&rows[..training_size]), pick(&rows[training_size..training_size + validation_size]));
     let (mut train, val, test) = standardise(train, val, test);
-    let corrupted = corrupt_labels_uniform(&mut train.labels, 10, 0.5, seed.wrapping_add(17));
+    let true_labels = Some(train.labels.clone());
+    let corrupted = Some(corrupt_labels_uniform(&mut train.labels, 10, 0.5, seed.wrapping_add(17)));
     let (glm, hyper_kind) = ProblemKind::Hyperclean.from_svmlight(train, val, RegScale::Sum, rho)?;
     // No bias in the Benchopt setting: drop the column from_svmlight added (the test set has none).
-    Ok(Experiment { data: drop_bias(glm), hyper_kind, x_test: test.x, t_test: test.labels, corrupted: Some(corrupted) })
+    Ok(Experiment { data: drop_bias(glm), hyper_kind, x_test: test.x, t_test: test.labels, corrupted, true_labels })
 }
 
 /// MNIST hyper-cleaning in the paper's setting: the full 20,000 / 5,000 / 10,000 split with a
@@ -241,7 +258,7 @@ pub fn l2reg(args: L2regArgs) -> Result<()> {
     }
     let scale = RegScale::from(reg_scale);
     let exp = newsgroups_experiment(&data, run.seed, scale)?;
-    drive(run, exp, "20news", Defaults { hyper: L2REG, epochs: 50, opt: OptArg::Sgd })
+    drive(run, exp, "20news", Defaults { hyper: L2REG, epochs: 50, opt: OptArg::Sgd }, false)
 }
 
 /// 20 Newsgroups: the paper's split of the train subset, the test documents.
@@ -250,7 +267,7 @@ pub fn newsgroups_experiment(data: &DataArgs, seed: u64, scale: RegScale) -> Res
     let (train, val) = ng.paper_split(seed);
     let (glm, hyper_kind) = ProblemKind::Multilogreg.from_svmlight(train, val, scale, 0.0)?;
     let test = ng.test.with_cols(glm.x_train.shape().1);
-    Ok(Experiment { data: glm, hyper_kind, x_test: test.x, t_test: test.labels, corrupted: None })
+    Ok(Experiment { data: glm, hyper_kind, x_test: test.x, t_test: test.labels, corrupted: None, true_labels: None })
 }
 
 #[derive(Args, Debug)]
@@ -270,7 +287,7 @@ const IJCNN1: Hyper = Hyper { t: 10, q: 10, eta: 0.5, alpha: 0.1, beta: 0.05, ba
 
 pub fn ijcnn1(args: Ijcnn1Args) -> Result<()> {
     let exp = ijcnn1_experiment(&args.data, args.run.seed)?;
-    drive(args.run, exp, "ijcnn1", Defaults { hyper: IJCNN1, epochs: 100, opt: OptArg::Adam })
+    drive(args.run, exp, "ijcnn1", Defaults { hyper: IJCNN1, epochs: 100, opt: OptArg::Adam }, false)
 }
 
 /// ijcnn1: the training file; the test file split 50/50 (stratified, seeded) into validation and test.
@@ -281,7 +298,7 @@ pub fn ijcnn1_experiment(data: &DataArgs, seed: u64) -> Result<Experiment> {
     let (val, test) = (select_rows(&tst, &val_rows), select_rows(&tst, &test_rows));
     let t_test = test.labels.iter().map(|&y| (y > 0.0) as u8 as f64).collect();
     let (glm, hyper_kind) = ProblemKind::Logreg.from_svmlight(train, val, RegScale::Sum, 0.0)?;
-    Ok(Experiment { data: glm, hyper_kind, x_test: test.x, t_test, corrupted: None })
+    Ok(Experiment { data: glm, hyper_kind, x_test: test.x, t_test, corrupted: None, true_labels: None })
 }
 
 /// ijcnn1 as the Benchopt bilevel benchmark reads it (`fetch_libsvm('ijcnn1')` and
@@ -291,7 +308,6 @@ pub fn ijcnn1_benchopt(data: &DataArgs) -> Result<GlmData> {
     let (train, val) = data.ijcnn1()?;
     Ok(ProblemKind::Logreg.from_svmlight(train, val, RegScale::Sum, 0.0)?.0)
 }
-
 
 /// The outer step β for one weight per training sample, per sample: the hypergradient of a
 /// sample's weight scales as 1/n (g averages over the n samples), so β = OUTER_LR_PER_SAMPLE · n
@@ -306,7 +322,7 @@ struct Defaults {
     opt: OptArg,
 }
 
-fn drive(run: RunArgs, exp: Experiment, name: &str, defaults: Defaults) -> Result<()> {
+fn drive(run: RunArgs, exp: Experiment, name: &str, defaults: Defaults, baselines: bool) -> Result<()> {
     let Defaults { hyper: default_hyper, epochs, opt } = defaults;
     let alg = run.alg()?;
     let mut hyper = run.hyper.hyper(default_hyper);
@@ -330,6 +346,7 @@ fn drive(run: RunArgs, exp: Experiment, name: &str, defaults: Defaults) -> Resul
         time_budget: run.time_budget,
         batching: run.batches.into(),
         exp,
+        baselines,
     };
     if drive.epochs == 0 {
         bail!("--epochs must be at least 1");

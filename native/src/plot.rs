@@ -1,7 +1,9 @@
 //! `bilevel plot`: test loss and accuracy against running time, one line per results file, like
 //! the reference figures; `--reference` overlays the reference's published 20 Newsgroups curves.
 //! Meta-learning runs (`bilevel meta`) draw their training query loss and meta-test accuracy,
-//! optionally smoothed (`--smooth`).
+//! optionally smoothed (`--smooth`). One hyper-cleaning results file (records with precision and
+//! recall) draws its own figure instead ([`hyperclean`]): accuracy against the baselines, the
+//! corrupted-label detector, and the most down-weighted images.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -10,6 +12,8 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use plotters::prelude::*;
 use serde_json::Value;
+
+mod hyperclean;
 
 #[derive(Args, Debug)]
 #[command(rename_all = "snake_case")]
@@ -55,6 +59,10 @@ fn read_results(path: &Path, by_time: bool) -> Result<Series> {
             if let (Some(alg), Some(ways), Some(shots)) = (v["alg"].as_str(), v["ways"].as_u64(), v["shots"].as_u64()) {
                 label = format!("{alg} {ways}-way {shots}-shot ({})", v["backend"].as_str().unwrap_or("?"));
             }
+            continue;
+        }
+        // Hyper-cleaning's extra lines (baselines, down-weighted images) are not records.
+        if v.get("baselines").is_some() || v.get("downweighted").is_some() {
             continue;
         }
         if v.get("summary").is_some() {
@@ -130,6 +138,23 @@ impl PlotArgs {
 }
 
 pub fn run(args: PlotArgs) -> Result<()> {
+    let ext = args.out.extension().and_then(|e| e.to_str()).unwrap_or("").to_lowercase();
+    if !matches!(ext.as_str(), "png" | "svg") {
+        bail!("--out must end in .png or .svg, got {}", args.out.display());
+    }
+    if let ([path], false) = (args.results.as_slice(), args.reference) {
+        if let Some(run) = hyperclean::Cleaning::read(path)? {
+            register_font()?;
+            let size = hyperclean::SIZE;
+            match ext.as_str() {
+                "svg" => hyperclean::draw(SVGBackend::new(&args.out, size).into_drawing_area(), &run),
+                _ => hyperclean::draw(BitMapBackend::new(&args.out, size).into_drawing_area(), &run),
+            }
+            .with_context(|| format!("cannot draw {}", args.out.display()))?;
+            println!("wrote {}", args.out.display());
+            return Ok(());
+        }
+    }
     let by_time = args.x == "time";
     let mut series: Vec<Series> = args.results.iter().map(|p| read_results(p, by_time)).collect::<Result<_>>()?;
     series.iter_mut().for_each(|s| smooth(s, args.smooth));
@@ -140,10 +165,6 @@ pub fn run(args: PlotArgs) -> Result<()> {
             from_repo.filter(|d| !default.is_dir() && d.is_dir()).unwrap_or(default)
         });
         series.extend(read_reference(&dir)?);
-    }
-    let ext = args.out.extension().and_then(|e| e.to_str()).unwrap_or("").to_lowercase();
-    if !matches!(ext.as_str(), "png" | "svg") {
-        bail!("--out must end in .png or .svg, got {}", args.out.display());
     }
     register_font()?;
     match ext.as_str() {

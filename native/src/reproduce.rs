@@ -47,9 +47,10 @@ pub struct ReproduceArgs {
     mnist_training_size: Option<usize>,
 }
 
+/// The per-iteration records of a results file (without its summary and hyper-cleaning's extra lines).
 fn read(path: &Path) -> Result<Vec<Value>> {
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    Ok(text.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()).filter(|v| v.get("summary").is_none()).collect())
+    Ok(text.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()).filter(|v| v.get("iter").is_some()).collect())
 }
 
 /// Test loss at time `t` by linear interpolation (None past the run's end).
@@ -91,6 +92,7 @@ pub fn run(args: ReproduceArgs) -> Result<()> {
             // The reference's step sizes, as its figures used them.
             auto: AutoSteps::off(),
             explicit_steps: Vec::new(),
+            baselines: false,
         };
         on_backend(&args.backend, drive)?;
         Ok(out)

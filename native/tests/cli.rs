@@ -298,6 +298,47 @@ fn plot_draws_png_and_svg_from_results_and_rejects_bad_files() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// A hyper-cleaning results file (baselines, records with precision and recall, down-weighted
+/// images, summary) draws the three-panel cleaning figure, not the loss/accuracy pair: the PNG's
+/// size says which. A down-weighted image whose pixels do not fill its side is a one-line error.
+#[test]
+fn plot_draws_the_hyperclean_figure_from_a_cleaning_results_file() {
+    let dir = std::env::temp_dir().join(format!("bilevel-plot-hc-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let image = |given: u8, truth: u8, weight: f64| {
+        let pixels: Vec<String> = (0..784).map(|p| (if (p / 28 + p % 28) % 9 < 3 { 255 } else { 0 }).to_string()).collect();
+        format!(r#"{{"index":7,"weight":{weight},"given_label":{given},"true_label":{truth},"side":28,"pixels":[{}]}}"#, pixels.join(","))
+    };
+    let mut lines = vec![r#"{"baselines":true,"uniform_test_acc":0.80,"clean_test_acc":0.90}"#.to_string()];
+    for i in 0..5 {
+        let (t, acc, p) = (i as f64 * 0.4, 0.8 + 0.015 * i as f64, 0.2 * i as f64);
+        lines.push(format!(r#"{{"iter":{i},"time_s":{t},"test_loss":1.0,"test_acc":{acc},"precision":{p},"recall":{}}}"#, p * 0.9));
+    }
+    lines.push(format!(r#"{{"downweighted":[{},{}]}}"#, image(3, 5, 0.01), image(4, 4, 0.2)));
+    lines.push(r#"{"summary":true,"name":"hyperclean","alg":"stocBiO","backend":"cpu (f32)"}"#.to_string());
+    let results = dir.join("hyperclean.jsonl");
+    std::fs::write(&results, lines.join("\n")).unwrap();
+    let fig = dir.join("hyperclean.png");
+    let out = bilevel(&["plot", results.to_str().unwrap(), "-o", fig.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let png = std::fs::read(&fig).unwrap();
+    let size = |at: usize| u32::from_be_bytes(png[at..at + 4].try_into().unwrap());
+    assert_eq!((size(16), size(20)), (1860, 660), "the three-panel cleaning figure");
+    let svg = dir.join("hyperclean.svg");
+    let out = bilevel(&["plot", results.to_str().unwrap(), "-o", svg.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = std::fs::read_to_string(&svg).unwrap();
+    for caption in ["given 3 · true 5", "given 4 · true 4", "every sample weighted equally", "clean samples only", "σ(λ_i)"] {
+        assert!(text.contains(caption), "the figure names {caption}");
+    }
+
+    let bad = dir.join("bad.jsonl");
+    let short = lines[6].replacen("\"side\":28", "\"side\":27", 1);
+    std::fs::write(&bad, [lines[1].clone(), short].join("\n")).unwrap();
+    assert_one_line_error(&["plot", bad.to_str().unwrap(), "-o", dir.join("x.png").to_str().unwrap()], "bad.jsonl:2: an image of side 27");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 /// `bilevel bench` writes one JSON line per case with the measured time and oracle counts, on
 /// synthetic data of a problem's shape and on the real data set (MNIST hyper-cleaning, whose
 /// mini-batches the CPU backend reads through its sparse batch form).

@@ -9,6 +9,13 @@ fn bilevel(args: &[&str]) -> Output {
 
 /// Runs a subcommand writing JSON lines, and returns the records and the summary.
 fn records(args: &[&str], name: &str) -> (Vec<serde_json::Value>, serde_json::Value) {
+    let (lines, summary) = all_lines(args, name);
+    let records = lines.into_iter().filter(|l| l.get("iter").is_some()).collect();
+    (records, summary)
+}
+
+/// Runs a subcommand writing JSON lines, and returns every line before the summary, and the summary.
+fn all_lines(args: &[&str], name: &str) -> (Vec<serde_json::Value>, serde_json::Value) {
     let path = std::env::temp_dir().join(format!("bilevel-exp-{}-{name}.jsonl", std::process::id()));
     let mut all = args.to_vec();
     all.extend(["--out", path.to_str().unwrap()]);
@@ -37,9 +44,21 @@ fn check(records: &[serde_json::Value], iters: usize) {
     }
 }
 
+/// MNIST's stored training labels and 28 × 28 images (the files the runs read).
+fn mnist_train() -> (Vec<u8>, Vec<u8>) {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/mnist");
+    let labels = std::fs::read(dir.join("train-labels-idx1-ubyte")).expect("MNIST labels (scripts/setup.sh)")[8..].to_vec();
+    let images = std::fs::read(dir.join("train-images-idx3-ubyte")).expect("MNIST images (scripts/setup.sh)")[16..].to_vec();
+    (labels, images)
+}
+
+/// A hyper-cleaning results file: the baselines first (clean data above uniform weights), the
+/// records, then the lowest-weight images — lowest first, each with MNIST's own label as its
+/// true label, its given label differing exactly where the run flagged it corrupted, and its
+/// pixels the stored image stretched to 0–255.
 #[test]
 fn hyperclean_on_a_slice_of_mnist() {
-    let (recs, summary) = records(
+    let (lines, summary) = all_lines(
         &[
             "hyperclean",
             "--alg",
@@ -61,11 +80,61 @@ fn hyperclean_on_a_slice_of_mnist() {
         ],
         "hyperclean",
     );
+    let baselines = &lines[0];
+    assert_eq!(baselines["baselines"], true, "the first line holds the baselines: {baselines}");
+    let (uniform, clean) = (baselines["uniform_test_acc"].as_f64().unwrap(), baselines["clean_test_acc"].as_f64().unwrap());
+    assert!(0.1 < uniform && uniform < clean && clean < 1.0, "uniform weights {uniform} below the clean data {clean}");
+    let recs: Vec<_> = lines[1..lines.len() - 1].to_vec();
     check(&recs, 3);
     for r in &recs {
         assert!(r["precision"].as_f64().is_some() && r["recall"].as_f64().is_some(), "cleaning precision and recall: {r}");
     }
     assert!(summary["test_acc"].as_f64().unwrap() > 0.5, "a linear model on 600 MNIST images: {summary}");
+
+    let images = lines.last().unwrap()["downweighted"].as_array().expect("the down-weighted images before the summary").clone();
+    assert_eq!(images.len(), 16);
+    let (labels, pixels) = mnist_train();
+    let mut last_weight = 0.0;
+    for im in &images {
+        let (index, weight) = (im["index"].as_u64().unwrap() as usize, im["weight"].as_f64().unwrap());
+        assert!(index < 600 && weight >= last_weight && weight < 1.0, "lowest weight first: {im}");
+        last_weight = weight;
+        assert_eq!(im["true_label"].as_u64().unwrap(), labels[index] as u64, "image {index}'s true label");
+        assert!(im["given_label"].as_u64().unwrap() < 10);
+        assert_eq!(im["side"], 28);
+        let got: Vec<u8> = im["pixels"].as_array().unwrap().iter().map(|p| p.as_u64().unwrap() as u8).collect();
+        let stored = &pixels[index * 784..(index + 1) * 784];
+        let (lo, hi) = (*stored.iter().min().unwrap() as f64, *stored.iter().max().unwrap() as f64);
+        assert_eq!(got.len(), 784);
+        for (g, s) in got.iter().zip(stored) {
+            let want = (*s as f64 - lo) / (hi - lo) * 255.0;
+            assert!((*g as f64 - want).abs() <= 1.0, "image {index}: pixel {g} for stored {s}");
+        }
+    }
+    let corrupted = images.iter().filter(|im| im["given_label"] != im["true_label"]).count();
+    assert!(corrupted > 0, "some of the lowest-weight images have corrupted labels");
+
+    // --no_baselines: no baselines line, the records first.
+    let (without, _) = all_lines(
+        &[
+            "hyperclean",
+            "--noise_rate",
+            "0.4",
+            "--training_size",
+            "500",
+            "--epochs",
+            "1",
+            "--T",
+            "2",
+            "--batch_size",
+            "50",
+            "--backend",
+            "cpu32",
+            "--no_baselines",
+        ],
+        "hyperclean-nob",
+    );
+    assert!(without[0].get("iter").is_some() && without.iter().all(|l| l.get("baselines").is_none()), "{}", without[0]);
 }
 
 #[test]
