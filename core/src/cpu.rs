@@ -667,7 +667,7 @@ impl<T: Real> Backend for CpuBackend<T> {
 
 /// Work (multiply-adds or elements) below which an operation stays on one thread. Waking the
 /// pool costs microseconds, and far more when the cores are shared (measured: MNIST's 64-row
-/// products, ~0.5 M multiply-adds each, ran faster on one thread than split over two).
+/// products, ~0.5 M multiply-adds each, run faster on one thread than split over two).
 pub(crate) const PARALLEL_WORK: usize = 1 << 21;
 
 /// A CSR matrix on the CPU (with its CSC when asked for).

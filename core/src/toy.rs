@@ -1,4 +1,4 @@
-//! The foundation's end-to-end experiment: per-feature ridge regression on seeded synthetic data,
+//! The toy end-to-end experiment: per-feature ridge regression on seeded synthetic data,
 //! one algorithm, the outer loop, and a record per outer iteration that compares the estimate
 //! with the closed-form hypergradient at the same point. The CLI and the web page both drive it.
 

@@ -16,7 +16,7 @@
 //! every z and `s ⊗ Σ_k e_k` added to G at the end. The AVX-512 CSR kernel splits the loop in
 //! two passes over the batch (all the e_k, then all the `G +=`): with rows padded to 16 lanes,
 //! MNIST's Y, V and G are 50 KiB each, and a row that touches all three at once runs out of L1
-//! (measured: 6–8 % faster per stocBiO iteration; a third pass, V apart from Y, was slower).
+//! (two passes are 6–8 % faster per stocBiO iteration; a third pass, V apart from Y, is not).
 //! The AVX2 CSR kernel's two passes split over two threads where that pays (see
 //! `two_thread_split` and `pair.rs`): the first by batch rows, the second by G's rows.
 
@@ -138,8 +138,8 @@ pub(super) fn splits<T: Real>(be: &CpuBackend<T>, data: &GlmRows<'_, CpuBackend<
 /// The split column and the partner thread, when the AVX2 CSR kernel splits this call over two
 /// threads: a CSR batch with a split column (ascending rows), several classes, enough work to
 /// pay for two hand-offs, and a second core. The AVX2 kernel then serves even where the CPU has
-/// AVX-512: the split exists in its memory plan only (measured on a 2-core AMD Zen 4, MNIST's
-/// stocBiO iteration: AVX-512 0.57 ms, AVX2 0.50 ms on one thread, 0.39 ms on two).
+/// AVX-512: the split exists in its memory plan only (on a 2-core AMD Zen 4 the AVX2 kernel is
+/// the faster of the two for MNIST's stocBiO iteration on one thread, and faster still on two).
 #[cfg(target_arch = "x86_64")]
 fn two_thread_split<'a, T: Real>(
     be: &'a CpuBackend<T>,
@@ -369,7 +369,7 @@ fn fold_rows_dyn<T: Real>(out: &mut [T], c: usize, g: &[T], stride: usize) {
 /// subnormal inputs as zero (MXCSR's FTZ and DAZ bits); the previous mode comes back on drop.
 /// MNIST's softmax rows produce probabilities below 10⁻³⁸ (a class far from the top one),
 /// and every multiply-add that touches such a number takes a microcode assist of ~100 cycles:
-/// measured, 1.1 ms per stocBiO iteration with them, 0.7 ms without. The values lost are below
+/// with them a MNIST stocBiO iteration takes about 1.5× as long. The values lost are below
 /// 1.2·10⁻³⁸ in magnitude (GPUs flush them too); the f64 reference keeps IEEE subnormals.
 #[cfg(target_arch = "x86_64")]
 struct FlushSubnormals(u32);

@@ -254,7 +254,7 @@ unsafe fn dots<const DUAL: bool, const PADDED_ROWS: bool>(
 /// `G[j, :] += x_j·e` over a sparse row. With `c > 1`, G's rows are padded to 16 lanes: whole
 /// register loads and stores, because a load from a *masked* store's address cannot take its
 /// value from the store buffer and waits for the store to retire — and consecutive batch rows
-/// share most columns (measured: the masked form ran MNIST at half the speed). One class is a
+/// share most columns (the masked form runs MNIST at half the speed). One class is a
 /// scalar.
 ///
 /// Safety: every column index is below `d`, with `g` of `d` rows of [`PADDED`] (c > 1) or of `d`
