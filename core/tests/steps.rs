@@ -103,6 +103,7 @@ fn toy(alg: AlgKind, epochs: usize, seed: u64, hyper: Hyper) -> ToyConfig {
         features: 40,
         noise: 0.5,
         record_vectors: false,
+        outer_penalty: 0.0,
     }
 }
 
