@@ -83,7 +83,7 @@ pub fn hyperclean(args: HypercleanArgs) -> Result<()> {
     }
     let mnist = data.mnist()?;
     let rho = rho.unwrap_or(if setting == Setting::Benchopt { 0.2 } else { 0.001 });
-    match setting {
+    let exp = match setting {
         Setting::Paper => {
             let (train, val, test) = mnist.hyperclean();
             if training_size == 0 || training_size > train.labels.len() || validation_size == 0 || validation_size > val.labels.len() {
@@ -94,33 +94,18 @@ pub fn hyperclean(args: HypercleanArgs) -> Result<()> {
                 bail!("--test_rows must be in 1..={}", test.labels.len());
             }
             let first = |l: &Labeled, n: usize| select_rows(l, &(0..n).collect::<Vec<_>>());
-            let exp = hyperclean_paper(
+            hyperclean_paper(
                 first(&train, training_size),
                 first(&val, validation_size),
                 first(&test, test_rows),
                 noise_rate,
                 run.seed,
                 rho,
-            )?;
-            drive(
-                run,
-                exp,
-                "hyperclean",
-                Defaults { hyper: HYPERCLEAN_DEFAULTS, epochs: HYPERCLEAN_EPOCHS, opt: OptArg::Sgd },
-                !no_baselines,
-            )
+            )?
         }
-        Setting::Benchopt => {
-            let exp = hyperclean_benchopt(&mnist, &BenchoptCleaning { training_size, validation_size, rho, seed: run.seed })?;
-            drive(
-                run,
-                exp,
-                "hyperclean",
-                Defaults { hyper: HYPERCLEAN_DEFAULTS, epochs: HYPERCLEAN_EPOCHS, opt: OptArg::Sgd },
-                !no_baselines,
-            )
-        }
-    }
+        Setting::Benchopt => hyperclean_benchopt(&mnist, &BenchoptCleaning { training_size, validation_size, rho, seed: run.seed })?,
+    };
+    drive(run, exp, "hyperclean", Defaults { hyper: HYPERCLEAN_DEFAULTS, epochs: HYPERCLEAN_EPOCHS, opt: OptArg::Sgd }, !no_baselines)
 }
 
 /// The Benchopt setting's sizes, penalty and seed (see [`Setting::Benchopt`]).
