@@ -136,16 +136,8 @@ impl<'a, B: Backend + 'static, P: Problem<B>> OuterLoop<'a, B, P> {
         if !(lipschitz.is_finite() && lipschitz > 0.0) {
             return Err(Error::NonFinite { iter: self.iter, quantity: format!("inner curvature estimate ({lipschitz})") });
         }
-        let step = auto.step(lipschitz);
-        let hyper = self.alg.hyper_mut();
-        if auto.alpha {
-            hyper.alpha = step;
-            self.hyper.alpha = step;
-        }
-        if auto.eta {
-            hyper.eta = step;
-            self.hyper.eta = step;
-        }
+        auto.apply(lipschitz, self.alg.hyper_mut());
+        auto.apply(lipschitz, &mut self.hyper);
         let choice = StepChoice { iter: self.iter, lipschitz, alpha: self.hyper.alpha, eta: self.hyper.eta };
         self.steps = Some(choice);
         Ok(Some(choice))

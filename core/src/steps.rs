@@ -180,6 +180,16 @@ impl AutoSteps {
         self.alpha || self.eta
     }
 
+    /// Sets the data-chosen steps of `hyper` for an estimated top eigenvalue `l`.
+    pub fn apply(&self, l: f64, hyper: &mut crate::algorithms::Hyper) {
+        if self.alpha {
+            hyper.alpha = self.step(l);
+        }
+        if self.eta {
+            hyper.eta = self.step(l);
+        }
+    }
+
     /// The step for an estimated top eigenvalue `l`.
     pub fn step(&self, l: f64) -> f64 {
         self.fraction / l

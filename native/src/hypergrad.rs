@@ -156,12 +156,7 @@ impl Job for Hypergrad {
                 if auto.any() {
                     // The steps from the curvature at the starting point (see bilevel_core::steps).
                     let l = pollster::block_on(Curvature::new(be, p.dim_y(), self.seed).estimate(be, &p.inner, &x, &y0, auto.batch, 0))?;
-                    if auto.alpha {
-                        hyper.alpha = auto.step(l);
-                    }
-                    if auto.eta {
-                        hyper.eta = auto.step(l);
-                    }
+                    auto.apply(l, &mut hyper);
                 }
                 let mut a = alg.build(be, &p, &hyper);
                 let (mut y, mut h) = (y0, be.zeros(self.lambda.len(), "h"));
