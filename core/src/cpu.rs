@@ -10,7 +10,7 @@ use std::sync::Mutex;
 
 use num_traits::Float;
 
-use crate::backend::{glm_batch_unfused, Backend, Coef, GlmRows, HostMatrix, LossKind, Reg, RowTerm, Rows, SPARSE_DENSITY};
+use crate::backend::{glm_batch_unfused, Backend, Coef, GlmBackend, GlmRows, HostMatrix, LossKind, Reg, RowTerm, Rows, SPARSE_DENSITY};
 use crate::Result;
 
 /// Real types the CPU backend computes in.
@@ -554,6 +554,23 @@ impl<T: Real> Backend for CpuBackend<T> {
         }
     }
 
+    fn adam(&self, g: &Vec<T>, m: &mut Vec<T>, v: &mut Vec<T>, x: &mut Vec<T>, lr: f64, beta1: f64, beta2: f64, eps: f64) {
+        let (lr, b1, b2, eps) = (to_t::<T>(lr), to_t::<T>(beta1), to_t::<T>(beta2), to_t::<T>(eps));
+        for i in 0..x.len() {
+            m[i] = b1 * m[i] + (T::one() - b1) * g[i];
+            v[i] = b2 * v[i] + (T::one() - b2) * g[i] * g[i];
+            x[i] = x[i] - lr * m[i] / (v[i].sqrt() + eps);
+        }
+    }
+
+    fn sum(&self, x: &Vec<T>, scale: f64, out: &Cell<T>, accumulate: bool) {
+        let parallel = self.parallel(ThreadedPath::Reduction, x.len());
+        let s = reduce(x.len(), parallel, |r| sum_kernel(&x[r])) * to_t(scale);
+        out.set(if accumulate { out.get() + s } else { s });
+    }
+}
+
+impl<T: Real> GlmBackend for CpuBackend<T> {
     fn loss_residual(
         &self,
         kind: LossKind,
@@ -580,7 +597,6 @@ impl<T: Real> Backend for CpuBackend<T> {
             }
         }
     }
-
     fn loss_curvature(
         &self,
         kind: LossKind,
@@ -600,7 +616,6 @@ impl<T: Real> Backend for CpuBackend<T> {
             m[k * c..(k + 1) * c].iter_mut().for_each(|v| *v = w * *v);
         }
     }
-
     fn rowdot_sigmoid_scatter(
         &self,
         a: &Vec<T>,
@@ -623,7 +638,6 @@ impl<T: Real> Backend for CpuBackend<T> {
             out[row] = scale * s * (T::one() - s) * dot;
         }
     }
-
     fn exp_rowdot(&self, lambda: &Vec<T>, a: &Vec<T>, b: &Vec<T>, c: usize, scale: f64, out: &mut Vec<T>) {
         let scale = to_t::<T>(scale);
         for (j, o) in out.iter_mut().enumerate() {
@@ -631,16 +645,6 @@ impl<T: Real> Backend for CpuBackend<T> {
             *o = scale * lambda[j].exp() * dot;
         }
     }
-
-    fn adam(&self, g: &Vec<T>, m: &mut Vec<T>, v: &mut Vec<T>, x: &mut Vec<T>, lr: f64, beta1: f64, beta2: f64, eps: f64) {
-        let (lr, b1, b2, eps) = (to_t::<T>(lr), to_t::<T>(beta1), to_t::<T>(beta2), to_t::<T>(eps));
-        for i in 0..x.len() {
-            m[i] = b1 * m[i] + (T::one() - b1) * g[i];
-            v[i] = b2 * v[i] + (T::one() - b2) * g[i] * g[i];
-            x[i] = x[i] - lr * m[i] / (v[i].sqrt() + eps);
-        }
-    }
-
     fn glm_batch(
         &self,
         data: GlmRows<'_, Self>,
@@ -656,12 +660,6 @@ impl<T: Real> Backend for CpuBackend<T> {
         } else {
             glm_batch_unfused(self, data, term, row_scale, scale, reg, out, scratch);
         }
-    }
-
-    fn sum(&self, x: &Vec<T>, scale: f64, out: &Cell<T>, accumulate: bool) {
-        let parallel = self.parallel(ThreadedPath::Reduction, x.len());
-        let s = reduce(x.len(), parallel, |r| sum_kernel(&x[r])) * to_t(scale);
-        out.set(if accumulate { out.get() + s } else { s });
     }
 }
 

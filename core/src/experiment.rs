@@ -5,7 +5,7 @@
 use serde::Serialize;
 
 use crate::algorithms::{AlgKind, Hyper};
-use crate::backend::{Backend, HostMatrix, LossKind, Rows};
+use crate::backend::{GlmBackend, HostMatrix, LossKind, Rows};
 use crate::data::Labeled;
 use crate::exact::{solve_inner, InnerSolve};
 use crate::outer::{OuterLoop, OuterOpt};
@@ -192,7 +192,7 @@ pub fn hyperclean_paper(mut train: Labeled, val: Labeled, test: Labeled, noise_r
 }
 
 /// A run in progress on backend `B`.
-pub struct Run<'a, B: Backend> {
+pub struct Run<'a, B: GlmBackend> {
     pub outer: OuterLoop<'a, B, Glm<B>>,
     x_test: B::Matrix,
     t_test: Vec<f64>,
@@ -206,7 +206,7 @@ pub struct Run<'a, B: Backend> {
     pub lambda: Vec<f64>,
 }
 
-impl<'a, B: Backend + 'static> Run<'a, B> {
+impl<'a, B: GlmBackend + 'static> Run<'a, B> {
     pub fn new(be: &'a B, exp: &Experiment, alg: AlgKind, hyper: Hyper, opt: OuterOpt, seed: u64) -> Result<Self> {
         hyper.validate()?;
         opt.validate()?;

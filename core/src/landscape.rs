@@ -13,7 +13,7 @@
 use serde::Serialize;
 
 use crate::algorithms::{inner_descent, AlgKind, Cg, Hyper};
-use crate::backend::{Backend, Coef, HostMatrix, LossKind, Rows};
+use crate::backend::{Coef, GlmBackend, HostMatrix, LossKind, Rows};
 use crate::outer::{OuterLoop, OuterOpt};
 use crate::problems::counted::OracleCounts;
 use crate::problems::glm::{Glm, GlmData, HyperKind};
@@ -103,7 +103,7 @@ impl Landscape {
 
     /// Φ at each of `points` (any number), on `be`, in one stacked solve of `cg_iters` CG
     /// iterations (see the module docs).
-    pub async fn outer_values<B: Backend>(&self, be: &B, points: &[[f64; 2]], cg_iters: usize) -> Result<Vec<f64>> {
+    pub async fn outer_values<B: GlmBackend>(&self, be: &B, points: &[[f64; 2]], cg_iters: usize) -> Result<Vec<f64>> {
         let blocks = points.len();
         if blocks == 0 {
             return Ok(Vec::new());
@@ -167,18 +167,25 @@ impl Landscape {
     }
 
     /// The ridge problem on `be` (the single, unstacked instance).
-    pub fn problem<B: Backend>(&self, be: &B) -> Ridge<B> {
+    pub fn problem<B: GlmBackend>(&self, be: &B) -> Ridge<B> {
         Ridge::ridge(be, &self.data)
     }
 
     /// One estimate of the hypergradient at `lambda` by `alg`, its inner loop starting from
     /// w = 0 (no warm start: what T inner steps alone achieve), mini-batches from `seed`.
-    pub async fn estimate<B: Backend + 'static>(&self, be: &B, alg: AlgKind, hyper: &Hyper, lambda: &[f64], seed: u64) -> Result<Vec<f64>> {
+    pub async fn estimate<B: GlmBackend + 'static>(
+        &self,
+        be: &B,
+        alg: AlgKind,
+        hyper: &Hyper,
+        lambda: &[f64],
+        seed: u64,
+    ) -> Result<Vec<f64>> {
         Ok(self.estimate_counted(be, alg, hyper, lambda, seed).await?.0)
     }
 
     /// [`Landscape::estimate`] and the oracle calls it took.
-    pub async fn estimate_counted<B: Backend + 'static>(
+    pub async fn estimate_counted<B: GlmBackend + 'static>(
         &self,
         be: &B,
         alg: AlgKind,
@@ -199,7 +206,7 @@ impl Landscape {
 
     /// The outer descent from `start` with `alg` (its inner loop warm-started across outer steps,
     /// as in a real run), one [`DescentPoint`] per [`Descent::step`].
-    pub fn descent<'a, B: Backend + 'static>(
+    pub fn descent<'a, B: GlmBackend + 'static>(
         &self,
         be: &'a B,
         alg: AlgKind,
@@ -216,7 +223,7 @@ impl Landscape {
     /// The inner solver's path at `lambda`: w after each of T mini-batch SGD steps from w = 0
     /// (step α, batch size `batch_size`, batches from `seed`, as stocBiO's inner loop), w = 0
     /// first.
-    pub async fn inner_path<B: Backend>(&self, be: &B, hyper: &Hyper, lambda: &[f64], seed: u64) -> Result<Vec<[f64; 2]>> {
+    pub async fn inner_path<B: GlmBackend>(&self, be: &B, hyper: &Hyper, lambda: &[f64], seed: u64) -> Result<Vec<[f64; 2]>> {
         hyper.validate()?;
         let problem = self.problem(be);
         let x = be.vector_from(lambda, "landscape.path.lambda");
@@ -243,12 +250,12 @@ pub struct DescentPoint {
 }
 
 /// An outer descent on the landscape's problem.
-pub struct Descent<'a, B: Backend> {
+pub struct Descent<'a, B: GlmBackend> {
     pub outer: OuterLoop<'a, B, Ridge<B>>,
     data: RidgeData,
 }
 
-impl<B: Backend + 'static> Descent<'_, B> {
+impl<B: GlmBackend + 'static> Descent<'_, B> {
     /// One outer iteration (estimate and update); returns where it started.
     pub async fn step(&mut self) -> Result<DescentPoint> {
         let be = self.outer.be;

@@ -20,6 +20,6 @@ pub mod problems;
 pub mod sampler;
 pub mod steps;
 
-pub use backend::{Backend, Coef, Rows};
+pub use backend::{Backend, Coef, GlmBackend, Rows};
 pub use error::{Error, Result};
 pub mod toy;

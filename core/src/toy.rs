@@ -5,7 +5,7 @@
 use serde::Serialize;
 
 use crate::algorithms::{AlgKind, Hyper};
-use crate::backend::{Backend, Rows};
+use crate::backend::{GlmBackend, Rows};
 use crate::outer::{OuterLoop, OuterOpt};
 use crate::problems::counted::OracleCounts;
 use crate::problems::ridge::{Ridge, RidgeData};
@@ -73,7 +73,7 @@ pub struct ToyRecord {
 }
 
 /// A toy run in progress on backend `B`.
-pub struct ToyRun<'a, B: Backend> {
+pub struct ToyRun<'a, B: GlmBackend> {
     pub config: ToyConfig,
     pub data: RidgeData,
     pub outer: OuterLoop<'a, B, Ridge<B>>,
@@ -85,7 +85,7 @@ fn norm(v: &[f64]) -> f64 {
     v.iter().map(|x| x * x).sum::<f64>().sqrt()
 }
 
-impl<'a, B: Backend + 'static> ToyRun<'a, B> {
+impl<'a, B: GlmBackend + 'static> ToyRun<'a, B> {
     /// Builds the data (host, f64), uploads it, and sets up the algorithm.
     pub fn new(be: &'a B, config: ToyConfig) -> Result<Self> {
         config.validate()?;

@@ -11,7 +11,7 @@ mod common;
 use bilevel_core::backend::{glm_batch_unfused, GlmRows, HostMatrix, LossKind, Reg, RowTerm};
 use bilevel_core::cpu::{CpuBackend, Real, Threads};
 use bilevel_core::sampler::Sampler;
-use bilevel_core::{Backend, Rows};
+use bilevel_core::{Backend, GlmBackend, Rows};
 use common::randn;
 
 /// A test matrix and its loss.
@@ -117,7 +117,7 @@ impl Inputs {
 }
 
 /// Runs the op on a backend: fused (`glm_batch`) or not, returns `out`.
-fn run<B: Backend>(be: &B, case: &Case, batch: &[u32], op: Op, vecs: [&[f64]; 6], weighted: bool, fused: bool) -> Vec<f64> {
+fn run<B: GlmBackend>(be: &B, case: &Case, batch: &[u32], op: Op, vecs: [&[f64]; 6], weighted: bool, fused: bool) -> Vec<f64> {
     let [t, y, v, out0, lam_feature, lam_sample] = vecs;
     let c = case.c;
     let x = be.matrix_from(&case.x, "x");

@@ -14,13 +14,13 @@ use bilevel_core::problems::synthetic::SyntheticSpec;
 use bilevel_core::problems::Problem;
 use bilevel_core::sampler::Sampler;
 use bilevel_core::toy::{ToyConfig, ToyRecord, ToyRun};
-use bilevel_core::{Backend, Coef, Rows};
+use bilevel_core::{Backend, Coef, GlmBackend, Rows};
 use common::{block, gpu, randn, rel_err};
 
 const F32_TOL: f64 = 1e-4;
 
 /// Named outputs of every primitive on backend `B`, from seeded inputs of length `n`.
-fn kernel_outputs<B: Backend>(be: &B, n: usize, rows: usize, seed: u64) -> Vec<(String, Vec<f64>)> {
+fn kernel_outputs<B: GlmBackend>(be: &B, n: usize, rows: usize, seed: u64) -> Vec<(String, Vec<f64>)> {
     let mut s = Sampler::new(seed);
     let xs = randn(&mut s, n, 1.0);
     let ys = randn(&mut s, n, 1.0);
@@ -177,7 +177,7 @@ fn grids_wider_than_65535_workgroups_cover_every_element() {
 }
 
 /// Every oracle of a problem, on all rows and on a mini-batch.
-fn oracle_outputs<B: Backend>(be: &B, data: &GlmData, hyper: HyperKind) -> Vec<(String, Vec<f64>)> {
+fn oracle_outputs<B: GlmBackend>(be: &B, data: &GlmData, hyper: HyperKind) -> Vec<(String, Vec<f64>)> {
     let p = Glm::new(be, data, hyper);
     let mut s = Sampler::new(21);
     let (dx, dy) = (p.dim_x(), p.dim_y());
@@ -237,7 +237,7 @@ fn every_problem_oracle_matches_the_cpu_reference() {
     }
 }
 
-fn toy_records<B: Backend + 'static>(be: &B, alg: AlgKind, epochs: usize) -> Vec<ToyRecord> {
+fn toy_records<B: GlmBackend + 'static>(be: &B, alg: AlgKind, epochs: usize) -> Vec<ToyRecord> {
     let config = ToyConfig {
         alg,
         hyper: Hyper { t: 10, q: 10, eta: 0.5, alpha: 0.5, beta: 5.0, batch_size: 37, val_batch_size: 41 },
@@ -303,7 +303,7 @@ fn steady_state_iterations_allocate_no_new_buffers() {
 }
 
 /// x after each of `iters` outer iterations of `alg` on backend `B`.
-fn trajectory<B: Backend + 'static>(be: &B, data: &GlmData, hyper_kind: HyperKind, alg: AlgKind, iters: usize) -> Vec<Vec<f64>> {
+fn trajectory<B: GlmBackend + 'static>(be: &B, data: &GlmData, hyper_kind: HyperKind, alg: AlgKind, iters: usize) -> Vec<Vec<f64>> {
     let h = Hyper { t: 5, q: 5, eta: 0.3, alpha: 0.3, beta: 0.5, batch_size: 23, val_batch_size: 19 };
     let mut run = OuterLoop::new(be, Glm::new(be, data, hyper_kind), alg, h, OuterOpt::adam(), 5);
     (0..iters)

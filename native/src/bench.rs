@@ -17,7 +17,7 @@ use bilevel_core::outer::{OuterLoop, OuterOpt};
 use bilevel_core::problems::glm::{Glm, GlmData, HyperKind};
 use bilevel_core::problems::synthetic::SyntheticSpec;
 use bilevel_core::sampler::Batching;
-use bilevel_core::Backend;
+use bilevel_core::GlmBackend;
 use clap::{Args, ValueEnum};
 use serde_json::json;
 
@@ -310,7 +310,7 @@ struct Cases<'a> {
 }
 
 impl Job for Cases<'_> {
-    fn run<B: Backend + 'static>(self, be: &B) -> Result<()> {
+    fn run<B: GlmBackend + 'static>(self, be: &B) -> Result<()> {
         for &alg in self.algs {
             let mut run = OuterLoop::new(
                 be,

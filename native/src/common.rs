@@ -9,7 +9,7 @@ use bilevel_core::gpu::{GpuBackend, GpuOptions};
 use bilevel_core::problems::RegScale;
 use bilevel_core::sampler::Batching;
 use bilevel_core::steps::AutoSteps;
-use bilevel_core::Backend;
+use bilevel_core::GlmBackend;
 use clap::{Args, ValueEnum};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -220,7 +220,7 @@ pub fn algorithm(name: &str, compat: CompatArg) -> Result<AlgKind> {
 
 /// Work that runs on any backend.
 pub trait Job {
-    fn run<B: Backend + 'static>(self, be: &B) -> Result<()>;
+    fn run<B: GlmBackend + 'static>(self, be: &B) -> Result<()>;
 }
 
 /// Opens the chosen backend and runs `job` on it.

@@ -12,7 +12,7 @@ use bilevel_core::problems::counted::Counted;
 use bilevel_core::problems::glm::{Glm, GlmData, HyperKind};
 use bilevel_core::problems::{Problem, ProblemKind, RegScale};
 use bilevel_core::sampler::Sampler;
-use bilevel_core::{Backend, Rows};
+use bilevel_core::{GlmBackend, Rows};
 use clap::{Args, ValueEnum};
 use serde_json::json;
 
@@ -139,7 +139,7 @@ struct Hypergrad {
 }
 
 impl Job for Hypergrad {
-    fn run<B: Backend + 'static>(self, be: &B) -> Result<()> {
+    fn run<B: GlmBackend + 'static>(self, be: &B) -> Result<()> {
         let start = Instant::now();
         let p = Counted::new(Glm::new(be, &self.data, self.hyper_kind));
         let x = be.vector_from(&self.lambda, "lambda");

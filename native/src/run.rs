@@ -18,7 +18,7 @@ use bilevel_core::outer::{OuterLoop, OuterOpt};
 use bilevel_core::problems::Problem;
 use bilevel_core::sampler::Batching;
 use bilevel_core::steps::{unstable_step_warning, AutoSteps};
-use bilevel_core::Backend;
+use bilevel_core::{Backend, GlmBackend};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
@@ -116,7 +116,7 @@ pub struct Drive {
 pub const DOWNWEIGHTED: usize = 16;
 
 impl Job for Drive {
-    fn run<B: Backend + 'static>(self, be: &B) -> Result<()> {
+    fn run<B: GlmBackend + 'static>(self, be: &B) -> Result<()> {
         let mut out = match &self.out {
             Some(path) => {
                 if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {

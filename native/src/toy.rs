@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use bilevel_core::algorithms::{AlgKind, Hyper};
 use bilevel_core::outer::OuterOpt;
 use bilevel_core::toy::{ToyConfig, ToyRun};
-use bilevel_core::Backend;
+use bilevel_core::GlmBackend;
 use clap::Args;
 
 use bilevel_core::steps::AutoSteps;
@@ -102,7 +102,7 @@ struct Toy {
 }
 
 impl Job for Toy {
-    fn run<B: Backend + 'static>(mut self, be: &B) -> Result<()> {
+    fn run<B: GlmBackend + 'static>(mut self, be: &B) -> Result<()> {
         let c = &self.config;
         eprintln!("toy: {} on {} ({} epochs, d = {}, n = {}, m = {})", c.alg, be.describe(), c.epochs, c.features, c.n_train, c.n_val);
         let mut run = ToyRun::new(be, self.config)?;

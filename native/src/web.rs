@@ -7,7 +7,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use bilevel_core::algorithms::{AlgKind, Hyper};
 use bilevel_core::landscape::{Landscape, LandscapeConfig};
-use bilevel_core::Backend;
+use bilevel_core::GlmBackend;
 use clap::Args;
 use serde_json::json;
 
@@ -134,7 +134,7 @@ struct LandscapeJob {
 }
 
 impl Job for LandscapeJob {
-    fn run<B: Backend + 'static>(self, be: &B) -> Result<()> {
+    fn run<B: GlmBackend + 'static>(self, be: &B) -> Result<()> {
         let l = &self.landscape;
         let points = l.grid_points();
         let start = Instant::now();

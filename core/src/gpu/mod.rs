@@ -25,7 +25,7 @@ use std::future::Future;
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 
-use crate::backend::{Backend, Coef, HostMatrix, LossKind, Reg, Rows};
+use crate::backend::{Backend, Coef, GlmBackend, HostMatrix, LossKind, Reg, Rows};
 use crate::{Error, Result};
 use kernels::KernelSpec;
 
@@ -672,6 +672,9 @@ impl Backend for GpuBackend {
             GpuMatrix::Sparse { .. } => kernels::sparse::gather_tmatmul(self, x, rows, e, c, scale, reg, out),
         }
     }
+}
+
+impl GlmBackend for GpuBackend {
     fn loss_residual(
         &self,
         kind: LossKind,

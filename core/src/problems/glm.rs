@@ -18,7 +18,7 @@
 use std::cell::RefCell;
 
 use super::Problem;
-use crate::backend::{Backend, Coef, GlmRows, HostMatrix, LossKind, Reg, RowTerm, Rows};
+use crate::backend::{Coef, GlmBackend, GlmRows, HostMatrix, LossKind, Reg, RowTerm, Rows};
 use crate::sampler::Sampler;
 
 /// The hyperparameters and the inner problem's regulariser.
@@ -65,7 +65,7 @@ impl GlmData {
 }
 
 /// A GLM bilevel problem resident on a backend.
-pub struct Glm<B: Backend> {
+pub struct Glm<B: GlmBackend> {
     x_train: B::Matrix,
     t_train: B::Vector,
     x_val: B::Matrix,
@@ -89,7 +89,7 @@ enum Split {
     Val,
 }
 
-impl<B: Backend> Glm<B> {
+impl<B: GlmBackend> Glm<B> {
     /// The resident validation features and targets.
     pub(crate) fn validation(&self) -> (&B::Matrix, &B::Vector) {
         (&self.x_val, &self.t_val)
@@ -143,7 +143,7 @@ impl<B: Backend> Glm<B> {
         self.scratch.borrow_mut().push((len, v));
     }
 
-    /// One [`Backend::glm_batch`] on a split's rows: `out = scale·X_Bᵀ diag(s) E / b + reg`.
+    /// One [`GlmBackend::glm_batch`] on a split's rows: `out = scale·X_Bᵀ diag(s) E / b + reg`.
     #[allow(clippy::too_many_arguments)]
     fn batch_op(
         &self,
@@ -238,20 +238,20 @@ impl<B: Backend> Glm<B> {
 /// The oracles, with a choice of which split plays the training set (`inner`, for g) and which
 /// the validation set (`outer`, for f). [`Glm`] is the view (train, val); the reference code's
 /// stocBiO also evaluates g on validation batches, through [`Problem::val_as_train`].
-pub struct GlmView<'a, B: Backend> {
+pub struct GlmView<'a, B: GlmBackend> {
     g: &'a Glm<B>,
     inner: Split,
     outer: Split,
 }
 
-impl<B: Backend> Glm<B> {
+impl<B: GlmBackend> Glm<B> {
     fn view(&self) -> GlmView<'_, B> {
         GlmView { g: self, inner: Split::Train, outer: Split::Val }
     }
 }
 
 /// Every oracle of [`Glm`] is its (train, val) view's.
-impl<B: Backend> Problem<B> for Glm<B> {
+impl<B: GlmBackend> Problem<B> for Glm<B> {
     fn dim_x(&self) -> usize {
         self.view().dim_x()
     }
@@ -312,7 +312,7 @@ impl<B: Backend> Problem<B> for Glm<B> {
     }
 }
 
-impl<B: Backend> Problem<B> for GlmView<'_, B> {
+impl<B: GlmBackend> Problem<B> for GlmView<'_, B> {
     fn dim_x(&self) -> usize {
         match self.g.hyper {
             HyperKind::FeatureRidge { .. } => self.g.d,

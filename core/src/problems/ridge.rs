@@ -14,7 +14,7 @@
 //! exercises every algorithm's `∇_x f` term.
 
 use super::glm::{Glm, GlmData, HyperKind};
-use crate::backend::{Backend, HostMatrix, LossKind};
+use crate::backend::{GlmBackend, HostMatrix, LossKind};
 use crate::sampler::Sampler;
 
 /// Host copy of a ridge instance, in f64 (the reference data for every backend).
@@ -180,7 +180,7 @@ impl RidgeData {
 /// The ridge problem resident on a backend.
 pub type Ridge<B> = Glm<B>;
 
-impl<B: Backend> Glm<B> {
+impl<B: GlmBackend> Glm<B> {
     /// Uploads a ridge instance: `g = 1/(2n)‖Xw − y‖² + ½ Σ e^{λ_j} w_j²`,
     /// `f = 1/(2m)‖X_v w − y_v‖² + (μ/2)‖λ‖²`.
     pub fn ridge(be: &B, data: &RidgeData) -> Self {
