@@ -11,6 +11,7 @@ use std::sync::Mutex;
 use num_traits::Float;
 
 use crate::backend::{glm_batch_unfused, Backend, Coef, GlmBackend, GlmRows, HostMatrix, LossKind, Reg, RowTerm, Rows, SPARSE_DENSITY};
+use crate::optim::AdamStep;
 use crate::Result;
 
 /// Real types the CPU backend computes in.
@@ -554,8 +555,8 @@ impl<T: Real> Backend for CpuBackend<T> {
         }
     }
 
-    fn adam(&self, g: &Vec<T>, m: &mut Vec<T>, v: &mut Vec<T>, x: &mut Vec<T>, lr: f64, beta1: f64, beta2: f64, eps: f64) {
-        let (lr, b1, b2, eps) = (to_t::<T>(lr), to_t::<T>(beta1), to_t::<T>(beta2), to_t::<T>(eps));
+    fn adam(&self, g: &Vec<T>, m: &mut Vec<T>, v: &mut Vec<T>, x: &mut Vec<T>, step: AdamStep) {
+        let (lr, b1, b2, eps) = (to_t::<T>(step.lr), to_t::<T>(step.beta1), to_t::<T>(step.beta2), to_t::<T>(step.eps));
         for i in 0..x.len() {
             m[i] = b1 * m[i] + (T::one() - b1) * g[i];
             v[i] = b2 * v[i] + (T::one() - b2) * g[i] * g[i];

@@ -16,6 +16,9 @@ pub enum Error {
     /// A quantity became NaN or infinite during a run (usually a step size that is too large).
     #[error("{quantity} became non-finite at outer iteration {iter} (step size too large?)")]
     NonFinite { iter: usize, quantity: String },
+    /// A run's records could not be written (a full disk, a closed pipe).
+    #[error("cannot write results: {0}")]
+    Output(String),
 }
 
 /// Result with [`Error`].

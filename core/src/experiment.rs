@@ -4,15 +4,16 @@
 
 use serde::Serialize;
 
-use crate::algorithms::{AlgKind, Hyper};
+use crate::algorithms::{AlgKind, Algorithm, Hyper};
 use crate::backend::{GlmBackend, HostMatrix, LossKind, Rows};
 use crate::data::Labeled;
 use crate::exact::{solve_inner, InnerSolve};
 use crate::outer::{OuterLoop, OuterOpt};
-use crate::problems::counted::OracleCounts;
+use crate::problems::counted::{Counted, OracleCounts};
 use crate::problems::glm::{Glm, GlmData, HyperKind};
 use crate::problems::{with_bias, Problem, ProblemKind, RegScale};
 use crate::sampler::Sampler;
+use crate::steps::StepChoice;
 use crate::{Error, Result};
 
 /// A problem's data with its held-out test split.
@@ -191,6 +192,41 @@ pub fn hyperclean_paper(mut train: Labeled, val: Labeled, test: Labeled, noise_r
     })
 }
 
+/// How long [`Run::drive`] goes and which iterations it records.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Plan {
+    /// Outer iterations at most (`usize::MAX`: until the time budget).
+    pub epochs: usize,
+    /// Stop once this much solver time (seconds, evaluation excluded) has been spent.
+    pub time_budget: Option<f64>,
+    /// Every one of the first `record_all` iterations is recorded…
+    pub record_all: usize,
+    /// …and later ones once the solver time since the last record is `eval_ratio` times what
+    /// the last evaluation cost, so that evaluating takes at most `1 / (1 + eval_ratio)` of
+    /// the wall clock however cheap an iteration is.
+    pub eval_ratio: f64,
+}
+
+impl Plan {
+    /// `epochs` outer iterations, the first 100 recorded, then evaluation kept under a tenth
+    /// of the wall clock.
+    pub fn epochs(epochs: usize) -> Self {
+        Plan { epochs, time_budget: None, record_all: 100, eval_ratio: 9.0 }
+    }
+}
+
+/// What [`Run::drive`] reports as it goes.
+#[derive(Clone, Copy, Debug)]
+pub enum Event<'r> {
+    /// A record: the starting point's first, then as the [`Plan`] says.
+    Record(&'r Record),
+    /// The data chose new step sizes before an iteration.
+    Steps(StepChoice),
+    /// An outer iteration ended (for progress displays): the iteration count and the solver
+    /// time so far.
+    Iteration { iter: usize, elapsed: f64 },
+}
+
 /// A run in progress on backend `B`.
 pub struct Run<'a, B: GlmBackend> {
     pub outer: OuterLoop<'a, B, Glm<B>>,
@@ -207,14 +243,28 @@ pub struct Run<'a, B: GlmBackend> {
 }
 
 impl<'a, B: GlmBackend + 'static> Run<'a, B> {
+    /// One of the shipped algorithms on the experiment's problem (see [`OuterLoop::new`]).
     pub fn new(be: &'a B, exp: &Experiment, alg: AlgKind, hyper: Hyper, opt: OuterOpt, seed: u64) -> Result<Self> {
-        hyper.validate()?;
-        opt.validate()?;
-        let problem = Glm::new(be, &exp.data, exp.hyper_kind);
-        alg.check::<B, _>(&problem)?;
+        let outer = OuterLoop::new(be, Glm::new(be, &exp.data, exp.hyper_kind), alg, hyper, opt, seed)?;
+        Ok(Self::around(be, exp, outer))
+    }
+
+    /// Any algorithm on the experiment's problem (see [`OuterLoop::with_algorithm`]): the
+    /// records, counts and evaluation are those of a shipped one.
+    pub fn with_algorithm<A, F>(be: &'a B, exp: &Experiment, build: F, opt: OuterOpt, seed: u64) -> Result<Self>
+    where
+        A: Algorithm<B, Counted<Glm<B>>> + 'a,
+        F: FnOnce(&B, &Counted<Glm<B>>) -> A,
+    {
+        let outer = OuterLoop::with_algorithm(be, Glm::new(be, &exp.data, exp.hyper_kind), build, opt, seed)?;
+        Ok(Self::around(be, exp, outer))
+    }
+
+    /// The run's evaluation state (the test set resident) around an outer loop.
+    fn around(be: &'a B, exp: &Experiment, outer: OuterLoop<'a, B, Glm<B>>) -> Self {
         let n_test = exp.x_test.shape().0;
-        Ok(Run {
-            outer: OuterLoop::new(be, problem, alg, hyper, opt, seed),
+        Run {
+            outer,
             x_test: be.matrix_from(&exp.x_test, "test.x"),
             t_test: exp.t_test.clone(),
             corrupted: exp.corrupted.clone(),
@@ -224,7 +274,7 @@ impl<'a, B: GlmBackend + 'static> Run<'a, B> {
             scalar: be.scalar("run.scalar"),
             elapsed: 0.0,
             lambda: Vec::new(),
-        })
+        }
     }
 
     /// Hyper-cleaning's [`Baselines`], on the run's resident data (not counted as oracle calls,
@@ -262,16 +312,49 @@ impl<'a, B: GlmBackend + 'static> Run<'a, B> {
     }
 
     /// One outer iteration without an evaluation (a driver that records only some iterations
-    /// calls [`Run::record`] when it wants one).
-    pub async fn advance(&mut self, now: &dyn Fn() -> f64) -> Result<()> {
+    /// calls [`Run::record`] when it wants one). Returns the steps the data chose, when this
+    /// iteration chose them.
+    pub async fn advance(&mut self, now: &dyn Fn() -> f64) -> Result<Option<StepChoice>> {
         let t0 = now();
-        self.outer.adapt_steps().await?;
+        let choice = self.outer.adapt_steps().await?;
         self.outer.estimate();
         self.outer.update();
         // Wait for the device inside the timing.
         self.outer.wait().await?;
         self.elapsed += now() - t0;
-        Ok(())
+        Ok(choice)
+    }
+
+    /// Runs the plan: the starting point's record, then outer iterations until `plan.epochs`
+    /// or the time budget, each recorded as the plan says (the last always). Every record,
+    /// step choice and iteration goes to `on` as it happens (a results file, a progress bar);
+    /// an error from `on` or from the run ends it, with everything already handed over kept.
+    /// Returns the last record.
+    pub async fn drive(&mut self, plan: &Plan, now: &dyn Fn() -> f64, on: &mut dyn FnMut(Event<'_>) -> Result<()>) -> Result<Record> {
+        let mut last = self.initial().await?;
+        on(Event::Record(&last))?;
+        let mut eval_cost = 0.0;
+        for i in 0..plan.epochs {
+            if let Some(choice) = self.advance(now).await? {
+                on(Event::Steps(choice))?;
+            }
+            let out_of_time = plan.time_budget.is_some_and(|b| self.elapsed >= b);
+            let last_iter = out_of_time || i + 1 == plan.epochs;
+            // Evaluation (the test set, the validation loss, λ read back) is excluded from
+            // time_s but not from the wall clock: past the first iterations, record one only
+            // once the solver has run `eval_ratio` times as long as the last evaluation took.
+            if last_iter || i < plan.record_all || self.elapsed - last.time_s >= plan.eval_ratio * eval_cost {
+                let t = now();
+                last = self.record().await?;
+                eval_cost = now() - t;
+                on(Event::Record(&last))?;
+            }
+            on(Event::Iteration { iter: self.outer.iter, elapsed: self.elapsed })?;
+            if out_of_time {
+                break;
+            }
+        }
+        Ok(last)
     }
 
     /// Solver time so far (evaluation excluded).

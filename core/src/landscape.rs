@@ -193,9 +193,8 @@ impl Landscape {
         lambda: &[f64],
         seed: u64,
     ) -> Result<(Vec<f64>, OracleCounts)> {
-        hyper.validate()?;
-        let mut outer = OuterLoop::new(be, self.problem(be), alg, hyper.clone(), OuterOpt::Sgd { momentum: 0.0 }, seed);
-        outer = outer.with_start(Some(lambda), None);
+        let mut outer =
+            OuterLoop::new(be, self.problem(be), alg, hyper.clone(), OuterOpt::Sgd { momentum: 0.0 }, seed)?.with_start(Some(lambda), None);
         outer.estimate();
         let h = be.read_vector(&outer.h).await?;
         if h.iter().any(|v| !v.is_finite()) {
@@ -214,9 +213,8 @@ impl Landscape {
         start: &[f64],
         seed: u64,
     ) -> Result<Descent<'a, B>> {
-        hyper.validate()?;
         let outer =
-            OuterLoop::new(be, self.problem(be), alg, hyper.clone(), OuterOpt::Sgd { momentum: 0.0 }, seed).with_start(Some(start), None);
+            OuterLoop::new(be, self.problem(be), alg, hyper.clone(), OuterOpt::Sgd { momentum: 0.0 }, seed)?.with_start(Some(start), None);
         Ok(Descent { outer, data: self.data.clone() })
     }
 

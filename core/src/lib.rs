@@ -15,6 +15,7 @@ pub mod experiment;
 pub mod gpu;
 pub mod landscape;
 pub mod meta;
+pub mod optim;
 pub mod outer;
 pub mod problems;
 pub mod sampler;

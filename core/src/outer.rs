@@ -1,11 +1,16 @@
 //! The outer loop shared by every algorithm: the algorithm's inner loop and hypergradient
 //! estimate, then the outer step on x with SGD (optionally with momentum, as the reference code
 //! offers) or Adam, at the algorithm's step-size schedule. Oracle calls are counted.
+//!
+//! The loop runs any [`Algorithm`]: one of the shipped ones by name ([`OuterLoop::new`] with an
+//! [`AlgKind`]) or a user's own ([`OuterLoop::with_algorithm`]), with the same step-size
+//! adaptation, schedules and oracle counts.
 
 use serde::Serialize;
 
-use crate::algorithms::{AlgKind, Algorithm, Hyper, Schedule};
+use crate::algorithms::{AlgKind, Algorithm, Hyper, Schedule, Step};
 use crate::backend::{Backend, Coef};
+use crate::optim::{Adam, AdamSettings};
 use crate::problems::counted::{Counted, OracleCounts};
 use crate::problems::Problem;
 use crate::sampler::Sampler;
@@ -18,17 +23,19 @@ pub enum OuterOpt {
     /// `m ← μ m + ĥ;  x ← x − β_k m` (PyTorch's SGD; μ = 0 is plain SGD).
     Sgd { momentum: f64 },
     /// Adam (Kingma & Ba) with bias correction.
-    Adam { beta1: f64, beta2: f64, eps: f64 },
+    Adam(AdamSettings),
 }
 
 impl OuterOpt {
+    /// Adam with PyTorch's constants.
     pub fn adam() -> Self {
-        OuterOpt::Adam { beta1: 0.9, beta2: 0.999, eps: 1e-8 }
+        OuterOpt::Adam(AdamSettings::default())
     }
+    /// Rejects settings no run can use (momentum and Adam's betas outside [0, 1), ε ≤ 0).
     pub fn validate(&self) -> Result<()> {
         let ok = match *self {
             OuterOpt::Sgd { momentum } => (0.0..1.0).contains(&momentum),
-            OuterOpt::Adam { beta1, beta2, eps } => (0.0..1.0).contains(&beta1) && (0.0..1.0).contains(&beta2) && eps > 0.0,
+            OuterOpt::Adam(AdamSettings { beta1, beta2, eps }) => (0.0..1.0).contains(&beta1) && (0.0..1.0).contains(&beta2) && eps > 0.0,
         };
         if ok {
             Ok(())
@@ -45,12 +52,12 @@ pub struct OuterLoop<'a, B: Backend, P: Problem<B>> {
     pub problem: Counted<P>,
     pub hyper: Hyper,
     pub opt: OuterOpt,
-    alg: Box<dyn Algorithm<B, Counted<P>>>,
+    alg: Box<dyn Algorithm<B, Counted<P>> + 'a>,
     pub x: B::Vector,
     pub y: B::Vector,
     pub h: B::Vector,
-    m1: B::Vector,
-    m2: B::Vector,
+    /// The optimiser's state on x.
+    moments: Moments<B>,
     /// ‖ĥ‖², read back by [`OuterLoop::wait`].
     sync: B::Scalar,
     pub rng: Sampler,
@@ -65,24 +72,73 @@ pub struct OuterLoop<'a, B: Backend, P: Problem<B>> {
     pub steps: Option<StepChoice>,
 }
 
-impl<'a, B: Backend + 'static, P: Problem<B>> OuterLoop<'a, B, P> {
-    /// x and y start at zero (as in the reference code); see [`OuterLoop::with_start`].
-    pub fn new(be: &'a B, problem: P, alg: AlgKind, hyper: Hyper, opt: OuterOpt, seed: u64) -> Self {
+/// The outer optimiser's state on x.
+enum Moments<B: Backend> {
+    None,
+    Momentum(B::Vector),
+    Adam(Adam<B>),
+}
+
+impl<'a, B: Backend + 'static, P: Problem<B> + 'a> OuterLoop<'a, B, P> {
+    /// One of the shipped algorithms on `problem`, from x = 0 and y = 0 (as in the reference
+    /// code; see [`OuterLoop::with_start`]). Settings no run can use, and an algorithm the
+    /// problem cannot run, are errors.
+    pub fn new(be: &'a B, problem: P, alg: AlgKind, hyper: Hyper, opt: OuterOpt, seed: u64) -> Result<Self> {
+        alg.check::<B, _>(&problem)?;
+        hyper.validate()?;
+        Self::with_algorithm(be, problem, |be, p| alg.build(be, p, &hyper), opt, seed)
+    }
+
+    /// Any algorithm on `problem`: `build` makes it for the problem the loop runs (the user's
+    /// problem wrapped in [`Counted`], so its oracle calls are counted), with its workspaces
+    /// sized from the problem's dimensions. The loop's settings are the algorithm's
+    /// ([`Algorithm::hyper_mut`]).
+    ///
+    /// ```
+    /// use bilevel_core::algorithms::{stocbio::StocBiO, Hyper};
+    /// use bilevel_core::cpu::CpuBackend;
+    /// use bilevel_core::outer::{OuterLoop, OuterOpt};
+    /// use bilevel_core::problems::{glm::Glm, ridge::RidgeData};
+    ///
+    /// let be = CpuBackend::<f64>::new();
+    /// let problem = Glm::ridge(&be, &RidgeData::synthetic(40, 30, 5, 0.1, 1));
+    /// let hyper = Hyper { t: 5, q: 5, eta: 0.1, alpha: 0.1, beta: 1.0, batch_size: 10, val_batch_size: 10 };
+    /// let mut run = OuterLoop::with_algorithm(&be, problem, |be, p| StocBiO::new(be, p, hyper), OuterOpt::adam(), 0)?;
+    /// for _ in 0..3 {
+    ///     run.estimate();
+    ///     run.update();
+    /// }
+    /// assert_eq!(run.iter, 3);
+    /// assert!(run.counts().hvps > 0);
+    /// # Ok::<(), bilevel_core::Error>(())
+    /// ```
+    pub fn with_algorithm<A, F>(be: &'a B, problem: P, build: F, opt: OuterOpt, seed: u64) -> Result<Self>
+    where
+        A: Algorithm<B, Counted<P>> + 'a,
+        F: FnOnce(&B, &Counted<P>) -> A,
+    {
+        opt.validate()?;
         let problem = Counted::new(problem);
-        let alg = alg.build(be, &problem, &hyper);
+        let mut alg = build(be, &problem);
+        let hyper = alg.hyper_mut().clone();
+        hyper.validate()?;
         let (dx, dy) = (problem.dim_x(), problem.dim_y());
-        OuterLoop {
+        let moments = match opt {
+            OuterOpt::Sgd { momentum: 0.0 } => Moments::None,
+            OuterOpt::Sgd { .. } => Moments::Momentum(be.zeros(dx, "outer.momentum")),
+            OuterOpt::Adam(settings) => Moments::Adam(Adam::new(be, dx, "outer.x", settings)),
+        };
+        Ok(OuterLoop {
             x: be.zeros(dx, "outer.x"),
             y: be.zeros(dy, "outer.y"),
             h: be.zeros(dx, "outer.h"),
-            m1: be.zeros(dx, "outer.m1"),
-            m2: be.zeros(dx, "outer.m2"),
+            moments,
             sync: be.scalar("outer.sync"),
             be,
             problem,
             hyper,
             opt,
-            alg,
+            alg: Box::new(alg),
             rng: Sampler::new(seed),
             iter: 0,
             auto: None,
@@ -90,7 +146,7 @@ impl<'a, B: Backend + 'static, P: Problem<B>> OuterLoop<'a, B, P> {
             seed,
             x_at_estimate: None,
             steps: None,
-        }
+        })
     }
 
     /// Chooses α and/or η from the data: `fraction / L̂` with `L̂` the inner Hessian's top
@@ -161,26 +217,21 @@ impl<'a, B: Backend + 'static, P: Problem<B>> OuterLoop<'a, B, P> {
 
     /// The algorithm's inner loop and hypergradient estimate at the current x (enqueued).
     pub fn estimate(&mut self) {
-        self.alg.inner_and_hypergradient(self.be, &self.problem, self.iter, &self.x, &mut self.y, &mut self.h, &mut self.rng);
+        let step = Step { k: self.iter, x: &self.x, y: &mut self.y, h: &mut self.h, rng: &mut self.rng };
+        self.alg.inner_and_hypergradient(self.be, &self.problem, step);
     }
 
     /// The outer step with the current estimate (enqueued).
     pub fn update(&mut self) {
         let k = self.iter;
         let lr = self.hyper.beta * self.schedule().factor(k);
-        match self.opt {
-            OuterOpt::Sgd { momentum: 0.0 } => self.be.axpy(Coef::c(-lr), &self.h, &mut self.x),
-            OuterOpt::Sgd { momentum } => {
-                self.be.axpby(Coef::c(1.0), &self.h, Coef::c(momentum), &mut self.m1);
-                self.be.axpy(Coef::c(-lr), &self.m1, &mut self.x);
+        match (&mut self.moments, self.opt) {
+            (Moments::Momentum(m), OuterOpt::Sgd { momentum }) => {
+                self.be.axpby(Coef::c(1.0), &self.h, Coef::c(momentum), m);
+                self.be.axpy(Coef::c(-lr), m, &mut self.x);
             }
-            OuterOpt::Adam { beta1, beta2, eps } => {
-                let t = (k + 1) as i32;
-                // Bias corrections folded into the step: lr_t = lr √(1 − β₂ᵗ) / (1 − β₁ᵗ).
-                let lr_t = lr * (1.0 - beta2.powi(t)).sqrt() / (1.0 - beta1.powi(t));
-                let eps_t = eps * (1.0 - beta2.powi(t)).sqrt();
-                self.be.adam(&self.h, &mut self.m1, &mut self.m2, &mut self.x, lr_t, beta1, beta2, eps_t);
-            }
+            (Moments::Adam(adam), _) => adam.step(self.be, &self.h, &mut self.x, lr),
+            _ => self.be.axpy(Coef::c(-lr), &self.h, &mut self.x),
         }
         self.iter += 1;
     }

@@ -93,8 +93,7 @@ impl<'a, B: GlmBackend + 'static> ToyRun<'a, B> {
         let data = RidgeData::synthetic(config.n_train, config.n_val, config.features, config.noise, config.seed)
             .with_outer_penalty(config.outer_penalty);
         let problem = Ridge::ridge(be, &data);
-        config.alg.check::<B, _>(&problem)?;
-        let outer = OuterLoop::new(be, problem, config.alg, config.hyper.clone(), config.opt, config.seed.wrapping_add(1));
+        let outer = OuterLoop::new(be, problem, config.alg, config.hyper.clone(), config.opt, config.seed.wrapping_add(1))?;
         Ok(ToyRun { loss: be.scalar("toy.loss"), config, data, outer, elapsed: 0.0 })
     }
 

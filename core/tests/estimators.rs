@@ -2,7 +2,7 @@
 
 mod common;
 
-use bilevel_core::algorithms::{AlgKind, Hyper};
+use bilevel_core::algorithms::{AlgKind, Hyper, Step};
 use bilevel_core::cpu::CpuBackend;
 use bilevel_core::outer::OuterOpt;
 use bilevel_core::problems::ridge::{Ridge, RidgeData};
@@ -48,7 +48,7 @@ fn rel_error(c: &Case, alg: AlgKind, h: Hyper, y0: &[f64], iters: usize, seed: u
     let mut est = c.be.zeros(c.lam.len(), "h");
     let mut rng = Sampler::new(seed);
     for k in 0..iters {
-        a.inner_and_hypergradient(&c.be, &c.p, k, &x, &mut y, &mut est, &mut rng);
+        a.inner_and_hypergradient(&c.be, &c.p, Step { k, x: &x, y: &mut y, h: &mut est, rng: &mut rng });
     }
     rel_err(&est, &c.exact)
 }
@@ -93,7 +93,11 @@ fn reverse_with_checkpoints_equals_reverse_through_stored_iterates() {
     let mut a = AlgKind::Reverse.build(&c.be, &c.p, &h);
     let x = c.be.vector_from(&c.lam, "x");
     let mut est = c.be.zeros(9, "h");
-    a.inner_and_hypergradient(&c.be, &c.p, 0, &x, &mut c.be.vector_from(&y0, "y"), &mut est, &mut Sampler::new(0));
+    a.inner_and_hypergradient(
+        &c.be,
+        &c.p,
+        Step { k: 0, x: &x, y: &mut c.be.vector_from(&y0, "y"), h: &mut est, rng: &mut Sampler::new(0) },
+    );
     // f(y_T(λ)) by running T plain GD steps.
     let f_of = |lam: &[f64]| {
         let mut w = y0.clone();
@@ -173,7 +177,7 @@ fn every_algorithm_and_optimiser_descends_the_exact_objective() {
     for alg in AlgKind::ALL {
         for opt in [OuterOpt::Sgd { momentum: 0.0 }, OuterOpt::Sgd { momentum: 0.5 }, OuterOpt::adam()] {
             let be = Cpu::new();
-            let beta = if matches!(opt, OuterOpt::Adam { .. }) { 0.05 } else { 20.0 };
+            let beta = if matches!(opt, OuterOpt::Adam(_)) { 0.05 } else { 20.0 };
             let config = ToyConfig {
                 alg,
                 hyper: Hyper { beta, ..hyper(10, 10, 64) },
@@ -261,7 +265,7 @@ fn reference_stocbio_versions_follow_their_neumann_sums() {
     for (version, want) in [(Reference::Head, head_want), (Reference::V1, v1_want)] {
         let mut a = AlgKind::StocBiO.with_reference(version).unwrap().build(&c.be, &c.p, &h);
         let mut est = vec![0.0; 6];
-        a.inner_and_hypergradient(&c.be, &c.p, 0, &c.lam, &mut y.clone(), &mut est, &mut Sampler::new(1));
+        a.inner_and_hypergradient(&c.be, &c.p, Step { k: 0, x: &c.lam, y: &mut y.clone(), h: &mut est, rng: &mut Sampler::new(1) });
         assert!(rel_err(&est, &want) < 1e-12, "{version:?}: {est:?} vs {want:?}");
     }
     // Only stocBiO has reference versions.
@@ -281,7 +285,7 @@ fn estimate(c: &Case, alg: AlgKind, h: &Hyper, y0: &[f64], iters: usize, seed: u
     let mut est = vec![0.0; c.lam.len()];
     let mut rng = Sampler::new(seed);
     for k in 0..iters {
-        a.inner_and_hypergradient(&c.be, &c.p, k, &c.lam, &mut y, &mut est, &mut rng);
+        a.inner_and_hypergradient(&c.be, &c.p, Step { k, x: &c.lam, y: &mut y, h: &mut est, rng: &mut rng });
     }
     est
 }

@@ -7,6 +7,7 @@ mod common;
 use bilevel_core::algorithms::{AlgKind, Hyper};
 use bilevel_core::backend::{HostMatrix, LossKind, Reg};
 use bilevel_core::cpu::CpuBackend;
+use bilevel_core::optim::AdamStep;
 use bilevel_core::outer::{OuterLoop, OuterOpt};
 use bilevel_core::problems::glm::{Glm, GlmData, HyperKind};
 use bilevel_core::problems::ridge::RidgeData;
@@ -53,7 +54,7 @@ fn kernel_outputs<B: GlmBackend>(be: &B, n: usize, rows: usize, seed: u64) -> Ve
     read(&mut out, "copy", &y);
     let (mut m1, mut m2, mut xa) = (be.vector_from(&ys, "m"), be.zeros(n, "v"), be.vector_from(&xs, "xa"));
     for _ in 0..3 {
-        be.adam(&y, &mut m1, &mut m2, &mut xa, 0.1, 0.9, 0.99, 1e-3);
+        be.adam(&y, &mut m1, &mut m2, &mut xa, AdamStep { lr: 0.1, beta1: 0.9, beta2: 0.99, eps: 1e-3 });
     }
     read(&mut out, "adam x", &xa);
     read(&mut out, "adam m", &m1);
@@ -305,7 +306,7 @@ fn steady_state_iterations_allocate_no_new_buffers() {
 /// x after each of `iters` outer iterations of `alg` on backend `B`.
 fn trajectory<B: GlmBackend + 'static>(be: &B, data: &GlmData, hyper_kind: HyperKind, alg: AlgKind, iters: usize) -> Vec<Vec<f64>> {
     let h = Hyper { t: 5, q: 5, eta: 0.3, alpha: 0.3, beta: 0.5, batch_size: 23, val_batch_size: 19 };
-    let mut run = OuterLoop::new(be, Glm::new(be, data, hyper_kind), alg, h, OuterOpt::adam(), 5);
+    let mut run = OuterLoop::new(be, Glm::new(be, data, hyper_kind), alg, h, OuterOpt::adam(), 5).unwrap();
     (0..iters)
         .map(|_| {
             run.estimate();
@@ -364,7 +365,8 @@ fn reverse_mode_memory_does_not_grow_with_t() {
                 h,
                 OuterOpt::Sgd { momentum: 0.0 },
                 0,
-            );
+            )
+            .unwrap();
             run.estimate();
             block(g.read_vector(&run.h)).unwrap();
             g.allocated_bytes().1

@@ -32,7 +32,7 @@ fn counts(alg: AlgKind, h: &Hyper) -> OracleCounts {
     let data = RidgeData::synthetic(N as usize, M as usize, 7, 0.4, 3);
     let p = Ridge::ridge(&be, &data);
     alg.check::<Cpu, _>(&p).unwrap();
-    let mut run = OuterLoop::new(&be, p, alg, h.clone(), OuterOpt::Sgd { momentum: 0.0 }, 11);
+    let mut run = OuterLoop::new(&be, p, alg, h.clone(), OuterOpt::Sgd { momentum: 0.0 }, 11).unwrap();
     for _ in 0..ITERS {
         run.estimate();
         run.update();

@@ -319,7 +319,7 @@ impl Job for Cases<'_> {
                 self.shape.hyper.clone(),
                 OuterOpt::Sgd { momentum: 0.0 },
                 0,
-            );
+            )?;
             run.rng.set_batching(self.batching);
             // Waiting (one scalar read) ends every timed iteration.
             let wait = |run: &OuterLoop<'_, B, Glm<B>>| -> Result<()> {

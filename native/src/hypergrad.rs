@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use bilevel_core::algorithms::{AlgKind, Hyper};
+use bilevel_core::algorithms::{AlgKind, Hyper, Step};
 use bilevel_core::data::svmlight::{self, Svmlight};
 use bilevel_core::exact::exact_hypergradient;
 use bilevel_core::problems::counted::Counted;
@@ -160,7 +160,7 @@ impl Job for Hypergrad {
                 }
                 let mut a = alg.build(be, &p, &hyper);
                 let (mut y, mut h) = (y0, be.zeros(self.lambda.len(), "h"));
-                a.inner_and_hypergradient(be, &p, 0, &x, &mut y, &mut h, &mut Sampler::new(self.seed));
+                a.inner_and_hypergradient(be, &p, Step { k: 0, x: &x, y: &mut y, h: &mut h, rng: &mut Sampler::new(self.seed) });
                 (h, y, None)
             }
         };

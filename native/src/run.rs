@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use bilevel_core::algorithms::{AlgKind, Hyper};
-use bilevel_core::experiment::{downweighted, Baselines, Experiment, Record, Run};
+use bilevel_core::experiment::{downweighted, Baselines, Event, Experiment, Plan, Record, Run};
 use bilevel_core::outer::{OuterLoop, OuterOpt};
 use bilevel_core::problems::Problem;
 use bilevel_core::sampler::Batching;
@@ -86,12 +86,6 @@ impl RunArgs {
     }
 }
 
-/// Every one of the first RECORD_ALL outer iterations is recorded; later ones only once the
-/// solver time since the last record is EVAL_RATIO times the last evaluation's cost (so
-/// evaluating stays under a tenth of the wall clock on cheap iterations, ijcnn1's ~20 µs).
-const RECORD_ALL: usize = 100;
-const EVAL_RATIO: f64 = 9.0;
-
 /// A run ready to go on any backend.
 pub struct Drive {
     pub name: String,
@@ -163,8 +157,6 @@ impl Job for Drive {
         };
         let start = Instant::now();
         let now = move || start.elapsed().as_secs_f64();
-        let mut last = pollster::block_on(run.initial())?;
-        write(serde_json::to_string(&last)?)?;
         // Progress in outer iterations, or in solver seconds when only the time budget ends the run.
         let by_time = self.time_budget.filter(|_| self.epochs == usize::MAX);
         let (len, template) = match by_time {
@@ -173,38 +165,36 @@ impl Job for Drive {
         };
         let bar = ProgressBar::new(len);
         bar.set_style(ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar()));
-        let mut eval_cost = 0.0;
+        // The first iterations all recorded, later ones with evaluation under a tenth of the wall clock.
+        let plan = Plan { time_budget: self.time_budget, ..Plan::epochs(self.epochs) };
         let mut steps_shown = false;
-        for i in 0..self.epochs {
-            // A failure keeps everything written so far and ends with one error line.
-            if let Err(e) = pollster::block_on(run.advance(&now)) {
+        let mut on = |event: Event<'_>| -> bilevel_core::Result<()> {
+            match event {
+                Event::Record(record) => {
+                    let line = serde_json::to_string(record).map_err(|e| bilevel_core::Error::Output(e.to_string()))?;
+                    write(line).map_err(|e| bilevel_core::Error::Output(format!("{e:#}")))?;
+                    bar.set_message(format!("iter {} test loss {:.4} acc {:.2}%", record.iter, record.test_loss, 100.0 * record.test_acc));
+                }
+                Event::Steps(choice) if !steps_shown => {
+                    bar.suspend(|| eprintln!("{}", describe_steps(&self.auto, &choice)));
+                    steps_shown = true;
+                }
+                Event::Steps(_) => {}
+                Event::Iteration { elapsed, .. } => match by_time {
+                    Some(_) => bar.set_position(((elapsed * 10.0) as u64).min(len)),
+                    None => bar.inc(1),
+                },
+            }
+            Ok(())
+        };
+        // A failure keeps everything written so far and ends with one error line.
+        let last = match pollster::block_on(run.drive(&plan, &now, &mut on)) {
+            Ok(last) => last,
+            Err(e) => {
                 bar.abandon();
                 return Err(e.into());
             }
-            if let Some(choice) = run.outer.steps.filter(|_| !steps_shown) {
-                bar.suspend(|| eprintln!("{}", describe_steps(&self.auto, &choice)));
-                steps_shown = true;
-            }
-            let out_of_time = self.time_budget.is_some_and(|b| run.elapsed() >= b);
-            let last_iter = out_of_time || i + 1 == self.epochs;
-            // Evaluation (the test set, the validation loss, λ read back) is excluded from
-            // time_s but not from the wall clock: past the first iterations, record one only
-            // once the solver has run EVAL_RATIO times as long as the last evaluation took.
-            if last_iter || i < RECORD_ALL || run.elapsed() - last.time_s >= EVAL_RATIO * eval_cost {
-                let t = Instant::now();
-                last = pollster::block_on(run.record())?;
-                eval_cost = t.elapsed().as_secs_f64();
-                write(serde_json::to_string(&last)?)?;
-                bar.set_message(format!("iter {} test loss {:.4} acc {:.2}%", last.iter, last.test_loss, 100.0 * last.test_acc));
-            }
-            match by_time {
-                Some(_) => bar.set_position(((run.elapsed() * 10.0) as u64).min(len)),
-                None => bar.inc(1),
-            }
-            if out_of_time {
-                break;
-            }
-        }
+        };
         bar.finish();
         if exp.true_labels.is_some() {
             write(json!({ "downweighted": downweighted(&exp, &run.lambda, DOWNWEIGHTED)? }).to_string())?;
@@ -256,8 +246,8 @@ pub fn describe_steps(auto: &AutoSteps, choice: &bilevel_core::steps::StepChoice
 
 /// Warns, one line each, about explicitly given steps above the stable range at the starting
 /// point, then hands the data-chosen ones to the run.
-pub fn start_steps<B: Backend + 'static, P: Problem<B>>(
-    outer: &mut OuterLoop<'_, B, P>,
+pub fn start_steps<'a, B: Backend + 'static, P: Problem<B> + 'a>(
+    outer: &mut OuterLoop<'a, B, P>,
     auto: AutoSteps,
     explicit: &[(&'static str, f64)],
 ) -> Result<()> {

@@ -8,10 +8,9 @@
 //! ```
 //! CG's scalars stay on the device: a CG iteration is a handful of dispatches, no readback.
 
-use super::{inner_descent, Algorithm, Cg, Hyper};
-use crate::backend::{Backend, Coef, Rows};
+use super::{implicit_hypergradient, inner_descent, Adjoint, Algorithm, Cg, Hyper, Step};
+use crate::backend::{Backend, Rows};
 use crate::problems::Problem;
-use crate::sampler::Sampler;
 
 pub struct AidCg<B: Backend> {
     hyper: Hyper,
@@ -33,16 +32,8 @@ impl<B: Backend, P: Problem<B>> Algorithm<B, P> for AidCg<B> {
         &mut self.hyper
     }
 
-    fn inner_and_hypergradient(
-        &mut self,
-        be: &B,
-        p: &P,
-        _k: usize,
-        x: &B::Vector,
-        y: &mut B::Vector,
-        h: &mut B::Vector,
-        rng: &mut Sampler,
-    ) {
+    fn inner_and_hypergradient(&mut self, be: &B, p: &P, step: Step<'_, B>) {
+        let Step { x, y, h, rng, .. } = step;
         let Hyper { t: big_t, q: big_k, alpha, .. } = self.hyper;
 
         // Full-batch inner gradient descent from the warm start.
@@ -53,8 +44,6 @@ impl<B: Backend, P: Problem<B>> Algorithm<B, P> for AidCg<B> {
         self.cg.solve(be, p, x, y, &self.b, &mut self.v, big_k, false, None);
 
         // ĥ = ∇_x f − J[v]
-        p.mixed_jvp(be, x, y, &self.v, Rows::All, h);
-        be.scale(Coef::c(-1.0), h);
-        p.add_outer_grad_x(be, x, y, Rows::All, h);
+        implicit_hypergradient(be, p, x, y, Adjoint { v: &self.v, c: 1.0, rows: Rows::All }, Rows::All, h);
     }
 }

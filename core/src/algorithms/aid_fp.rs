@@ -6,10 +6,9 @@
 //! ĥ = ∇_x f − α ∇_x∇_y g(x, y) v_K
 //! ```
 
-use super::{inner_descent, Algorithm, Hyper};
+use super::{implicit_hypergradient, inner_descent, Adjoint, Algorithm, Hyper, Step};
 use crate::backend::{Backend, Coef, Rows};
 use crate::problems::Problem;
-use crate::sampler::Sampler;
 
 pub struct AidFp<B: Backend> {
     hyper: Hyper,
@@ -37,16 +36,8 @@ impl<B: Backend, P: Problem<B>> Algorithm<B, P> for AidFp<B> {
         &mut self.hyper
     }
 
-    fn inner_and_hypergradient(
-        &mut self,
-        be: &B,
-        p: &P,
-        _k: usize,
-        x: &B::Vector,
-        y: &mut B::Vector,
-        h: &mut B::Vector,
-        rng: &mut Sampler,
-    ) {
+    fn inner_and_hypergradient(&mut self, be: &B, p: &P, step: Step<'_, B>) {
+        let Step { x, y, h, rng, .. } = step;
         let Hyper { t: big_t, q: big_k, alpha, .. } = self.hyper;
 
         inner_descent(be, p, x, y, &mut self.grad, big_t, alpha, None, rng);
@@ -61,8 +52,6 @@ impl<B: Backend, P: Problem<B>> Algorithm<B, P> for AidFp<B> {
         }
 
         // ĥ = ∇_x f − α J[v]
-        p.mixed_jvp(be, x, y, &self.v, Rows::All, h);
-        be.scale(Coef::c(-alpha), h);
-        p.add_outer_grad_x(be, x, y, Rows::All, h);
+        implicit_hypergradient(be, p, x, y, Adjoint { v: &self.v, c: alpha, rows: Rows::All }, Rows::All, h);
     }
 }

@@ -8,8 +8,8 @@
 //! ĥ = ∇_x f − ∇_x∇_y g(x, y; D_G) v;      β_k = β / √(k+1)
 //! ```
 
-use super::{inner_descent, neumann_step, Algorithm, Hyper, Schedule};
-use crate::backend::{Backend, Coef, Rows};
+use super::{implicit_hypergradient, inner_descent, neumann_step, Adjoint, Algorithm, Hyper, Schedule, Step};
+use crate::backend::{Backend, Rows};
 use crate::problems::Problem;
 use crate::sampler::Sampler;
 
@@ -30,16 +30,8 @@ impl<B: Backend, P: Problem<B>> Algorithm<B, P> for Bsa<B> {
         &mut self.hyper
     }
 
-    fn inner_and_hypergradient(
-        &mut self,
-        be: &B,
-        p: &P,
-        _k: usize,
-        x: &B::Vector,
-        y: &mut B::Vector,
-        h: &mut B::Vector,
-        rng: &mut Sampler,
-    ) {
+    fn inner_and_hypergradient(&mut self, be: &B, p: &P, step: Step<'_, B>) {
+        let Step { x, y, h, rng, .. } = step;
         inner_descent(be, p, x, y, &mut self.grad, self.hyper.t, self.hyper.alpha, Some(self.hyper.batch_size), rng);
         self.work.hypergradient(be, p, &self.hyper, x, y, h, rng);
     }
@@ -96,9 +88,8 @@ impl<B: Backend> RandomNeumann<B> {
             neumann_step(be, p, x, y, &mut self.r, &mut self.hr, hyper.eta, Some(hyper.batch_size), rng);
         }
         let d_g = be.indices(&rng.train_batch(p.n_train(), hyper.batch_size));
-        p.mixed_jvp(be, x, y, &self.r, Rows::Batch(&d_g), h);
-        be.scale(Coef::c(-(hyper.q as f64) * hyper.eta), h);
-        p.add_outer_grad_x(be, x, y, Rows::Batch(&d_f), h);
+        let c = hyper.q as f64 * hyper.eta;
+        implicit_hypergradient(be, p, x, y, Adjoint { v: &self.r, c, rows: Rows::Batch(&d_g) }, Rows::Batch(&d_f), h);
     }
 }
 

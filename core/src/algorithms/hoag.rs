@@ -10,10 +10,9 @@
 //! The tolerance tests run on the device (gated steps), so no readback is needed. The step size
 //! is the outer optimiser's (Pedregosa adapts it with a Lipschitz estimate; not done here).
 
-use super::{Algorithm, Cg, Hyper};
+use super::{implicit_hypergradient, Adjoint, Algorithm, Cg, Hyper, Step};
 use crate::backend::{Backend, Coef, Rows};
 use crate::problems::Problem;
-use crate::sampler::Sampler;
 
 /// ε_0 and the decrease ρ of the tolerance sequence ε_k = ε_0 ρ^k (Pedregosa's exponential one).
 pub const TOL0: f64 = 1e-2;
@@ -48,16 +47,8 @@ impl<B: Backend, P: Problem<B>> Algorithm<B, P> for Hoag<B> {
         &mut self.hyper
     }
 
-    fn inner_and_hypergradient(
-        &mut self,
-        be: &B,
-        p: &P,
-        k: usize,
-        x: &B::Vector,
-        y: &mut B::Vector,
-        h: &mut B::Vector,
-        _rng: &mut Sampler,
-    ) {
+    fn inner_and_hypergradient(&mut self, be: &B, p: &P, step: Step<'_, B>) {
+        let Step { k, x, y, h, .. } = step;
         let Hyper { t: big_t, q: big_k, alpha, .. } = self.hyper;
         let eps = TOL0 * TOL_DECAY.powi(k as i32);
 
@@ -72,8 +63,6 @@ impl<B: Backend, P: Problem<B>> Algorithm<B, P> for Hoag<B> {
         p.outer_grad_y(be, x, y, Rows::All, &mut self.b);
         self.cg.solve(be, p, x, y, &self.b, &mut self.v, big_k, k > 0, Some(eps));
 
-        p.mixed_jvp(be, x, y, &self.v, Rows::All, h);
-        be.scale(Coef::c(-1.0), h);
-        p.add_outer_grad_x(be, x, y, Rows::All, h);
+        implicit_hypergradient(be, p, x, y, Adjoint { v: &self.v, c: 1.0, rows: Rows::All }, Rows::All, h);
     }
 }

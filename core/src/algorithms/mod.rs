@@ -77,12 +77,33 @@ impl Schedule {
     }
 }
 
-/// One outer iteration's inner loop and hypergradient estimate.
+/// What one outer iteration of an [`Algorithm`] works on: the outer iteration `k` (0-based),
+/// the hyperparameters `x`, the warm-started inner variable `y` (updated in place), the
+/// hypergradient estimate `h` (written), and the run's mini-batch sampler.
+pub struct Step<'a, B: Backend> {
+    /// The outer iteration, 0-based (for algorithms whose inner steps decay with it).
+    pub k: usize,
+    /// The hyperparameters x at this iteration.
+    pub x: &'a B::Vector,
+    /// The inner variable y: the last iteration's value on entry (warm start), this one's on exit.
+    pub y: &'a mut B::Vector,
+    /// Where the hypergradient estimate goes.
+    pub h: &'a mut B::Vector,
+    /// The run's seeded mini-batch sampler.
+    pub rng: &'a mut Sampler,
+}
+
+/// One outer iteration's inner loop and hypergradient estimate: what a solver is. The outer
+/// step on x, the step-size schedule's factor, data-chosen steps and the oracle counts are the
+/// [`OuterLoop`](crate::outer::OuterLoop)'s, the same for every algorithm.
+///
+/// A user's algorithm implements this for any problem (`impl<B: Backend, P: Problem<B>>`) and
+/// runs through [`OuterLoop::with_algorithm`](crate::outer::OuterLoop::with_algorithm);
+/// `core/examples/custom_algorithm.rs` writes one in a few lines.
 pub trait Algorithm<B: Backend, P: Problem<B>> {
-    /// Runs the inner loop on `y` (warm start) at hyperparameters `x` in outer iteration `k`,
-    /// then writes the hypergradient estimate into `h`. Enqueues work only: nothing is read.
-    #[allow(clippy::too_many_arguments)]
-    fn inner_and_hypergradient(&mut self, be: &B, p: &P, k: usize, x: &B::Vector, y: &mut B::Vector, h: &mut B::Vector, rng: &mut Sampler);
+    /// Runs the inner loop on `step.y` (warm start) at `step.x` in outer iteration `step.k`,
+    /// then writes the hypergradient estimate into `step.h`. Enqueues work only: nothing is read.
+    fn inner_and_hypergradient(&mut self, be: &B, p: &P, step: Step<'_, B>);
 
     /// The settings in use, for the outer loop to replace the step sizes α and η when it
     /// re-estimates them from the data ([`crate::steps::AutoSteps`]).
@@ -91,6 +112,19 @@ pub trait Algorithm<B: Backend, P: Problem<B>> {
     /// The outer step-size schedule the algorithm's paper prescribes.
     fn outer_schedule(&self) -> Schedule {
         Schedule::Constant
+    }
+}
+
+/// A boxed algorithm (what [`AlgKind::build`] returns) is that algorithm.
+impl<B: Backend, P: Problem<B>, A: Algorithm<B, P> + ?Sized> Algorithm<B, P> for Box<A> {
+    fn inner_and_hypergradient(&mut self, be: &B, p: &P, step: Step<'_, B>) {
+        (**self).inner_and_hypergradient(be, p, step)
+    }
+    fn hyper_mut(&mut self) -> &mut Hyper {
+        (**self).hyper_mut()
+    }
+    fn outer_schedule(&self) -> Schedule {
+        (**self).outer_schedule()
     }
 }
 
@@ -239,6 +273,38 @@ pub(crate) fn neumann_step<B: Backend, P: Problem<B>>(
         }
         None => p.neumann_step(be, x, y, r, eta, Rows::All, hr),
     }
+}
+
+/// The implicit-function term of a hypergradient: `c·J_rows[v]`, the mixed product of g on
+/// `rows` applied to the adjoint `v` (a Neumann sum, a CG or fixed-point solution), scaled by
+/// `c` (1 for a solved system; η or α where the series' step is folded into the scale).
+#[derive(Clone, Copy)]
+pub struct Adjoint<'a, B: Backend> {
+    /// The adjoint vector v (y-sized).
+    pub v: &'a B::Vector,
+    /// The factor c.
+    pub c: f64,
+    /// The training rows the mixed product reads.
+    pub rows: Rows<'a, B::Indices>,
+}
+
+/// `h ← ∇ₓf(x, y; rows_f) − c·J_rows[v]`: the hypergradient assembled from its adjoint term,
+/// the tail every implicit-differentiation solver shares.
+pub fn implicit_hypergradient<B: Backend, P: Problem<B>>(
+    be: &B,
+    p: &P,
+    x: &B::Vector,
+    y: &B::Vector,
+    adjoint: Adjoint<'_, B>,
+    rows_f: Rows<'_, B::Indices>,
+    h: &mut B::Vector,
+) {
+    p.mixed_jvp(be, x, y, adjoint.v, adjoint.rows, h);
+    // (A factor of −1 · −1 leaves J[v] as it is: no pass over h.)
+    if adjoint.c != -1.0 {
+        be.scale(Coef::c(-adjoint.c), h);
+    }
+    p.add_outer_grad_x(be, x, y, rows_f, h);
 }
 
 /// Conjugate gradient for `H v = b` (H = ∇²_yy g on the full training set), with every scalar

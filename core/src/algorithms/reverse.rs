@@ -10,10 +10,9 @@
 //! backward pass needs is recomputed from the nearest checkpoint before it (deterministic full
 //! batches make the recomputation exact).
 
-use super::{inner_descent, Algorithm, Hyper};
+use super::{inner_descent, Algorithm, Hyper, Step};
 use crate::backend::{Backend, Coef, Rows};
 use crate::problems::Problem;
-use crate::sampler::Sampler;
 
 /// Iterates kept for the backward pass, whatever T and K are.
 pub const MAX_CHECKPOINTS: usize = 8;
@@ -50,16 +49,8 @@ impl<B: Backend, P: Problem<B>> Algorithm<B, P> for Reverse<B> {
         &mut self.hyper
     }
 
-    fn inner_and_hypergradient(
-        &mut self,
-        be: &B,
-        p: &P,
-        _k: usize,
-        x: &B::Vector,
-        y: &mut B::Vector,
-        h: &mut B::Vector,
-        rng: &mut Sampler,
-    ) {
+    fn inner_and_hypergradient(&mut self, be: &B, p: &P, step: Step<'_, B>) {
+        let Step { x, y, h, rng, .. } = step;
         let Hyper { t: big_t, q, alpha, .. } = self.hyper;
         let big_k = q.min(big_t);
         let first = big_t - big_k;

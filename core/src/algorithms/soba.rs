@@ -9,10 +9,9 @@
 //! ```
 //! (T and Q are not used: one joint step per outer step is the method.)
 
-use super::{Algorithm, Hyper};
+use super::{implicit_hypergradient, Adjoint, Algorithm, Hyper, Step};
 use crate::backend::{Backend, Coef, Rows};
 use crate::problems::Problem;
-use crate::sampler::Sampler;
 
 pub struct Soba<B: Backend> {
     hyper: Hyper,
@@ -40,16 +39,8 @@ impl<B: Backend, P: Problem<B>> Algorithm<B, P> for Soba<B> {
         &mut self.hyper
     }
 
-    fn inner_and_hypergradient(
-        &mut self,
-        be: &B,
-        p: &P,
-        _k: usize,
-        x: &B::Vector,
-        y: &mut B::Vector,
-        h: &mut B::Vector,
-        rng: &mut Sampler,
-    ) {
+    fn inner_and_hypergradient(&mut self, be: &B, p: &P, step: Step<'_, B>) {
+        let Step { x, y, h, rng, .. } = step;
         let Hyper { eta, alpha, batch_size, val_batch_size, .. } = self.hyper;
         let b_1 = be.indices(&rng.train_batch(p.n_train(), batch_size));
         let b_2 = be.indices(&rng.train_batch(p.n_train(), batch_size));
@@ -60,8 +51,8 @@ impl<B: Backend, P: Problem<B>> Algorithm<B, P> for Soba<B> {
         p.inner_hvp(be, x, y, &self.v, Rows::Batch(&b_2), &mut self.d_v);
         p.outer_grad_y(be, x, y, Rows::Batch(&d_f), &mut self.grad_f);
         be.axpy(Coef::c(1.0), &self.grad_f, &mut self.d_v);
-        p.mixed_jvp(be, x, y, &self.v, Rows::Batch(&b_2), h);
-        p.add_outer_grad_x(be, x, y, Rows::Batch(&d_f), h);
+        // SOBA's v solves H v = −∇_y f, so its sign is in v: c = −1.
+        implicit_hypergradient(be, p, x, y, Adjoint { v: &self.v, c: -1.0, rows: Rows::Batch(&b_2) }, Rows::Batch(&d_f), h);
 
         be.axpy(Coef::c(-alpha), &self.d_y, y);
         be.axpy(Coef::c(-eta), &self.d_v, &mut self.v);

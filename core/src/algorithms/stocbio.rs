@@ -21,7 +21,7 @@
 
 use serde::Serialize;
 
-use super::{inner_descent, neumann_step, Algorithm, Hyper};
+use super::{implicit_hypergradient, inner_descent, neumann_step, Adjoint, Algorithm, Hyper, Step};
 use crate::backend::{Backend, Coef, Rows};
 use crate::problems::Problem;
 use crate::sampler::Sampler;
@@ -98,9 +98,7 @@ impl<B: Backend> StocBiO<B> {
 
         // ĥ = ∇_x f − J_{D_G}[v_Q],  v_Q = η·sum  (η folded into the scale of J's output).
         let d_g = be.indices(&rng.train_batch(p.n_train(), batch_size));
-        p.mixed_jvp(be, x, y, &self.sum, Rows::Batch(&d_g), h);
-        be.scale(Coef::c(-eta), h);
-        p.add_outer_grad_x(be, x, y, Rows::Batch(&d_f), h);
+        implicit_hypergradient(be, p, x, y, Adjoint { v: &self.sum, c: eta, rows: Rows::Batch(&d_g) }, Rows::Batch(&d_f), h);
     }
 
     /// The reference code's version `version` (see the module docs).
@@ -166,16 +164,8 @@ impl<B: Backend, P: Problem<B>> Algorithm<B, P> for StocBiO<B> {
         &mut self.hyper
     }
 
-    fn inner_and_hypergradient(
-        &mut self,
-        be: &B,
-        p: &P,
-        _k: usize,
-        x: &B::Vector,
-        y: &mut B::Vector,
-        h: &mut B::Vector,
-        rng: &mut Sampler,
-    ) {
+    fn inner_and_hypergradient(&mut self, be: &B, p: &P, step: Step<'_, B>) {
+        let Step { x, y, h, rng, .. } = step;
         // The reference versions need g on validation batches; a problem without it is refused
         // earlier (AlgKind::check).
         match self.reference.and_then(|version| Some((version, p.val_as_train()?))) {

@@ -9,10 +9,9 @@
 //! (T is not used: one inner step per outer step is the method.)
 
 use super::bsa::RandomNeumann;
-use super::{inner_descent, Algorithm, Hyper, Schedule};
+use super::{inner_descent, Algorithm, Hyper, Schedule, Step};
 use crate::backend::Backend;
 use crate::problems::Problem;
-use crate::sampler::Sampler;
 
 pub struct Ttsa<B: Backend> {
     hyper: Hyper,
@@ -31,7 +30,8 @@ impl<B: Backend, P: Problem<B>> Algorithm<B, P> for Ttsa<B> {
         &mut self.hyper
     }
 
-    fn inner_and_hypergradient(&mut self, be: &B, p: &P, k: usize, x: &B::Vector, y: &mut B::Vector, h: &mut B::Vector, rng: &mut Sampler) {
+    fn inner_and_hypergradient(&mut self, be: &B, p: &P, step: Step<'_, B>) {
+        let Step { k, x, y, h, rng } = step;
         let alpha_k = self.hyper.alpha * Schedule::Power(0.4).factor(k);
         inner_descent(be, p, x, y, &mut self.grad, 1, alpha_k, Some(self.hyper.batch_size), rng);
         self.work.hypergradient(be, p, &self.hyper, x, y, h, rng);

@@ -281,20 +281,9 @@ pub trait Backend {
         out: &mut Self::Vector,
     );
 
-    /// Adam's update with bias corrections folded into `lr` and `eps`:
-    /// `m ← β₁m + (1−β₁)g;  v ← β₂v + (1−β₂)g²;  x ← x − lr·m/(√v + eps)`.
-    #[allow(clippy::too_many_arguments)]
-    fn adam(
-        &self,
-        g: &Self::Vector,
-        m: &mut Self::Vector,
-        v: &mut Self::Vector,
-        x: &mut Self::Vector,
-        lr: f64,
-        beta1: f64,
-        beta2: f64,
-        eps: f64,
-    );
+    /// Adam's update ([`AdamStep`](crate::optim::AdamStep), bias corrections folded into its
+    /// `lr` and `eps`): `m ← β₁m + (1−β₁)g;  v ← β₂v + (1−β₂)g²;  x ← x − lr·m/(√v + eps)`.
+    fn adam(&self, g: &Self::Vector, m: &mut Self::Vector, v: &mut Self::Vector, x: &mut Self::Vector, step: crate::optim::AdamStep);
     /// `out ← scale·Σ_i x_i` (or `+=` when `accumulate`).
     fn sum(&self, x: &Self::Vector, scale: f64, out: &Self::Scalar, accumulate: bool);
 

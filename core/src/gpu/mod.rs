@@ -645,8 +645,8 @@ impl Backend for GpuBackend {
     fn dot(&self, x: &GpuVector, y: &GpuVector, scale: f64, out: &GpuScalar, accumulate: bool) {
         kernels::reduce::dot(self, x, y, scale, out, accumulate)
     }
-    fn adam(&self, g: &GpuVector, m: &mut GpuVector, v: &mut GpuVector, x: &mut GpuVector, lr: f64, beta1: f64, beta2: f64, eps: f64) {
-        kernels::optim::adam(self, g, m, v, x, lr, beta1, beta2, eps)
+    fn adam(&self, g: &GpuVector, m: &mut GpuVector, v: &mut GpuVector, x: &mut GpuVector, step: crate::optim::AdamStep) {
+        kernels::optim::adam(self, g, m, v, x, step)
     }
     fn sum(&self, x: &GpuVector, scale: f64, out: &GpuScalar, accumulate: bool) {
         kernels::reduce::sum(self, x, scale, out, accumulate)

@@ -8,6 +8,7 @@ use crate::meta::maml::MamlWork;
 use crate::meta::model::{Activations, Conv4};
 use crate::meta::ops::{MetaBackend, View};
 use crate::meta::{anil, fo_itd_bio, itd_bio, maml};
+use crate::optim::{Adam, AdamSettings};
 use crate::sampler::Sampler;
 use crate::{Error, Result};
 
@@ -141,27 +142,6 @@ impl<B: MetaBackend> TaskBatch<B> {
     }
 }
 
-/// Adam moments for one vector (β = (0.9, 0.999), ε = 1e-8, as `torch.optim.Adam`).
-pub struct Adam<B: MetaBackend> {
-    m: B::Vector,
-    v: B::Vector,
-    t: i32,
-}
-
-impl<B: MetaBackend> Adam<B> {
-    pub fn new(be: &B, len: usize, label: &str) -> Self {
-        Adam { m: be.zeros(len, &format!("{label} adam m")), v: be.zeros(len, &format!("{label} adam v")), t: 0 }
-    }
-    pub fn step(&mut self, be: &B, grad: &B::Vector, x: &mut B::Vector, lr: f64) {
-        let (b1, b2, eps) = (0.9f64, 0.999f64, 1e-8);
-        self.t += 1;
-        // Bias corrections folded into the step: lr_t = lr √(1 − β₂ᵗ) / (1 − β₁ᵗ).
-        let lr_t = lr * (1.0 - b2.powi(self.t)).sqrt() / (1.0 - b1.powi(self.t));
-        let eps_t = eps * (1.0 - b2.powi(self.t)).sqrt();
-        be.adam(grad, &mut self.m, &mut self.v, x, lr_t, b1, b2, eps_t);
-    }
-}
-
 /// The outer variables at one point of training.
 pub struct Snapshot<B: MetaBackend> {
     theta: B::Vector,
@@ -214,8 +194,8 @@ impl<B: MetaBackend> Learner<B> {
             grad_theta: be.zeros(theta.len(), "meta grad theta"),
             grad_head: be.zeros(net.head_len(), "meta grad head"),
             random_heads: be.zeros(s.tasks * net.head_len(), "meta random heads"),
-            opt_theta: Adam::new(be, theta.len(), "meta theta"),
-            opt_head: Adam::new(be, net.head_len(), "meta head"),
+            opt_theta: Adam::new(be, theta.len(), "meta.theta", AdamSettings::default()),
+            opt_head: Adam::new(be, net.head_len(), "meta.head", AdamSettings::default()),
             head_only: None,
             maml: None,
             fbar: be.zeros(if maml { 0 } else { s.tasks * (s.ns + s.nq) * s.d }, "meta feature grad"),

@@ -2,6 +2,7 @@
 
 use super::KernelSpec;
 use crate::gpu::{GpuBackend, GpuVector};
+use crate::optim::AdamStep;
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -20,20 +21,9 @@ const ADAM: KernelSpec = KernelSpec {
     storage: &[(1, true), (2, false), (3, false), (4, false)],
 };
 
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn adam(
-    gpu: &GpuBackend,
-    g: &GpuVector,
-    m: &mut GpuVector,
-    v: &mut GpuVector,
-    x: &mut GpuVector,
-    lr: f64,
-    beta1: f64,
-    beta2: f64,
-    eps: f64,
-) {
+pub(crate) fn adam(gpu: &GpuBackend, g: &GpuVector, m: &mut GpuVector, v: &mut GpuVector, x: &mut GpuVector, step: AdamStep) {
     let n = x.len();
     assert!(g.len() == n && m.len() == n && v.len() == n, "adam: length mismatch");
-    let p = Params { n: n as u32, lr: lr as f32, beta1: beta1 as f32, beta2: beta2 as f32, eps: eps as f32 };
+    let p = Params { n: n as u32, lr: step.lr as f32, beta1: step.beta1 as f32, beta2: step.beta2 as f32, eps: step.eps as f32 };
     gpu.dispatch(&ADAM, &p, &[g.bound(), m.bound(), v.bound(), x.bound()], n as u32);
 }
