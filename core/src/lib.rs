@@ -7,6 +7,7 @@
 
 pub mod algorithms;
 pub mod backend;
+pub mod check;
 pub mod cpu;
 pub mod data;
 pub mod error;
@@ -22,5 +23,6 @@ pub mod sampler;
 pub mod steps;
 
 pub use backend::{Backend, Coef, GlmBackend, Rows};
+pub use check::{check_oracles, check_oracles_with};
 pub use error::{Error, Result};
 pub mod toy;

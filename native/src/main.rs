@@ -2,6 +2,7 @@
 //! non-zero exit; results are streamed to disk as they are produced.
 
 mod bench;
+mod check;
 mod common;
 mod data;
 mod experiments;
@@ -36,6 +37,8 @@ enum Command {
     Hypergrad(hypergrad::HypergradArgs),
     /// Few-shot meta-learning on Omniglot: ITD-BiO, FO-ITD-BiO, ANIL, MAML (JSON lines per iteration).
     Meta(meta::MetaArgs),
+    /// Check every oracle of the CLI's problems against finite differences (small synthetic data).
+    Check(check::CheckArgs),
     /// Time outer iterations at the real problems' shapes (synthetic data), per backend.
     Bench(bench::BenchArgs),
     /// The reference's figure set (20news, MNIST), with figures and a markdown table.
@@ -75,6 +78,7 @@ fn main() {
         Command::L2reg(args) => experiments::l2reg(args),
         Command::Ijcnn1(args) => experiments::ijcnn1(args),
         Command::Meta(args) => meta::run(args),
+        Command::Check(args) => check::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Plot(args) => plot::run(args),
         Command::Reproduce(args) => reproduce::run(args),

@@ -229,6 +229,38 @@ fn hypergrad_prints_one_json_object_and_estimators_agree_with_exact() {
 }
 
 #[test]
+fn check_passes_every_problem_on_cpu_and_gpu_prints_json_and_refuses_bad_values() {
+    let out = bilevel(&["check", "--outer_penalty", "0.3"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    for problem in ["ridge", "logreg", "multilogreg", "hyperclean"] {
+        assert!(text.lines().any(|l| l.starts_with(&format!("{problem}: "))), "{problem} missing:\n{text}");
+    }
+    assert_eq!(text.lines().filter(|l| l.starts_with("passed: all")).count(), 4, "{text}");
+    for backend in ["cpu", "gpu"] {
+        let out = bilevel(&["check", "--json", "--problem", "hyperclean", "--backend", backend]);
+        assert!(out.status.success(), "{backend}: {}", String::from_utf8_lossy(&out.stderr));
+        let lines: Vec<serde_json::Value> =
+            String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        let report = &lines[0];
+        assert_eq!(report["problem"], "hyperclean");
+        assert_eq!(report["passed"], true, "{report}");
+        let checks = report["checks"].as_array().unwrap();
+        // Nine checks on all rows and nine on the batch (hyper-cleaning has no val_as_train view).
+        assert_eq!(checks.len(), 18, "{report}");
+        for c in checks {
+            assert!(c["error"].as_f64().unwrap() <= c["tolerance"].as_f64().unwrap(), "{backend}: {c}");
+        }
+    }
+    assert_one_line_error(&["check", "--fd_step", "0"], "--fd_step must be positive");
+    assert_one_line_error(&["check", "--tolerance", "-1"], "--tolerance must be positive");
+    assert_one_line_error(&["check", "--problem", "nope"], "nope");
+    // A tolerance no finite difference meets: the checks fail, with one line naming the problem.
+    assert_one_line_error(&["check", "--problem", "ridge", "--tolerance", "1e-15"], "oracle checks failed: ridge");
+}
+
+#[test]
 fn hypergrad_bad_input_is_named_with_file_and_line() {
     let good = svm_file("good.svm", &logreg_text(20, 3));
     let g = good.to_str().unwrap();
