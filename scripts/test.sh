@@ -15,5 +15,7 @@ wasm_env cargo clippy --target wasm32-unknown-unknown -p bilevel-web -- -D warni
 echo "== cargo test"
 cargo test --no-fail-fast
 cargo test -p bilevel-web --lib
+echo "== examples"
+cargo run -q -p bilevel-core --example custom_algorithm
 echo "== browser"
 bash tests/browser/run.sh

@@ -288,7 +288,10 @@ fn hypergrad_bad_input_is_named_with_file_and_line() {
         (hg(bad_line.to_str().unwrap(), g, "0"), format!("{}:2: feature value \"oops\" is not a number", bad_line.display())),
         (hg(bad_order.to_str().unwrap(), g, "0"), format!("{}:1: feature indices must increase", bad_order.display())),
         (hg(g, wide.to_str().unwrap(), "0"), "dimension mismatch: the validation set has 9 features but the training set only 5".into()),
-        (hg(labels.to_str().unwrap(), labels.to_str().unwrap(), "0"), "training sample 1: logreg labels must be ±1 (or 0/1), got 2".into()),
+        (
+            hg(labels.to_str().unwrap(), labels.to_str().unwrap(), "0"),
+            "training sample 1: logistic (logreg) labels must be ±1 (or 0/1), got 2".into(),
+        ),
         (hg(g, g, lam3.to_str().unwrap()), "λ has 3 entries, the problem needs 5".into()),
         (hg(g, g, lam_nan.to_str().unwrap()), "entry 3 (\"nan\") is not a finite number".into()),
         (hg(g, g, "not-a-number-or-file"), "is neither a number nor a readable file".into()),

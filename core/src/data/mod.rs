@@ -2,13 +2,15 @@
 //! reading the compressed archives (`flate2`, `tar`, `bzip2`) and the on-disk caches is native
 //! only. Every failure is a [`DataError`] with a one-line message naming the file.
 //!
-//! - [`svmlight`]: LIBSVM text (ijcnn1 and the user's own files); [`ijcnn1`]: the bzip2 files.
+//! - [`svmlight`]: LIBSVM text (ijcnn1 and the user's own files); [`csv`]: comma-separated
+//!   values (a user's own table); [`ijcnn1`]: the bzip2 files.
 //! - [`idx`]: the IDX format (MNIST), and the hyper-cleaning split.
 //! - [`newsgroups`]: 20 Newsgroups from the raw "bydate" archive, vectorised as scikit-learn's
 //!   `fetch_20newsgroups_vectorized` does, with an on-disk cache of the built matrices.
 //! - [`episodes`]: few-shot image sets, class splits and N-way K-shot episodes; [`omniglot`]:
 //!   the Omniglot zips; [`pickle`]: learn2learn's miniImageNet and FC100 pickles.
 
+pub mod csv;
 pub mod episodes;
 pub mod idx;
 #[cfg(not(target_arch = "wasm32"))]

@@ -2,6 +2,7 @@
 //! hand-derived oracles written once against [`Backend`] primitives, so they run on every
 //! backend. `x` are the hyperparameters (λ), `y` the model parameters (w).
 
+pub mod builder;
 pub mod counted;
 pub mod glm;
 pub mod ridge;
@@ -130,7 +131,9 @@ impl<B: Backend, T: Problem<B> + ?Sized> Problem<B> for Box<T> {
 
 use crate::backend::{HostMatrix, LossKind};
 use crate::data::svmlight::Svmlight;
-use crate::{Error, Result};
+use crate::Result;
+use builder::GlmBuilder;
+pub use builder::RegScale;
 use glm::{GlmData, HyperKind};
 
 /// The problems, by the names the CLI uses.
@@ -148,74 +151,24 @@ pub enum ProblemKind {
     Hyperclean,
 }
 
-/// How the multilogreg penalty is scaled: a sum (the paper's), or the reference code's mean
-/// `1/(2dc) Σ e^{λ_j} W_jk²`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
-pub enum RegScale {
-    Sum,
-    Mean,
-}
-
 impl ProblemKind {
-    /// Builds the problem's data from svmlight train and validation sets. Multiclass labels must
-    /// be integers and map to 0..c−1 in sorted order; logreg labels must be ±1 (or 0/1).
-    pub fn from_svmlight(self, train: Svmlight, val: Svmlight, reg_scale: RegScale, rho: f64) -> Result<(GlmData, HyperKind)> {
-        let (_, d) = train.x.shape();
-        let (_, dv) = val.x.shape();
-        if dv > d {
-            return Err(Error::InvalidArgument(format!(
-                "dimension mismatch: the validation set has {dv} features but the training set only {d}"
-            )));
+    /// The problem as a [`GlmBuilder`] instance: ridge = squared loss, logreg = logistic and
+    /// multilogreg = softmax, each with one L2 per feature (scaled as `reg_scale` says), and
+    /// hyper-cleaning = softmax with a bias column and one weight per sample (`ρ‖W‖²`).
+    pub fn builder(self, reg_scale: RegScale, rho: f64) -> GlmBuilder {
+        match self {
+            ProblemKind::Ridge => GlmBuilder::new(LossKind::Squared).per_feature_l2(reg_scale),
+            ProblemKind::Logreg => GlmBuilder::new(LossKind::Logistic).per_feature_l2(reg_scale),
+            ProblemKind::Multilogreg => GlmBuilder::new(LossKind::Softmax).per_feature_l2(reg_scale),
+            ProblemKind::Hyperclean => GlmBuilder::new(LossKind::Softmax).per_sample_weights(rho).with_bias(),
         }
-        let val = val.with_cols(d);
-        let (loss, classes, t_train, t_val) = match self {
-            ProblemKind::Ridge => (LossKind::Squared, 1, train.labels.clone(), val.labels.clone()),
-            ProblemKind::Logreg => {
-                let map = |labels: &[f64], which: &str| -> Result<Vec<f64>> {
-                    labels
-                        .iter()
-                        .enumerate()
-                        .map(|(i, &y)| match y {
-                            1.0 => Ok(1.0),
-                            -1.0 | 0.0 => Ok(0.0),
-                            _ => {
-                                Err(Error::InvalidArgument(format!("{which} sample {}: logreg labels must be ±1 (or 0/1), got {y}", i + 1)))
-                            }
-                        })
-                        .collect()
-                };
-                (LossKind::Logistic, 1, map(&train.labels, "training")?, map(&val.labels, "validation")?)
-            }
-            ProblemKind::Multilogreg | ProblemKind::Hyperclean => {
-                let mut classes: Vec<i64> = Vec::new();
-                for (i, &y) in train.labels.iter().chain(&val.labels).enumerate() {
-                    if y.fract() != 0.0 {
-                        return Err(Error::InvalidArgument(format!("sample {}: multiclass labels must be integers, got {y}", i + 1)));
-                    }
-                    classes.push(y as i64);
-                }
-                classes.sort_unstable();
-                classes.dedup();
-                let index = |labels: &[f64]| labels.iter().map(|&y| classes.binary_search(&(y as i64)).unwrap_or(0) as f64).collect();
-                (LossKind::Softmax, classes.len(), index(&train.labels), index(&val.labels))
-            }
-        };
-        let (mut x_train, mut x_val) = (train.x.by_density(), val.x.by_density());
-        let hyper = match self {
-            ProblemKind::Ridge | ProblemKind::Logreg => HyperKind::FeatureRidge { scale: 1.0 },
-            ProblemKind::Multilogreg => HyperKind::FeatureRidge {
-                scale: match reg_scale {
-                    RegScale::Sum => 1.0,
-                    RegScale::Mean => 1.0 / (d * classes) as f64,
-                },
-            },
-            ProblemKind::Hyperclean => {
-                x_train = with_bias(&x_train);
-                x_val = with_bias(&x_val);
-                HyperKind::SampleWeights { rho }
-            }
-        };
-        Ok((GlmData { x_train, t_train, x_val, t_val, loss, classes }, hyper))
+    }
+
+    /// Builds the problem's data from svmlight train and validation sets (see
+    /// [`ProblemKind::builder`] and [`GlmBuilder::build`]).
+    pub fn from_svmlight(self, train: Svmlight, val: Svmlight, reg_scale: RegScale, rho: f64) -> Result<(GlmData, HyperKind)> {
+        let built = self.builder(reg_scale, rho).build(train, val)?;
+        Ok((built.data, built.hyper_kind))
     }
 }
 
