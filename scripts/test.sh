@@ -17,5 +17,6 @@ cargo test --no-fail-fast
 cargo test -p bilevel-web --lib
 echo "== examples"
 cargo run -q -p bilevel-core --example custom_algorithm
+cargo run -q -p bilevel-core --example clean_csv
 echo "== browser"
 bash tests/browser/run.sh
