@@ -108,7 +108,7 @@ pub enum Oracle {
     InnerHvp,
     /// `⟨u, Hv⟩ = ⟨v, Hu⟩`: the inner Hessian is symmetric.
     HvpSymmetry,
-    /// `mixed_jvp`: J[v] = ∇_x⟨∇_y g, v⟩.
+    /// `mixed_jvp`: `J[v] = ∇_x⟨∇_y g, v⟩`.
     MixedJvp,
     /// `outer_grad_y`: ∇_y f.
     OuterGradY,

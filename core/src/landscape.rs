@@ -1,7 +1,7 @@
 //! The web page's landscape: ridge regression with two features, so the hyperparameter λ ∈ R²
 //! is a plane a person can look at. The outer objective Φ(λ) = f(w*(λ)) over a grid of that
 //! plane, the estimators' hypergradients at a point, and the inner solver's path there, all
-//! computed through a [`Backend`] (the browser's WebGPU, or the CPU for the reference).
+//! computed through a [`Backend`](crate::Backend) (the browser's WebGPU, or the CPU for the reference).
 //!
 //! The grid is evaluated in one solve: G grid points become one *stacked* ridge problem whose
 //! design matrix is block-diagonal (block g is the data X, with its own two features 2g, 2g+1

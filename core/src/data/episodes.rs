@@ -12,7 +12,7 @@ use rand_chacha::ChaCha8Rng;
 use super::DataError;
 
 /// Images grouped by class; every image is C×H×W f32, channel-major (CHW), values in the source's
-/// convention (Omniglot: strokes 1.0, background 0.0; miniImageNet raw 0..255; FC100 in [0,1]).
+/// convention (Omniglot: strokes 1.0, background 0.0; miniImageNet raw 0..255; FC100 in `[0, 1]`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct ImageSet {
     /// Channels C per image.

@@ -19,7 +19,7 @@ pub struct OracleCounts {
     pub inner_grads: u64,
     /// Hessian-vector products ∇²_yy g · v (fused Neumann steps included).
     pub hvps: u64,
-    /// Mixed products J[v] = ∇_x∇_y g · v.
+    /// Mixed products `J[v] = ∇_x∇_y g · v`.
     pub jvps: u64,
     /// Gradients of f: `outer_grad_y` calls (their `add_outer_grad_x` is not counted apart).
     pub outer_grads: u64,
