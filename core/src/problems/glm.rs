@@ -121,7 +121,8 @@ impl<B: GlmBackend> Glm<B> {
     /// let be = CpuBackend::<f64>::new();
     /// let x = HostMatrix::Dense { rows: 2, cols: 2, data: vec![1.0, 0.0, 0.0, 1.0] };
     /// let t = vec![1.0, 2.0];
-    /// let data = GlmData { x_train: x.clone(), t_train: t.clone(), x_val: x, t_val: t, loss: LossKind::Squared, classes: 1 };
+    /// let data =
+    ///     GlmData { x_train: x.clone(), t_train: t.clone(), x_val: x, t_val: t, loss: LossKind::Squared, classes: 1 };
     /// let p = Glm::new(&be, &data, HyperKind::FeatureRidge { scale: 1.0 });
     /// let (lambda, w, mut grad) = (be.zeros(2, "x"), be.zeros(2, "y"), be.zeros(2, "grad"));
     /// p.inner_grad(&be, &lambda, &w, Rows::All, &mut grad);
