@@ -102,16 +102,23 @@ impl CheckOptions {
 /// An oracle of [`Problem`] (or a property of one) that a [`Check`] is about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Oracle {
+    /// `inner_grad`: ∇_y g.
     InnerGrad,
+    /// `inner_hvp`: ∇²_yy g · v.
     InnerHvp,
     /// `⟨u, Hv⟩ = ⟨v, Hu⟩`: the inner Hessian is symmetric.
     HvpSymmetry,
+    /// `mixed_jvp`: `J[v] = ∇_x⟨∇_y g, v⟩`.
     MixedJvp,
+    /// `outer_grad_y`: ∇_y f.
     OuterGradY,
+    /// `add_outer_grad_x`: ∇_x f.
     OuterGradX,
     /// `add_outer_grad_x` adds to what `out` holds instead of overwriting it.
     OuterGradXAdds,
+    /// `inner_step`: the fused `y ← y − α ∇_y g`.
     InnerStep,
+    /// `neumann_step`: the fused `r ← r − η ∇²_yy g · r`.
     NeumannStep,
 }
 
@@ -183,11 +190,15 @@ impl Serialize for Oracle {
 /// names it.
 #[derive(Clone, Debug, Serialize)]
 pub struct Check {
+    /// The oracle (or property) checked.
     pub oracle: Oracle,
     /// Which rows: `all rows` or the mini-batch's sizes, prefixed `val_as_train, ` for that view.
     pub rows: String,
+    /// The relative error, as defined above.
     pub error: f64,
+    /// The largest error that passes ([`CheckOptions::tolerance`]).
     pub tolerance: f64,
+    /// `error ≤ tolerance` (false for a non-finite value).
     pub passed: bool,
     /// The value that was NaN or infinite, if one was.
     pub non_finite: Option<String>,
@@ -206,9 +217,13 @@ impl Check {
 pub struct OracleReport {
     /// The backend's description.
     pub backend: String,
+    /// The problem's dimension of x.
     pub dim_x: usize,
+    /// The problem's dimension of y.
     pub dim_y: usize,
+    /// The finite-difference step ε used.
     pub fd_step: f64,
+    /// Every comparison, set of rows by set of rows.
     pub checks: Vec<Check>,
 }
 

@@ -15,7 +15,13 @@ pub enum Error {
     InvalidArgument(String),
     /// A quantity became NaN or infinite during a run (usually a step size that is too large).
     #[error("{quantity} became non-finite at outer iteration {iter} (step size too large?)")]
-    NonFinite { iter: usize, quantity: String },
+    NonFinite {
+        /// Where it was seen: the outer iteration (0-based) in a run; a one-off computation's own
+        /// step (Newton steps of the exact solve, 0 for a single evaluation).
+        iter: usize,
+        /// What became non-finite, in words ("hypergradient", "the meta-training loss").
+        quantity: String,
+    },
     /// A run's records could not be written (a full disk, a closed pipe).
     #[error("cannot write results: {0}")]
     Output(String),

@@ -1,7 +1,7 @@
 //! The web page's landscape: ridge regression with two features, so the hyperparameter λ ∈ R²
 //! is a plane a person can look at. The outer objective Φ(λ) = f(w*(λ)) over a grid of that
 //! plane, the estimators' hypergradients at a point, and the inner solver's path there, all
-//! computed through a [`Backend`] (the browser's WebGPU, or the CPU for the reference).
+//! computed through a [`Backend`](crate::Backend) (the browser's WebGPU, or the CPU for the reference).
 //!
 //! The grid is evaluated in one solve: G grid points become one *stacked* ridge problem whose
 //! design matrix is block-diagonal (block g is the data X, with its own two features 2g, 2g+1
@@ -25,14 +25,19 @@ use crate::{Error, Result};
 /// The landscape's data and the part of the λ-plane shown.
 #[derive(Clone, Debug, Serialize)]
 pub struct LandscapeConfig {
+    /// Training rows n (few, so that the penalty matters).
     pub n_train: usize,
+    /// Validation rows m.
     pub n_val: usize,
+    /// Standard deviation of the Gaussian noise on the targets.
     pub noise: f64,
+    /// Seed of the data.
     pub seed: u64,
     /// The ground-truth weights of the two features.
     pub truth: [f64; 2],
     /// Both axes span `[lo, hi]` (λ is a log-penalty: e^λ from e^lo to e^hi).
     pub lo: f64,
+    /// The upper end of both axes.
     pub hi: f64,
     /// Grid points per axis.
     pub grid: usize,
@@ -45,6 +50,8 @@ impl Default for LandscapeConfig {
 }
 
 impl LandscapeConfig {
+    /// Rejects settings the page cannot show: empty sets, negative or non-finite noise, a λ
+    /// range outside [−20, 20] or empty, fewer than 2 or more than 256 grid points per axis.
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::InvalidArgument(m));
         if self.n_train == 0 || self.n_val == 0 {
@@ -64,9 +71,25 @@ impl LandscapeConfig {
 }
 
 /// A landscape instance (host data in f64).
+///
+/// ```
+/// use bilevel_core::algorithms::{AlgKind, Hyper};
+/// use bilevel_core::cpu::CpuBackend;
+/// use bilevel_core::landscape::{Landscape, LandscapeConfig};
+///
+/// let be = CpuBackend::<f64>::new();
+/// let landscape = Landscape::new(LandscapeConfig::default()).unwrap();
+/// let hyper = Hyper { t: 200, q: 20, eta: 0.5, alpha: 0.5, beta: 1.0, batch_size: 10, val_batch_size: 10 };
+/// let lambda = [0.0, -1.0];
+/// let h = pollster::block_on(landscape.estimate(&be, AlgKind::AidCg, &hyper, &lambda, 0)).unwrap();
+/// let (exact, _) = landscape.exact(&lambda); // the closed form
+/// assert!(h.iter().zip(&exact).all(|(a, b)| (a - b).abs() <= 1e-6 * b.abs().max(1.0)));
+/// ```
 #[derive(Clone, Debug)]
 pub struct Landscape {
+    /// The settings it was built from.
     pub config: LandscapeConfig,
+    /// The two-feature ridge instance.
     pub data: RidgeData,
 }
 
@@ -241,14 +264,19 @@ impl Landscape {
 /// One outer step of a [`Descent`]: λ before the step, the estimate used, Φ there (closed form).
 #[derive(Clone, Debug, Serialize)]
 pub struct DescentPoint {
+    /// Outer iterations completed, this one included (1 for the first point).
     pub iter: usize,
+    /// λ before the step.
     pub lambda: Vec<f64>,
+    /// The estimate ĥ the step used.
     pub hypergradient: Vec<f64>,
+    /// Φ(λ) at that λ (closed form).
     pub exact_loss: f64,
 }
 
 /// An outer descent on the landscape's problem.
 pub struct Descent<'a, B: GlmBackend> {
+    /// The outer loop: the resident problem, λ, w and the algorithm.
     pub outer: OuterLoop<'a, B, Ridge<B>>,
     data: RidgeData,
 }

@@ -43,6 +43,7 @@ pub struct Sampler {
 }
 
 impl Sampler {
+    /// A sampler whose every draw is fixed by `seed`, drawing [`Batching::Independent`] batches.
     pub fn new(seed: u64) -> Self {
         Sampler { rng: ChaCha8Rng::seed_from_u64(seed), drawn: Vec::new(), batching: Batching::Independent, epochs: [None, None] }
     }
@@ -86,6 +87,18 @@ impl Sampler {
 
     /// `b` distinct row indices out of `0..n` (all of them, in order, when `b >= n`): exactly
     /// the indices `rand::seq::index::sample` draws from this generator.
+    ///
+    /// ```
+    /// use bilevel_core::sampler::Sampler;
+    ///
+    /// let batch = Sampler::new(7).batch(100, 10);
+    /// assert_eq!(batch, Sampler::new(7).batch(100, 10)); // the seed fixes the draw
+    /// let mut sorted = batch.clone();
+    /// sorted.sort();
+    /// sorted.dedup();
+    /// assert!(sorted.len() == 10 && sorted.iter().all(|&i| i < 100));
+    /// assert_eq!(Sampler::new(7).batch(5, 10), vec![0, 1, 2, 3, 4]);
+    /// ```
     pub fn batch(&mut self, n: usize, b: usize) -> Vec<u32> {
         if b >= n {
             return (0..n as u32).collect();

@@ -15,14 +15,23 @@ use crate::{Error, Result};
 /// Everything a toy run depends on.
 #[derive(Clone, Debug, Serialize)]
 pub struct ToyConfig {
+    /// The hypergradient algorithm.
     pub alg: AlgKind,
+    /// Its settings (T, Q, step sizes, batch sizes).
     pub hyper: Hyper,
+    /// The outer optimiser.
     pub opt: OuterOpt,
+    /// Seed of the synthetic data; the algorithm's mini-batches use `seed + 1`.
     pub seed: u64,
+    /// Outer iterations to run.
     pub epochs: usize,
+    /// Training rows n of the synthetic ridge instance.
     pub n_train: usize,
+    /// Validation rows m.
     pub n_val: usize,
+    /// Features d: the dimension of both w and λ.
     pub features: usize,
+    /// Standard deviation of the Gaussian noise on the targets.
     pub noise: f64,
     /// μ of the outer penalty (μ/2)‖λ‖² added to the validation loss (0: the plain problem).
     pub outer_penalty: f64,
@@ -31,6 +40,8 @@ pub struct ToyConfig {
 }
 
 impl ToyConfig {
+    /// Rejects settings no run can use: the algorithm's and optimiser's own checks, zero sizes,
+    /// negative or non-finite noise and outer penalty.
     pub fn validate(&self) -> Result<()> {
         self.hyper.validate()?;
         self.opt.validate()?;
@@ -52,6 +63,7 @@ impl ToyConfig {
 /// One outer iteration's record (a JSON line).
 #[derive(Clone, Debug, Serialize)]
 pub struct ToyRecord {
+    /// Outer iterations completed, this one included (1 for the first record).
     pub iter: usize,
     /// Cumulative solver time: inner loop, estimate, update and the readback of the estimate;
     /// the closed-form reference and the loss evaluation are excluded.
@@ -62,20 +74,27 @@ pub struct ToyRecord {
     pub exact_outer_loss: f64,
     /// ‖ĥ − ∇Φ(λ)‖ / ‖∇Φ(λ)‖ at this iteration's λ.
     pub hypergrad_rel_err: f64,
+    /// ‖ĥ‖: the norm of this iteration's estimate.
     pub hypergrad_norm: f64,
+    /// ‖λ‖ at this iteration's λ (before the update).
     pub lambda_norm: f64,
     /// Oracle calls so far (cumulative).
     pub oracle_counts: OracleCounts,
+    /// The estimate ĥ, when [`ToyConfig::record_vectors`] asks for it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hypergradient: Option<Vec<f64>>,
+    /// The closed-form ∇Φ(λ), when [`ToyConfig::record_vectors`] asks for it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exact_hypergradient: Option<Vec<f64>>,
 }
 
 /// A toy run in progress on backend `B`.
 pub struct ToyRun<'a, B: GlmBackend> {
+    /// The settings the run was built from.
     pub config: ToyConfig,
+    /// The host copy of the instance, for the closed-form reference.
     pub data: RidgeData,
+    /// The outer loop: the resident problem, x, y, the algorithm and its counts.
     pub outer: OuterLoop<'a, B, Ridge<B>>,
     loss: B::Scalar,
     elapsed: f64,
@@ -87,6 +106,24 @@ fn norm(v: &[f64]) -> f64 {
 
 impl<'a, B: GlmBackend + 'static> ToyRun<'a, B> {
     /// Builds the data (host, f64), uploads it, and sets up the algorithm.
+    ///
+    /// ```
+    /// use bilevel_core::algorithms::{AlgKind, Hyper};
+    /// use bilevel_core::cpu::CpuBackend;
+    /// use bilevel_core::outer::OuterOpt;
+    /// use bilevel_core::toy::{ToyConfig, ToyRun};
+    ///
+    /// let be = CpuBackend::<f64>::new();
+    /// let hyper = Hyper { t: 20, q: 20, eta: 0.5, alpha: 0.5, beta: 1.0, batch_size: 50, val_batch_size: 50 };
+    /// let opt = OuterOpt::Sgd { momentum: 0.0 };
+    /// let config = ToyConfig { alg: AlgKind::AidCg, hyper, opt, seed: 0, epochs: 3, n_train: 100, n_val: 100,
+    ///     features: 5, noise: 0.1, outer_penalty: 0.0, record_vectors: false };
+    /// let mut run = ToyRun::new(&be, config).unwrap();
+    /// while !run.done() {
+    ///     let record = pollster::block_on(run.step(&|| 0.0)).unwrap();
+    ///     assert!(record.hypergrad_rel_err < 1e-3, "{record:?}");
+    /// }
+    /// ```
     pub fn new(be: &'a B, config: ToyConfig) -> Result<Self> {
         config.validate()?;
         // The data seed is fixed by the run seed, so every backend sees the same instance.
@@ -97,6 +134,7 @@ impl<'a, B: GlmBackend + 'static> ToyRun<'a, B> {
         Ok(ToyRun { loss: be.scalar("toy.loss"), config, data, outer, elapsed: 0.0 })
     }
 
+    /// Whether all [`ToyConfig::epochs`] outer iterations have run.
     pub fn done(&self) -> bool {
         self.outer.iter >= self.config.epochs
     }

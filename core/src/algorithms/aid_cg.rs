@@ -12,6 +12,7 @@ use super::{implicit_hypergradient, inner_descent, Adjoint, Algorithm, Cg, Hyper
 use crate::backend::{Backend, Rows};
 use crate::problems::Problem;
 
+/// AID-CG's workspaces (gradient, right-hand side ∇_y f, the solution v, CG's state) and settings.
 pub struct AidCg<B: Backend> {
     hyper: Hyper,
     grad: B::Vector,
@@ -21,6 +22,7 @@ pub struct AidCg<B: Backend> {
 }
 
 impl<B: Backend> AidCg<B> {
+    /// Workspaces sized for `p`; `hyper` gives T (inner steps), K (CG iterations) and α.
     pub fn new<P: Problem<B>>(be: &B, p: &P, hyper: Hyper) -> Self {
         let n = p.dim_y();
         AidCg { hyper, grad: be.zeros(n, "aid_cg.grad"), b: be.zeros(n, "aid_cg.b"), v: be.zeros(n, "aid_cg.v"), cg: Cg::new(be, n) }

@@ -10,6 +10,7 @@ use super::{implicit_hypergradient, inner_descent, Adjoint, Algorithm, Hyper, St
 use crate::backend::{Backend, Coef, Rows};
 use crate::problems::Problem;
 
+/// AID-FP's workspaces (gradient, ∇_y f, the fixed-point iterate v and H v) and settings.
 pub struct AidFp<B: Backend> {
     hyper: Hyper,
     grad: B::Vector,
@@ -19,6 +20,7 @@ pub struct AidFp<B: Backend> {
 }
 
 impl<B: Backend> AidFp<B> {
+    /// Workspaces sized for `p`; `hyper` gives T (inner steps), K (fixed-point steps) and α.
     pub fn new<P: Problem<B>>(be: &B, p: &P, hyper: Hyper) -> Self {
         let n = p.dim_y();
         AidFp {

@@ -13,6 +13,7 @@ use crate::backend::{Backend, Rows};
 use crate::problems::Problem;
 use crate::sampler::Sampler;
 
+/// BSA's workspaces (the inner gradient and the random-length Neumann estimator) and settings.
 pub struct Bsa<B: Backend> {
     hyper: Hyper,
     grad: B::Vector,
@@ -20,6 +21,8 @@ pub struct Bsa<B: Backend> {
 }
 
 impl<B: Backend> Bsa<B> {
+    /// Workspaces sized for `p`; `hyper` gives T, Q (the largest series length), α, η and the
+    /// batch sizes.
     pub fn new<P: Problem<B>>(be: &B, p: &P, hyper: Hyper) -> Self {
         Bsa { grad: be.zeros(p.dim_y(), "bsa.grad"), work: RandomNeumann::new(be, p.dim_y()), hyper }
     }

@@ -14,10 +14,14 @@ use super::{implicit_hypergradient, Adjoint, Algorithm, Cg, Hyper, Step};
 use crate::backend::{Backend, Coef, Rows};
 use crate::problems::Problem;
 
-/// ε_0 and the decrease ρ of the tolerance sequence ε_k = ε_0 ρ^k (Pedregosa's exponential one).
+/// ε_0: the first outer iteration's tolerance, of the sequence ε_k = ε_0 ρ^k (Pedregosa's
+/// exponential one).
 pub const TOL0: f64 = 1e-2;
+/// ρ: the factor by which the tolerance ε_k decreases each outer iteration.
 pub const TOL_DECAY: f64 = 0.9;
 
+/// HOAG's workspaces (inner gradient and its squared norm, ∇_y f, the warm-started v, CG's
+/// state) and settings.
 pub struct Hoag<B: Backend> {
     hyper: Hyper,
     grad: B::Vector,
@@ -29,6 +33,8 @@ pub struct Hoag<B: Backend> {
 }
 
 impl<B: Backend> Hoag<B> {
+    /// Workspaces sized for `p`, v starting at 0; `hyper` gives T and K (the most inner and CG
+    /// steps per outer iteration) and α.
     pub fn new<P: Problem<B>>(be: &B, p: &P, hyper: Hyper) -> Self {
         let n = p.dim_y();
         Hoag {

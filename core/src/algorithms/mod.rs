@@ -63,12 +63,14 @@ impl Hyper {
 /// How the outer step size evolves with the outer iteration k (0-based).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 pub enum Schedule {
+    /// β_k = β.
     Constant,
     /// β_k = β / (k + 1)^p  (BSA: p = 1/2; TTSA: p = 3/5).
     Power(f64),
 }
 
 impl Schedule {
+    /// The factor β_k / β at outer iteration `k` (0-based).
     pub fn factor(self, k: usize) -> f64 {
         match self {
             Schedule::Constant => 1.0,
@@ -131,28 +133,37 @@ impl<B: Backend, P: Problem<B>, A: Algorithm<B, P> + ?Sized> Algorithm<B, P> for
 /// The algorithms by name (names as in the reference code, parsed case-insensitively).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub enum AlgKind {
+    /// stocBiO as the paper states it (Algorithms 2 and 3): fresh mini-batches everywhere.
     #[serde(rename = "stocBiO")]
     StocBiO,
     /// stocBiO as the reference code implements it (`--compat v1|head`).
     #[serde(rename = "stocBiO-compat")]
     StocBiOReference(stocbio::Reference),
+    /// AID with conjugate gradient for the linear system.
     #[serde(rename = "AID-CG")]
     AidCg,
+    /// AID with fixed-point iteration for the linear system.
     #[serde(rename = "AID-FP")]
     AidFp,
+    /// Iterative differentiation: backpropagation through the last K inner steps (ITD).
     #[serde(rename = "reverse")]
     Reverse,
+    /// HOAG (Pedregosa 2016): inner problem and linear system solved to decreasing tolerances.
     #[serde(rename = "HOAG")]
     Hoag,
+    /// BSA (Ghadimi & Wang 2018): a randomly truncated Neumann series.
     #[serde(rename = "BSA")]
     Bsa,
+    /// TTSA (Hong et al. 2020): one inner step per outer step, two timescales.
     #[serde(rename = "TTSA")]
     Ttsa,
+    /// SOBA (Dagréou et al. 2022): y, v and x moved together in a single loop.
     #[serde(rename = "SOBA")]
     Soba,
 }
 
 impl AlgKind {
+    /// Every algorithm in its default (paper) form, in the order the CLI lists them.
     pub const ALL: [AlgKind; 8] =
         [AlgKind::StocBiO, AlgKind::AidCg, AlgKind::AidFp, AlgKind::Reverse, AlgKind::Hoag, AlgKind::Bsa, AlgKind::Ttsa, AlgKind::Soba];
 
@@ -161,6 +172,7 @@ impl AlgKind {
         matches!(self, AlgKind::StocBiO | AlgKind::Bsa | AlgKind::Ttsa | AlgKind::Soba)
     }
 
+    /// The display name, as in the reference code ([`FromStr`] parses those of [`AlgKind::ALL`]).
     pub fn name(self) -> &'static str {
         match self {
             AlgKind::StocBiO => "stocBiO",
@@ -319,6 +331,7 @@ pub struct Cg<B: Backend> {
 }
 
 impl<B: Backend> Cg<B> {
+    /// Workspaces for systems of dimension `n` (the inner variable's).
     pub fn new(be: &B, n: usize) -> Self {
         Cg {
             r: be.zeros(n, "cg.r"),

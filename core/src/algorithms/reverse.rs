@@ -17,6 +17,7 @@ use crate::problems::Problem;
 /// Iterates kept for the backward pass, whatever T and K are.
 pub const MAX_CHECKPOINTS: usize = 8;
 
+/// reverse's workspaces (the adjoint, its products, the checkpointed iterates) and settings.
 pub struct Reverse<B: Backend> {
     hyper: Hyper,
     grad: B::Vector,
@@ -29,6 +30,8 @@ pub struct Reverse<B: Backend> {
 }
 
 impl<B: Backend> Reverse<B> {
+    /// Workspaces sized for `p`, with min(K, T, [`MAX_CHECKPOINTS`]) checkpoints (at least 1);
+    /// `hyper` gives T (inner steps), K (steps backpropagated through) and α.
     pub fn new<P: Problem<B>>(be: &B, p: &P, hyper: Hyper) -> Self {
         let n = p.dim_y();
         let kept = hyper.q.min(hyper.t).clamp(1, MAX_CHECKPOINTS);

@@ -13,6 +13,7 @@ use super::{implicit_hypergradient, Adjoint, Algorithm, Hyper, Step};
 use crate::backend::{Backend, Coef, Rows};
 use crate::problems::Problem;
 
+/// SOBA's state (v, kept between outer steps), its directions' workspaces and settings.
 pub struct Soba<B: Backend> {
     hyper: Hyper,
     v: B::Vector,
@@ -22,6 +23,7 @@ pub struct Soba<B: Backend> {
 }
 
 impl<B: Backend> Soba<B> {
+    /// Workspaces sized for `p`, v starting at 0; `hyper` gives α, η and the batch sizes.
     pub fn new<P: Problem<B>>(be: &B, p: &P, hyper: Hyper) -> Self {
         let n = p.dim_y();
         Soba {

@@ -35,6 +35,8 @@ pub enum Reference {
     Head,
 }
 
+/// stocBiO's workspaces (inner gradient, the Neumann terms and their sum), settings, and which
+/// version runs: the paper's or one of the reference code's.
 pub struct StocBiO<B: Backend> {
     hyper: Hyper,
     /// `None`: the paper's algorithm; else the reference code's version.

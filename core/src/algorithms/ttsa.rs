@@ -13,6 +13,7 @@ use super::{inner_descent, Algorithm, Hyper, Schedule, Step};
 use crate::backend::Backend;
 use crate::problems::Problem;
 
+/// TTSA's workspaces (the inner gradient and BSA's random-length Neumann estimator) and settings.
 pub struct Ttsa<B: Backend> {
     hyper: Hyper,
     grad: B::Vector,
@@ -20,6 +21,8 @@ pub struct Ttsa<B: Backend> {
 }
 
 impl<B: Backend> Ttsa<B> {
+    /// Workspaces sized for `p`; `hyper` gives α, η, Q (the largest series length) and the
+    /// batch sizes.
     pub fn new<P: Problem<B>>(be: &B, p: &P, hyper: Hyper) -> Self {
         Ttsa { grad: be.zeros(p.dim_y(), "ttsa.grad"), work: RandomNeumann::new(be, p.dim_y()), hyper }
     }

@@ -12,12 +12,16 @@ use rand_chacha::ChaCha8Rng;
 use super::DataError;
 
 /// Images grouped by class; every image is C×H×W f32, channel-major (CHW), values in the source's
-/// convention (Omniglot: strokes 1.0, background 0.0; miniImageNet raw 0..255; FC100 in [0,1]).
+/// convention (Omniglot: strokes 1.0, background 0.0; miniImageNet raw 0..255; FC100 in `[0, 1]`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct ImageSet {
+    /// Channels C per image.
     pub channels: usize,
+    /// Height H in pixels.
     pub height: usize,
+    /// Width W in pixels.
     pub width: usize,
+    /// One name per class, in the classes' order.
     pub class_names: Vec<String>,
     /// Per class: the concatenation of that class's images.
     pub images: Vec<Vec<f32>>,
@@ -32,10 +36,12 @@ impl ImageSet {
         self.channels * self.height * self.width
     }
 
+    /// Classes in the set.
     pub fn num_classes(&self) -> usize {
         self.images.len()
     }
 
+    /// Images of class `class`.
     pub fn images_in(&self, class: usize) -> usize {
         self.images[class].len() / self.image_len().max(1)
     }
@@ -112,8 +118,11 @@ fn base_name(name: &str) -> &str {
 /// A seeded split of the classes into meta-train / meta-val / meta-test, no class in two parts.
 #[derive(Clone, Debug)]
 pub struct MetaSplit {
+    /// Meta-training classes.
     pub train: ImageSet,
+    /// Meta-validation classes.
     pub val: ImageSet,
+    /// Meta-test classes.
     pub test: ImageSet,
 }
 
@@ -162,8 +171,11 @@ pub fn split_classes(set: ImageSet, val_classes: usize, test_classes: usize, see
 /// labels are 0..ways−1 after a random relabelling.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Episode {
+    /// Classes N in the task.
     pub ways: usize,
+    /// Support images K per class.
     pub shots: usize,
+    /// Query images per class.
     pub queries: usize,
     /// (ways·shots + ways·queries) · image_len values, support then query.
     pub images: Vec<f32>,

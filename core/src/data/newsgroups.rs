@@ -23,8 +23,9 @@ use std::collections::HashMap;
 use crate::backend::HostMatrix;
 use crate::data::{stratified_split, Labeled};
 
-/// The archive's two subsets (folder names).
+/// The archive's training subset (its folder name).
 pub const TRAIN_DIR: &str = "20news-bydate-train";
+/// The archive's test subset (its folder name).
 pub const TEST_DIR: &str = "20news-bydate-test";
 /// The archive's file name in the shared data folder.
 pub const ARCHIVE: &str = "20news-bydate.tar.gz";
@@ -45,6 +46,7 @@ impl Default for Tokenizer {
 }
 
 impl Tokenizer {
+    /// The tables for Python's `str.lower` and `\w` on Latin-1 text.
     pub fn new() -> Self {
         let (mut lower, mut word) = ([0u8; 256], [false; 256]);
         for b in 0..=255u8 {
@@ -262,7 +264,14 @@ mod native {
         Hit(PathBuf),
         /// Built from the archive and written to `path`; `stale` says why an existing cache file
         /// was not used, `error` why it could not be written.
-        Built { path: PathBuf, stale: Option<String>, error: Option<String> },
+        Built {
+            /// The cache file.
+            path: PathBuf,
+            /// Why the existing cache file was not used, if there was one.
+            stale: Option<String>,
+            /// Why the cache could not be written, if it could not.
+            error: Option<String>,
+        },
     }
 
     impl Cache {

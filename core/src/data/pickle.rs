@@ -30,19 +30,29 @@ use super::DataError;
 /// A value on the pickle machine's stack.
 #[derive(Clone, Debug)]
 pub enum Value {
+    /// Python's `None`.
     None,
+    /// A `bool`.
     Bool(bool),
+    /// An `int` (up to 64 bits).
     Int(i64),
+    /// A `float`.
     Float(f64),
+    /// A `str`.
     Str(Rc<str>),
+    /// A `bytes` (or a Python 2 byte string).
     Bytes(Rc<Vec<u8>>),
+    /// A `tuple`.
     Tuple(Rc<Vec<Value>>),
+    /// A `list`, shared as the memo shares it.
     List(Rc<RefCell<Vec<Value>>>),
     /// Key/value pairs in insertion order (Python dicts keep it).
     Dict(Rc<RefCell<Vec<(Value, Value)>>>),
     /// A module-level name (`module`, `name`) not called yet.
     Global(Rc<(String, String)>),
+    /// A `numpy.dtype` (its byte order set by a later `BUILD`).
     Dtype(Rc<RefCell<Dtype>>),
+    /// A numpy array (its contents set by a later `BUILD`).
     Array(Rc<RefCell<NdArray>>),
 }
 
@@ -50,16 +60,22 @@ pub enum Value {
 /// byte order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Dtype {
+    /// `b`, `i`, `u` or `f`, as an ASCII byte.
     pub kind: u8,
+    /// Bytes per element.
     pub size: usize,
+    /// Most significant byte first.
     pub big_endian: bool,
 }
 
 /// A numpy array: C-order `data` of `shape`, elements of `dtype`.
 #[derive(Clone, Debug)]
 pub struct NdArray {
+    /// The element type.
     pub dtype: Dtype,
+    /// The dimensions, outermost first.
     pub shape: Vec<usize>,
+    /// The elements' bytes (shared, never copied).
     pub data: Rc<Vec<u8>>,
 }
 
@@ -114,10 +130,12 @@ impl Dtype {
 }
 
 impl NdArray {
+    /// Elements: the product of the dimensions.
     pub fn len(&self) -> usize {
         self.shape.iter().product()
     }
 
+    /// Whether the array has no elements.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -788,12 +806,16 @@ const FC100_HINT: &str = "put learn2learn's FC100_{train,val,test}.pickle \
 /// classes), one file each.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FewShotSplit {
+    /// The meta-training classes.
     Train,
+    /// The meta-validation classes.
     Validation,
+    /// The meta-test classes.
     Test,
 }
 
 impl FewShotSplit {
+    /// The three splits, train first.
     pub const ALL: [FewShotSplit; 3] = [FewShotSplit::Train, FewShotSplit::Validation, FewShotSplit::Test];
 
     /// learn2learn's miniImageNet file of this split.

@@ -9,7 +9,9 @@ use crate::backend::HostMatrix;
 /// A parsed file: labels and a CSR feature matrix with `cols` = largest index + 1.
 #[derive(Clone, Debug)]
 pub struct Svmlight {
+    /// One label per line, as written.
     pub labels: Vec<f64>,
+    /// The features, one row per line (CSR).
     pub x: HostMatrix,
 }
 
@@ -17,8 +19,11 @@ pub struct Svmlight {
 #[derive(Debug, thiserror::Error)]
 #[error("{name}:{line}: {msg}")]
 pub struct ParseError {
+    /// The input's name (usually the file path).
     pub name: String,
+    /// The line number, 1-based.
     pub line: usize,
+    /// What is wrong with the line.
     pub msg: String,
 }
 

@@ -12,16 +12,20 @@ use crate::meta::ops::{Gemm, MetaBackend, View, ViewMut};
 /// Sizes of one meta-batch at the head.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HeadShape {
+    /// Tasks in the meta-batch.
     pub tasks: usize,
-    /// Support and query rows per task.
+    /// Support rows per task.
     pub ns: usize,
+    /// Query rows per task.
     pub nq: usize,
-    /// Feature dimension.
+    /// Feature dimension D.
     pub d: usize,
+    /// Classes: the head's outputs.
     pub ways: usize,
 }
 
 impl HeadShape {
+    /// Entries of one task's head block `[A | b]`: `ways × D + ways`.
     pub fn head_len(&self) -> usize {
         self.ways * self.d + self.ways
     }
@@ -56,7 +60,9 @@ fn head_step<B: MetaBackend>(be: &B, s: &HeadShape, alpha: f64, e: &B::Vector, r
 /// The inner adaptation's record: the heads `A_k` (k = 0..N), the support probabilities `P_k`
 /// and residuals `E_k = (P_k − Y_s)/ns` (k < N), and the query's at `A_N`.
 pub struct Adaptation<B: MetaBackend> {
+    /// The sizes the buffers are for.
     pub shape: HeadShape,
+    /// The heads `A_0 … A_N`, each per task (`tasks × head_len`).
     pub heads: Vec<B::Vector>,
     probs: Vec<B::Vector>,
     resid: Vec<B::Vector>,
@@ -70,6 +76,7 @@ pub struct Adaptation<B: MetaBackend> {
 }
 
 impl<B: MetaBackend> Adaptation<B> {
+    /// Buffers for an adaptation of `steps` (N) steps on meta-batches of `shape`.
     pub fn new(be: &B, shape: HeadShape, steps: usize) -> Self {
         let s = shape;
         let v = |n: usize, l: &str| be.zeros(n, l);
@@ -86,6 +93,7 @@ impl<B: MetaBackend> Adaptation<B> {
             stats_q: v(2 * s.tasks, "meta query stats"),
         }
     }
+    /// N: the adaptation steps the buffers hold.
     pub fn steps(&self) -> usize {
         self.heads.len() - 1
     }
@@ -139,6 +147,7 @@ pub struct HeadBackward<B: MetaBackend> {
 }
 
 impl<B: MetaBackend> HeadBackward<B> {
+    /// Scratch for meta-batches of shape `s`.
     pub fn new(be: &B, s: HeadShape) -> Self {
         HeadBackward {
             u: be.zeros(s.tasks * s.ns * s.ways, "meta hg U"),

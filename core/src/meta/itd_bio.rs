@@ -4,8 +4,8 @@
 //! the query loss through all N steps: closed form at the head (SPEC §6.4), then one ordinary
 //! first-order backward through φ.
 //!
-//! FO-ITD-BiO and ANIL are this same meta-step with other choices ([`HeadOnly`]); they live in
-//! their own files and call [`head_only_meta_gradient`].
+//! FO-ITD-BiO and ANIL are this same meta-step with other choices (`HeadOnly`); they live in
+//! their own files and call `head_only_meta_gradient`.
 
 use crate::backend::Coef;
 use crate::meta::head::{self, Adaptation, HeadBackward};

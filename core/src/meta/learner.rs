@@ -22,13 +22,18 @@ pub enum MetaAlg {
     /// As ITD-BiO, and the head's initialisation is meta-learned too.
     Anil,
     /// All parameters adapted; second order through the whole network (or first order).
-    Maml { first_order: bool },
+    Maml {
+        /// FO-MAML: the adaptation is not differentiated (its Jacobian taken as the identity).
+        first_order: bool,
+    },
 }
 
 impl MetaAlg {
+    /// Every algorithm, MAML and FO-MAML apart, in the order the CLI lists them.
     pub const ALL: [MetaAlg; 5] =
         [MetaAlg::ItdBio, MetaAlg::FoItdBio, MetaAlg::Anil, MetaAlg::Maml { first_order: false }, MetaAlg::Maml { first_order: true }];
 
+    /// The display name, which [`MetaAlg::parse`] accepts.
     pub fn name(self) -> &'static str {
         match self {
             MetaAlg::ItdBio => "ITD-BiO",
@@ -50,32 +55,48 @@ impl MetaAlg {
 /// Everything that defines a run.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct MetaConfig {
+    /// The meta-learning algorithm.
     pub alg: MetaAlg,
+    /// The network's shape (its `ways` is the tasks' number of classes).
     pub net: Conv4,
+    /// Support images per class of a task (K of K-shot).
     pub shots: usize,
+    /// Query images per class of a task.
     pub queries: usize,
+    /// Tasks per meta-batch: the tasks one outer step averages over.
     pub meta_batch: usize,
+    /// N: inner adaptation steps per task.
     pub inner_steps: usize,
+    /// α: the inner adaptation's step size.
     pub inner_lr: f64,
+    /// Adam's learning rate for the outer variables (the backbone; MAML's whole θ).
     pub outer_lr: f64,
     /// ANIL's learning rate for the head initialisation.
     pub head_lr: f64,
+    /// Seed of the initialisation and of FO-ITD-BiO's random heads.
     pub seed: u64,
 }
 
 impl MetaConfig {
+    /// Classes per task (N of N-way).
     pub fn ways(&self) -> usize {
         self.net.ways
     }
+    /// Support images per task: ways × shots.
     pub fn support_rows(&self) -> usize {
         self.net.ways * self.shots
     }
+    /// Query images per task: ways × queries.
     pub fn query_rows(&self) -> usize {
         self.net.ways * self.queries
     }
+    /// The head's sizes for one meta-batch of this configuration.
     pub fn head_shape(&self) -> HeadShape {
         HeadShape { tasks: self.meta_batch, ns: self.support_rows(), nq: self.query_rows(), d: self.net.features(), ways: self.net.ways }
     }
+    /// Rejects configurations no run can use: fewer than 2 ways, no support or query images,
+    /// an empty meta-batch or network, images too small for the blocks, non-finite learning
+    /// rates or a non-positive outer one.
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::InvalidArgument(m));
         if self.net.ways < 2 {
@@ -101,11 +122,17 @@ impl MetaConfig {
 /// (class-major, as `data::episodes::Episode` stores them), and their labels in the same order.
 #[derive(Clone, Debug)]
 pub struct HostTasks {
+    /// Tasks in the meta-batch.
     pub tasks: usize,
+    /// Support images per task.
     pub ns: usize,
+    /// Query images per task.
     pub nq: usize,
+    /// Entries of one image (channels × height × width, NCHW).
     pub image_len: usize,
+    /// `tasks × (ns + nq) × image_len` pixel values.
     pub images: Vec<f32>,
+    /// The class (0..ways) of each image, `tasks × (ns + nq)`.
     pub labels: Vec<u32>,
 }
 
@@ -113,15 +140,23 @@ pub struct HostTasks {
 /// algorithms forward support and query at once, so BN statistics cover both), support and
 /// query images apart (MAML adapts on the support alone), and the labels as reals.
 pub struct TaskBatch<B: MetaBackend> {
+    /// Tasks in the meta-batch.
     pub tasks: usize,
+    /// Every image, per task its support then its query images.
     pub images: B::Vector,
+    /// The support images alone, task by task.
     pub support: B::Vector,
+    /// The query images alone, task by task.
     pub query: B::Vector,
+    /// The support images' classes, as reals.
     pub labels_s: B::Vector,
+    /// The query images' classes, as reals.
     pub labels_q: B::Vector,
 }
 
 impl<B: MetaBackend> TaskBatch<B> {
+    /// Uploads a host meta-batch. Panics if `h.images` does not hold `tasks × (ns + nq)` images
+    /// ([`HostTasks::from_episodes`] builds consistent ones).
     pub fn upload(be: &B, h: &HostTasks) -> Self {
         let n = h.ns + h.nq;
         assert_eq!(h.images.len(), h.tasks * n * h.image_len, "HostTasks: image buffer length");
@@ -149,14 +184,18 @@ pub struct Snapshot<B: MetaBackend> {
 }
 
 /// Buffers of the head-only algorithms (ITD-BiO, FO-ITD-BiO, ANIL) for one meta-batch size.
-pub struct HeadOnlyWork<B: MetaBackend> {
+pub(crate) struct HeadOnlyWork<B: MetaBackend> {
+    /// The backbone's activations on all images of the meta-batch.
     pub act: Activations<B>,
+    /// The heads' adaptation record.
     pub ad: Adaptation<B>,
+    /// Scratch of the head-level hypergradient.
     pub hb: HeadBackward<B>,
 }
 
 /// The learner: outer variables, their optimiser state, and scratch buffers.
 pub struct Learner<B: MetaBackend> {
+    /// The run's configuration.
     pub cfg: MetaConfig,
     /// ITD-BiO, FO-ITD-BiO, ANIL: the backbone φ. MAML: θ = [backbone | head].
     pub theta: B::Vector,
@@ -164,9 +203,11 @@ pub struct Learner<B: MetaBackend> {
     pub head: B::Vector,
     /// The meta-gradients, written by [`Learner::meta_gradient`].
     pub grad_theta: B::Vector,
+    /// ANIL's meta-gradient of the head initialisation (unused otherwise).
     pub grad_head: B::Vector,
     /// FO-ITD-BiO's per-task random heads (drawn on the host, seeded).
     pub random_heads: B::Vector,
+    /// The seeded stream the initialisation and the random heads are drawn from.
     pub rng: Sampler,
     /// Factor on the outer learning rates (a schedule's; 1 by default).
     pub lr_scale: f64,

@@ -14,9 +14,11 @@ use crate::sampler::Sampler;
 /// The network's shape.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Conv4 {
-    /// Input image channels, height, width.
+    /// Input image channels.
     pub channels: usize,
+    /// Input image height in pixels.
     pub height: usize,
+    /// Input image width in pixels.
     pub width: usize,
     /// Channels of every hidden layer (64 in the reference).
     pub hidden: usize,
@@ -53,6 +55,7 @@ impl Conv4 {
     pub fn bn_offset(&self, l: usize) -> usize {
         self.conv_offset(l) + self.conv_len(l)
     }
+    /// Parameters of the backbone φ (every block's conv and batch norm).
     pub fn backbone_len(&self) -> usize {
         self.conv_offset(self.blocks)
     }
@@ -60,6 +63,7 @@ impl Conv4 {
     pub fn features(&self) -> usize {
         self.block_input(self.blocks, 1, 1).image_len()
     }
+    /// Parameters of the head: weight `ways × D` and bias `ways`.
     pub fn head_len(&self) -> usize {
         self.ways * self.features() + self.ways
     }
@@ -96,7 +100,9 @@ impl Conv4 {
 /// Per-block buffers for one shape of meta-batch: the block outputs of the forward (conv, BN,
 /// pooled), BN statistics, and scratch for the backward and the tangents (allocated lazily).
 pub struct Activations<B: MetaBackend> {
+    /// Tasks of the meta-batch shape the buffers are sized for.
     pub tasks: usize,
+    /// Images per task.
     pub per_task: usize,
     conv: Vec<B::Vector>,
     bn: Vec<B::Vector>,
@@ -135,6 +141,8 @@ fn alloc<B: MetaBackend>(be: &B, net: &Conv4, tasks: usize, per_task: usize, lab
 }
 
 impl<B: MetaBackend> Activations<B> {
+    /// Buffers for `tasks × per_task` images through `net` (tangent buffers come later, on
+    /// first use).
     pub fn new(be: &B, net: &Conv4, tasks: usize, per_task: usize) -> Self {
         let [conv, bn, pooled] = alloc(be, net, tasks, per_task, "meta act");
         let [d_conv, d_bn, d_out] = alloc(be, net, tasks, per_task, "meta grad");

@@ -32,10 +32,15 @@ pub const BN_EPS: f64 = 1e-5;
 /// The shape of a meta-batch of images: `tasks × per_task` images of `channels × height × width`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ImageBatch {
+    /// Tasks in the meta-batch.
     pub tasks: usize,
+    /// Images per task.
     pub per_task: usize,
+    /// Channels per image.
     pub channels: usize,
+    /// Rows per channel.
     pub height: usize,
+    /// Columns per row.
     pub width: usize,
 }
 
@@ -52,6 +57,7 @@ impl ImageBatch {
     pub fn len(&self) -> usize {
         self.images() * self.image_len()
     }
+    /// Whether the batch has no entries.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -68,8 +74,11 @@ impl ImageBatch {
 /// A read-only block of per-task (or shared) data inside a buffer: task t's block starts at
 /// `offset + t·stride` (`stride = 0`: one block shared by all tasks).
 pub struct View<'a, V> {
+    /// The buffer holding the blocks.
     pub buf: &'a V,
+    /// Where task 0's block starts.
     pub offset: usize,
+    /// Entries between consecutive tasks' blocks (0: one shared block).
     pub stride: usize,
 }
 
@@ -97,18 +106,24 @@ impl<'a, V> View<'a, V> {
 
 /// A writable block of per-task (or shared, `stride = 0`) data inside a buffer; see [`View`].
 pub struct ViewMut<'a, V> {
+    /// The buffer holding the blocks.
     pub buf: &'a mut V,
+    /// Where task 0's block starts.
     pub offset: usize,
+    /// Entries between consecutive tasks' blocks (0: one shared block).
     pub stride: usize,
 }
 
 impl<'a, V> ViewMut<'a, V> {
+    /// One block at the start of `buf`, shared by all tasks.
     pub fn shared(buf: &'a mut V) -> Self {
         ViewMut { buf, offset: 0, stride: 0 }
     }
+    /// Per-task blocks of `stride` entries from the start of `buf`.
     pub fn per_task(buf: &'a mut V, stride: usize) -> Self {
         ViewMut { buf, offset: 0, stride }
     }
+    /// The same view moved `by` entries further (a later part of each task's block).
     pub fn shifted(self, by: usize) -> Self {
         ViewMut { offset: self.offset + by, ..self }
     }
@@ -121,13 +136,21 @@ impl<'a, V> ViewMut<'a, V> {
 /// read (NaNs in it do not propagate).
 #[derive(Clone, Copy, Debug)]
 pub struct Gemm {
+    /// Products in the batch (one per task).
     pub tasks: usize,
+    /// Rows of op(A) and C.
     pub m: usize,
+    /// Columns of op(B) and C.
     pub n: usize,
+    /// Columns of op(A), rows of op(B): the summed dimension.
     pub k: usize,
+    /// A is stored transposed (`k × m`).
     pub trans_a: bool,
+    /// B is stored transposed (`n × k`).
     pub trans_b: bool,
+    /// α: the factor on the product.
     pub alpha: f64,
+    /// β: the factor on the old C (0: C is not read).
     pub beta: f64,
 }
 

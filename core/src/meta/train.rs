@@ -16,14 +16,18 @@ use crate::{Error, Result};
 /// Which part of the class split a meta-batch comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Split {
+    /// Meta-training classes: the outer steps' tasks.
     Train,
+    /// Meta-validation classes: model selection only.
     Val,
+    /// Meta-test classes: the reported accuracies.
     Test,
 }
 
 /// How the outer learning rates change over the run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub enum LrSchedule {
+    /// The configured learning rates throughout (the reference's).
     Constant,
     /// `lr · ½(1 + cos(π p))` at progress p ∈ [0, 1] (of the iterations or of the time budget,
     /// whichever is further along).
@@ -54,11 +58,13 @@ impl HostTasks {
 /// How long to train and how to evaluate.
 #[derive(Clone, Debug)]
 pub struct TrainOptions {
+    /// Outer iterations (meta-batches) to train for, at most.
     pub iterations: usize,
     /// Stop once this much training time (seconds) has passed, whatever `iterations` says.
     pub time_budget_s: Option<f64>,
     /// Meta-test tasks of the final evaluation (rounded up to whole meta-batches).
     pub final_tasks: usize,
+    /// How the outer learning rates change over the run.
     pub schedule: LrSchedule,
     /// Evaluate on meta-validation tasks every this many iterations (and after the last) and
     /// keep the best model for the final evaluation; 0: never (the final model is evaluated).
@@ -77,11 +83,13 @@ impl TrainOptions {
 /// One iteration's record (a JSON line of `bilevel meta`).
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct IterRecord {
+    /// The iteration, 0-based.
     pub iter: usize,
     /// Cumulative wall time of training steps and per-iteration test adaptations.
     pub time_s: f64,
-    /// Mean query cross-entropy and accuracy of the adapted models on the training tasks.
+    /// Mean query cross-entropy of the adapted models on the training tasks.
     pub train_loss: f64,
+    /// Mean query accuracy of the adapted models on the training tasks.
     pub train_acc: f64,
     /// Mean query accuracy on a meta-batch of meta-test tasks.
     pub test_acc: f64,
@@ -93,16 +101,20 @@ pub struct IterRecord {
 /// The final evaluation.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct FinalRecord {
+    /// Iterations trained (fewer than asked when the time budget ran out).
     pub iterations: usize,
+    /// Total training wall time in seconds (the final evaluation excluded).
     pub time_s: f64,
+    /// Meta-test tasks evaluated.
     pub test_tasks: usize,
+    /// Mean query accuracy over them.
     pub test_acc: f64,
     /// Half-width of the 95 % confidence interval of `test_acc` (1.96·sd/√tasks).
     pub test_acc_ci95: f64,
-    /// With model selection: the iteration (0-based, after its step) of the evaluated model and
-    /// its meta-validation accuracy.
+    /// With model selection: the iteration (0-based, after its step) of the evaluated model.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub selected_iter: Option<usize>,
+    /// With model selection: that model's meta-validation accuracy.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub val_acc: Option<f64>,
 }

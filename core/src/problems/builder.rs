@@ -40,7 +40,10 @@ pub enum Hyperparameters {
     /// One L2 strength per feature, λ ∈ R^d (ridge, ijcnn1, 20 Newsgroups).
     PerFeatureL2(RegScale),
     /// One weight σ(λ_i) per training sample, λ ∈ R^n, with a fixed `ρ‖W‖²` (hyper-cleaning).
-    PerSampleWeights { rho: f64 },
+    PerSampleWeights {
+        /// ρ: the strength of the inner problem's `ρ‖W‖²`.
+        rho: f64,
+    },
 }
 
 /// A problem's data on the host, ready for [`Glm::new`](super::glm::Glm::new).

@@ -15,11 +15,17 @@ use crate::backend::{Backend, Rows};
 /// its oracle), so it adds neither a call nor samples.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct OracleCounts {
+    /// Gradients ∇_y g (fused inner steps included).
     pub inner_grads: u64,
+    /// Hessian-vector products ∇²_yy g · v (fused Neumann steps included).
     pub hvps: u64,
+    /// Mixed products `J[v] = ∇_x∇_y g · v`.
     pub jvps: u64,
+    /// Gradients of f: `outer_grad_y` calls (their `add_outer_grad_x` is not counted apart).
     pub outer_grads: u64,
+    /// Evaluations of g or f.
     pub losses: u64,
+    /// Data rows read by all the counted calls together.
     pub samples: u64,
 }
 
@@ -34,18 +40,37 @@ impl OracleCounts {
 /// `P` with its oracle calls counted into `C`: its own counts, or (for the view
 /// [`Problem::val_as_train`] returns) the counts of the problem it is a view of, so that the
 /// view's calls land in the same [`OracleCounts`], with the view's row counts as samples.
+///
+/// ```
+/// use bilevel_core::cpu::CpuBackend;
+/// use bilevel_core::problems::counted::Counted;
+/// use bilevel_core::problems::ridge::{Ridge, RidgeData};
+/// use bilevel_core::problems::Problem;
+/// use bilevel_core::{Backend, Rows};
+///
+/// let be = CpuBackend::<f64>::new();
+/// let p = Counted::new(Ridge::ridge(&be, &RidgeData::synthetic(30, 20, 4, 0.1, 0)));
+/// let (x, y, mut out) = (be.zeros(4, "x"), be.zeros(4, "y"), be.zeros(4, "out"));
+/// p.inner_grad(&be, &x, &y, Rows::All, &mut out);
+/// p.inner_hvp(&be, &x, &y, &x, Rows::All, &mut out);
+/// let counts = p.counts();
+/// assert_eq!((counts.inner_grads, counts.hvps, counts.calls(), counts.samples), (1, 1, 2, 60));
+/// ```
 pub struct Counted<P, C = Cell<OracleCounts>> {
+    /// The wrapped problem, whose oracles do the work.
     pub inner: P,
     counts: C,
 }
 
 impl<P> Counted<P> {
+    /// `inner` with its own counts, all zero.
     pub fn new(inner: P) -> Self {
         Counted { inner, counts: Cell::default() }
     }
 }
 
 impl<P, C: Borrow<Cell<OracleCounts>>> Counted<P, C> {
+    /// The counts so far (of every view sharing them).
     pub fn counts(&self) -> OracleCounts {
         self.counts.borrow().get()
     }

@@ -25,18 +25,29 @@ use crate::sampler::Sampler;
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
 pub enum HyperKind {
     /// x = λ ∈ R^d, one per feature: `Reg = (scale/2) Σ_j e^{λ_j} Σ_k W_jk²`.
-    FeatureRidge { scale: f64 },
+    FeatureRidge {
+        /// s: the factor on the penalty (1 for a sum over features, 1/(d·c) for a mean).
+        scale: f64,
+    },
     /// x = λ ∈ R^n, one per training sample, weighting its loss by σ(λ_i); `Reg = ρ‖W‖²_F`.
-    SampleWeights { rho: f64 },
+    SampleWeights {
+        /// ρ: the strength of the fixed `ρ‖W‖²_F`.
+        rho: f64,
+    },
 }
 
 /// A GLM data set on the host: features, targets (real values, 0/1 labels, or class indices).
 #[derive(Clone, Debug)]
 pub struct GlmData {
+    /// Training features X (n × d): the rows g reads.
     pub x_train: HostMatrix,
+    /// Training targets, one per row, in the loss's encoding.
     pub t_train: Vec<f64>,
+    /// Validation features X_v (m × d): the rows f reads.
     pub x_val: HostMatrix,
+    /// Validation targets, one per row, in the loss's encoding.
     pub t_val: Vec<f64>,
+    /// The per-row loss ℓ of both g and f.
     pub loss: LossKind,
     /// Output columns c (1 for squared and logistic losses).
     pub classes: usize,
@@ -95,7 +106,29 @@ impl<B: GlmBackend> Glm<B> {
         (&self.x_val, &self.t_val)
     }
 
-    /// Uploads the data once; every oracle afterwards reads it where it lives.
+    /// Uploads the data once; every oracle afterwards reads it where it lives. The inner
+    /// variable y is the d × c weight matrix W (feature-major), x the hyperparameters `hyper`
+    /// names. Panics if the splits' feature counts differ ([`GlmBuilder`](super::builder::GlmBuilder)
+    /// checks that with an error).
+    ///
+    /// ```
+    /// use bilevel_core::backend::{HostMatrix, LossKind};
+    /// use bilevel_core::cpu::CpuBackend;
+    /// use bilevel_core::problems::glm::{Glm, GlmData, HyperKind};
+    /// use bilevel_core::problems::Problem;
+    /// use bilevel_core::{Backend, Rows};
+    ///
+    /// let be = CpuBackend::<f64>::new();
+    /// let x = HostMatrix::Dense { rows: 2, cols: 2, data: vec![1.0, 0.0, 0.0, 1.0] };
+    /// let t = vec![1.0, 2.0];
+    /// let data =
+    ///     GlmData { x_train: x.clone(), t_train: t.clone(), x_val: x, t_val: t, loss: LossKind::Squared, classes: 1 };
+    /// let p = Glm::new(&be, &data, HyperKind::FeatureRidge { scale: 1.0 });
+    /// let (lambda, w, mut grad) = (be.zeros(2, "x"), be.zeros(2, "y"), be.zeros(2, "grad"));
+    /// p.inner_grad(&be, &lambda, &w, Rows::All, &mut grad);
+    /// // At W = 0 the penalty's gradient vanishes: ∇_W g = −Xᵀt / n.
+    /// assert_eq!(pollster::block_on(be.read_vector(&grad)).unwrap(), vec![-0.5, -1.0]);
+    /// ```
     pub fn new(be: &B, data: &GlmData, hyper: HyperKind) -> Self {
         let (n, d) = data.x_train.shape();
         let (m, dv) = data.x_val.shape();
@@ -124,9 +157,11 @@ impl<B: GlmBackend> Glm<B> {
         self
     }
 
+    /// Output columns c of W (classes for softmax, else 1).
     pub fn classes(&self) -> usize {
         self.c
     }
+    /// Feature columns d of X (the bias column included where there is one).
     pub fn features(&self) -> usize {
         self.d
     }

@@ -17,7 +17,9 @@ pub trait Problem<B: Backend> {
     fn dim_x(&self) -> usize;
     /// Dimension of the inner variable y.
     fn dim_y(&self) -> usize;
+    /// Training rows: the data set g's `rows` index.
     fn n_train(&self) -> usize;
+    /// Validation rows: the data set f's `rows` index.
     fn n_val(&self) -> usize;
 
     /// `out ← ∇_y g(x, y; rows)`.

@@ -20,14 +20,19 @@ use crate::sampler::Sampler;
 /// Host copy of a ridge instance, in f64 (the reference data for every backend).
 #[derive(Clone, Debug)]
 pub struct RidgeData {
+    /// Training rows.
     pub n: usize,
+    /// Validation rows.
     pub m: usize,
+    /// Features: the dimension of both w and λ.
     pub d: usize,
     /// n × d row-major.
     pub x_train: Vec<f64>,
+    /// Training targets (n).
     pub y_train: Vec<f64>,
     /// m × d row-major.
     pub x_val: Vec<f64>,
+    /// Validation targets (m).
     pub y_val: Vec<f64>,
     /// μ of the outer penalty (μ/2)‖λ‖² in f.
     pub outer_penalty: f64,

@@ -8,15 +8,21 @@ use crate::sampler::Sampler;
 /// Shape and kind of a synthetic data set.
 #[derive(Clone, Debug)]
 pub struct SyntheticSpec {
+    /// Training rows.
     pub n_train: usize,
+    /// Validation rows.
     pub n_val: usize,
+    /// Feature columns d (before the bias column, if any).
     pub features: usize,
+    /// Output columns c (1 for squared and logistic losses; 0 is taken as 1).
     pub classes: usize,
+    /// The loss, which decides how targets are drawn (real values, 0/1 labels, class indices).
     pub loss: LossKind,
     /// Non-zeros per row; `None` for dense data.
     pub nnz_per_row: Option<usize>,
     /// Append a constant-1 feature (a bias column), as hyper-cleaning does.
     pub bias: bool,
+    /// Seed of the features, the ground-truth model and the noise.
     pub seed: u64,
 }
 
