@@ -15,5 +15,7 @@ wasm_env cargo clippy --target wasm32-unknown-unknown -p bilevel-web -- -D warni
 echo "== cargo test"
 cargo test --no-fail-fast
 cargo test -p bilevel-web --lib
+cargo run -p bilevel-core --example own_problem
+cargo run --offline --manifest-path tests/user_crate/Cargo.toml
 echo "== browser"
 bash tests/browser/run.sh
