@@ -1,6 +1,6 @@
 //! `shaders/dense.wgsl`: `Z = X_B W` and `out = scale·X_Bᵀ E + reg` for dense row-major X.
 
-use super::{batch, reg_parts, Kernel};
+use super::{batch, reg_parts, Kernel, REG_CONSTANTS};
 use crate::backend::{Reg, Rows};
 use crate::gpu::Access::{Read, ReadWrite};
 use crate::gpu::{GpuBackend, GpuIndices, GpuMatrix, GpuVector};
@@ -20,6 +20,7 @@ crate::kernel_params! {
 
 const fn spec(entry: &'static str) -> Kernel {
     Kernel::new("dense.wgsl", bilevel_shaders::DENSE, entry, &[(1, Read), (2, Read), (3, Read), (4, Read), (5, Read), (6, ReadWrite)])
+        .with_constants(REG_CONSTANTS)
 }
 const GATHER_MATMUL: Kernel = spec("gather_matmul");
 const GATHER_TMATMUL: Kernel = spec("gather_tmatmul");

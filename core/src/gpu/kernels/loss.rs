@@ -18,8 +18,22 @@ crate::kernel_params! {
     }
 }
 
+/// The loss selector, checked against the WGSL's named constants.
+const LOSS_SQUARED: u32 = 0;
+const LOSS_LOGISTIC: u32 = 1;
+const LOSS_SOFTMAX: u32 = 2;
+const LOSS_CONSTANTS: &[(&str, u32)] = &[("LOSS_SQUARED", LOSS_SQUARED), ("LOSS_LOGISTIC", LOSS_LOGISTIC), ("LOSS_SOFTMAX", LOSS_SOFTMAX)];
+
+fn loss_id(kind: LossKind) -> u32 {
+    match kind {
+        LossKind::Squared => LOSS_SQUARED,
+        LossKind::Logistic => LOSS_LOGISTIC,
+        LossKind::Softmax => LOSS_SOFTMAX,
+    }
+}
+
 const fn spec(entry: &'static str, buffers: &'static [(u32, Access)]) -> Kernel {
-    Kernel::new("loss.wgsl", bilevel_shaders::LOSS, entry, buffers)
+    Kernel::new("loss.wgsl", bilevel_shaders::LOSS, entry, buffers).with_constants(LOSS_CONSTANTS)
 }
 const RESIDUAL: Kernel = spec("loss_residual", &[(1, Read), (2, Read), (3, Read), (4, Read), (5, ReadWrite), (6, ReadWrite)]);
 const CURVATURE: Kernel = spec("loss_curvature", &[(1, Read), (3, Read), (4, Read), (5, ReadWrite), (7, Read)]);
@@ -52,7 +66,7 @@ pub(crate) fn residual(
     let p = Params {
         rows: b,
         c: c as u32,
-        kind: kind.id(),
+        kind: loss_id(kind),
         use_idx,
         use_w: weights.is_some() as u32,
         want_loss: loss.is_some() as u32,
@@ -79,7 +93,8 @@ pub(crate) fn curvature(
 ) {
     let b = rows_of(m.len(), c, rows);
     let (_, use_idx, idx) = batch(gpu, b as usize, rows);
-    let p = Params { rows: b, c: c as u32, kind: kind.id(), use_idx, use_w: weights.is_some() as u32, want_loss: 0, scale: scale as f32 };
+    let p =
+        Params { rows: b, c: c as u32, kind: loss_id(kind), use_idx, use_w: weights.is_some() as u32, want_loss: 0, scale: scale as f32 };
     let lam = weights.map_or(gpu.unused_binding(), |w| w.binding());
     gpu.dispatch(&CURVATURE, &p, &[z.binding(), idx, lam, m.binding(), u.binding()], b);
 }

@@ -23,8 +23,23 @@ pub(crate) use crate::gpu::Kernel;
 /// `NONE` in the shaders: no device-scalar slot.
 pub(crate) const NONE: u32 = u32::MAX;
 
-/// The regulariser selector shared by `dense.wgsl` and `sparse.wgsl`: its id, two
-/// coefficients, and its two buffers (λ and v).
+/// The regulariser selector of `reg.wgsl` (shared by `dense.wgsl` and `sparse.wgsl`), checked
+/// against its named WGSL constants.
+const REG_NONE: u32 = 0;
+const REG_EXP_LAMBDA: u32 = 1;
+const REG_SCALED: u32 = 2;
+const REG_DECAY: u32 = 3;
+const REG_DECAY_CONST: u32 = 4;
+pub(crate) const REG_CONSTANTS: &[(&str, u32)] = &[
+    ("REG_NONE", REG_NONE),
+    ("REG_EXP_LAMBDA", REG_EXP_LAMBDA),
+    ("REG_SCALED", REG_SCALED),
+    ("REG_DECAY", REG_DECAY),
+    ("REG_DECAY_CONST", REG_DECAY_CONST),
+];
+
+/// The regulariser of a transposed product: its selector, two coefficients, and its two
+/// buffers (λ and v).
 #[allow(clippy::type_complexity)]
 pub(crate) fn reg_parts<'a>(
     gpu: &'a crate::gpu::GpuBackend,
@@ -32,13 +47,15 @@ pub(crate) fn reg_parts<'a>(
 ) -> (u32, f32, f32, crate::gpu::Binding<'a>, crate::gpu::Binding<'a>) {
     use crate::backend::Reg;
     match reg {
-        Reg::None => (0, 0.0, 0.0, gpu.unused_binding(), gpu.unused_binding()),
-        Reg::ExpLambda { lambda, v, coef } => (1, *coef as f32, 0.0, lambda.binding(), v.binding()),
-        Reg::Scaled { v, coef } => (2, *coef as f32, 0.0, gpu.unused_binding(), v.binding()),
+        Reg::None => (REG_NONE, 0.0, 0.0, gpu.unused_binding(), gpu.unused_binding()),
+        Reg::ExpLambda { lambda, v, coef } => (REG_EXP_LAMBDA, *coef as f32, 0.0, lambda.binding(), v.binding()),
+        Reg::Scaled { v, coef } => (REG_SCALED, *coef as f32, 0.0, gpu.unused_binding(), v.binding()),
         Reg::Decay { lambda: Some(lambda), exp_coef, const_coef } => {
-            (3, *exp_coef as f32, *const_coef as f32, lambda.binding(), gpu.unused_binding())
+            (REG_DECAY, *exp_coef as f32, *const_coef as f32, lambda.binding(), gpu.unused_binding())
         }
-        Reg::Decay { lambda: None, const_coef, .. } => (4, 0.0, *const_coef as f32, gpu.unused_binding(), gpu.unused_binding()),
+        Reg::Decay { lambda: None, const_coef, .. } => {
+            (REG_DECAY_CONST, 0.0, *const_coef as f32, gpu.unused_binding(), gpu.unused_binding())
+        }
     }
 }
 

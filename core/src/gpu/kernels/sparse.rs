@@ -1,7 +1,7 @@
 //! `shaders/sparse.wgsl`: `Z = X_B W` over CSR rows, and `out = scale·X_Bᵀ E + reg` over CSC
 //! columns with a per-row batch position (rebuilt by two small kernels for each batch).
 
-use super::{batch, reg_parts, Kernel};
+use super::{batch, reg_parts, Kernel, REG_CONSTANTS};
 use crate::backend::{Reg, Rows};
 use crate::gpu::Access::{self, Read, ReadWrite};
 use crate::gpu::{GpuBackend, GpuIndices, GpuMatrix, GpuVector};
@@ -21,7 +21,7 @@ crate::kernel_params! {
 }
 
 const fn spec(entry: &'static str, buffers: &'static [(u32, Access)]) -> Kernel {
-    Kernel::new("sparse.wgsl", bilevel_shaders::SPARSE, entry, buffers)
+    Kernel::new("sparse.wgsl", bilevel_shaders::SPARSE, entry, buffers).with_constants(REG_CONSTANTS)
 }
 const CSR_MATMUL: Kernel = spec("csr_gather_matmul", &[(1, Read), (2, Read), (3, Read), (4, Read), (5, Read), (8, ReadWrite)]);
 const CSC_TMATMUL: Kernel =
