@@ -16,6 +16,6 @@ echo "== cargo test"
 cargo test --no-fail-fast
 cargo test -p bilevel-web --lib
 cargo run -p bilevel-core --example own_problem
-cargo run --offline --manifest-path tests/user_crate/Cargo.toml
+CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}" cargo run --offline --manifest-path tests/user_crate/Cargo.toml
 echo "== browser"
 bash tests/browser/run.sh

@@ -13,6 +13,9 @@
 //!   (`write_buffer`) only ever target fresh or reusable buffers for the same reason.
 //! - **Pipelines and bind groups are cached**, keyed by kernel and by the ids of the bound
 //!   buffers, so steady-state iterations create no GPU objects.
+//! - **Kernels are data** ([`Kernel`] plus a [`kernel_params!`](crate::kernel_params) struct),
+//!   the crate's own and a user's alike, and each is reflected against its WGSL before its
+//!   pipeline is created (see [`kernel`]).
 //! - **Readback is asynchronous**: `map_async` plus a oneshot channel. Natively the device is
 //!   polled to completion first; in a browser the future resolves from the event loop.
 
