@@ -16,7 +16,10 @@ echo "== cargo test"
 cargo test --no-fail-fast
 cargo test -p bilevel-web --lib
 echo "== examples"
+cargo run -q -p bilevel-core --example own_problem
 cargo run -q -p bilevel-core --example custom_algorithm
 cargo run -q -p bilevel-core --example clean_csv
+echo "== a user crate outside the workspace (bilevel-core by path)"
+CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}" cargo run -q --offline --manifest-path tests/user_crate/Cargo.toml
 echo "== browser"
 bash tests/browser/run.sh

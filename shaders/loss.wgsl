@@ -1,6 +1,10 @@
 // Row-wise losses of generalised linear models on a batch of predictions Z (b x c), one
 // invocation per row, and the per-feature / per-sample reductions of the mixed products.
-// kind: 0 squared (c = 1), 1 binary logistic (c = 1, t in {0, 1}), 2 softmax (t = class).
+// kind: squared (c = 1), binary logistic (c = 1, t in {0, 1}), softmax (t = class). The Rust
+// side's values for these are checked against the constants when the pipeline is created.
+const LOSS_SQUARED: u32 = 0u;
+const LOSS_LOGISTIC: u32 = 1u;
+const LOSS_SOFTMAX: u32 = 2u;
 
 struct Params {
     // Batch rows b (or features d for exp_rowdot), classes c.
@@ -60,11 +64,11 @@ fn loss_residual(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
     let t = tgt[row];
     let base = k * p.c;
     var l = 0.0;
-    if (p.kind == 0u) {
+    if (p.kind == LOSS_SQUARED) {
         let d = z[base] - t;
         r[base] = w * d;
         l = 0.5 * d * d;
-    } else if (p.kind == 1u) {
+    } else if (p.kind == LOSS_LOGISTIC) {
         let zz = z[base];
         r[base] = w * (sigmoid(zz) - t);
         l = max(zz, 0.0) + log(1.0 + exp(-abs(zz))) - t * zz;
@@ -89,9 +93,9 @@ fn loss_curvature(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wo
     if (k >= p.rows) { return; }
     let w = weight(row_of(k));
     let base = k * p.c;
-    if (p.kind == 0u) {
+    if (p.kind == LOSS_SQUARED) {
         r[base] = w * u[base];
-    } else if (p.kind == 1u) {
+    } else if (p.kind == LOSS_LOGISTIC) {
         let s = sigmoid(z[base]);
         r[base] = w * s * (1.0 - s) * u[base];
     } else {

@@ -13,12 +13,17 @@
 //!   (`write_buffer`) only ever target fresh or reusable buffers for the same reason.
 //! - **Pipelines and bind groups are cached**, keyed by kernel and by the ids of the bound
 //!   buffers, so steady-state iterations create no GPU objects.
+//! - **Kernels are data** ([`Kernel`] plus a [`kernel_params!`](crate::kernel_params) struct),
+//!   the crate's own and a user's alike, and each is reflected against its WGSL before its
+//!   pipeline is created (see [`kernel`]).
 //! - **Readback is asynchronous**: `map_async` plus a oneshot channel. Natively the device is
 //!   polled to completion first; in a browser the future resolves from the event loop.
 
+pub mod kernel;
 pub mod kernels;
 mod meta;
 
+use std::any::TypeId;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::future::Future;
@@ -27,7 +32,12 @@ use std::sync::{Arc, Mutex};
 
 use crate::backend::{Backend, Coef, GlmBackend, HostMatrix, LossKind, Reg, Rows};
 use crate::{Error, Result};
-use kernels::KernelSpec;
+pub use bilevel_shaders::WORKGROUP_SIZE;
+/// For [`kernel_params!`](crate::kernel_params), so a user crate needs no bytemuck of its own.
+#[doc(hidden)]
+pub use bytemuck;
+use kernel::Reflection;
+pub use kernel::{Access, Kernel, KernelParams, ParamField, ParamScalar, ParamType};
 
 /// Bytes per dispatch in the uniform arena (WebGPU's minimum uniform offset alignment).
 const PARAM_SLOT: usize = 256;
@@ -191,11 +201,12 @@ impl Drop for GpuScalar {
     }
 }
 
-/// A buffer bound to one storage binding of a dispatch.
+/// A buffer passed to one storage binding of a dispatch: [`GpuVector::binding`],
+/// [`GpuIndices::binding`].
 #[derive(Clone, Copy)]
-pub(crate) struct Bound<'a> {
-    pub buffer: &'a wgpu::Buffer,
-    pub id: u64,
+pub struct Binding<'a> {
+    buffer: &'a wgpu::Buffer,
+    id: u64,
 }
 
 enum Op {
@@ -203,9 +214,21 @@ enum Op {
     Copy { src: wgpu::Buffer, src_offset: u64, dst: wgpu::Buffer, size: u64 },
 }
 
+/// A pipeline and what it was checked against: its params type and buffer list.
 struct Pipeline {
     pipeline: wgpu::ComputePipeline,
     layout: wgpu::BindGroupLayout,
+    params: TypeId,
+    buffers: &'static [(u32, Access)],
+    /// Invocations per workgroup, from the shader.
+    threads: u32,
+}
+
+/// A dispatch's grid: invocations of a 1-D kernel, or workgroups.
+#[derive(Clone, Copy)]
+enum Grid {
+    Invocations(u32),
+    Groups(u32, u32),
 }
 
 /// Work recorded since the last submit, and the caches.
@@ -215,6 +238,8 @@ struct Recorder {
     params: Vec<u8>,
     dispatches: usize,
     modules: HashMap<&'static str, wgpu::ShaderModule>,
+    /// Each module parsed once by naga, or why it does not parse.
+    reflections: HashMap<&'static str, Rc<std::result::Result<Reflection, String>>>,
     pipelines: HashMap<(&'static str, &'static str), Rc<Pipeline>>,
     bind_groups: HashMap<(&'static str, &'static str, Vec<u64>), wgpu::BindGroup>,
 }
@@ -360,25 +385,64 @@ impl GpuBackend {
     }
 
     /// The storage binding of the scalar buffer, the reduction partials and the dummy input.
-    pub(crate) fn scalars_bound(&self) -> Bound<'_> {
-        Bound { buffer: &self.scalars, id: ID_SCALARS }
+    pub(crate) fn scalars_binding(&self) -> Binding<'_> {
+        Binding { buffer: &self.scalars, id: ID_SCALARS }
     }
-    pub(crate) fn partials_bound(&self) -> Bound<'_> {
-        Bound { buffer: &self.partials, id: ID_PARTIALS }
+    pub(crate) fn partials_binding(&self) -> Binding<'_> {
+        Binding { buffer: &self.partials, id: ID_PARTIALS }
     }
-    pub(crate) fn dummy_bound(&self) -> Bound<'_> {
-        Bound { buffer: &self.dummy, id: ID_DUMMY }
+    /// A small buffer to pass where a kernel has an optional input it does not read this time.
+    pub fn unused_binding(&self) -> Binding<'_> {
+        Binding { buffer: &self.dummy, id: ID_DUMMY }
     }
 
-    fn pipeline(&self, rec: &mut Recorder, spec: &KernelSpec) -> Rc<Pipeline> {
-        if let Some(p) = rec.pipelines.get(&(spec.module, spec.entry)) {
-            return p.clone();
+    /// Records the first error of this submit (returned by the next read).
+    fn record_error(&self, message: String) {
+        self.gpu_error.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(message);
+    }
+
+    /// `kernel`'s module reflection, parsed on first use.
+    fn reflection(rec: &mut Recorder, kernel: &Kernel) -> Rc<std::result::Result<Reflection, String>> {
+        rec.reflections.entry(kernel.module).or_insert_with(|| Rc::new(Reflection::parse(kernel.module, kernel.source))).clone()
+    }
+
+    /// Checks `kernel` with params `P` against its WGSL (see [`kernel`]) without recording
+    /// anything: the check every first dispatch runs, for a caller that wants the error now.
+    pub fn check_kernel<P: KernelParams>(&self, kernel: &Kernel) -> Result<()> {
+        let reflection = Self::reflection(&mut self.rec.borrow_mut(), kernel);
+        match &*reflection {
+            Ok(r) => r.check::<P>(kernel).map(|_| ()).map_err(Error::Gpu),
+            Err(e) => Err(Error::Gpu(e.clone())),
+        }
+    }
+
+    /// The pipeline of `kernel`, created (after the reflection check) on its first dispatch.
+    fn pipeline<P: KernelParams>(&self, rec: &mut Recorder, kernel: &Kernel) -> std::result::Result<Rc<Pipeline>, String> {
+        if let Some(p) = rec.pipelines.get(&(kernel.module, kernel.entry)) {
+            if p.params == TypeId::of::<P>() && p.buffers == kernel.buffers {
+                return Ok(p.clone());
+            }
+        }
+        let shape = match &*Self::reflection(rec, kernel) {
+            Ok(r) => r.check::<P>(kernel)?,
+            Err(e) => return Err(e.clone()),
+        };
+        if let Some(p) = rec.pipelines.get(&(kernel.module, kernel.entry)) {
+            // Another params type or buffer list that also matches the WGSL: fine if the
+            // layout is the same one.
+            if p.buffers != kernel.buffers {
+                return Err(format!(
+                    "kernel {}::{}: dispatched with buffer list {:?}, but its pipeline was created with {:?}",
+                    kernel.module, kernel.entry, kernel.buffers, p.buffers
+                ));
+            }
+            return Ok(p.clone());
         }
         let device = &self.device;
-        let module = rec.modules.entry(spec.module).or_insert_with(|| {
+        let module = rec.modules.entry(kernel.module).or_insert_with(|| {
             device.create_shader_module(wgpu::ShaderModuleDescriptor {
-                label: Some(spec.module),
-                source: wgpu::ShaderSource::Wgsl(spec.source.into()),
+                label: Some(kernel.module),
+                source: wgpu::ShaderSource::Wgsl(kernel.source.into()),
             })
         });
         let mut entries = vec![wgpu::BindGroupLayoutEntry {
@@ -387,19 +451,19 @@ impl GpuBackend {
             ty: wgpu::BindingType::Buffer { ty: wgpu::BufferBindingType::Uniform, has_dynamic_offset: true, min_binding_size: None },
             count: None,
         }];
-        for &(binding, read_only) in spec.storage {
+        for &(binding, access) in kernel.buffers {
             entries.push(wgpu::BindGroupLayoutEntry {
                 binding,
                 visibility: wgpu::ShaderStages::COMPUTE,
                 ty: wgpu::BindingType::Buffer {
-                    ty: wgpu::BufferBindingType::Storage { read_only },
+                    ty: wgpu::BufferBindingType::Storage { read_only: access == Access::Read },
                     has_dynamic_offset: false,
                     min_binding_size: None,
                 },
                 count: None,
             });
         }
-        let label = format!("{}::{}", spec.module, spec.entry);
+        let label = format!("{}::{}", kernel.module, kernel.entry);
         let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: Some(&label), entries: &entries });
         let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
             label: Some(&label),
@@ -410,30 +474,53 @@ impl GpuBackend {
             label: Some(&label),
             layout: Some(&pipeline_layout),
             module,
-            entry_point: Some(spec.entry),
+            entry_point: Some(kernel.entry),
             compilation_options: Default::default(),
             cache: None,
         });
-        let p = Rc::new(Pipeline { pipeline, layout });
-        rec.pipelines.insert((spec.module, spec.entry), p.clone());
-        p
+        let p = Rc::new(Pipeline { pipeline, layout, params: TypeId::of::<P>(), buffers: kernel.buffers, threads: shape.threads });
+        rec.pipelines.insert((kernel.module, kernel.entry), p.clone());
+        Ok(p)
     }
 
-    /// Records one dispatch of `spec` over `invocations` threads (1-D, spilling into y past
-    /// 65,535 workgroups) with `params` in its uniform slot and `bound` at its storage bindings.
-    pub(crate) fn dispatch<P: bytemuck::Pod>(&self, spec: &KernelSpec, params: &P, bound: &[Bound<'_>], invocations: u32) {
-        let groups = invocations.div_ceil(bilevel_shaders::WORKGROUP_SIZE);
-        self.dispatch_groups(spec, params, bound, kernels::groups_2d(groups as usize));
+    /// Records one dispatch of a 1-D `kernel` over `invocations` threads (workgroups of the
+    /// shader's size, spilling into y past 65,535 of them: the shader rebuilds its linear index
+    /// as `gid.x + gid.y · num_workgroups.x · workgroup size`), with `params` in its uniform
+    /// slot and `buffers` at the bindings of `kernel.buffers`, in that order. A kernel that
+    /// does not match its WGSL, or a wrong number of buffers, is not dispatched: the error is
+    /// returned by the next read.
+    pub fn dispatch<P: KernelParams>(&self, kernel: &Kernel, params: &P, buffers: &[Binding<'_>], invocations: u32) {
+        self.record(kernel, params, buffers, Grid::Invocations(invocations))
     }
 
-    pub(crate) fn dispatch_groups<P: bytemuck::Pod>(&self, spec: &KernelSpec, params: &P, bound: &[Bound<'_>], groups: (u32, u32)) {
-        assert_eq!(bound.len(), spec.storage.len(), "{}: wrong number of buffers", spec.entry);
+    /// [`dispatch`](Self::dispatch) over an explicit grid of `(x, y)` workgroups.
+    pub fn dispatch_groups<P: KernelParams>(&self, kernel: &Kernel, params: &P, buffers: &[Binding<'_>], groups: (u32, u32)) {
+        self.record(kernel, params, buffers, Grid::Groups(groups.0, groups.1))
+    }
+
+    fn record<P: KernelParams>(&self, kernel: &Kernel, params: &P, buffers: &[Binding<'_>], grid: Grid) {
+        if buffers.len() != kernel.buffers.len() {
+            let (given, listed) = (buffers.len(), kernel.buffers.len());
+            self.record_error(format!("kernel {}::{}: {given} buffers passed, its buffer list has {listed}", kernel.module, kernel.entry));
+            return;
+        }
         if self.rec.borrow().dispatches == ARENA_SLOTS {
             self.flush();
         }
         let mut rec = self.rec.borrow_mut();
-        let pipeline = self.pipeline(&mut rec, spec);
-        let key = (spec.module, spec.entry, bound.iter().map(|b| b.id).collect::<Vec<_>>());
+        let pipeline = match self.pipeline::<P>(&mut rec, kernel) {
+            Ok(p) => p,
+            Err(e) => {
+                drop(rec);
+                self.record_error(e);
+                return;
+            }
+        };
+        let groups = match grid {
+            Grid::Groups(x, y) => (x, y),
+            Grid::Invocations(n) => kernels::groups_2d(n.div_ceil(pipeline.threads.max(1)) as usize),
+        };
+        let key = (kernel.module, kernel.entry, buffers.iter().map(|b| b.id).collect::<Vec<_>>());
         let bind_group = match rec.bind_groups.get(&key) {
             Some(bg) => bg.clone(),
             None => {
@@ -445,11 +532,11 @@ impl GpuBackend {
                         size: wgpu::BufferSize::new(PARAM_SLOT as u64),
                     }),
                 }];
-                for (&(binding, _), b) in spec.storage.iter().zip(bound) {
+                for (&(binding, _), b) in kernel.buffers.iter().zip(buffers) {
                     entries.push(wgpu::BindGroupEntry { binding, resource: b.buffer.as_entire_binding() });
                 }
                 let bg = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
-                    label: Some(spec.entry),
+                    label: Some(kernel.entry),
                     layout: &pipeline.layout,
                     entries: &entries,
                 });
@@ -457,10 +544,9 @@ impl GpuBackend {
                 bg
             }
         };
+        // The reflection check bounds the params by one slot.
         let offset = rec.params.len() as u32;
-        let bytes = bytemuck::bytes_of(params);
-        assert!(bytes.len() <= PARAM_SLOT, "params of {} exceed one slot", spec.entry);
-        rec.params.extend_from_slice(bytes);
+        rec.params.extend_from_slice(bytemuck::bytes_of(params));
         rec.params.resize(offset as usize + PARAM_SLOT, 0);
         rec.dispatches += 1;
         rec.ops.push(Op::Dispatch { pipeline: pipeline.pipeline.clone(), bind_group, offset, groups });
@@ -720,8 +806,9 @@ impl GlmBackend for GpuBackend {
 }
 
 impl GpuVector {
-    pub(crate) fn bound(&self) -> Bound<'_> {
-        Bound { buffer: self.buffer(), id: self.id() }
+    /// This vector as a buffer of a [`GpuBackend::dispatch`].
+    pub fn binding(&self) -> Binding<'_> {
+        Binding { buffer: self.buffer(), id: self.id() }
     }
 }
 impl GpuIndices {
@@ -731,8 +818,9 @@ impl GpuIndices {
     pub fn is_empty(&self) -> bool {
         self.data.len == 0
     }
-    pub(crate) fn bound(&self) -> Bound<'_> {
-        self.data.bound()
+    /// These indices (u32) as a buffer of a [`GpuBackend::dispatch`].
+    pub fn binding(&self) -> Binding<'_> {
+        self.data.binding()
     }
 }
 impl GpuScalar {

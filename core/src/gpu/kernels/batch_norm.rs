@@ -2,37 +2,38 @@
 //! both tangents, as group sums → per-group coefficients → one elementwise pass (+ the γ/β
 //! gradient block).
 
-use super::{groups_2d, u32_of, KernelSpec, DIV_LIMIT};
-use crate::gpu::{Bound, GpuBackend, GpuVector};
+use super::{groups_2d, u32_of, Kernel, DIV_LIMIT};
+use crate::gpu::Access::{self, Read, ReadWrite};
+use crate::gpu::{Binding, GpuBackend, GpuVector};
 use crate::meta::ops::BN_EPS;
 use crate::meta::{ImageBatch, View, ViewMut};
 
-#[repr(C)]
-#[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    mode: u32,
-    tasks: u32,
-    per_task: u32,
-    channels: u32,
-    hw: u32,
-    fields: u32,
-    p_offset: u32,
-    p_stride: u32,
-    r_offset: u32,
-    r_stride: u32,
-    g_offset: u32,
-    g_stride: u32,
-    eps: f32,
+crate::kernel_params! {
+    struct Params {
+        mode: u32,
+        tasks: u32,
+        per_task: u32,
+        channels: u32,
+        hw: u32,
+        fields: u32,
+        p_offset: u32,
+        p_stride: u32,
+        r_offset: u32,
+        r_stride: u32,
+        g_offset: u32,
+        g_stride: u32,
+        eps: f32,
+    }
 }
 
-const fn spec(entry: &'static str, storage: &'static [(u32, bool)]) -> KernelSpec {
-    KernelSpec { module: "batch_norm.wgsl", source: bilevel_shaders::BATCH_NORM, entry, storage }
+const fn spec(entry: &'static str, buffers: &'static [(u32, Access)]) -> Kernel {
+    Kernel::new("batch_norm.wgsl", bilevel_shaders::BATCH_NORM, entry, buffers)
 }
-const STATS: KernelSpec = spec("bn_stats", &[(1, true), (8, false)]);
-const SUMS: KernelSpec = spec("bn_sums", &[(1, true), (2, true), (3, true), (4, true), (5, true), (9, false)]);
-const COEFFICIENTS: KernelSpec = spec("bn_coefficients", &[(5, true), (6, true), (7, true), (9, false)]);
-const APPLY: KernelSpec = spec("bn_apply", &[(1, true), (2, true), (3, true), (4, true), (5, true), (9, false), (10, false)]);
-const PARAM_GRAD: KernelSpec = spec("bn_param_grad", &[(5, true), (9, false), (10, false)]);
+const STATS: Kernel = spec("bn_stats", &[(1, Read), (8, ReadWrite)]);
+const SUMS: Kernel = spec("bn_sums", &[(1, Read), (2, Read), (3, Read), (4, Read), (5, Read), (9, ReadWrite)]);
+const COEFFICIENTS: Kernel = spec("bn_coefficients", &[(5, Read), (6, Read), (7, Read), (9, ReadWrite)]);
+const APPLY: Kernel = spec("bn_apply", &[(1, Read), (2, Read), (3, Read), (4, Read), (5, Read), (9, ReadWrite), (10, ReadWrite)]);
+const PARAM_GRAD: Kernel = spec("bn_param_grad", &[(5, Read), (9, ReadWrite), (10, ReadWrite)]);
 
 /// Floats of scratch per group (sums, then coefficients), as in the shader.
 const SCRATCH: usize = 16;
@@ -55,8 +56,8 @@ pub(crate) struct Fields<'a> {
     pub stats: &'a GpuVector,
 }
 
-fn opt<'a>(gpu: &'a GpuBackend, v: Option<&'a GpuVector>) -> Bound<'a> {
-    v.map_or(gpu.dummy_bound(), |v| v.bound())
+fn opt<'a>(gpu: &'a GpuBackend, v: Option<&'a GpuVector>) -> Binding<'a> {
+    v.map_or(gpu.unused_binding(), |v| v.binding())
 }
 
 /// The shape fields every batch-norm kernel reads.
@@ -91,7 +92,7 @@ pub(crate) fn stats(gpu: &GpuBackend, x: &GpuVector, batch: ImageBatch, stats: &
     let groups = batch.tasks * batch.channels;
     assert!(x.len() >= batch.len() && stats.len() >= 2 * groups, "batch_norm: shape mismatch");
     let p = shape(batch);
-    gpu.dispatch_groups(&STATS, &p, &[x.bound(), stats.bound()], groups_2d(groups));
+    gpu.dispatch_groups(&STATS, &p, &[x.binding(), stats.binding()], groups_2d(groups));
 }
 
 /// `out` ← the operation `mode` of the fields, with the layer's (γ, β) view and, for tangents,
@@ -125,12 +126,12 @@ pub(crate) fn apply(
     let scratch = gpu.scratch(groups * SCRATCH, "batch_norm.scratch");
     let (rx, dy, rdy) = (opt(gpu, f.rx), opt(gpu, f.dy), opt(gpu, f.rdy));
     if mode != Mode::Forward {
-        let bound = [f.x.bound(), rx, dy, rdy, f.stats.bound(), scratch.bound()];
+        let bound = [f.x.binding(), rx, dy, rdy, f.stats.binding(), scratch.binding()];
         gpu.dispatch_groups(&SUMS, &p, &bound, groups_2d(groups));
     }
-    let rp = rparams.map_or(gpu.dummy_bound(), |r| r.buf.bound());
-    gpu.dispatch(&COEFFICIENTS, &p, &[f.stats.bound(), params_view.buf.bound(), rp, scratch.bound()], u32_of(groups, "BN groups"));
-    gpu.dispatch(&APPLY, &p, &[f.x.bound(), rx, dy, rdy, f.stats.bound(), scratch.bound(), out.bound()], u32_of(n, "BN entries"));
+    let rp = rparams.map_or(gpu.unused_binding(), |r| r.buf.binding());
+    gpu.dispatch(&COEFFICIENTS, &p, &[f.stats.binding(), params_view.buf.binding(), rp, scratch.binding()], u32_of(groups, "BN groups"));
+    gpu.dispatch(&APPLY, &p, &[f.x.binding(), rx, dy, rdy, f.stats.binding(), scratch.binding(), out.binding()], u32_of(n, "BN entries"));
     if let Some(g) = grad {
         let blocks = if g.stride == 0 { 1 } else { batch.tasks };
         check_view(g.buf.len(), g.offset, g.stride, batch, "gradient");
@@ -139,8 +140,14 @@ pub(crate) fn apply(
         gpu.dispatch(
             &PARAM_GRAD,
             &p,
-            &[f.stats.bound(), scratch.bound(), g.buf.bound()],
+            &[f.stats.binding(), scratch.binding(), g.buf.binding()],
             u32_of(blocks * batch.channels, "BN gradient entries"),
         );
     }
+}
+
+/// Each kernel of this file, reflected against its WGSL.
+#[cfg(test)]
+pub(super) fn reflect_all() -> Vec<(Kernel, crate::Result<()>)> {
+    [STATS, SUMS, COEFFICIENTS, APPLY, PARAM_GRAD].into_iter().map(|k| (k, k.check::<Params>())).collect()
 }

@@ -1,31 +1,32 @@
 //! `shaders/blas1.wgsl`: `y ← a·x + b·y` and `y ← a`, with coefficients that may be ratios of
 //! device scalars.
 
-use super::{KernelSpec, NONE};
+use super::{Kernel, NONE};
 use crate::backend::Coef;
+use crate::gpu::Access::{self, Read, ReadWrite};
 use crate::gpu::{GpuBackend, GpuScalar, GpuVector};
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    n: u32,
-    a_num: u32,
-    a_den: u32,
-    b_num: u32,
-    b_den: u32,
-    a_gate: u32,
-    b_gate: u32,
-    _pad: u32,
-    a_c: f32,
-    b_c: f32,
-    a_thr: f32,
-    b_thr: f32,
+crate::kernel_params! {
+    struct Params {
+        n: u32,
+        a_num: u32,
+        a_den: u32,
+        b_num: u32,
+        b_den: u32,
+        a_gate: u32,
+        b_gate: u32,
+        _pad: u32,
+        a_c: f32,
+        b_c: f32,
+        a_thr: f32,
+        b_thr: f32,
+    }
 }
 
-const BINDINGS: &[(u32, bool)] = &[(1, true), (2, true), (3, false)];
-const AXPBY: KernelSpec = KernelSpec { module: "blas1.wgsl", source: bilevel_shaders::BLAS1, entry: "axpby", storage: BINDINGS };
-const SCALE: KernelSpec = KernelSpec { module: "blas1.wgsl", source: bilevel_shaders::BLAS1, entry: "scale", storage: BINDINGS };
-const FILL: KernelSpec = KernelSpec { module: "blas1.wgsl", source: bilevel_shaders::BLAS1, entry: "fill", storage: BINDINGS };
+const BINDINGS: &[(u32, Access)] = &[(1, Read), (2, Read), (3, ReadWrite)];
+const AXPBY: Kernel = Kernel::new("blas1.wgsl", bilevel_shaders::BLAS1, "axpby", BINDINGS);
+const SCALE: Kernel = Kernel::new("blas1.wgsl", bilevel_shaders::BLAS1, "scale", BINDINGS);
+const FILL: Kernel = Kernel::new("blas1.wgsl", bilevel_shaders::BLAS1, "fill", BINDINGS);
 
 fn slot(s: Option<&GpuScalar>) -> u32 {
     s.map_or(NONE, |s| s.slot())
@@ -50,15 +51,21 @@ fn params(n: usize, a: Coef<'_, GpuScalar>, b: Coef<'_, GpuScalar>) -> Params {
 
 pub(crate) fn axpby(gpu: &GpuBackend, a: Coef<'_, GpuScalar>, x: &GpuVector, b: Coef<'_, GpuScalar>, y: &mut GpuVector) {
     assert_eq!(x.len(), y.len(), "axpby: length mismatch");
-    gpu.dispatch(&AXPBY, &params(y.len(), a, b), &[gpu.scalars_bound(), x.bound(), y.bound()], y.len() as u32);
+    gpu.dispatch(&AXPBY, &params(y.len(), a, b), &[gpu.scalars_binding(), x.binding(), y.binding()], y.len() as u32);
 }
 
 pub(crate) fn fill(gpu: &GpuBackend, a: Coef<'_, GpuScalar>, y: &mut GpuVector) {
     let p = params(y.len(), a, Coef::c(0.0));
-    gpu.dispatch(&FILL, &p, &[gpu.scalars_bound(), gpu.dummy_bound(), y.bound()], y.len() as u32);
+    gpu.dispatch(&FILL, &p, &[gpu.scalars_binding(), gpu.unused_binding(), y.binding()], y.len() as u32);
 }
 
 pub(crate) fn scale(gpu: &GpuBackend, b: Coef<'_, GpuScalar>, y: &mut GpuVector) {
     let p = params(y.len(), Coef::c(0.0), b);
-    gpu.dispatch(&SCALE, &p, &[gpu.scalars_bound(), gpu.dummy_bound(), y.bound()], y.len() as u32);
+    gpu.dispatch(&SCALE, &p, &[gpu.scalars_binding(), gpu.unused_binding(), y.binding()], y.len() as u32);
+}
+
+/// Each kernel of this file, reflected against its WGSL.
+#[cfg(test)]
+pub(super) fn reflect_all() -> Vec<(Kernel, crate::Result<()>)> {
+    [AXPBY, SCALE, FILL].into_iter().map(|k| (k, k.check::<Params>())).collect()
 }

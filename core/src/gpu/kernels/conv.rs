@@ -1,44 +1,39 @@
 //! `shaders/conv.wgsl`: 3×3 convolutions of a whole meta-batch as implicit GEMMs on the tiled
 //! product, and the split-K parameter gradient with its ordered reduction.
 
-use super::{groups_2d, tiles, u32_of, KernelSpec, DIV_LIMIT, TILE_K};
+use super::{groups_2d, tiles, u32_of, Kernel, DIV_LIMIT, TILE_K};
+use crate::gpu::Access::{Read, ReadWrite};
 use crate::gpu::{GpuBackend, GpuVector};
 use crate::meta::{ImageBatch, View, ViewMut};
 
-#[repr(C)]
-#[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    mode: u32,
-    per_task: u32,
-    c_in: u32,
-    c_out: u32,
-    height: u32,
-    width: u32,
-    w_offset: u32,
-    w_stride: u32,
-    m: u32,
-    n: u32,
-    k: u32,
-    tiles_m: u32,
-    tiles_n: u32,
-    blocks: u32,
-    chunks: u32,
-    k_chunk: u32,
-    images_per_block: u32,
-    bias: u32,
-    accumulate: u32,
-    g_offset: u32,
-    g_stride: u32,
+crate::kernel_params! {
+    struct Params {
+        mode: u32,
+        per_task: u32,
+        c_in: u32,
+        c_out: u32,
+        height: u32,
+        width: u32,
+        w_offset: u32,
+        w_stride: u32,
+        m: u32,
+        n: u32,
+        k: u32,
+        tiles_m: u32,
+        tiles_n: u32,
+        blocks: u32,
+        chunks: u32,
+        k_chunk: u32,
+        images_per_block: u32,
+        bias: u32,
+        accumulate: u32,
+        g_offset: u32,
+        g_stride: u32,
+    }
 }
 
-const PRODUCT: KernelSpec = KernelSpec {
-    module: "conv.wgsl",
-    source: bilevel_shaders::CONV,
-    entry: "conv3x3_product",
-    storage: &[(1, true), (2, true), (3, false)],
-};
-const REDUCE: KernelSpec =
-    KernelSpec { module: "conv.wgsl", source: bilevel_shaders::CONV, entry: "conv_grad_reduce", storage: &[(3, false), (4, false)] };
+const PRODUCT: Kernel = Kernel::new("conv.wgsl", bilevel_shaders::CONV, "conv3x3_product", &[(1, Read), (2, Read), (3, ReadWrite)]);
+const REDUCE: Kernel = Kernel::new("conv.wgsl", bilevel_shaders::CONV, "conv_grad_reduce", &[(3, ReadWrite), (4, ReadWrite)]);
 
 const FORWARD: u32 = 0;
 const INPUT_GRAD: u32 = 1;
@@ -102,7 +97,7 @@ fn product(
         ..base(batch, c_out, mode)
     };
     let groups = blocks * (p.tiles_m * p.tiles_n) as usize;
-    gpu.dispatch_groups(&PRODUCT, &p, &[src.bound(), params.buf.bound(), dst.bound()], groups_2d(groups));
+    gpu.dispatch_groups(&PRODUCT, &p, &[src.binding(), params.buf.binding(), dst.binding()], groups_2d(groups));
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -187,6 +182,12 @@ pub(crate) fn param_grad(
     };
     let partials = gpu.scratch(blocks * chunks * m * n, "conv.grad_partials");
     let groups = blocks * chunks * (p.tiles_m * p.tiles_n) as usize;
-    gpu.dispatch_groups(&PRODUCT, &p, &[x.bound(), dy.bound(), partials.bound()], groups_2d(groups));
-    gpu.dispatch(&REDUCE, &p, &[partials.bound(), grad.buf.bound()], u32_of(blocks * m * n, "conv gradient entries"));
+    gpu.dispatch_groups(&PRODUCT, &p, &[x.binding(), dy.binding(), partials.binding()], groups_2d(groups));
+    gpu.dispatch(&REDUCE, &p, &[partials.binding(), grad.buf.binding()], u32_of(blocks * m * n, "conv gradient entries"));
+}
+
+/// Each kernel of this file, reflected against its WGSL.
+#[cfg(test)]
+pub(super) fn reflect_all() -> Vec<(Kernel, crate::Result<()>)> {
+    [PRODUCT, REDUCE].into_iter().map(|k| (k, k.check::<Params>())).collect()
 }

@@ -1,36 +1,37 @@
 //! `shaders/gemm.wgsl`: the head's strided batched GEMM (tiled), bias broadcast and column sums.
 
-use super::{groups_2d, tiles, u32_of, KernelSpec};
+use super::{groups_2d, tiles, u32_of, Kernel};
+use crate::gpu::Access::{self, Read, ReadWrite};
 use crate::gpu::{GpuBackend, GpuVector};
 use crate::meta::{Gemm, View, ViewMut};
 
-#[repr(C)]
-#[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    tasks: u32,
-    m: u32,
-    n: u32,
-    k: u32,
-    trans_a: u32,
-    trans_b: u32,
-    a_offset: u32,
-    a_stride: u32,
-    b_offset: u32,
-    b_stride: u32,
-    c_offset: u32,
-    c_stride: u32,
-    tiles_m: u32,
-    tiles_n: u32,
-    alpha: f32,
-    beta: f32,
+crate::kernel_params! {
+    struct Params {
+        tasks: u32,
+        m: u32,
+        n: u32,
+        k: u32,
+        trans_a: u32,
+        trans_b: u32,
+        a_offset: u32,
+        a_stride: u32,
+        b_offset: u32,
+        b_stride: u32,
+        c_offset: u32,
+        c_stride: u32,
+        tiles_m: u32,
+        tiles_n: u32,
+        alpha: f32,
+        beta: f32,
+    }
 }
 
-const fn spec(entry: &'static str, storage: &'static [(u32, bool)]) -> KernelSpec {
-    KernelSpec { module: "gemm.wgsl", source: bilevel_shaders::GEMM, entry, storage }
+const fn spec(entry: &'static str, buffers: &'static [(u32, Access)]) -> Kernel {
+    Kernel::new("gemm.wgsl", bilevel_shaders::GEMM, entry, buffers)
 }
-const GEMM: KernelSpec = spec("gemm", &[(1, true), (2, true), (3, false)]);
-const ADD_ROW_BIAS: KernelSpec = spec("add_row_bias", &[(1, true), (3, false)]);
-const SUM_ROWS: KernelSpec = spec("sum_rows", &[(1, true), (3, false)]);
+const GEMM: Kernel = spec("gemm", &[(1, Read), (2, Read), (3, ReadWrite)]);
+const ADD_ROW_BIAS: Kernel = spec("add_row_bias", &[(1, Read), (3, ReadWrite)]);
+const SUM_ROWS: Kernel = spec("sum_rows", &[(1, Read), (3, ReadWrite)]);
 
 /// Checks that `tasks` blocks of `len` entries fit in a view's buffer.
 fn fits(buf_len: usize, offset: usize, stride: usize, tasks: usize, len: usize, what: &str) {
@@ -64,7 +65,7 @@ pub(crate) fn gemm(gpu: &GpuBackend, g: Gemm, a: View<'_, GpuVector>, b: View<'_
         beta: g.beta as f32,
     };
     let groups = g.tasks * (p.tiles_m * p.tiles_n) as usize;
-    gpu.dispatch_groups(&GEMM, &p, &[a.buf.bound(), b.buf.bound(), c.buf.bound()], groups_2d(groups));
+    gpu.dispatch_groups(&GEMM, &p, &[a.buf.binding(), b.buf.binding(), c.buf.binding()], groups_2d(groups));
 }
 
 /// Params for the `rows × cols` elementwise kernels: the input view as A, the output as C.
@@ -85,7 +86,7 @@ pub(crate) fn add_row_bias(gpu: &GpuBackend, tasks: usize, rows: usize, cols: us
     fits(bias.buf.len(), bias.offset, bias.stride, tasks, cols, "add_row_bias bias");
     fits(c.buf.len(), c.offset, c.stride, tasks, rows * cols, "add_row_bias C");
     let p = rows_params(tasks, rows, cols, &bias, &c);
-    gpu.dispatch(&ADD_ROW_BIAS, &p, &[bias.buf.bound(), c.buf.bound()], u32_of(tasks * rows * cols, "add_row_bias entries"));
+    gpu.dispatch(&ADD_ROW_BIAS, &p, &[bias.buf.binding(), c.buf.binding()], u32_of(tasks * rows * cols, "add_row_bias entries"));
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -102,5 +103,11 @@ pub(crate) fn sum_rows(
     fits(e.buf.len(), e.offset, e.stride, tasks, rows * cols, "sum_rows E");
     fits(out.buf.len(), out.offset, out.stride, tasks, cols, "sum_rows out");
     let p = Params { alpha: alpha as f32, beta: beta as f32, ..rows_params(tasks, rows, cols, &e, &out) };
-    gpu.dispatch(&SUM_ROWS, &p, &[e.buf.bound(), out.buf.bound()], u32_of(tasks * cols, "sum_rows entries"));
+    gpu.dispatch(&SUM_ROWS, &p, &[e.buf.binding(), out.buf.binding()], u32_of(tasks * cols, "sum_rows entries"));
+}
+
+/// Each kernel of this file, reflected against its WGSL.
+#[cfg(test)]
+pub(super) fn reflect_all() -> Vec<(Kernel, crate::Result<()>)> {
+    [GEMM, ADD_ROW_BIAS, SUM_ROWS].into_iter().map(|k| (k, k.check::<Params>())).collect()
 }

@@ -1,6 +1,8 @@
-//! Typed dispatch wrappers, one file per WGSL kernel family in `shaders/` (same name). Each
-//! wrapper mirrors its shader's `Params` struct and binding list; the parity tests in
-//! `core/tests/gpu_parity.rs` check every one against the CPU backend.
+//! The crate's own kernels, one file per WGSL kernel family in `shaders/` (same name): each
+//! declares its `Params` with [`kernel_params!`](crate::kernel_params) and its entry points as
+//! [`Kernel`]s, and dispatches through the public [`GpuBackend::dispatch`], so every one is
+//! reflected against its WGSL like a user's kernel. The parity tests in
+//! `core/tests/gpu_parity.rs` check each against the CPU backend.
 
 pub mod batch_norm;
 pub mod blas1;
@@ -14,34 +16,46 @@ pub mod reduce;
 pub mod sparse;
 pub mod xent;
 
-/// A compute entry point: its module, entry name and storage bindings `(binding, read_only)`
-/// in the order the wrapper passes buffers (binding 0 is always the uniform params slot).
-pub struct KernelSpec {
-    pub module: &'static str,
-    pub source: &'static str,
-    pub entry: &'static str,
-    pub storage: &'static [(u32, bool)],
-}
+#[cfg(doc)]
+use crate::gpu::GpuBackend;
+pub(crate) use crate::gpu::Kernel;
 
 /// `NONE` in the shaders: no device-scalar slot.
 pub(crate) const NONE: u32 = u32::MAX;
 
-/// The regulariser selector shared by `dense.wgsl` and `sparse.wgsl`: its id, two
-/// coefficients, and its two buffers (λ and v).
+/// The regulariser selector of `reg.wgsl` (shared by `dense.wgsl` and `sparse.wgsl`), checked
+/// against its named WGSL constants.
+const REG_NONE: u32 = 0;
+const REG_EXP_LAMBDA: u32 = 1;
+const REG_SCALED: u32 = 2;
+const REG_DECAY: u32 = 3;
+const REG_DECAY_CONST: u32 = 4;
+pub(crate) const REG_CONSTANTS: &[(&str, u32)] = &[
+    ("REG_NONE", REG_NONE),
+    ("REG_EXP_LAMBDA", REG_EXP_LAMBDA),
+    ("REG_SCALED", REG_SCALED),
+    ("REG_DECAY", REG_DECAY),
+    ("REG_DECAY_CONST", REG_DECAY_CONST),
+];
+
+/// The regulariser of a transposed product: its selector, two coefficients, and its two
+/// buffers (λ and v).
 #[allow(clippy::type_complexity)]
 pub(crate) fn reg_parts<'a>(
     gpu: &'a crate::gpu::GpuBackend,
     reg: &crate::backend::Reg<'a, crate::gpu::GpuBackend>,
-) -> (u32, f32, f32, crate::gpu::Bound<'a>, crate::gpu::Bound<'a>) {
+) -> (u32, f32, f32, crate::gpu::Binding<'a>, crate::gpu::Binding<'a>) {
     use crate::backend::Reg;
     match reg {
-        Reg::None => (0, 0.0, 0.0, gpu.dummy_bound(), gpu.dummy_bound()),
-        Reg::ExpLambda { lambda, v, coef } => (1, *coef as f32, 0.0, lambda.bound(), v.bound()),
-        Reg::Scaled { v, coef } => (2, *coef as f32, 0.0, gpu.dummy_bound(), v.bound()),
+        Reg::None => (REG_NONE, 0.0, 0.0, gpu.unused_binding(), gpu.unused_binding()),
+        Reg::ExpLambda { lambda, v, coef } => (REG_EXP_LAMBDA, *coef as f32, 0.0, lambda.binding(), v.binding()),
+        Reg::Scaled { v, coef } => (REG_SCALED, *coef as f32, 0.0, gpu.unused_binding(), v.binding()),
         Reg::Decay { lambda: Some(lambda), exp_coef, const_coef } => {
-            (3, *exp_coef as f32, *const_coef as f32, lambda.bound(), gpu.dummy_bound())
+            (REG_DECAY, *exp_coef as f32, *const_coef as f32, lambda.binding(), gpu.unused_binding())
         }
-        Reg::Decay { lambda: None, const_coef, .. } => (4, 0.0, *const_coef as f32, gpu.dummy_bound(), gpu.dummy_bound()),
+        Reg::Decay { lambda: None, const_coef, .. } => {
+            (REG_DECAY_CONST, 0.0, *const_coef as f32, gpu.unused_binding(), gpu.unused_binding())
+        }
     }
 }
 
@@ -50,11 +64,11 @@ pub(crate) fn batch<'a>(
     gpu: &'a crate::gpu::GpuBackend,
     n: usize,
     rows: crate::backend::Rows<'a, crate::gpu::GpuIndices>,
-) -> (u32, u32, crate::gpu::Bound<'a>) {
+) -> (u32, u32, crate::gpu::Binding<'a>) {
     use crate::backend::Rows;
     match rows {
-        Rows::All => (n as u32, 0, gpu.dummy_bound()),
-        Rows::Batch(idx) => (idx.len() as u32, 1, idx.bound()),
+        Rows::All => (n as u32, 0, gpu.unused_binding()),
+        Rows::Batch(idx) => (idx.len() as u32, 1, idx.binding()),
     }
 }
 
@@ -82,3 +96,40 @@ pub(crate) fn u32_of(v: usize, what: &str) -> u32 {
 
 /// Divisors of `div_u32` (common.wgsl) must stay below this.
 pub(crate) const DIV_LIMIT: usize = 1 << 21;
+
+#[cfg(test)]
+mod tests {
+    /// Every built-in kernel matches its WGSL (params, buffers, constants), and every compute
+    /// entry point of every shipped module is one of them, so none escapes the check.
+    #[test]
+    fn every_builtin_kernel_passes_reflection() {
+        let all: Vec<_> = [
+            super::batch_norm::reflect_all(),
+            super::blas1::reflect_all(),
+            super::conv::reflect_all(),
+            super::dense::reflect_all(),
+            super::gemm::reflect_all(),
+            super::loss::reflect_all(),
+            super::optim::reflect_all(),
+            super::pool::reflect_all(),
+            super::reduce::reflect_all(),
+            super::sparse::reflect_all(),
+            super::xent::reflect_all(),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        let failures: Vec<String> = all.iter().filter_map(|(_, r)| r.as_ref().err().map(|e| e.to_string())).collect();
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+        for (module, source) in bilevel_shaders::ALL {
+            let parsed = naga::front::wgsl::parse_str(source).expect("shipped WGSL parses");
+            for entry in parsed.entry_points.iter().filter(|e| e.stage == naga::ShaderStage::Compute) {
+                assert!(
+                    all.iter().any(|(k, _)| k.module == *module && k.entry == entry.name),
+                    "{module}::{} has no Kernel in gpu::kernels",
+                    entry.name
+                );
+            }
+        }
+    }
+}

@@ -1,23 +1,24 @@
 //! `shaders/pool.wgsl`: ReLU + 2×2 max-pool (floor), its backward and forward tangent.
 
-use super::{u32_of, KernelSpec};
+use super::{u32_of, Kernel};
+use crate::gpu::Access::{Read, ReadWrite};
 use crate::gpu::{GpuBackend, GpuVector};
 use crate::meta::ImageBatch;
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    planes: u32,
-    height: u32,
-    width: u32,
+crate::kernel_params! {
+    struct Params {
+        planes: u32,
+        height: u32,
+        width: u32,
+    }
 }
 
-const fn spec(entry: &'static str) -> KernelSpec {
-    KernelSpec { module: "pool.wgsl", source: bilevel_shaders::POOL, entry, storage: &[(1, true), (2, true), (3, false)] }
+const fn spec(entry: &'static str) -> Kernel {
+    Kernel::new("pool.wgsl", bilevel_shaders::POOL, entry, &[(1, Read), (2, Read), (3, ReadWrite)])
 }
-const FORWARD: KernelSpec = spec("relu_maxpool");
-const TANGENT: KernelSpec = spec("relu_maxpool_tangent");
-const BACKWARD: KernelSpec = spec("relu_maxpool_backward");
+const FORWARD: Kernel = spec("relu_maxpool");
+const TANGENT: Kernel = spec("relu_maxpool_tangent");
+const BACKWARD: Kernel = spec("relu_maxpool_backward");
 
 /// The forward (`other = None`) or the tangent along `other = Rx`: one invocation per pooled entry.
 fn params(batch: ImageBatch) -> Params {
@@ -30,15 +31,21 @@ pub(crate) fn forward(gpu: &GpuBackend, x: &GpuVector, other: Option<&GpuVector>
     assert!(other.is_none_or(|r| r.len() >= batch.len()), "relu_maxpool_tangent: Rx is too short");
     let p = params(batch);
     let (spec, other) = match other {
-        Some(r) => (&TANGENT, r.bound()),
-        None => (&FORWARD, gpu.dummy_bound()),
+        Some(r) => (&TANGENT, r.binding()),
+        None => (&FORWARD, gpu.unused_binding()),
     };
-    gpu.dispatch(spec, &p, &[x.bound(), other, y.bound()], u32_of(pooled, "pooled entries"));
+    gpu.dispatch(spec, &p, &[x.binding(), other, y.binding()], u32_of(pooled, "pooled entries"));
 }
 
 /// One invocation per input entry, so dx is written without scatter or atomics.
 pub(crate) fn backward(gpu: &GpuBackend, x: &GpuVector, dy: &GpuVector, batch: ImageBatch, dx: &mut GpuVector) {
     assert!(x.len() >= batch.len() && dx.len() >= batch.len() && dy.len() >= batch.pooled().len(), "relu_maxpool_backward: shape mismatch");
     let p = params(batch);
-    gpu.dispatch(&BACKWARD, &p, &[x.bound(), dy.bound(), dx.bound()], u32_of(batch.len(), "pool input entries"));
+    gpu.dispatch(&BACKWARD, &p, &[x.binding(), dy.binding(), dx.binding()], u32_of(batch.len(), "pool input entries"));
+}
+
+/// Each kernel of this file, reflected against its WGSL.
+#[cfg(test)]
+pub(super) fn reflect_all() -> Vec<(Kernel, crate::Result<()>)> {
+    [FORWARD, TANGENT, BACKWARD].into_iter().map(|k| (k, k.check::<Params>())).collect()
 }

@@ -1,27 +1,22 @@
 //! `shaders/reduce.wgsl`: `out ← scale·xᵀy` as a deterministic two-pass tree reduction.
 
-use super::KernelSpec;
+use super::Kernel;
+use crate::gpu::Access::{Read, ReadWrite};
 use crate::gpu::{GpuBackend, GpuScalar, GpuVector, REDUCE_PARTIALS};
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    n: u32,
-    out: u32,
-    accumulate: u32,
-    num_partials: u32,
-    scale: f32,
-    has_y: u32,
+crate::kernel_params! {
+    struct Params {
+        n: u32,
+        out: u32,
+        accumulate: u32,
+        num_partials: u32,
+        scale: f32,
+        has_y: u32,
+    }
 }
 
-const DOT_PARTIAL: KernelSpec = KernelSpec {
-    module: "reduce.wgsl",
-    source: bilevel_shaders::REDUCE,
-    entry: "dot_partial",
-    storage: &[(1, true), (2, true), (3, false)],
-};
-const SUM_PARTIALS: KernelSpec =
-    KernelSpec { module: "reduce.wgsl", source: bilevel_shaders::REDUCE, entry: "sum_partials", storage: &[(3, false), (4, false)] };
+const DOT_PARTIAL: Kernel = Kernel::new("reduce.wgsl", bilevel_shaders::REDUCE, "dot_partial", &[(1, Read), (2, Read), (3, ReadWrite)]);
+const SUM_PARTIALS: Kernel = Kernel::new("reduce.wgsl", bilevel_shaders::REDUCE, "sum_partials", &[(3, ReadWrite), (4, ReadWrite)]);
 
 /// `out ← scale·xᵀy` (`y = None`: `scale·Σx`), `+=` when `accumulate`.
 fn reduce(gpu: &GpuBackend, x: &GpuVector, y: Option<&GpuVector>, scale: f64, out: &GpuScalar, accumulate: bool) {
@@ -34,9 +29,9 @@ fn reduce(gpu: &GpuBackend, x: &GpuVector, y: Option<&GpuVector>, scale: f64, ou
         scale: scale as f32,
         has_y: y.is_some() as u32,
     };
-    let y = y.map_or(gpu.dummy_bound(), |y| y.bound());
-    gpu.dispatch_groups(&DOT_PARTIAL, &p, &[x.bound(), y, gpu.partials_bound()], (groups, 1));
-    gpu.dispatch_groups(&SUM_PARTIALS, &p, &[gpu.partials_bound(), gpu.scalars_bound()], (1, 1));
+    let y = y.map_or(gpu.unused_binding(), |y| y.binding());
+    gpu.dispatch_groups(&DOT_PARTIAL, &p, &[x.binding(), y, gpu.partials_binding()], (groups, 1));
+    gpu.dispatch_groups(&SUM_PARTIALS, &p, &[gpu.partials_binding(), gpu.scalars_binding()], (1, 1));
 }
 
 pub(crate) fn dot(gpu: &GpuBackend, x: &GpuVector, y: &GpuVector, scale: f64, out: &GpuScalar, accumulate: bool) {
@@ -46,4 +41,10 @@ pub(crate) fn dot(gpu: &GpuBackend, x: &GpuVector, y: &GpuVector, scale: f64, ou
 
 pub(crate) fn sum(gpu: &GpuBackend, x: &GpuVector, scale: f64, out: &GpuScalar, accumulate: bool) {
     reduce(gpu, x, None, scale, out, accumulate)
+}
+
+/// Each kernel of this file, reflected against its WGSL.
+#[cfg(test)]
+pub(super) fn reflect_all() -> Vec<(Kernel, crate::Result<()>)> {
+    [DOT_PARTIAL, SUM_PARTIALS].into_iter().map(|k| (k, k.check::<Params>())).collect()
 }

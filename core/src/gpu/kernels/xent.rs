@@ -1,32 +1,28 @@
 //! `shaders/xent.wgsl`: the head's softmax cross-entropy (per-task loss and accuracy) and the
 //! softmax curvature.
 
-use super::{groups_2d, u32_of, KernelSpec};
+use super::{groups_2d, u32_of, Kernel};
+use crate::gpu::Access::{Read, ReadWrite};
 use crate::gpu::{GpuBackend, GpuVector};
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    tasks: u32,
-    rows: u32,
-    classes: u32,
-    want_grad: u32,
-    accumulate: u32,
-    scale: f32,
+crate::kernel_params! {
+    struct Params {
+        tasks: u32,
+        rows: u32,
+        classes: u32,
+        want_grad: u32,
+        accumulate: u32,
+        scale: f32,
+    }
 }
 
-const XENT: KernelSpec = KernelSpec {
-    module: "xent.wgsl",
-    source: bilevel_shaders::XENT,
-    entry: "softmax_xent",
-    storage: &[(1, true), (2, true), (3, false), (4, false), (5, false)],
-};
-const CURVATURE: KernelSpec = KernelSpec {
-    module: "xent.wgsl",
-    source: bilevel_shaders::XENT,
-    entry: "softmax_curvature",
-    storage: &[(1, true), (2, true), (3, false)],
-};
+const XENT: Kernel = Kernel::new(
+    "xent.wgsl",
+    bilevel_shaders::XENT,
+    "softmax_xent",
+    &[(1, Read), (2, Read), (3, ReadWrite), (4, ReadWrite), (5, ReadWrite)],
+);
+const CURVATURE: Kernel = Kernel::new("xent.wgsl", bilevel_shaders::XENT, "softmax_curvature", &[(1, Read), (2, Read), (3, ReadWrite)]);
 
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn softmax_xent(
@@ -55,8 +51,8 @@ pub(crate) fn softmax_xent(
     };
     // Without a gradient the kernel writes nothing there; bind the (idle) reduction partials
     // so no read_write binding aliases another.
-    let grad = grad.map_or(gpu.partials_bound(), |g| g.bound());
-    gpu.dispatch_groups(&XENT, &p, &[z.bound(), labels.bound(), probs.bound(), grad, stats.bound()], groups_2d(tasks));
+    let grad = grad.map_or(gpu.partials_binding(), |g| g.binding());
+    gpu.dispatch_groups(&XENT, &p, &[z.binding(), labels.binding(), probs.binding(), grad, stats.binding()], groups_2d(tasks));
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -80,5 +76,11 @@ pub(crate) fn softmax_curvature(
         accumulate: accumulate as u32,
         scale: scale as f32,
     };
-    gpu.dispatch(&CURVATURE, &p, &[probs.bound(), u.bound(), out.bound()], p.rows);
+    gpu.dispatch(&CURVATURE, &p, &[probs.binding(), u.binding(), out.binding()], p.rows);
+}
+
+/// Each kernel of this file, reflected against its WGSL.
+#[cfg(test)]
+pub(super) fn reflect_all() -> Vec<(Kernel, crate::Result<()>)> {
+    [XENT, CURVATURE].into_iter().map(|k| (k, k.check::<Params>())).collect()
 }
