@@ -12,6 +12,8 @@ cargo fmt --all -- --check
 echo "== clippy"
 cargo clippy --all-targets -- -D warnings
 wasm_env cargo clippy --target wasm32-unknown-unknown -p bilevel-web -- -D warnings
+echo "== cargo doc (warnings are errors; every public item of bilevel-core documented)"
+RUSTDOCFLAGS="-D warnings" cargo doc -p bilevel-core --no-deps
 echo "== cargo test"
 cargo test --no-fail-fast
 cargo test -p bilevel-web --lib

@@ -37,7 +37,7 @@ pub struct CpuBackend<T: Real> {
 }
 
 /// The data products' execution paths on the rayon pool, taken by calls of
-/// [`PARALLEL_WORK`] multiply-adds or more (for tests, which must reach each one: see
+/// `PARALLEL_WORK` (2²¹) multiply-adds or more (for tests, which must reach each one: see
 /// [`CpuBackend::threaded_calls`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ThreadedPath {
@@ -59,6 +59,7 @@ pub enum ThreadedPath {
 }
 
 impl ThreadedPath {
+    /// Every path, in the order of [`CpuBackend::threaded_calls`].
     pub const ALL: [ThreadedPath; 6] = [
         ThreadedPath::MatmulRows,
         ThreadedPath::MatmulFeatures,
@@ -90,6 +91,7 @@ impl<T: Real> Default for CpuBackend<T> {
 }
 
 impl<T: Real> CpuBackend<T> {
+    /// The backend with every kernel the CPU supports, threads split where timing says it pays.
     pub fn new() -> Self {
         CpuBackend {
             pool: Mutex::default(),
@@ -128,13 +130,13 @@ impl<T: Real> CpuBackend<T> {
         self.partner.get_or_init(pair::Pair::new).as_ref()
     }
 
-    /// Which kernel [`Backend::glm_batch`] runs for `data`: `"avx512"`, `"avx2"`, `"portable"`
+    /// Which kernel [`GlmBackend::glm_batch`](crate::backend::GlmBackend::glm_batch) runs for `data`: `"avx512"`, `"avx2"`, `"portable"`
     /// (fused), or `None` (the unfused composition of the primitives).
     pub fn glm_batch_kernel(&self, data: &GlmRows<'_, Self>) -> Option<&'static str> {
         fused::applies(data).then(|| fused::simd(self, data).map_or("portable", fused::Simd::name))
     }
 
-    /// Whether [`Backend::glm_batch`] may split this call over two threads (with
+    /// Whether [`GlmBackend::glm_batch`](crate::backend::GlmBackend::glm_batch) may split this call over two threads (with
     /// [`Threads::Two`] it does).
     pub fn glm_batch_splits(&self, data: &GlmRows<'_, Self>) -> bool {
         fused::applies(data) && fused::splits(self, data)
@@ -257,7 +259,8 @@ mod threads;
 
 use backend::apply_reg;
 pub(crate) use kernels::*;
-pub use layout::*;
+pub use layout::CpuMatrix;
+pub(crate) use layout::*;
 pub use loss::*;
 pub(crate) use threads::*;
 

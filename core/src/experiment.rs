@@ -19,9 +19,13 @@ use crate::{Error, Result};
 /// A problem's data with its held-out test split.
 #[derive(Clone, Debug)]
 pub struct Experiment {
+    /// The training and validation splits.
     pub data: GlmData,
+    /// The hyperparameters and the inner regulariser.
     pub hyper_kind: HyperKind,
+    /// The test features (never seen by the solver; evaluation only).
     pub x_test: HostMatrix,
+    /// The test targets, in the loss's encoding.
     pub t_test: Vec<f64>,
     /// For hyper-cleaning: which training labels were corrupted (for precision and recall).
     pub corrupted: Option<Vec<bool>>,
@@ -44,13 +48,19 @@ impl Experiment {
 /// One outer iteration's record.
 #[derive(Clone, Debug, Serialize)]
 pub struct Record {
+    /// Outer iterations done (0: the starting point).
     pub iter: usize,
     /// Cumulative solver time (inner loop, hypergradient, outer step); evaluation excluded.
     pub time_s: f64,
+    /// Mean loss of the inner model y on the test set.
     pub test_loss: f64,
+    /// Its test accuracy (for classification; 1 for regression).
     pub test_acc: f64,
+    /// The outer objective f on the whole validation set.
     pub val_loss: f64,
+    /// ‖x‖₂.
     pub lambda_norm: f64,
+    /// Oracle calls so far, the step-size choice's included.
     pub oracle_counts: OracleCounts,
     /// Hyper-cleaning: of the samples with weight σ(λ_i) < 0.5, the fraction that are corrupted…
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -224,11 +234,17 @@ pub enum Event<'r> {
     Steps(StepChoice),
     /// An outer iteration ended (for progress displays): the iteration count and the solver
     /// time so far.
-    Iteration { iter: usize, elapsed: f64 },
+    Iteration {
+        /// Outer iterations done.
+        iter: usize,
+        /// Solver seconds so far.
+        elapsed: f64,
+    },
 }
 
 /// A run in progress on backend `B`.
 pub struct Run<'a, B: GlmBackend> {
+    /// The solver's state (x, y, counts, settings).
     pub outer: OuterLoop<'a, B, Glm<B>>,
     x_test: B::Matrix,
     t_test: Vec<f64>,

@@ -57,6 +57,8 @@
 //! cleaning your own CSV file. ARCHITECTURE.md says where a new problem, solver, kernel or
 //! backend goes.
 
+#![deny(missing_docs)]
+
 pub mod algorithms;
 pub mod backend;
 pub mod check;

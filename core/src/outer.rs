@@ -21,7 +21,10 @@ use crate::{Error, Result};
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 pub enum OuterOpt {
     /// `m ← μ m + ĥ;  x ← x − β_k m` (PyTorch's SGD; μ = 0 is plain SGD).
-    Sgd { momentum: f64 },
+    Sgd {
+        /// μ ∈ [0, 1) (the reference's `--outer_mu`).
+        momentum: f64,
+    },
     /// Adam (Kingma & Ba) with bias correction.
     Adam(AdamSettings),
 }
@@ -48,19 +51,28 @@ impl OuterOpt {
 /// A bilevel run's resident state: hyperparameters x, warm-started inner variable y, the last
 /// hypergradient estimate h, and the optimiser's moments.
 pub struct OuterLoop<'a, B: Backend, P: Problem<B>> {
+    /// The backend everything is resident on.
     pub be: &'a B,
+    /// The problem, its oracle calls counted.
     pub problem: Counted<P>,
+    /// The settings in use (α and η as last chosen, when chosen from the data).
     pub hyper: Hyper,
+    /// The outer optimiser.
     pub opt: OuterOpt,
     alg: Box<dyn Algorithm<B, Counted<P>> + 'a>,
+    /// The hyperparameters x.
     pub x: B::Vector,
+    /// The inner variable y, warm-started across outer iterations.
     pub y: B::Vector,
+    /// The last hypergradient estimate ĥ.
     pub h: B::Vector,
     /// The optimiser's state on x.
     moments: Moments<B>,
     /// ‖ĥ‖², read back by [`OuterLoop::wait`].
     sync: B::Scalar,
+    /// The run's mini-batch sampler (seeded).
     pub rng: Sampler,
+    /// Outer iterations done.
     pub iter: usize,
     /// Data-chosen α and η ([`OuterLoop::set_auto_steps`]).
     auto: Option<AutoSteps>,

@@ -32,10 +32,18 @@ impl LossKind {
 pub enum RowTerm<'a, V> {
     /// `E_k = ℓ'(Z_k; t_{row_k})`: a gradient at `y` (`None`: at `out` itself, read before it
     /// is written — the in-place descent step).
-    Gradient { y: Option<&'a V> },
+    Gradient {
+        /// Where the gradient is taken (`None`: at `out`).
+        y: Option<&'a V>,
+    },
     /// `E_k = ℓ''(Z_k)·U_k`: the loss Hessian at `y` applied to `v` (`None`: to `out` itself —
     /// the in-place Neumann step).
-    Curvature { y: &'a V, v: Option<&'a V> },
+    Curvature {
+        /// Where the Hessian is taken.
+        y: &'a V,
+        /// The direction it is applied to (`None`: `out`).
+        v: Option<&'a V>,
+    },
 }
 
 impl<V> Clone for RowTerm<'_, V> {
@@ -48,12 +56,17 @@ impl<V> Copy for RowTerm<'_, V> {}
 /// The data side of a GLM oracle on [`GlmBackend::glm_batch`]: which rows of which matrix, their
 /// targets, the loss, and the per-sample weights `σ(λ_row)` (hyper-cleaning) if any.
 pub struct GlmRows<'a, B: GlmBackend + ?Sized> {
+    /// The row loss ℓ.
     pub loss: LossKind,
+    /// The data matrix X (all the split's rows; `rows` picks the batch).
     pub x: &'a B::Matrix,
+    /// One target per row of X (a real value, 0/1, or a class index).
     pub targets: &'a B::Vector,
+    /// The batch: all rows or row indices.
     pub rows: Rows<'a, B::Indices>,
     /// Output columns (classes) of `W`.
     pub c: usize,
+    /// `Some(λ)`: row k's term weighted by `σ(λ[row_k])` (one weight per training sample).
     pub weights: Option<&'a B::Vector>,
 }
 

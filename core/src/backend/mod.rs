@@ -17,8 +17,11 @@ pub use glm::{glm_batch_unfused, GlmBackend, GlmRows, LossKind, RowTerm};
 /// ratios on the device lets CG compute `α = rᵀr / pᵀHp` with no readback. A zero denominator
 /// yields 0 on every backend (CG has converged: take no step).
 pub struct Coef<'a, S> {
+    /// The host constant c.
     pub c: f64,
+    /// A device scalar multiplying c, if any.
     pub num: Option<&'a S>,
+    /// A device scalar dividing c, if any (0 gives a zero coefficient).
     pub den: Option<&'a S>,
     /// `Some((s, τ))`: the coefficient is 0 unless `s > τ` (a solver that has reached its
     /// tolerance stops moving, decided on the device).
@@ -71,7 +74,9 @@ impl<'a, S> Coef<'a, S> {
 /// Which rows of a data set an oracle reads: all of them, or a mini-batch of row indices that
 /// the backend already holds.
 pub enum Rows<'a, I> {
+    /// Every row (full-batch oracles).
     All,
+    /// The rows whose indices the resident set holds, in its order.
     Batch(&'a I),
 }
 
@@ -84,23 +89,32 @@ impl<I> Copy for Rows<'_, I> {}
 
 /// The regulariser term added by [`Backend::gather_tmatmul`] (its derivative, in fact).
 pub enum Reg<'a, B: Backend + ?Sized> {
+    /// No penalty: `out = scale·X_Bᵀ E`.
     None,
     /// `+ coef·e^{λ_j}·v_jk` (per-feature ridge).
     ExpLambda {
+        /// λ, one per row j of `out` (feature).
         lambda: &'a B::Vector,
+        /// The `d × c` matrix the penalty's derivative is taken at.
         v: &'a B::Vector,
+        /// The factor in front.
         coef: f64,
     },
     /// `+ coef·v_jk` (a fixed Frobenius penalty).
     Scaled {
+        /// The `d × c` matrix the penalty's derivative is taken at.
         v: &'a B::Vector,
+        /// The factor in front.
         coef: f64,
     },
     /// In place: `out ← (const_coef + exp_coef·e^{λ_j})·out + scale·X_Bᵀ E`. One pass over
     /// `out` for a whole descent or Neumann step (the fused form of product + penalty + axpy).
     Decay {
+        /// λ per feature for the `e^{λ_j}` part (`None`: no such part).
         lambda: Option<&'a B::Vector>,
+        /// The factor of `e^{λ_j}`.
         exp_coef: f64,
+        /// The constant factor (1 − α·ρ for a plain decay, 1 for a Neumann step's identity).
         const_coef: f64,
     },
 }
@@ -113,16 +127,38 @@ pub const SPARSE_DENSITY: f64 = 1.0 / 3.0;
 /// A data matrix on the host, before upload: dense row-major or sparse CSR.
 #[derive(Clone, Debug)]
 pub enum HostMatrix {
-    Dense { rows: usize, cols: usize, data: Vec<f64> },
-    Csr { rows: usize, cols: usize, indptr: Vec<u32>, indices: Vec<u32>, values: Vec<f64> },
+    /// Row-major entries.
+    Dense {
+        /// Rows (samples).
+        rows: usize,
+        /// Columns (features).
+        cols: usize,
+        /// `rows × cols` entries, row by row.
+        data: Vec<f64>,
+    },
+    /// Compressed sparse rows.
+    Csr {
+        /// Rows (samples).
+        rows: usize,
+        /// Columns (features).
+        cols: usize,
+        /// Row i's entries are `indptr[i]..indptr[i + 1]` (`rows + 1` offsets).
+        indptr: Vec<u32>,
+        /// Each entry's column.
+        indices: Vec<u32>,
+        /// Each entry's value.
+        values: Vec<f64>,
+    },
 }
 
 impl HostMatrix {
+    /// `(rows, columns)`.
     pub fn shape(&self) -> (usize, usize) {
         match self {
             HostMatrix::Dense { rows, cols, .. } | HostMatrix::Csr { rows, cols, .. } => (*rows, *cols),
         }
     }
+    /// Stored entries (all of them for a dense matrix).
     pub fn nnz(&self) -> usize {
         match self {
             HostMatrix::Dense { data, .. } => data.len(),
@@ -238,19 +274,30 @@ pub trait Backend {
     fn describe(&self) -> String;
 
     // ---- allocation and transfer (host → backend) ----
+    /// A vector of `len` zeros (`label` names the GPU buffer in debuggers and errors).
     fn zeros(&self, len: usize, label: &str) -> Self::Vector;
+    /// A vector holding `data` (rounded to the backend's precision).
     fn vector_from(&self, data: &[f64], label: &str) -> Self::Vector;
+    /// A device scalar, initially 0.
     fn scalar(&self, label: &str) -> Self::Scalar;
+    /// Uploads a data matrix once, in the layouts the backend's products read.
     fn matrix_from(&self, m: &HostMatrix, label: &str) -> Self::Matrix;
+    /// Uploads a set of row indices (a mini-batch).
     fn indices(&self, idx: &[u32]) -> Self::Indices;
+    /// A vector's length.
     fn vector_len(&self, v: &Self::Vector) -> usize;
+    /// How many indices a set holds.
     fn indices_len(&self, idx: &Self::Indices) -> usize;
+    /// A matrix's `(rows, columns)`.
     fn matrix_shape(&self, m: &Self::Matrix) -> (usize, usize);
 
     // ---- reading back (the only operations that wait) ----
     /// Submit everything enqueued so far (a no-op on the CPU).
     fn flush(&self);
+    /// The vector's values, once everything enqueued before has run (a device error
+    /// recorded since the last read is returned here).
     fn read_vector(&self, v: &Self::Vector) -> impl Future<Output = Result<Vec<f64>>>;
+    /// The scalar's value, once everything enqueued before has run.
     fn read_scalar(&self, s: &Self::Scalar) -> impl Future<Output = Result<f64>>;
 
     // ---- BLAS-1 ----

@@ -10,9 +10,11 @@ use super::*;
 pub struct CpuMatrix<T>(pub(super) Layout<T>);
 
 impl<T: Real> CpuMatrix<T> {
+    /// Rows (samples).
     pub fn rows(&self) -> usize {
         self.0.rows()
     }
+    /// Columns (features).
     pub fn cols(&self) -> usize {
         self.0.cols()
     }

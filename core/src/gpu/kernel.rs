@@ -28,8 +28,11 @@ use crate::{Error, Result};
 /// The scalar type of one parameter field: the 4-byte scalars of WGSL.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ParamType {
+    /// `u32`.
     U32,
+    /// `i32`.
     I32,
+    /// `f32`.
     F32,
 }
 
@@ -47,7 +50,9 @@ impl ParamType {
 /// One field of a parameter struct, in declaration order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ParamField {
+    /// The field's name, as in the WGSL struct.
     pub name: &'static str,
+    /// Its scalar type.
     pub ty: ParamType,
 }
 
@@ -61,6 +66,7 @@ mod sealed {
 /// The Rust types a parameter field may have (`u32`, `i32`, `f32`): 4 bytes each, so a
 /// `#[repr(C)]` struct of them has no padding and the offset of field `i` is `4·i`.
 pub trait ParamScalar: sealed::Sealed + bytemuck::Pod {
+    /// Its WGSL type.
     const TYPE: ParamType;
 }
 impl ParamScalar for u32 {
@@ -77,6 +83,7 @@ impl ParamScalar for f32 {
 /// Write it with [`kernel_params!`](crate::kernel_params), which emits both from one
 /// declaration; a hand-written impl must list every field in order.
 pub trait KernelParams: bytemuck::Pod {
+    /// The fields in declaration order.
     const FIELDS: &'static [ParamField];
 }
 
@@ -118,7 +125,9 @@ macro_rules! kernel_params {
 /// How an entry point uses a storage buffer (`var<storage, read>` or `read_write`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Access {
+    /// `var<storage, read>`: the kernel only reads it.
     Read,
+    /// `var<storage, read_write>`: the kernel writes it.
     ReadWrite,
 }
 
@@ -137,8 +146,11 @@ impl Access {
 /// the shader-module and pipeline caches, so one name must always mean one source.
 #[derive(Clone, Copy, Debug)]
 pub struct Kernel {
+    /// The WGSL module's name (a cache key: one name, one source).
     pub module: &'static str,
+    /// The WGSL source.
     pub source: &'static str,
+    /// The compute entry point's name.
     pub entry: &'static str,
     /// `(binding, access)` of each buffer a dispatch passes, in that order.
     pub buffers: &'static [(u32, Access)],
@@ -148,6 +160,7 @@ pub struct Kernel {
 }
 
 impl Kernel {
+    /// An entry point of `source` with the storage buffers a dispatch passes, in order.
     pub const fn new(module: &'static str, source: &'static str, entry: &'static str, buffers: &'static [(u32, Access)]) -> Self {
         Kernel { module, source, entry, buffers, constants: &[] }
     }

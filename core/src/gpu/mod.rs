@@ -59,9 +59,13 @@ pub struct GpuOptions {
 /// One adapter wgpu can see.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct AdapterSummary {
+    /// The adapter's name (`llvmpipe (LLVM …)` for lavapipe).
     pub name: String,
+    /// The graphics API: Vulkan, Metal, DX12, or the browser's WebGPU.
     pub backend: String,
+    /// Discrete, integrated, virtual or CPU.
     pub device_type: String,
+    /// The driver's name and version, where the API reports them.
     pub driver: String,
 }
 
@@ -145,9 +149,11 @@ impl GpuVector {
     fn id(&self) -> u64 {
         self.slab.as_ref().expect("live vector").id
     }
+    /// Entries.
     pub fn len(&self) -> usize {
         self.len
     }
+    /// Whether it has no entries.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
@@ -164,8 +170,28 @@ impl Drop for GpuVector {
 /// A resident data matrix: dense row-major f32, or sparse as CSR (for `X_B W`) plus CSC (for
 /// `X_Bᵀ E`) with a buffer of batch positions per data row.
 pub enum GpuMatrix {
-    Dense { data: GpuVector, rows: usize, cols: usize },
-    Sparse { csr: Box<[GpuVector; 3]>, csc: Box<[GpuVector; 3]>, pos: GpuVector, rows: usize, cols: usize },
+    /// Row-major f32 entries.
+    Dense {
+        /// `rows × cols` entries.
+        data: GpuVector,
+        /// Rows (samples).
+        rows: usize,
+        /// Columns (features).
+        cols: usize,
+    },
+    /// CSR and CSC of the same matrix.
+    Sparse {
+        /// Row offsets, column indices and values, row by row.
+        csr: Box<[GpuVector; 3]>,
+        /// Column offsets, row indices and values, column by column.
+        csc: Box<[GpuVector; 3]>,
+        /// Each data row's position in the current batch (rebuilt per batch), for the CSC walk.
+        pos: GpuVector,
+        /// Rows (samples).
+        rows: usize,
+        /// Columns (features).
+        cols: usize,
+    },
 }
 
 impl GpuMatrix {
@@ -812,9 +838,11 @@ impl GpuVector {
     }
 }
 impl GpuIndices {
+    /// Indices held.
     pub fn len(&self) -> usize {
         self.data.len
     }
+    /// Whether it holds none.
     pub fn is_empty(&self) -> bool {
         self.data.len == 0
     }
