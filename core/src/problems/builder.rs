@@ -18,9 +18,10 @@
 //! # Ok::<(), bilevel_core::Error>(())
 //! ```
 
-use super::glm::{GlmData, HyperKind};
-use super::with_bias;
-use crate::backend::{HostMatrix, LossKind};
+use super::glm::{Glm, GlmData, HyperKind};
+use super::tied::Tied;
+use super::{with_bias, Problem};
+use crate::backend::{GlmBackend, HostMatrix, LossKind};
 use crate::data::Labeled;
 use crate::experiment::Experiment;
 use crate::{Error, Result};
@@ -44,6 +45,9 @@ pub enum Hyperparameters {
         /// ρ: the strength of the inner problem's `ρ‖W‖²`.
         rho: f64,
     },
+    /// One L2 strength for all features, λ ∈ R (the per-feature penalty with its λ's tied:
+    /// [`Tied::global`]).
+    GlobalL2(RegScale),
 }
 
 /// A problem's data on the host, ready for [`Glm::new`](super::glm::Glm::new).
@@ -51,11 +55,27 @@ pub enum Hyperparameters {
 pub struct Built {
     /// Features and targets of both splits, targets in the loss's encoding.
     pub data: GlmData,
-    /// The hyperparameters and regulariser.
+    /// The hyperparameters and regulariser (for one global L2, the per-feature one that
+    /// [`Built::problem`] ties).
     pub hyper_kind: HyperKind,
+    /// Whether the per-feature hyperparameters are tied into one.
+    pub global: bool,
     /// For classification, the original label of each class index (sorted): target `k` stands
     /// for `class_labels[k]`.
     pub class_labels: Vec<f64>,
+}
+
+impl Built {
+    /// The problem resident on `be`: the GLM, its per-feature hyperparameters tied into one
+    /// when [`Built::global`].
+    pub fn problem<'b, B: GlmBackend + 'b>(&self, be: &B) -> Box<dyn Problem<B> + 'b> {
+        let glm = Glm::new(be, &self.data, self.hyper_kind);
+        if self.global {
+            Box::new(Tied::global(be, glm))
+        } else {
+            Box::new(glm)
+        }
+    }
 }
 
 /// Builds a GLM bilevel problem from labelled splits. The default hyperparameters are one L2
@@ -77,6 +97,11 @@ impl GlmBuilder {
     /// One L2 strength per feature, scaled as `scale` says.
     pub fn per_feature_l2(self, scale: RegScale) -> Self {
         GlmBuilder { hyper: Hyperparameters::PerFeatureL2(scale), ..self }
+    }
+
+    /// One L2 strength shared by all features, scaled as `scale` says.
+    pub fn global_l2(self, scale: RegScale) -> Self {
+        GlmBuilder { hyper: Hyperparameters::GlobalL2(scale), ..self }
     }
 
     /// One weight per training sample, with the fixed penalty `ρ‖W‖²_F`.
@@ -116,17 +141,31 @@ impl GlmBuilder {
         let (x_train, x_val) = (self.features(train.x), self.features(val.x));
         let d = x_train.shape().1;
         let hyper_kind = match self.hyper {
-            Hyperparameters::PerFeatureL2(RegScale::Sum) => HyperKind::FeatureRidge { scale: 1.0 },
-            Hyperparameters::PerFeatureL2(RegScale::Mean) => HyperKind::FeatureRidge { scale: 1.0 / (d * classes) as f64 },
+            Hyperparameters::PerFeatureL2(RegScale::Sum) | Hyperparameters::GlobalL2(RegScale::Sum) => {
+                HyperKind::FeatureRidge { scale: 1.0 }
+            }
+            Hyperparameters::PerFeatureL2(RegScale::Mean) | Hyperparameters::GlobalL2(RegScale::Mean) => {
+                HyperKind::FeatureRidge { scale: 1.0 / (d * classes) as f64 }
+            }
             Hyperparameters::PerSampleWeights { rho } => HyperKind::SampleWeights { rho },
         };
-        Ok(Built { data: GlmData { x_train, t_train, x_val, t_val, loss: self.loss, classes }, hyper_kind, class_labels })
+        let global = matches!(self.hyper, Hyperparameters::GlobalL2(_));
+        Ok(Built { data: GlmData { x_train, t_train, x_val, t_val, loss: self.loss, classes }, hyper_kind, global, class_labels })
     }
 
     /// [`GlmBuilder::build`] with a test split, encoded with the training classes (a test
     /// label the other splits never show is an error).
+    /// A test split's [`Run`](crate::experiment::Run) reads per-feature or per-sample
+    /// hyperparameters: for one global L2, solve [`Built::problem`] with
+    /// [`OuterLoop`](crate::outer::OuterLoop) instead.
     pub fn experiment(&self, train: Labeled, val: Labeled, test: Labeled) -> Result<Experiment> {
-        let Built { data, hyper_kind, class_labels } = self.build(train, val)?;
+        let Built { data, hyper_kind, class_labels, global } = self.build(train, val)?;
+        if global {
+            return Err(Error::InvalidArgument(
+                "an experiment with a test split takes per-feature or per-sample hyperparameters; for one global L2 use Built::problem"
+                    .into(),
+            ));
+        }
         let d = data.x_train.shape().1 - self.bias as usize;
         if test.x.shape().1 > d {
             return Err(Error::InvalidArgument(format!("the test set has {} features but the training set only {d}", test.x.shape().1)));

@@ -7,6 +7,7 @@ pub mod counted;
 pub mod glm;
 pub mod ridge;
 pub mod synthetic;
+pub mod tied;
 
 use crate::backend::{Backend, Coef, Rows};
 
