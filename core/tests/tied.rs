@@ -12,7 +12,6 @@ use bilevel_core::problems::glm::{Glm, HyperKind};
 use bilevel_core::problems::ridge::{Ridge, RidgeData};
 use bilevel_core::problems::synthetic::SyntheticSpec;
 use bilevel_core::problems::tied::Tied;
-use bilevel_core::problems::Problem;
 use bilevel_core::{check_oracles, check_oracles_with, Backend, GlmBackend};
 use common::{block, gpu, rel_err};
 
