@@ -19,7 +19,7 @@
 use std::io::Write;
 use std::time::Instant;
 
-use bilevel_core::algorithms::{implicit_hypergradient, inner_descent, Adjoint, AlgKind, Algorithm, Hyper, Step};
+use bilevel_core::algorithms::{implicit_hypergradient, inner_descent, Adjoint, AlgKind, Algorithm, Hyper, InnerSteps, Step};
 use bilevel_core::backend::LossKind;
 use bilevel_core::cpu::CpuBackend;
 use bilevel_core::experiment::{Event, Experiment, Plan, Record, Run};
@@ -47,7 +47,7 @@ impl<B: Backend, P: Problem<B>> Algorithm<B, P> for T1T2<B> {
     fn inner_and_hypergradient(&mut self, be: &B, p: &P, step: Step<'_, B>) {
         let Step { x, y, h, rng, .. } = step;
         let Hyper { t, alpha, batch_size, val_batch_size, .. } = self.hyper;
-        inner_descent(be, p, x, y, &mut self.grad, t, alpha, Some(batch_size), rng);
+        inner_descent(be, p, x, y, &mut self.grad, InnerSteps { steps: t, alpha, batch: Some(batch_size) }, rng);
         // ĥ = ∇ₓf − α·J[∇_y f]: the adjoint after one step is α·∇_y f.
         let d_f = be.indices(&rng.val_batch(p.n_val(), val_batch_size));
         let d_g = be.indices(&rng.train_batch(p.n_train(), batch_size));

@@ -2,7 +2,7 @@
 //! tight gradient norm, the linear system H v = ∇_y f by CG to a tight residual, then
 //! `∇Φ ≈ ∇_x f − J[v]`. A reference, not a fast path: it reads norms back every Newton step.
 
-use crate::algorithms::Cg;
+use crate::algorithms::{Cg, CgSolve, Point};
 use crate::backend::{Backend, Coef, Rows};
 use crate::problems::Problem;
 use crate::{Error, Result};
@@ -79,7 +79,14 @@ pub async fn solve_inner<B: Backend, P: Problem<B>>(
             break;
         }
         // Newton direction H d = g, then backtracking on g.
-        cg.solve(be, p, x, &y, &g, &mut step, solve.cg_iters, false, Some(solve.cg_rel * grad_norm));
+        cg.solve(
+            be,
+            p,
+            Point { x, y: &y },
+            &g,
+            &mut step,
+            CgSolve { iters: solve.cg_iters, warm: false, tol: Some(solve.cg_rel * grad_norm) },
+        );
         p.inner_loss(be, x, &y, Rows::All, &loss);
         let f0 = be.read_scalar(&loss).await?;
         be.dot(&g, &step, 1.0, &s, false);
@@ -130,7 +137,7 @@ pub async fn exact_hypergradient<B: Backend, P: Problem<B>>(be: &B, p: &P, x: &B
     p.outer_grad_y(be, x, &y, Rows::All, &mut g);
     be.dot(&g, &g, 1.0, &s, false);
     let rhs_norm = be.read_scalar(&s).await?.sqrt();
-    cg.solve(be, p, x, &y, &g, &mut step, cg_iters, false, Some(1e-10 * rhs_norm.max(1e-300)));
+    cg.solve(be, p, Point { x, y: &y }, &g, &mut step, CgSolve { iters: cg_iters, warm: false, tol: Some(1e-10 * rhs_norm.max(1e-300)) });
     let mut h = be.zeros(p.dim_x(), "exact.h");
     p.mixed_jvp(be, x, &y, &step, Rows::All, &mut h);
     be.scale(Coef::c(-1.0), &mut h);

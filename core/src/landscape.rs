@@ -12,7 +12,7 @@
 
 use serde::Serialize;
 
-use crate::algorithms::{inner_descent, AlgKind, Cg, Hyper};
+use crate::algorithms::{inner_descent, AlgKind, Cg, CgSolve, Hyper, InnerSteps, Point};
 use crate::backend::{Coef, GlmBackend, HostMatrix, LossKind, Rows};
 use crate::outer::{OuterLoop, OuterOpt};
 use crate::problems::counted::OracleCounts;
@@ -146,7 +146,8 @@ impl Landscape {
         let d = &self.data;
         let xty = (0..2).map(|j| (0..d.n).map(|i| d.x_train[2 * i + j] * d.y_train[i]).sum::<f64>());
         let rhs_norm = xty.map(|v| v * v).sum::<f64>().sqrt() / (d.n as f64 * (blocks as f64).sqrt());
-        Cg::new(be, 2 * blocks).solve(be, &problem, &lambda, &zero, &rhs, &mut w, cg_iters, false, Some(1e-7 * rhs_norm));
+        let run = CgSolve { iters: cg_iters, warm: false, tol: Some(1e-7 * rhs_norm) };
+        Cg::new(be, 2 * blocks).solve(be, &problem, Point { x: &lambda, y: &zero }, &rhs, &mut w, run);
         // Per-row validation losses ½(x_v·w_g − y_v)², summed per block.
         let (x_val, t_val) = problem.validation();
         let rows = blocks * m;
@@ -253,7 +254,15 @@ impl Landscape {
         let mut rng = Sampler::new(seed);
         let mut path = vec![[0.0, 0.0]];
         for _ in 0..hyper.t {
-            inner_descent(be, &problem, &x, &mut w, &mut grad, 1, hyper.alpha, Some(hyper.batch_size), &mut rng);
+            inner_descent(
+                be,
+                &problem,
+                &x,
+                &mut w,
+                &mut grad,
+                InnerSteps { steps: 1, alpha: hyper.alpha, batch: Some(hyper.batch_size) },
+                &mut rng,
+            );
             let v = be.read_vector(&w).await?;
             path.push([v[0], v[1]]);
         }

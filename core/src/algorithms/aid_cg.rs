@@ -8,7 +8,7 @@
 //! ```
 //! CG's scalars stay on the device: a CG iteration is a handful of dispatches, no readback.
 
-use super::{implicit_hypergradient, inner_descent, Adjoint, Algorithm, Cg, Hyper, Step};
+use super::{implicit_hypergradient, inner_descent, Adjoint, Algorithm, Cg, CgSolve, Hyper, InnerSteps, Point, Step};
 use crate::backend::{Backend, Rows};
 use crate::problems::Problem;
 
@@ -39,11 +39,11 @@ impl<B: Backend, P: Problem<B>> Algorithm<B, P> for AidCg<B> {
         let Hyper { t: big_t, q: big_k, alpha, .. } = self.hyper;
 
         // Full-batch inner gradient descent from the warm start.
-        inner_descent(be, p, x, y, &mut self.grad, big_t, alpha, None, rng);
+        inner_descent(be, p, x, y, &mut self.grad, InnerSteps { steps: big_t, alpha, batch: None }, rng);
 
         // v ≈ H⁻¹ ∇_y f by K CG iterations from 0.
         p.outer_grad_y(be, x, y, Rows::All, &mut self.b);
-        self.cg.solve(be, p, x, y, &self.b, &mut self.v, big_k, false, None);
+        self.cg.solve(be, p, Point { x, y }, &self.b, &mut self.v, CgSolve { iters: big_k, warm: false, tol: None });
 
         // ĥ = ∇_x f − J[v]
         implicit_hypergradient(be, p, x, y, Adjoint { v: &self.v, c: 1.0, rows: Rows::All }, Rows::All, h);

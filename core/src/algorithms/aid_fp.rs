@@ -6,7 +6,7 @@
 //! ĥ = ∇_x f − α ∇_x∇_y g(x, y) v_K
 //! ```
 
-use super::{implicit_hypergradient, inner_descent, Adjoint, Algorithm, Hyper, Step};
+use super::{implicit_hypergradient, inner_descent, Adjoint, Algorithm, Hyper, InnerSteps, Step};
 use crate::backend::{Backend, Coef, Rows};
 use crate::problems::Problem;
 
@@ -42,7 +42,7 @@ impl<B: Backend, P: Problem<B>> Algorithm<B, P> for AidFp<B> {
         let Step { x, y, h, rng, .. } = step;
         let Hyper { t: big_t, q: big_k, alpha, .. } = self.hyper;
 
-        inner_descent(be, p, x, y, &mut self.grad, big_t, alpha, None, rng);
+        inner_descent(be, p, x, y, &mut self.grad, InnerSteps { steps: big_t, alpha, batch: None }, rng);
 
         // v ← (I − αH) v + ∇_y f, K times from v = 0.
         p.outer_grad_y(be, x, y, Rows::All, &mut self.b);

@@ -8,10 +8,9 @@
 //! ĥ = ∇_x f − ∇_x∇_y g(x, y; D_G) v;      β_k = β / √(k+1)
 //! ```
 
-use super::{implicit_hypergradient, inner_descent, neumann_step, Adjoint, Algorithm, Hyper, Schedule, Step};
+use super::{implicit_hypergradient, inner_descent, Adjoint, Algorithm, Hyper, InnerSteps, Schedule, Step};
 use crate::backend::{Backend, Rows};
 use crate::problems::Problem;
-use crate::sampler::Sampler;
 
 /// BSA's workspaces (the inner gradient and the random-length Neumann estimator) and settings.
 pub struct Bsa<B: Backend> {
@@ -34,9 +33,10 @@ impl<B: Backend, P: Problem<B>> Algorithm<B, P> for Bsa<B> {
     }
 
     fn inner_and_hypergradient(&mut self, be: &B, p: &P, step: Step<'_, B>) {
-        let Step { x, y, h, rng, .. } = step;
-        inner_descent(be, p, x, y, &mut self.grad, self.hyper.t, self.hyper.alpha, Some(self.hyper.batch_size), rng);
-        self.work.hypergradient(be, p, &self.hyper, x, y, h, rng);
+        let Step { k, x, y, h, rng } = step;
+        let Hyper { t, alpha, batch_size, .. } = self.hyper;
+        inner_descent(be, p, x, y, &mut self.grad, InnerSteps { steps: t, alpha, batch: Some(batch_size) }, rng);
+        self.work.hypergradient(be, p, &self.hyper, Step { k, x, y, h, rng });
     }
 
     fn outer_schedule(&self) -> Schedule {
@@ -56,39 +56,23 @@ impl<B: Backend> RandomNeumann<B> {
         RandomNeumann { r: be.zeros(n, "neumann.r"), hr: be.zeros(n, "neumann.hr") }
     }
 
-    /// The estimate with a random truncation length q ~ U{0, …, Q−1}.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn hypergradient<P: Problem<B>>(
-        &mut self,
-        be: &B,
-        p: &P,
-        hyper: &Hyper,
-        x: &B::Vector,
-        y: &B::Vector,
-        h: &mut B::Vector,
-        rng: &mut Sampler,
-    ) {
-        let q = rng.below(hyper.q);
-        self.truncated(be, p, hyper, q, x, y, h, rng);
+    /// The estimate at `at` (its y as the inner loop left it) with a random truncation length
+    /// q ~ U{0, …, Q−1}.
+    pub(crate) fn hypergradient<P: Problem<B>>(&mut self, be: &B, p: &P, hyper: &Hyper, at: Step<'_, B>) {
+        let q = at.rng.below(hyper.q);
+        self.truncated(be, p, hyper, q, at);
     }
 
     /// The estimate for a given truncation length q.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn truncated<P: Problem<B>>(
-        &mut self,
-        be: &B,
-        p: &P,
-        hyper: &Hyper,
-        q: usize,
-        x: &B::Vector,
-        y: &B::Vector,
-        h: &mut B::Vector,
-        rng: &mut Sampler,
-    ) {
+    pub(crate) fn truncated<P: Problem<B>>(&mut self, be: &B, p: &P, hyper: &Hyper, q: usize, at: Step<'_, B>) {
+        let Step { x, y, h, rng, .. } = at;
+        let y = &*y;
         let d_f = be.indices(&rng.val_batch(p.n_val(), hyper.val_batch_size));
         p.outer_grad_y(be, x, y, Rows::Batch(&d_f), &mut self.r);
         for _ in 0..q {
-            neumann_step(be, p, x, y, &mut self.r, &mut self.hr, hyper.eta, Some(hyper.batch_size), rng);
+            // r ← (I − η H_{B_j}) r on a fresh training batch B_j.
+            let b_j = be.indices(&rng.train_batch(p.n_train(), hyper.batch_size));
+            p.neumann_step(be, x, y, &mut self.r, hyper.eta, Rows::Batch(&b_j), &mut self.hr);
         }
         let d_g = be.indices(&rng.train_batch(p.n_train(), hyper.batch_size));
         let c = hyper.q as f64 * hyper.eta;
@@ -101,6 +85,7 @@ mod tests {
     use super::*;
     use crate::cpu::CpuBackend;
     use crate::problems::ridge::{Ridge, RidgeData};
+    use crate::sampler::Sampler;
 
     /// Averaged over every truncation length q ∈ {0..Q−1}, the estimate equals the truncated
     /// series −J η Σ_{q<Q} (I − ηH)^q ∇f exactly (full batches: no other randomness), and that
@@ -118,7 +103,8 @@ mod tests {
         let mut h = vec![0.0; 7];
         let mut mean = vec![0.0; 7];
         for q in 0..big_q {
-            est.truncated(&be, &p, &hyper, q, &lam, &w, &mut h, &mut Sampler::new(0));
+            let at = Step { k: 0, x: &lam, y: &mut w.clone(), h: &mut h, rng: &mut Sampler::new(0) };
+            est.truncated(&be, &p, &hyper, q, at);
             mean.iter_mut().zip(&h).for_each(|(m, v)| *m += v / big_q as f64);
         }
         // The truncated series directly: r_0 = ∇f, r_{q+1} = (I − ηH) r_q, sum of Q terms.

@@ -10,7 +10,7 @@
 //! The tolerance tests run on the device (gated steps), so no readback is needed. The step size
 //! is the outer optimiser's (Pedregosa adapts it with a Lipschitz estimate; not done here).
 
-use super::{implicit_hypergradient, Adjoint, Algorithm, Cg, Hyper, Step};
+use super::{implicit_hypergradient, Adjoint, Algorithm, Cg, CgSolve, Hyper, Point, Step};
 use crate::backend::{Backend, Coef, Rows};
 use crate::problems::Problem;
 
@@ -67,7 +67,7 @@ impl<B: Backend, P: Problem<B>> Algorithm<B, P> for Hoag<B> {
 
         // CG to ‖r‖ ≤ ε_k, warm-started from the previous solution.
         p.outer_grad_y(be, x, y, Rows::All, &mut self.b);
-        self.cg.solve(be, p, x, y, &self.b, &mut self.v, big_k, k > 0, Some(eps));
+        self.cg.solve(be, p, Point { x, y }, &self.b, &mut self.v, CgSolve { iters: big_k, warm: k > 0, tol: Some(eps) });
 
         implicit_hypergradient(be, p, x, y, Adjoint { v: &self.v, c: 1.0, rows: Rows::All }, Rows::All, h);
     }

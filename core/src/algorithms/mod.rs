@@ -240,51 +240,47 @@ impl FromStr for AlgKind {
 
 // ---- pieces shared by several algorithms ----
 
-/// `steps` inner descent steps `y ← y − α ∇_y g(x, y; S_t)` (the problem's fused step): a fresh
-/// training batch of `batch` rows per step, or the full training set when `batch` is `None`.
-#[allow(clippy::too_many_arguments)]
+/// How an inner loop descends: `steps` steps of size α, each on a fresh training batch of
+/// `batch` rows (`None`: the full training set).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct InnerSteps {
+    /// How many steps (T in the papers).
+    pub steps: usize,
+    /// The step size α.
+    pub alpha: f64,
+    /// Rows per step's batch; `None` for full-batch steps.
+    pub batch: Option<usize>,
+}
+
+/// `y ← y − α ∇_y g(x, y; S_t)` as `how` says (the problem's fused step; `grad` is its
+/// y-sized scratch).
 pub fn inner_descent<B: Backend, P: Problem<B>>(
     be: &B,
     p: &P,
     x: &B::Vector,
     y: &mut B::Vector,
     grad: &mut B::Vector,
-    steps: usize,
-    alpha: f64,
-    batch: Option<usize>,
+    how: InnerSteps,
     rng: &mut Sampler,
 ) {
-    for _ in 0..steps {
-        match batch {
+    for _ in 0..how.steps {
+        match how.batch {
             Some(b) => {
                 let s_t = be.indices(&rng.train_batch(p.n_train(), b));
-                p.inner_step(be, x, y, alpha, Rows::Batch(&s_t), grad);
+                p.inner_step(be, x, y, how.alpha, Rows::Batch(&s_t), grad);
             }
-            None => p.inner_step(be, x, y, alpha, Rows::All, grad),
+            None => p.inner_step(be, x, y, how.alpha, Rows::All, grad),
         }
     }
 }
 
-/// One Neumann step `r ← (I − η H_B) r` on a fresh training batch (`None`: full batch).
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn neumann_step<B: Backend, P: Problem<B>>(
-    be: &B,
-    p: &P,
-    x: &B::Vector,
-    y: &B::Vector,
-    r: &mut B::Vector,
-    hr: &mut B::Vector,
-    eta: f64,
-    batch: Option<usize>,
-    rng: &mut Sampler,
-) {
-    match batch {
-        Some(b) => {
-            let b_j = be.indices(&rng.train_batch(p.n_train(), b));
-            p.neumann_step(be, x, y, r, eta, Rows::Batch(&b_j), hr);
-        }
-        None => p.neumann_step(be, x, y, r, eta, Rows::All, hr),
-    }
+/// A point (x, y) where g's Hessian is taken.
+#[derive(Clone, Copy)]
+pub struct Point<'a, B: Backend> {
+    /// The hyperparameters.
+    pub x: &'a B::Vector,
+    /// The inner variable.
+    pub y: &'a B::Vector,
 }
 
 /// The implicit-function term of a hypergradient: `c·J_rows[v]`, the mixed product of g on
@@ -319,6 +315,18 @@ pub fn implicit_hypergradient<B: Backend, P: Problem<B>>(
     p.add_outer_grad_x(be, x, y, rows_f, h);
 }
 
+/// How [`Cg::solve`] runs: `iters` iterations from the `v` given (`warm`) or from 0, moving
+/// only while ‖r‖ > `tol` (decided on the device).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct CgSolve {
+    /// Iterations (K in the papers).
+    pub iters: usize,
+    /// Start from the `v` given instead of 0.
+    pub warm: bool,
+    /// Stop moving once ‖r‖ ≤ tol.
+    pub tol: Option<f64>,
+}
+
 /// Conjugate gradient for `H v = b` (H = ∇²_yy g on the full training set), with every scalar
 /// on the device. `tol`: stop moving once ‖r‖ ≤ tol (decided on the device by gated steps).
 pub struct Cg<B: Backend> {
@@ -343,20 +351,9 @@ impl<B: Backend> Cg<B> {
         }
     }
 
-    /// `iters` CG iterations on `H v = b` from the `v` given (`warm`) or from 0.
-    #[allow(clippy::too_many_arguments)]
-    pub fn solve<P: Problem<B>>(
-        &mut self,
-        be: &B,
-        p: &P,
-        x: &B::Vector,
-        y: &B::Vector,
-        b: &B::Vector,
-        v: &mut B::Vector,
-        iters: usize,
-        warm: bool,
-        tol: Option<f64>,
-    ) {
+    /// CG iterations on `H v = b`, H the full-batch inner Hessian at `at`, as `run` says.
+    pub fn solve<P: Problem<B>>(&mut self, be: &B, p: &P, at: Point<'_, B>, b: &B::Vector, v: &mut B::Vector, run: CgSolve) {
+        let (Point { x, y }, CgSolve { iters, warm, tol }) = (at, run);
         // r = b − H v (= b from v = 0), d = r, ρ = rᵀr.
         if warm {
             p.inner_hvp(be, x, y, v, Rows::All, &mut self.hd);

@@ -10,7 +10,7 @@
 //! backward pass needs is recomputed from the nearest checkpoint before it (deterministic full
 //! batches make the recomputation exact).
 
-use super::{inner_descent, Algorithm, Hyper, Step};
+use super::{inner_descent, Algorithm, Hyper, InnerSteps, Step};
 use crate::backend::{Backend, Coef, Rows};
 use crate::problems::Problem;
 
@@ -61,12 +61,12 @@ impl<B: Backend, P: Problem<B>> Algorithm<B, P> for Reverse<B> {
         let stride = big_k.div_ceil(self.checkpoints.len()).max(1);
 
         // Forward: the steps before the window, then the window with its checkpoints.
-        inner_descent(be, p, x, y, &mut self.grad, first, alpha, None, rng);
+        inner_descent(be, p, x, y, &mut self.grad, InnerSteps { steps: first, alpha, batch: None }, rng);
         for t in first..big_t {
             if (t - first) % stride == 0 {
                 be.copy(y, &mut self.checkpoints[(t - first) / stride]);
             }
-            inner_descent(be, p, x, y, &mut self.grad, 1, alpha, None, rng);
+            inner_descent(be, p, x, y, &mut self.grad, InnerSteps { steps: 1, alpha, batch: None }, rng);
         }
 
         // Backward through the window, recomputing each y_t from its checkpoint.
@@ -75,7 +75,7 @@ impl<B: Backend, P: Problem<B>> Algorithm<B, P> for Reverse<B> {
         for t in (first..big_t).rev() {
             let c = (t - first) / stride;
             be.copy(&self.checkpoints[c], &mut self.y_t);
-            inner_descent(be, p, x, &mut self.y_t, &mut self.grad, t - (first + c * stride), alpha, None, rng);
+            inner_descent(be, p, x, &mut self.y_t, &mut self.grad, InnerSteps { steps: t - (first + c * stride), alpha, batch: None }, rng);
             p.mixed_jvp(be, x, &self.y_t, &self.a, Rows::All, &mut self.ja);
             be.axpy(Coef::c(-alpha), &self.ja, h);
             p.inner_hvp(be, x, &self.y_t, &self.a, Rows::All, &mut self.ha);

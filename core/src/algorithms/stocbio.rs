@@ -21,7 +21,7 @@
 
 use serde::Serialize;
 
-use super::{implicit_hypergradient, inner_descent, neumann_step, Adjoint, Algorithm, Hyper, Step};
+use super::{implicit_hypergradient, inner_descent, Adjoint, Algorithm, Hyper, InnerSteps, Step};
 use crate::backend::{Backend, Coef, Rows};
 use crate::problems::Problem;
 use crate::sampler::Sampler;
@@ -81,11 +81,12 @@ impl<B: Backend> StocBiO<B> {
     }
 
     /// The paper's algorithm.
-    fn paper<P: Problem<B>>(&mut self, be: &B, p: &P, x: &B::Vector, y: &mut B::Vector, h: &mut B::Vector, rng: &mut Sampler) {
+    fn paper<P: Problem<B>>(&mut self, be: &B, p: &P, step: Step<'_, B>) {
+        let Step { x, y, h, rng, .. } = step;
         let Hyper { t: big_t, q: big_q, eta, alpha, batch_size, val_batch_size, .. } = self.hyper;
 
         // Inner SGD from the warm start, a fresh training batch S_t per step.
-        inner_descent(be, p, x, y, &mut self.grad, big_t, alpha, Some(batch_size), rng);
+        inner_descent(be, p, x, y, &mut self.grad, InnerSteps { steps: big_t, alpha, batch: Some(batch_size) }, rng);
 
         // v_0 = ∇_y f(x, y; D_F)
         let d_f = be.indices(&rng.val_batch(p.n_val(), val_batch_size));
@@ -94,7 +95,8 @@ impl<B: Backend> StocBiO<B> {
 
         // Truncated Neumann series for H⁻¹ v_0, a fresh training batch B_j per HVP.
         for _ in 0..big_q {
-            neumann_step(be, p, x, y, &mut self.r, &mut self.hr, eta, Some(batch_size), rng);
+            let b_j = be.indices(&rng.train_batch(p.n_train(), batch_size));
+            p.neumann_step(be, x, y, &mut self.r, eta, Rows::Batch(&b_j), &mut self.hr);
             be.axpy(Coef::c(1.0), &self.r, &mut self.sum);
         }
 
@@ -104,18 +106,8 @@ impl<B: Backend> StocBiO<B> {
     }
 
     /// The reference code's version `version` (see the module docs).
-    #[allow(clippy::too_many_arguments)]
-    fn reference_code<P: Problem<B>>(
-        &mut self,
-        be: &B,
-        p: &P,
-        version: Reference,
-        val: &dyn Problem<B>,
-        x: &B::Vector,
-        y: &mut B::Vector,
-        h: &mut B::Vector,
-        rng: &mut Sampler,
-    ) {
+    fn reference_code<P: Problem<B>>(&mut self, be: &B, p: &P, version: Reference, val: &dyn Problem<B>, step: Step<'_, B>) {
+        let Step { x, y, h, rng, .. } = step;
         let Hyper { t: big_t, q: big_q, eta, alpha, batch_size, val_batch_size, .. } = self.hyper;
         let (train_lists, val_lists) = self.lists.get_or_insert_with(|| {
             // Shuffle once, cut into consecutive batches (the last one partial).
@@ -167,12 +159,11 @@ impl<B: Backend, P: Problem<B>> Algorithm<B, P> for StocBiO<B> {
     }
 
     fn inner_and_hypergradient(&mut self, be: &B, p: &P, step: Step<'_, B>) {
-        let Step { x, y, h, rng, .. } = step;
         // The reference versions need g on validation batches; a problem without it is refused
         // earlier (AlgKind::check).
         match self.reference.and_then(|version| Some((version, p.val_as_train()?))) {
-            Some((version, val)) => self.reference_code(be, p, version, &*val, x, y, h, rng),
-            None => self.paper(be, p, x, y, h, rng),
+            Some((version, val)) => self.reference_code(be, p, version, &*val, step),
+            None => self.paper(be, p, step),
         }
     }
 }

@@ -9,7 +9,7 @@
 //! (T is not used: one inner step per outer step is the method.)
 
 use super::bsa::RandomNeumann;
-use super::{inner_descent, Algorithm, Hyper, Schedule, Step};
+use super::{inner_descent, Algorithm, Hyper, InnerSteps, Schedule, Step};
 use crate::backend::Backend;
 use crate::problems::Problem;
 
@@ -36,8 +36,8 @@ impl<B: Backend, P: Problem<B>> Algorithm<B, P> for Ttsa<B> {
     fn inner_and_hypergradient(&mut self, be: &B, p: &P, step: Step<'_, B>) {
         let Step { k, x, y, h, rng } = step;
         let alpha_k = self.hyper.alpha * Schedule::Power(0.4).factor(k);
-        inner_descent(be, p, x, y, &mut self.grad, 1, alpha_k, Some(self.hyper.batch_size), rng);
-        self.work.hypergradient(be, p, &self.hyper, x, y, h, rng);
+        inner_descent(be, p, x, y, &mut self.grad, InnerSteps { steps: 1, alpha: alpha_k, batch: Some(self.hyper.batch_size) }, rng);
+        self.work.hypergradient(be, p, &self.hyper, Step { k, x, y, h, rng });
     }
 
     fn outer_schedule(&self) -> Schedule {
