@@ -13,7 +13,7 @@
 use serde::Serialize;
 
 use crate::algorithms::{inner_descent, AlgKind, Cg, CgSolve, Hyper, InnerSteps, Point};
-use crate::backend::{Coef, GlmBackend, HostMatrix, LossKind, Rows};
+use crate::backend::{Coef, GlmBackend, HostMatrix, LossKind, LossRows, Rows};
 use crate::outer::{OuterLoop, OuterOpt};
 use crate::problems::counted::OracleCounts;
 use crate::problems::glm::{Glm, GlmData, HyperKind};
@@ -153,7 +153,8 @@ impl Landscape {
         let rows = blocks * m;
         let (mut z, mut r, mut l) = (be.zeros(rows, "landscape.z"), be.zeros(rows, "landscape.r"), be.zeros(rows, "landscape.l"));
         be.gather_matmul(x_val, Rows::All, &w, 1, &mut z);
-        be.loss_residual(LossKind::Squared, &z, t_val, Rows::All, 1, None, 1.0 / m as f64, &mut r, Some(&mut l));
+        let on = LossRows { loss: LossKind::Squared, targets: t_val, rows: Rows::All, c: 1, weights: None };
+        be.loss_residual(on, &z, 1.0 / m as f64, &mut r, Some(&mut l));
         let l = be.read_vector(&l).await?;
         let values: Vec<f64> = l.chunks_exact(m).map(|c| c.iter().sum()).collect();
         if let Some(k) = values.iter().position(|v| !v.is_finite()) {

@@ -79,4 +79,9 @@ pub mod steps;
 pub use backend::{Backend, Coef, GlmBackend, Rows};
 pub use check::{check_oracles, check_oracles_with};
 pub use error::{Error, Result};
+
+// The README's Rust example compiles and runs as a doc test.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeExample;
 pub mod toy;

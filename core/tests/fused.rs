@@ -8,7 +8,7 @@
 
 mod common;
 
-use bilevel_core::backend::{glm_batch_unfused, GlmRows, HostMatrix, LossKind, Reg, RowTerm};
+use bilevel_core::backend::{glm_batch_unfused, GlmRows, GlmScales, HostMatrix, LossKind, Reg, RowTerm};
 use bilevel_core::cpu::{CpuBackend, Real, Threads};
 use bilevel_core::sampler::Sampler;
 use bilevel_core::{Backend, GlmBackend, Rows};
@@ -146,15 +146,14 @@ fn run<B: GlmBackend>(be: &B, case: &Case, batch: &[u32], op: Op, vecs: [&[f64];
     let (mut z, mut u, mut e) = (be.zeros(b * c, "z"), be.zeros(b * c, "u"), be.zeros(b * c, "e"));
     let scratch = [&mut z, &mut u, &mut e];
     if fused {
-        be.glm_batch(data, term, 1.0 / b as f64, scale, reg, &mut out, scratch);
+        be.glm_batch(data, term, GlmScales { row: 1.0 / b as f64, out: scale }, reg, &mut out, scratch);
     } else {
-        glm_batch_unfused(be, data, term, 1.0 / b as f64, scale, reg, &mut out, scratch);
+        glm_batch_unfused(be, data, term, GlmScales { row: 1.0 / b as f64, out: scale }, reg, &mut out, scratch);
     }
     common::block(be.read_vector(&out)).expect("read")
 }
 
 /// `glm_batch` on `be` and `glm_batch_unfused` on the f64 reference, for one case, batch and op.
-#[allow(clippy::too_many_arguments)]
 fn check<T: Real>(be: &CpuBackend<T>, case: &Case, batch: &[u32], op: Op, weighted: bool, tol: f64, kernel: &str) {
     let reference = CpuBackend::<f64>::new();
     let c = case.c;
@@ -318,7 +317,14 @@ fn fused_propagates_nan() {
             let idx = be.indices(&s.batch(n, 20));
             let data = GlmRows { loss: case.loss, x: &x, targets: &t, rows: Rows::Batch(&idx), c, weights: None };
             let (mut z, mut u, mut e) = (be.zeros(20 * c, "z"), be.zeros(20 * c, "u"), be.zeros(20 * c, "e"));
-            be.glm_batch(data, RowTerm::Gradient { y: Some(&yv) }, 0.05, 1.0, Reg::None, &mut out, [&mut z, &mut u, &mut e]);
+            be.glm_batch(
+                data,
+                RowTerm::Gradient { y: Some(&yv) },
+                GlmScales { row: 0.05, out: 1.0 },
+                Reg::None,
+                &mut out,
+                [&mut z, &mut u, &mut e],
+            );
             assert!(out.iter().any(|v| v.is_nan()), "{}: NaN lost", case.name);
         }
     }

@@ -5,7 +5,7 @@
 mod common;
 
 use bilevel_core::algorithms::{AlgKind, Hyper};
-use bilevel_core::backend::{HostMatrix, LossKind, Reg};
+use bilevel_core::backend::{HostMatrix, LossKind, LossRows, Reg};
 use bilevel_core::cpu::CpuBackend;
 use bilevel_core::optim::AdamStep;
 use bilevel_core::outer::{OuterLoop, OuterOpt};
@@ -125,14 +125,15 @@ fn kernel_outputs<B: GlmBackend>(be: &B, n: usize, rows: usize, seed: u64) -> Ve
         let (mut r, mut l, mut m) = (be.zeros(idx.len() * cc, "R"), be.zeros(idx.len(), "l"), be.zeros(idx.len() * cc, "M"));
         for weights in [None, Some(&lam_r)] {
             let tag = format!("{kind:?} weighted={}", weights.is_some());
-            be.loss_residual(kind, &zb, &t, Rows::Batch(&batch), cc, weights, 0.7, &mut r, Some(&mut l));
+            let on = LossRows { loss: kind, targets: &t, rows: Rows::Batch(&batch), c: cc, weights };
+            be.loss_residual(on, &zb, 0.7, &mut r, Some(&mut l));
             read(&mut out, &format!("loss_residual {tag}"), &r);
             read(&mut out, &format!("loss rows {tag}"), &l);
-            be.loss_curvature(kind, &zb, &ub, Rows::Batch(&batch), cc, weights, 0.7, &mut m);
+            be.loss_curvature(on, &zb, &ub, 0.7, &mut m);
             read(&mut out, &format!("loss_curvature {tag}"), &m);
         }
         let mut xo = be.zeros(rows, "x-space");
-        be.rowdot_sigmoid_scatter(&r, &ub, Rows::Batch(&batch), cc, &lam_r, 0.9, &mut xo);
+        be.rowdot_sigmoid_scatter([&r, &ub], Rows::Batch(&batch), cc, &lam_r, 0.9, &mut xo);
         read(&mut out, &format!("rowdot_sigmoid_scatter {kind:?}"), &xo);
     }
     let mut xo = be.zeros(n, "feature-space");

@@ -77,73 +77,88 @@ impl<B: GlmBackend + ?Sized> Clone for GlmRows<'_, B> {
 }
 impl<B: GlmBackend + ?Sized> Copy for GlmRows<'_, B> {}
 
+impl<'a, B: GlmBackend + ?Sized> GlmRows<'a, B> {
+    /// What a row-wise loss reads of these rows (everything but the matrix).
+    pub fn losses(&self) -> LossRows<'a, B> {
+        LossRows { loss: self.loss, targets: self.targets, rows: self.rows, c: self.c, weights: self.weights }
+    }
+}
+
+/// The rows a row-wise loss operation ([`GlmBackend::loss_residual`],
+/// [`GlmBackend::loss_curvature`]) reads: a batch of predictions `Z` (`b × c`) belongs to these
+/// rows of a split, whose targets and per-sample weights it looks up.
+pub struct LossRows<'a, B: Backend + ?Sized> {
+    /// The row loss ℓ.
+    pub loss: LossKind,
+    /// One target per row of the split (a real value, 0/1, or a class index).
+    pub targets: &'a B::Vector,
+    /// Which rows of the split the batch holds, in order.
+    pub rows: Rows<'a, B::Indices>,
+    /// Columns of Z (classes).
+    pub c: usize,
+    /// `Some(λ)`: row k weighted by `σ(λ[row_k])`.
+    pub weights: Option<&'a B::Vector>,
+}
+
+impl<B: Backend + ?Sized> Clone for LossRows<'_, B> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<B: Backend + ?Sized> Copy for LossRows<'_, B> {}
+
+/// The two scales of [`GlmBackend::glm_batch`]: `out = out_scale·X_Bᵀ diag(row·w) E + reg`
+/// (`row` is usually 1/b, the batch mean; `out` the penalty-free step size, −α or −η).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct GlmScales {
+    /// The factor of each row term (1/b for a batch mean).
+    pub row: f64,
+    /// The factor of the product `X_Bᵀ E`.
+    pub out: f64,
+}
+
 /// [`GlmBackend::glm_batch`] as the composition of its primitives (the default every backend
 /// starts from, and the CPU's path where it does not fuse): `Z = X_B y` (and `U = X_B v`), the
-/// row terms scaled by `row_scale·w_k`, then `out = scale·X_Bᵀ E + reg`, in `scratch`'s
+/// row terms scaled by `scales.row·w_k`, then `out = scales.out·X_Bᵀ E + reg`, in `scratch`'s
 /// three `b × c` vectors.
-#[allow(clippy::too_many_arguments)]
 pub fn glm_batch_unfused<B: GlmBackend + ?Sized>(
     be: &B,
     data: GlmRows<'_, B>,
     term: RowTerm<'_, B::Vector>,
-    row_scale: f64,
-    scale: f64,
+    scales: GlmScales,
     reg: Reg<'_, B>,
     out: &mut B::Vector,
     scratch: [&mut B::Vector; 3],
 ) {
-    let GlmRows { loss, x, targets, rows, c, weights } = data;
+    let GlmRows { x, rows, c, .. } = data;
     let [z, u, e] = scratch;
     match term {
         RowTerm::Gradient { y } => {
             be.gather_matmul(x, rows, y.unwrap_or(&*out), c, z);
-            be.loss_residual(loss, z, targets, rows, c, weights, row_scale, e, None);
+            be.loss_residual(data.losses(), z, scales.row, e, None);
         }
         RowTerm::Curvature { y, v } => {
             be.gather_matmul(x, rows, y, c, z);
             be.gather_matmul(x, rows, v.unwrap_or(&*out), c, u);
-            be.loss_curvature(loss, z, u, rows, c, weights, row_scale, e);
+            be.loss_curvature(data.losses(), z, u, scales.row, e);
         }
     }
-    be.gather_tmatmul(x, rows, e, c, scale, reg, out);
+    be.gather_tmatmul(x, rows, e, c, scales.out, reg, out);
 }
 
 /// The GLM operations every shipped backend implements on top of [`Backend`].
 pub trait GlmBackend: Backend {
     /// `R_k = scale·w_k·ℓ'(Z_k; t_{row_k})` and optionally `loss_k = scale·w_k·ℓ(Z_k; t_{row_k})`,
-    /// with `w_k = σ(λ[row_k])` when `weights = Some(λ)`, else 1.
-    #[allow(clippy::too_many_arguments)]
-    fn loss_residual(
-        &self,
-        kind: LossKind,
-        z: &Self::Vector,
-        targets: &Self::Vector,
-        rows: Rows<'_, Self::Indices>,
-        c: usize,
-        weights: Option<&Self::Vector>,
-        scale: f64,
-        r: &mut Self::Vector,
-        loss: Option<&mut Self::Vector>,
-    );
+    /// for the batch `Z` of `on`'s rows, with `w_k = σ(λ[row_k])` when `on.weights = Some(λ)`,
+    /// else 1.
+    fn loss_residual(&self, on: LossRows<'_, Self>, z: &Self::Vector, scale: f64, r: &mut Self::Vector, loss: Option<&mut Self::Vector>);
     /// `M_k = scale·w_k·ℓ''(Z_k)·U_k` (the loss Hessian applied to a batch direction U).
-    #[allow(clippy::too_many_arguments)]
-    fn loss_curvature(
-        &self,
-        kind: LossKind,
-        z: &Self::Vector,
-        u: &Self::Vector,
-        rows: Rows<'_, Self::Indices>,
-        c: usize,
-        weights: Option<&Self::Vector>,
-        scale: f64,
-        m: &mut Self::Vector,
-    );
-    /// `out[row_k] = scale·σ'(λ[row_k])·⟨A_k, B_k⟩` for the batch's rows (other entries untouched).
-    #[allow(clippy::too_many_arguments)]
+    fn loss_curvature(&self, on: LossRows<'_, Self>, z: &Self::Vector, u: &Self::Vector, scale: f64, m: &mut Self::Vector);
+    /// `out[row_k] = scale·σ'(λ[row_k])·⟨A_k, B_k⟩` for the batch's rows (other entries
+    /// untouched), with `[A, B] = ab` two `b × c` matrices.
     fn rowdot_sigmoid_scatter(
         &self,
-        a: &Self::Vector,
-        b: &Self::Vector,
+        ab: [&Self::Vector; 2],
         rows: Rows<'_, Self::Indices>,
         c: usize,
         lambda: &Self::Vector,
@@ -153,22 +168,20 @@ pub trait GlmBackend: Backend {
     /// `out_j = scale·e^{λ_j}·Σ_k A_jk B_jk` for `d × c` matrices A, B.
     fn exp_rowdot(&self, lambda: &Self::Vector, a: &Self::Vector, b: &Self::Vector, c: usize, scale: f64, out: &mut Self::Vector);
     /// One GLM oracle on a batch, from the data to the `d × c` result:
-    /// `out = scale·X_Bᵀ diag(row_scale·w) E + reg` with `E` the [`RowTerm`] of `Z = X_B y`
+    /// `out = scales.out·X_Bᵀ diag(scales.row·w) E + reg` with `E` the [`RowTerm`] of `Z = X_B y`
     /// (and `U = X_B v`) — a gradient, an HVP, and with [`Reg::Decay`] a whole descent or
     /// Neumann step in place. `scratch` holds three vectors of at least `b × c` entries. The
     /// default composes the primitives ([`glm_batch_unfused`]); the CPU fuses them for small
     /// `d × c` (each batch row read once, no intermediate passes).
-    #[allow(clippy::too_many_arguments)]
     fn glm_batch(
         &self,
         data: GlmRows<'_, Self>,
         term: RowTerm<'_, Self::Vector>,
-        row_scale: f64,
-        scale: f64,
+        scales: GlmScales,
         reg: Reg<'_, Self>,
         out: &mut Self::Vector,
         scratch: [&mut Self::Vector; 3],
     ) {
-        glm_batch_unfused(self, data, term, row_scale, scale, reg, out, scratch)
+        glm_batch_unfused(self, data, term, scales, reg, out, scratch)
     }
 }

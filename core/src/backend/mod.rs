@@ -11,7 +11,7 @@ use std::future::Future;
 use crate::Result;
 
 mod glm;
-pub use glm::{glm_batch_unfused, GlmBackend, GlmRows, LossKind, RowTerm};
+pub use glm::{glm_batch_unfused, GlmBackend, GlmRows, GlmScales, LossKind, LossRows, RowTerm};
 
 /// A coefficient `c · num / den` where `num` and `den` are optional device scalars. Keeping
 /// ratios on the device lets CG compute `α = rᵀr / pᵀHp` with no readback. A zero denominator

@@ -5,7 +5,7 @@ use std::cell::Cell;
 use std::future::{ready, Future};
 
 use super::*;
-use crate::backend::{glm_batch_unfused, Backend, Coef, GlmBackend, GlmRows, HostMatrix, LossKind, Reg, RowTerm, Rows};
+use crate::backend::{glm_batch_unfused, Backend, Coef, GlmBackend, GlmRows, GlmScales, HostMatrix, LossRows, Reg, RowTerm, Rows};
 use crate::optim::AdamStep;
 use crate::Result;
 
@@ -274,18 +274,8 @@ impl<T: Real> Backend for CpuBackend<T> {
 }
 
 impl<T: Real> GlmBackend for CpuBackend<T> {
-    fn loss_residual(
-        &self,
-        kind: LossKind,
-        z: &Vec<T>,
-        targets: &Vec<T>,
-        rows: Rows<'_, Vec<u32>>,
-        c: usize,
-        weights: Option<&Vec<T>>,
-        scale: f64,
-        r: &mut Vec<T>,
-        mut loss: Option<&mut Vec<T>>,
-    ) {
+    fn loss_residual(&self, on: LossRows<'_, Self>, z: &Vec<T>, scale: f64, r: &mut Vec<T>, mut loss: Option<&mut Vec<T>>) {
+        let LossRows { loss: kind, targets, rows, c, weights } = on;
         let b = r.len() / c;
         let scale = to_t::<T>(scale);
         // The loss only where asked for: its logarithms cost as much as the residual.
@@ -300,17 +290,8 @@ impl<T: Real> GlmBackend for CpuBackend<T> {
             }
         }
     }
-    fn loss_curvature(
-        &self,
-        kind: LossKind,
-        z: &Vec<T>,
-        u: &Vec<T>,
-        rows: Rows<'_, Vec<u32>>,
-        c: usize,
-        weights: Option<&Vec<T>>,
-        scale: f64,
-        m: &mut Vec<T>,
-    ) {
+    fn loss_curvature(&self, on: LossRows<'_, Self>, z: &Vec<T>, u: &Vec<T>, scale: f64, m: &mut Vec<T>) {
+        let LossRows { loss: kind, rows, c, weights, .. } = on;
         let b = m.len() / c;
         let scale = to_t::<T>(scale);
         for k in 0..b {
@@ -319,16 +300,8 @@ impl<T: Real> GlmBackend for CpuBackend<T> {
             m[k * c..(k + 1) * c].iter_mut().for_each(|v| *v = w * *v);
         }
     }
-    fn rowdot_sigmoid_scatter(
-        &self,
-        a: &Vec<T>,
-        bv: &Vec<T>,
-        rows: Rows<'_, Vec<u32>>,
-        c: usize,
-        lambda: &Vec<T>,
-        scale: f64,
-        out: &mut Vec<T>,
-    ) {
+    fn rowdot_sigmoid_scatter(&self, ab: [&Vec<T>; 2], rows: Rows<'_, Vec<u32>>, c: usize, lambda: &Vec<T>, scale: f64, out: &mut Vec<T>) {
+        let [a, bv] = ab;
         let b = match rows {
             Rows::All => out.len(),
             Rows::Batch(idx) => idx.len(),
@@ -352,16 +325,15 @@ impl<T: Real> GlmBackend for CpuBackend<T> {
         &self,
         data: GlmRows<'_, Self>,
         term: RowTerm<'_, Vec<T>>,
-        row_scale: f64,
-        scale: f64,
+        scales: GlmScales,
         reg: Reg<'_, Self>,
         out: &mut Vec<T>,
         scratch: [&mut Vec<T>; 3],
     ) {
         if fused::applies(&data) {
-            fused::glm_batch(self, data, term, row_scale, scale, reg, out, scratch);
+            fused::glm_batch(self, data, term, scales, reg, out, scratch);
         } else {
-            glm_batch_unfused(self, data, term, row_scale, scale, reg, out, scratch);
+            glm_batch_unfused(self, data, term, scales, reg, out, scratch);
         }
     }
 }

@@ -21,7 +21,7 @@
 //! `two_thread_split` and `pair.rs`): the first by batch rows, the second by G's rows.
 
 use super::{apply_reg, axpy_slice, residual_and_loss, row_curvature, sigmoid, to_t, CpuBackend, Layout, MulAdd, Real, Shift};
-use crate::backend::{GlmRows, LossKind, Reg, RowTerm, Rows};
+use crate::backend::{GlmRows, GlmScales, LossKind, Reg, RowTerm, Rows};
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
@@ -154,13 +154,11 @@ fn two_thread_split<'a, T: Real>(
 
 /// The fused oracle (the caller has checked [`applies`]). `scratch` holds three work vectors of
 /// at least `b × c` entries.
-#[allow(clippy::too_many_arguments)]
 pub(super) fn glm_batch<T: Real>(
     be: &CpuBackend<T>,
     data: GlmRows<'_, CpuBackend<T>>,
     term: RowTerm<'_, Vec<T>>,
-    row_scale: f64,
-    scale: f64,
+    scales: GlmScales,
     reg: Reg<'_, CpuBackend<T>>,
     out: &mut [T],
     scratch: [&mut Vec<T>; 3],
@@ -184,7 +182,7 @@ pub(super) fn glm_batch<T: Real>(
         targets: data.targets,
         rows: idx,
         weights: data.weights.map(|w| &w[..]),
-        coef: to_t::<T>(row_scale * scale),
+        coef: to_t::<T>(scales.row * scales.out),
         y,
         v,
     };

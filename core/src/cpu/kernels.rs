@@ -388,8 +388,8 @@ multiversion! {
 }
 
 /// [`csr_scatter`] for `C` classes, the next batch row fetched while this one is added.
-#[allow(clippy::too_many_arguments)]
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 pub(super) fn csr_scatter_rows<T: Real, M: MulAdd, const C: usize>(
     indptr: &[u32],
     indices: &[u32],

@@ -30,7 +30,7 @@ use std::future::Future;
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 
-use crate::backend::{Backend, Coef, GlmBackend, HostMatrix, LossKind, Reg, Rows};
+use crate::backend::{Backend, Coef, GlmBackend, HostMatrix, LossRows, Reg, Rows};
 use crate::{Error, Result};
 pub use bilevel_shaders::WORKGROUP_SIZE;
 /// For [`kernel_params!`](crate::kernel_params), so a user crate needs no bytemuck of its own.
@@ -787,44 +787,22 @@ impl Backend for GpuBackend {
 }
 
 impl GlmBackend for GpuBackend {
-    fn loss_residual(
-        &self,
-        kind: LossKind,
-        z: &GpuVector,
-        targets: &GpuVector,
-        rows: Rows<'_, GpuIndices>,
-        c: usize,
-        weights: Option<&GpuVector>,
-        scale: f64,
-        r: &mut GpuVector,
-        loss: Option<&mut GpuVector>,
-    ) {
-        kernels::loss::residual(self, kind, z, targets, rows, c, weights, scale, r, loss)
+    fn loss_residual(&self, on: LossRows<'_, Self>, z: &GpuVector, scale: f64, r: &mut GpuVector, loss: Option<&mut GpuVector>) {
+        kernels::loss::residual(self, on, z, scale, r, loss)
     }
-    fn loss_curvature(
-        &self,
-        kind: LossKind,
-        z: &GpuVector,
-        u: &GpuVector,
-        rows: Rows<'_, GpuIndices>,
-        c: usize,
-        weights: Option<&GpuVector>,
-        scale: f64,
-        m: &mut GpuVector,
-    ) {
-        kernels::loss::curvature(self, kind, z, u, rows, c, weights, scale, m)
+    fn loss_curvature(&self, on: LossRows<'_, Self>, z: &GpuVector, u: &GpuVector, scale: f64, m: &mut GpuVector) {
+        kernels::loss::curvature(self, on, z, u, scale, m)
     }
     fn rowdot_sigmoid_scatter(
         &self,
-        a: &GpuVector,
-        b: &GpuVector,
+        ab: [&GpuVector; 2],
         rows: Rows<'_, GpuIndices>,
         c: usize,
         lambda: &GpuVector,
         scale: f64,
         out: &mut GpuVector,
     ) {
-        kernels::loss::rowdot_sigmoid_scatter(self, a, b, rows, c, lambda, scale, out)
+        kernels::loss::rowdot_sigmoid_scatter(self, ab, rows, c, lambda, scale, out)
     }
     fn exp_rowdot(&self, lambda: &GpuVector, a: &GpuVector, b: &GpuVector, c: usize, scale: f64, out: &mut GpuVector) {
         kernels::loss::exp_rowdot(self, lambda, a, b, c, scale, out)

@@ -18,7 +18,7 @@
 use std::cell::RefCell;
 
 use super::Problem;
-use crate::backend::{Coef, GlmBackend, GlmRows, HostMatrix, LossKind, Reg, RowTerm, Rows};
+use crate::backend::{Coef, GlmBackend, GlmRows, GlmScales, HostMatrix, LossKind, LossRows, Reg, RowTerm, Rows};
 use crate::sampler::Sampler;
 
 /// The hyperparameters and the inner problem's regulariser.
@@ -196,7 +196,7 @@ impl<B: GlmBackend> Glm<B> {
         let bc = b * self.c;
         let (mut z, mut u, mut e) = (self.take(be, bc), self.take(be, bc), self.take(be, bc));
         let data = GlmRows { loss: self.loss, x: xm, targets: t, rows, c: self.c, weights: self.weights(split, x) };
-        be.glm_batch(data, term, 1.0 / b as f64, scale, reg, out, [&mut z, &mut u, &mut e]);
+        be.glm_batch(data, term, GlmScales { row: 1.0 / b as f64, out: scale }, reg, out, [&mut z, &mut u, &mut e]);
         self.give(bc, z);
         self.give(bc, u);
         self.give(bc, e);
@@ -262,7 +262,8 @@ impl<B: GlmBackend> Glm<B> {
         let b = Self::batch_len(be, n, rows);
         let (mut z, mut r, mut l) = (self.take(be, b * self.c), self.take(be, b * self.c), self.take(be, b));
         be.gather_matmul(xm, rows, w, self.c, &mut z);
-        be.loss_residual(self.loss, &z, t, rows, self.c, self.weights(split, x), 1.0 / b as f64, &mut r, Some(&mut l));
+        let on = LossRows { loss: self.loss, targets: t, rows, c: self.c, weights: self.weights(split, x) };
+        be.loss_residual(on, &z, 1.0 / b as f64, &mut r, Some(&mut l));
         be.sum(&l, 1.0, out, false);
         self.give(b * self.c, z);
         self.give(b * self.c, r);
@@ -401,11 +402,11 @@ impl<B: GlmBackend> Problem<B> for GlmView<'_, B> {
                 let bc = b * self.g.c;
                 let (mut z, mut r, mut u) = (self.g.take(be, bc), self.g.take(be, bc), self.g.take(be, bc));
                 be.gather_matmul(xm, rows, w, self.g.c, &mut z);
-                be.loss_residual(self.g.loss, &z, tm, rows, self.g.c, None, 1.0, &mut r, None);
+                be.loss_residual(LossRows { loss: self.g.loss, targets: tm, rows, c: self.g.c, weights: None }, &z, 1.0, &mut r, None);
                 be.gather_matmul(xm, rows, v, self.g.c, &mut u);
                 // Samples outside the batch have no term.
                 be.fill(Coef::c(0.0), out);
-                be.rowdot_sigmoid_scatter(&r, &u, rows, self.g.c, x, 1.0 / b as f64, out);
+                be.rowdot_sigmoid_scatter([&r, &u], rows, self.g.c, x, 1.0 / b as f64, out);
                 self.g.give(bc, z);
                 self.g.give(bc, r);
                 self.g.give(bc, u);

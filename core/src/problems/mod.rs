@@ -36,7 +36,6 @@ pub trait Problem<B: Backend> {
     fn add_outer_grad_x(&self, _be: &B, _x: &B::Vector, _y: &B::Vector, _rows: Rows<'_, B::Indices>, _out: &mut B::Vector) {}
     /// One descent step `y ← y − α ∇_y g(x, y; rows)`; `scratch` (y-sized) is free to use.
     /// The default is the gradient and an axpy; problems fuse it into one pass over y.
-    #[allow(clippy::too_many_arguments)]
     fn inner_step(&self, be: &B, x: &B::Vector, y: &mut B::Vector, alpha: f64, rows: Rows<'_, B::Indices>, scratch: &mut B::Vector) {
         self.inner_grad(be, x, y, rows, scratch);
         be.axpy(Coef::c(-alpha), scratch, y);

@@ -2,7 +2,7 @@
 //! reductions (per sample for hyper-cleaning, per feature for the ridge penalties).
 
 use super::{batch, Kernel};
-use crate::backend::{LossKind, Rows};
+use crate::backend::{LossKind, LossRows, Rows};
 use crate::gpu::Access::{self, Read, ReadWrite};
 use crate::gpu::{GpuBackend, GpuIndices, GpuVector};
 
@@ -48,19 +48,15 @@ fn rows_of(len: usize, c: usize, rows: Rows<'_, GpuIndices>) -> u32 {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn residual(
     gpu: &GpuBackend,
-    kind: LossKind,
+    on: LossRows<'_, GpuBackend>,
     z: &GpuVector,
-    targets: &GpuVector,
-    rows: Rows<'_, GpuIndices>,
-    c: usize,
-    weights: Option<&GpuVector>,
     scale: f64,
     r: &mut GpuVector,
     loss: Option<&mut GpuVector>,
 ) {
+    let LossRows { loss: kind, targets, rows, c, weights } = on;
     let b = rows_of(r.len(), c, rows);
     let (_, use_idx, idx) = batch(gpu, b as usize, rows);
     let p = Params {
@@ -79,18 +75,8 @@ pub(crate) fn residual(
     gpu.dispatch(&RESIDUAL, &p, &[z.binding(), targets.binding(), idx, lam, r.binding(), loss], b);
 }
 
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn curvature(
-    gpu: &GpuBackend,
-    kind: LossKind,
-    z: &GpuVector,
-    u: &GpuVector,
-    rows: Rows<'_, GpuIndices>,
-    c: usize,
-    weights: Option<&GpuVector>,
-    scale: f64,
-    m: &mut GpuVector,
-) {
+pub(crate) fn curvature(gpu: &GpuBackend, on: LossRows<'_, GpuBackend>, z: &GpuVector, u: &GpuVector, scale: f64, m: &mut GpuVector) {
+    let LossRows { loss: kind, rows, c, weights, .. } = on;
     let b = rows_of(m.len(), c, rows);
     let (_, use_idx, idx) = batch(gpu, b as usize, rows);
     let p =
@@ -99,17 +85,16 @@ pub(crate) fn curvature(
     gpu.dispatch(&CURVATURE, &p, &[z.binding(), idx, lam, m.binding(), u.binding()], b);
 }
 
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn rowdot_sigmoid_scatter(
     gpu: &GpuBackend,
-    a: &GpuVector,
-    b_vec: &GpuVector,
+    ab: [&GpuVector; 2],
     rows: Rows<'_, GpuIndices>,
     c: usize,
     lambda: &GpuVector,
     scale: f64,
     out: &mut GpuVector,
 ) {
+    let [a, b_vec] = ab;
     let b = match rows {
         Rows::All => out.len() as u32,
         Rows::Batch(idx) => idx.len() as u32,
