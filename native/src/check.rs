@@ -45,8 +45,9 @@ pub struct CheckArgs {
     /// Rows of the training and the validation mini-batch also checked (0: all rows only).
     #[arg(long, default_value_t = 10)]
     batch_size: usize,
-    /// μ of an outer penalty (μ/2)‖λ‖² in f, so that f depends on λ (0: as the experiments run).
-    #[arg(long, default_value_t = 0.0)]
+    /// μ of an outer penalty (μ/2)‖λ‖² in f, so that f depends on λ and its x-gradient is
+    /// checked against something non-zero (0: f as the experiments run it).
+    #[arg(long, default_value_t = 0.1)]
     outer_penalty: f64,
     /// Print each report as one JSON object per line instead of a table.
     #[arg(long)]
@@ -114,7 +115,7 @@ impl Job for CheckJob {
                 writeln!(out, "{value}")?;
             } else {
                 let (n, m) = (p.n_train(), p.n_val());
-                writeln!(out, "{}: {n} training and {m} validation rows, {} features, {} classes", case.name, p.features(), p.classes())?;
+                writeln!(out, "{}: {n} training and {m} validation rows, {} features, {} output column(s)", case.name, p.features(), p.classes())?;
                 writeln!(out, "{report}\n")?;
             }
             let failures = report.failures().count();
