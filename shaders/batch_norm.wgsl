@@ -7,7 +7,13 @@
 // elementwise pass; parameter gradients sum the per-group values over tasks in a fixed order.
 // Scratch layout per group (16 floats): sums 0..7, coefficients 8..12.
 //   sums: 0 S(dy), 1 S(dy x^), 2 S(Rx), 3 S(x^ Rx), 4 S(Rdy), 5 S(Rdy x^), 6 S(dy Rx)
-//   mode: 0 forward, 1 backward, 2 forward tangent, 3 backward tangent.
+//   mode: forward, backward, forward tangent, backward tangent (the constants below; the Rust
+//   side's values are checked against them when the pipeline is created).
+
+const MODE_FORWARD: u32 = 0u;
+const MODE_BACKWARD: u32 = 1u;
+const MODE_TANGENT: u32 = 2u;
+const MODE_BACKWARD_TANGENT: u32 = 3u;
 
 struct Params {
     mode: u32,
@@ -174,21 +180,21 @@ fn bn_coefficients(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_w
     var c_xh = 0.0;
     var c_rx = 0.0;
     var c_1 = 0.0;
-    if (p.mode == 0u) {
+    if (p.mode == MODE_FORWARD) {
         // y = gamma x^ + beta.
         c_xh = gm;
         c_1 = beta(g);
-    } else if (p.mode == 1u) {
+    } else if (p.mode == MODE_BACKWARD) {
         // dx = gamma s (dy - S(dy)/m - x^ S(dy x^)/m).
         c_dy = gm * s;
         c_1 = -gm * s * scratch[b] / m;
         c_xh = -gm * s * scratch[b + 1u] / m;
-    } else if (p.mode == 2u) {
+    } else if (p.mode == MODE_TANGENT) {
         // Ry = Rgamma x^ + gamma s (Rx - S(Rx)/m - x^ S(x^ Rx)/m) + Rbeta.
         c_rx = gm * s;
         c_xh = rgamma(g) - gm * s * scratch[b + 3u] / m;
         c_1 = rbeta(g) - gm * s * scratch[b + 2u] / m;
-    } else {
+    } else if (p.mode == MODE_BACKWARD_TANGENT) {
         // Rdx = (Rs/s) dx + s (Rg - mean(Rg) - Rx^ mean(g x^) - x^ mean(Rg x^ + g Rx^)) with
         // g = gamma dy, Rg = Rgamma dy + gamma Rdy, Rs/s = -s mean(x^ Rx), expanded in the fields.
         let rg = rgamma(g);
@@ -245,7 +251,7 @@ fn bn_param_grad(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
     for (var t = t0; t < t1; t = t + 1u) {
         let g = t * p.channels + c;
         let b = g * SCRATCH;
-        if (p.mode == 1u) {
+        if (p.mode == MODE_BACKWARD) {
             dgamma = dgamma + scratch[b + 1u];
             dbeta = dbeta + scratch[b];
         } else {

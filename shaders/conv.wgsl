@@ -9,6 +9,11 @@
 // n runs over the pixels of all images of one task (per_task * h * w columns), so small
 // images still fill the tiles.
 
+// The modes; the Rust side's values are checked against these when the pipeline is created.
+const MODE_FORWARD: u32 = 0u;
+const MODE_INPUT_GRAD: u32 = 1u;
+const MODE_PARAM_GRAD: u32 = 2u;
+
 struct Params {
     mode: u32,
     per_task: u32,
@@ -59,10 +64,10 @@ fn shifted(i: u32, channels: u32, c: u32, pix: u32, dy: i32, dx: i32) -> f32 {
 fn load_a(block: u32, row: u32, k: u32) -> f32 {
     if (row >= p.m) { return 0.0; }
     let w = p.w_offset + block * p.w_stride;
-    if (p.mode == 0u) {
+    if (p.mode == MODE_FORWARD) {
         return aux[w + row * p.k + k];
     }
-    if (p.mode == 1u) {
+    if (p.mode == MODE_INPUT_GRAD) {
         // row = ci, k = co * 9 + tap.
         return aux[w + (k / 9u) * p.c_in * 9u + row * 9u + k % 9u];
     }
@@ -75,7 +80,7 @@ fn load_a(block: u32, row: u32, k: u32) -> f32 {
 
 fn load_b(block: u32, k: u32, col: u32) -> f32 {
     let hw = p.height * p.width;
-    if (p.mode == 2u) {
+    if (p.mode == MODE_PARAM_GRAD) {
         // k = pixel q, col = ci * 9 + tap, or the bias row.
         let bias_row = p.c_in * 9u;
         if (col > bias_row) { return 0.0; }
@@ -90,7 +95,7 @@ fn load_b(block: u32, k: u32, col: u32) -> f32 {
     let i = block * p.per_task + image;
     let pix = col - image * hw;
     let tap = k % 9u;
-    if (p.mode == 0u) {
+    if (p.mode == MODE_FORWARD) {
         return shifted(i, p.c_in, k / 9u, pix, i32(tap / 3u) - 1, i32(tap % 3u) - 1);
     }
     // dx[y, x] gathers dy[y - ky + 1, x - kx + 1].
@@ -107,7 +112,7 @@ fn conv3x3_product(@builtin(local_invocation_index) lid: u32,
     var k0 = 0u;
     var k1 = p.k;
     var block = 0u;
-    if (p.mode == 2u) {
+    if (p.mode == MODE_PARAM_GRAD) {
         if (wg >= p.blocks * p.chunks * tiles) { return; }
         block = wg / (p.chunks * tiles);
         chunk = (wg / tiles) % p.chunks;
@@ -119,7 +124,7 @@ fn conv3x3_product(@builtin(local_invocation_index) lid: u32,
     }
     let tm = (wg % tiles) / p.tiles_n;
     let tn = wg % p.tiles_n;
-    let acc = tiled_product(lid, block, tm * TILE, tn * TILE, k0, k1, true, p.mode == 2u);
+    let acc = tiled_product(lid, block, tm * TILE, tn * TILE, k0, k1, true, p.mode == MODE_PARAM_GRAD);
 
     let hw = p.height * p.width;
     for (var i = 0u; i < 4u; i = i + 1u) {
@@ -129,13 +134,13 @@ fn conv3x3_product(@builtin(local_invocation_index) lid: u32,
             let col = tn * TILE + tile_col(lid, j);
             if (col >= p.n) { continue; }
             var v = acc[i][j];
-            if (p.mode == 2u) {
+            if (p.mode == MODE_PARAM_GRAD) {
                 dst[((block * p.chunks + chunk) * p.m + row) * p.n + col] = v;
                 continue;
             }
             // Modes 0 and 1: row is the output channel of image block * per_task + col / hw.
             let o = ((block * p.per_task + col / hw) * p.m + row) * hw + col % hw;
-            if (p.mode == 0u && p.bias == 1u) {
+            if (p.mode == MODE_FORWARD && p.bias == 1u) {
                 v = v + aux[p.w_offset + block * p.w_stride + p.m * p.k + row];
             }
             if (p.accumulate == 1u) { v = v + dst[o]; }

@@ -27,7 +27,7 @@ crate::kernel_params! {
 }
 
 const fn spec(entry: &'static str, buffers: &'static [(u32, Access)]) -> Kernel {
-    Kernel::new("batch_norm.wgsl", bilevel_shaders::BATCH_NORM, entry, buffers)
+    Kernel::new("batch_norm.wgsl", bilevel_shaders::BATCH_NORM, entry, buffers).with_constants(MODE_CONSTANTS)
 }
 const STATS: Kernel = spec("bn_stats", &[(1, Read), (8, ReadWrite)]);
 const SUMS: Kernel = spec("bn_sums", &[(1, Read), (2, Read), (3, Read), (4, Read), (5, Read), (9, ReadWrite)]);
@@ -46,6 +46,14 @@ pub(crate) enum Mode {
     Tangent = 2,
     BackwardTangent = 3,
 }
+
+/// The shader's names for the modes, checked against [`Mode`]'s values by reflection.
+const MODE_CONSTANTS: &[(&str, u32)] = &[
+    ("MODE_FORWARD", Mode::Forward as u32),
+    ("MODE_BACKWARD", Mode::Backward as u32),
+    ("MODE_TANGENT", Mode::Tangent as u32),
+    ("MODE_BACKWARD_TANGENT", Mode::BackwardTangent as u32),
+];
 
 /// The per-entry inputs of one operation (`None`: not part of it, not read).
 pub(crate) struct Fields<'a> {

@@ -32,7 +32,8 @@ crate::kernel_params! {
     }
 }
 
-const PRODUCT: Kernel = Kernel::new("conv.wgsl", bilevel_shaders::CONV, "conv3x3_product", &[(1, Read), (2, Read), (3, ReadWrite)]);
+const PRODUCT: Kernel = Kernel::new("conv.wgsl", bilevel_shaders::CONV, "conv3x3_product", &[(1, Read), (2, Read), (3, ReadWrite)])
+    .with_constants(&[("MODE_FORWARD", FORWARD), ("MODE_INPUT_GRAD", INPUT_GRAD), ("MODE_PARAM_GRAD", PARAM_GRAD)]);
 const REDUCE: Kernel = Kernel::new("conv.wgsl", bilevel_shaders::CONV, "conv_grad_reduce", &[(3, ReadWrite), (4, ReadWrite)]);
 
 const FORWARD: u32 = 0;
