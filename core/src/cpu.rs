@@ -255,6 +255,8 @@ mod layout;
 mod loss;
 #[cfg(target_arch = "x86_64")]
 mod pair;
+#[cfg(target_arch = "x86_64")]
+mod pair_sync;
 mod threads;
 
 use backend::apply_reg;

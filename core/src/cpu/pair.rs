@@ -11,15 +11,17 @@
 //! machine the two vCPUs can be two physical cores at one moment and the two hyperthreads of
 //! one core the next (measured on a 2-vCPU AMD Zen 4 guest: a caller's half of MNIST's kernel
 //! took 19.5 k cycles in some runs and 38 k in others, while one thread alone held steady).
+//!
+//! `core/tests/pair_loom.rs` model-checks this file with loom: it includes it with loom's
+//! atomics, mutexes and threads in place of std's, and explores the interleavings of `join`,
+//! the take-back, parking and shutdown.
 
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::Instant;
 
-/// Idle polls before the partner parks: 0.1–1 ms of spinning (a `pause` takes 10–140 cycles,
-/// by CPU), several solver steps.
-const SPIN: u32 = 20_000;
+// The synchronisation comes from the parent's `pair_sync`, std's in the crate, so that the loom
+// model can include this very file with loom's in its place (and a small `SPIN`).
+use super::pair_sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
+use super::pair_sync::{hint, thread, Arc, Mutex, MutexGuard, SPIN};
 
 /// A job: the caller's closure slot (on the caller's stack), the function that runs it, and
 /// its sequence number.
@@ -60,7 +62,7 @@ impl Shared {
 /// The caller's side of the partner thread.
 pub(crate) struct Pair {
     shared: Arc<Shared>,
-    thread: Option<JoinHandle<()>>,
+    thread: Option<thread::JoinHandle<()>>,
     chooser: Mutex<Chooser>,
     /// One caller at a time (it holds the last sequence number): another one (a second thread
     /// sharing the backend) runs both closures itself.
@@ -70,12 +72,12 @@ pub(crate) struct Pair {
 impl Pair {
     /// The partner thread, or `None` on a one-core machine or where no thread can be spawned.
     pub(crate) fn new() -> Option<Pair> {
-        if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
+        if thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
             return None;
         }
         let shared = Arc::new(Shared::new());
         let theirs = Arc::clone(&shared);
-        let thread = std::thread::Builder::new().name("bilevel-cpu-partner".into()).spawn(move || partner(&theirs)).ok()?;
+        let thread = thread::Builder::new().name("bilevel-cpu-partner".into()).spawn(move || partner(&theirs)).ok()?;
         Some(Pair { shared, thread: Some(thread), chooser: Mutex::new(Chooser::new()), busy: Mutex::new(0) })
     }
 
@@ -147,7 +149,7 @@ impl Drop for Pair {
 
 /// [`Pair::choose`]'s answer, which times the call until dropped.
 pub(crate) struct Choice<'a> {
-    chooser: Option<std::sync::MutexGuard<'a, Chooser>>,
+    chooser: Option<MutexGuard<'a, Chooser>>,
     split: bool,
     kind: u64,
     start: Instant,
@@ -284,9 +286,9 @@ impl Settle<'_> {
         while self.0.finished.load(Ordering::Acquire) < self.1 {
             polls = polls.saturating_add(1);
             if polls < SPIN {
-                std::hint::spin_loop();
+                hint::spin_loop();
             } else {
-                std::thread::yield_now();
+                thread::yield_now();
             }
         }
         false
@@ -323,12 +325,12 @@ fn partner(shared: &Shared) {
             }
             idle += 1;
             if idle < SPIN {
-                std::hint::spin_loop();
+                hint::spin_loop();
             } else {
                 // Set the flag before the last look, so that a post after the look unparks us.
                 shared.sleeping.store(true, Ordering::SeqCst);
                 if shared.job.load(Ordering::SeqCst).is_null() && !shared.quit.load(Ordering::SeqCst) {
-                    std::thread::park();
+                    thread::park();
                 }
                 shared.sleeping.store(false, Ordering::SeqCst);
                 idle = 0;
