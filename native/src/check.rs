@@ -115,7 +115,13 @@ impl Job for CheckJob {
                 writeln!(out, "{value}")?;
             } else {
                 let (n, m) = (p.n_train(), p.n_val());
-                writeln!(out, "{}: {n} training and {m} validation rows, {} features, {} output column(s)", case.name, p.features(), p.classes())?;
+                writeln!(
+                    out,
+                    "{}: {n} training and {m} validation rows, {} features, {} output column(s)",
+                    case.name,
+                    p.features(),
+                    p.classes()
+                )?;
                 writeln!(out, "{report}\n")?;
             }
             let failures = report.failures().count();
