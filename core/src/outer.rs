@@ -87,7 +87,8 @@ pub struct OuterLoop<'a, B: Backend, P: Problem<B>> {
 /// The outer optimiser's state on x.
 enum Moments<B: Backend> {
     None,
-    Momentum(B::Vector),
+    /// The heavy-ball buffer m and μ.
+    Momentum(B::Vector, f64),
     Adam(Adam<B>),
 }
 
@@ -137,7 +138,7 @@ impl<'a, B: Backend + 'static, P: Problem<B> + 'a> OuterLoop<'a, B, P> {
         let (dx, dy) = (problem.dim_x(), problem.dim_y());
         let moments = match opt {
             OuterOpt::Sgd { momentum: 0.0 } => Moments::None,
-            OuterOpt::Sgd { .. } => Moments::Momentum(be.zeros(dx, "outer.momentum")),
+            OuterOpt::Sgd { momentum } => Moments::Momentum(be.zeros(dx, "outer.momentum"), momentum),
             OuterOpt::Adam(settings) => Moments::Adam(Adam::new(be, dx, "outer.x", settings)),
         };
         Ok(OuterLoop {
@@ -237,13 +238,13 @@ impl<'a, B: Backend + 'static, P: Problem<B> + 'a> OuterLoop<'a, B, P> {
     pub fn update(&mut self) {
         let k = self.iter;
         let lr = self.hyper.beta * self.schedule().factor(k);
-        match (&mut self.moments, self.opt) {
-            (Moments::Momentum(m), OuterOpt::Sgd { momentum }) => {
-                self.be.axpby(Coef::c(1.0), &self.h, Coef::c(momentum), m);
+        match &mut self.moments {
+            Moments::None => self.be.axpy(Coef::c(-lr), &self.h, &mut self.x),
+            Moments::Momentum(m, momentum) => {
+                self.be.axpby(Coef::c(1.0), &self.h, Coef::c(*momentum), m);
                 self.be.axpy(Coef::c(-lr), m, &mut self.x);
             }
-            (Moments::Adam(adam), _) => adam.step(self.be, &self.h, &mut self.x, lr),
-            _ => self.be.axpy(Coef::c(-lr), &self.h, &mut self.x),
+            Moments::Adam(adam) => adam.step(self.be, &self.h, &mut self.x, lr),
         }
         self.iter += 1;
     }
