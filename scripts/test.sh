@@ -22,7 +22,10 @@ cargo run -q -p bilevel-core --example own_problem
 cargo run -q -p bilevel-core --example custom_algorithm
 cargo run -q -p bilevel-core --example clean_csv
 echo "== packaging (bilevel-core and the shaders it depends on, built from the packaged sources)"
-cargo package --offline -q -p bilevel-shaders -p bilevel-core --allow-dirty
+# The packaged crates carry no profiles; the workspace's is passed in so the verifying build reuses
+# the dependencies compiled above instead of building (and storing) a second, unoptimised set.
+cargo package --offline -q -p bilevel-shaders -p bilevel-core --allow-dirty \
+  --config 'profile.dev.package."*".opt-level=2'
 echo "== a user crate outside the workspace (bilevel-core by path)"
 CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}" cargo run -q --offline --manifest-path tests/user_crate/Cargo.toml
 echo "== browser"
