@@ -77,6 +77,7 @@ fn problem() -> Experiment {
     Experiment {
         data: spec.generate(),
         hyper_kind: HyperKind::FeatureRidge { scale: 1.0 },
+        global: false,
         x_test: test.x_train,
         t_test: test.t_train,
         corrupted: None,

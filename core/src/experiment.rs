@@ -10,8 +10,8 @@ use crate::data::Labeled;
 use crate::exact::{solve_inner, InnerSolve};
 use crate::outer::{OuterLoop, OuterOpt};
 use crate::problems::counted::{Counted, OracleCounts};
-use crate::problems::glm::{Glm, GlmData, HyperKind};
-use crate::problems::{with_bias, Problem, ProblemKind, RegScale};
+use crate::problems::glm::{GlmData, HyperKind};
+use crate::problems::{builder, with_bias, Problem, ProblemKind, RegScale};
 use crate::sampler::Sampler;
 use crate::steps::StepChoice;
 use crate::{Error, Result};
@@ -23,6 +23,9 @@ pub struct Experiment {
     pub data: GlmData,
     /// The hyperparameters and the inner regulariser.
     pub hyper_kind: HyperKind,
+    /// Whether the per-feature hyperparameters are tied into one (one global L2 strength,
+    /// [`Tied::global`](crate::problems::tied::Tied::global)).
+    pub global: bool,
     /// The test features (never seen by the solver; evaluation only).
     pub x_test: HostMatrix,
     /// The test targets, in the loss's encoding.
@@ -35,6 +38,12 @@ pub struct Experiment {
 }
 
 impl Experiment {
+    /// The problem resident on `be`: the GLM, tied to one hyperparameter when
+    /// [`Experiment::global`].
+    pub fn problem<B: GlmBackend + 'static>(&self, be: &B) -> Box<dyn Problem<B>> {
+        builder::resident(be, &self.data, self.hyper_kind, self.global)
+    }
+
     /// The training and validation rows in a seeded random order, the corruption mask and the
     /// true labels with them (see [`GlmData::shuffled`]); the test set is untouched.
     pub fn shuffled(self, seed: u64) -> Experiment {
@@ -195,6 +204,7 @@ pub fn hyperclean_paper(mut train: Labeled, val: Labeled, test: Labeled, noise_r
     Ok(Experiment {
         data,
         hyper_kind,
+        global: false,
         x_test: with_bias(&test.x),
         t_test: test.labels,
         corrupted: Some(corrupted),
@@ -242,10 +252,13 @@ pub enum Event<'r> {
     },
 }
 
+/// The problem an [`Experiment`] runs: the GLM, or the GLM with its hyperparameters tied.
+pub type ExperimentProblem<B> = Box<dyn Problem<B>>;
+
 /// A run in progress on backend `B`.
 pub struct Run<'a, B: GlmBackend> {
     /// The solver's state (x, y, counts, settings).
-    pub outer: OuterLoop<'a, B, Glm<B>>,
+    pub outer: OuterLoop<'a, B, ExperimentProblem<B>>,
     x_test: B::Matrix,
     t_test: Vec<f64>,
     corrupted: Option<Vec<bool>>,
@@ -261,7 +274,7 @@ pub struct Run<'a, B: GlmBackend> {
 impl<'a, B: GlmBackend + 'static> Run<'a, B> {
     /// One of the shipped algorithms on the experiment's problem (see [`OuterLoop::new`]).
     pub fn new(be: &'a B, exp: &Experiment, alg: AlgKind, hyper: Hyper, opt: OuterOpt, seed: u64) -> Result<Self> {
-        let outer = OuterLoop::new(be, Glm::new(be, &exp.data, exp.hyper_kind), alg, hyper, opt, seed)?;
+        let outer = OuterLoop::new(be, exp.problem(be), alg, hyper, opt, seed)?;
         Ok(Self::around(be, exp, outer))
     }
 
@@ -269,15 +282,15 @@ impl<'a, B: GlmBackend + 'static> Run<'a, B> {
     /// records, counts and evaluation are those of a shipped one.
     pub fn with_algorithm<A, F>(be: &'a B, exp: &Experiment, build: F, opt: OuterOpt, seed: u64) -> Result<Self>
     where
-        A: Algorithm<B, Counted<Glm<B>>> + 'a,
-        F: FnOnce(&B, &Counted<Glm<B>>) -> A,
+        A: Algorithm<B, Counted<ExperimentProblem<B>>> + 'a,
+        F: FnOnce(&B, &Counted<ExperimentProblem<B>>) -> A,
     {
-        let outer = OuterLoop::with_algorithm(be, Glm::new(be, &exp.data, exp.hyper_kind), build, opt, seed)?;
+        let outer = OuterLoop::with_algorithm(be, exp.problem(be), build, opt, seed)?;
         Ok(Self::around(be, exp, outer))
     }
 
     /// The run's evaluation state (the test set resident) around an outer loop.
-    fn around(be: &'a B, exp: &Experiment, outer: OuterLoop<'a, B, Glm<B>>) -> Self {
+    fn around(be: &'a B, exp: &Experiment, outer: OuterLoop<'a, B, ExperimentProblem<B>>) -> Self {
         let n_test = exp.x_test.shape().0;
         Run {
             outer,
@@ -307,10 +320,10 @@ impl<'a, B: GlmBackend + 'static> Run<'a, B> {
     /// The test accuracy of the inner solution at fixed weights λ.
     async fn test_acc_at(&mut self, lambda: &[f64]) -> Result<f64> {
         let be = self.outer.be;
-        let glm = &self.outer.problem.inner;
+        let problem = &self.outer.problem.inner;
         let x = be.vector_from(lambda, "baseline.lambda");
-        let y0 = be.zeros(glm.dim_y(), "baseline.y0");
-        let solution = solve_inner(be, glm, &x, &y0, &BASELINE_SOLVE).await?;
+        let y0 = be.zeros(problem.dim_y(), "baseline.y0");
+        let solution = solve_inner(be, problem, &x, &y0, &BASELINE_SOLVE).await?;
         be.gather_matmul(&self.x_test, Rows::All, &solution.y, self.classes, &mut self.z_test);
         let z = be.read_vector(&self.z_test).await?;
         Ok(evaluate(self.loss, &z, &self.t_test, self.classes).1)

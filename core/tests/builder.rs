@@ -3,11 +3,16 @@
 
 mod common;
 
+use bilevel_core::algorithms::{AlgKind, Hyper};
+use bilevel_core::backend::{Backend, Coef};
 use bilevel_core::backend::{HostMatrix, LossKind};
 use bilevel_core::check_oracles;
 use bilevel_core::cpu::CpuBackend;
 use bilevel_core::data::csv::{parse, LabelColumn};
 use bilevel_core::data::Labeled;
+use bilevel_core::exact::exact_hypergradient;
+use bilevel_core::experiment::Run;
+use bilevel_core::outer::OuterOpt;
 use bilevel_core::problems::builder::{GlmBuilder, RegScale};
 use bilevel_core::problems::glm::HyperKind;
 use bilevel_core::problems::Problem;
@@ -92,6 +97,40 @@ fn bad_input_is_an_error_naming_it() {
     let b = GlmBuilder::new(LossKind::Softmax);
     let e = b.experiment(split(4, &[0.0, 1.0], 0), split(2, &[0.0], 1), split(2, &[4.0], 2)).expect_err("an error").to_string();
     assert!(e.contains("test sample 1: a class the training and validation sets do not have, got 4"), "{e}");
-    let g = GlmBuilder::new(LossKind::Squared).global_l2(RegScale::Sum);
-    assert!(g.experiment(split(4, &[0.0], 0), split(2, &[0.0], 1), split(2, &[0.0], 2)).is_err());
+}
+
+/// One global L2 strength through the experiment driver: one hyperparameter, and the
+/// validation loss of an overfitting ridge regression falls as it is tuned.
+#[test]
+fn a_global_l2_experiment_runs_and_tunes_its_one_hyperparameter() {
+    // y = ⟨w, a⟩ + noise on 4 features, 6 training rows: the unregularised fit overfits.
+    let noisy = |n: usize, seed: u64| {
+        let mut s = Sampler::new(seed);
+        let x = randn(&mut s, n * 4, 1.0);
+        let noise = randn(&mut s, n, 1.0);
+        let labels = (0..n).map(|i| 0.5 * x[4 * i] - 0.25 * x[4 * i + 1] + noise[i]).collect();
+        Labeled { x: HostMatrix::Dense { rows: n, cols: 4, data: x }, labels }
+    };
+    let exp = GlmBuilder::new(LossKind::Squared).global_l2(RegScale::Sum).experiment(noisy(6, 0), noisy(200, 1), noisy(200, 2)).unwrap();
+    assert!(exp.global);
+    let be = CpuBackend::<f64>::new();
+    // λ = log(penalty) starts at −4: almost no penalty.
+    let hyper = Hyper { t: 100, q: 20, eta: 0.5, alpha: 0.05, beta: 2.0, batch_size: 6, val_batch_size: 200 };
+    let mut run = Run::new(&be, &exp, AlgKind::AidCg, hyper, OuterOpt::Sgd { momentum: 0.0 }, 1).unwrap();
+    be.fill(Coef::c(-4.0), &mut run.outer.x);
+    let first = block(run.initial()).unwrap();
+    let mut last = first.clone();
+    for _ in 0..100 {
+        last = block(run.step(&|| 0.0)).unwrap();
+    }
+    assert_eq!(run.lambda.len(), 1, "one hyperparameter");
+    // The best validation loss over a grid of λ, each at its exact inner solution.
+    let p = exp.problem(&be);
+    let y0 = be.zeros(p.dim_y(), "y0");
+    let best = (0..=48)
+        .map(|i| -4.0 + 0.25 * i as f64)
+        .map(|l| block(exact_hypergradient(&be, &p, &be.vector_from(&[l], "x"), &y0, 1e-12)).unwrap().outer_loss)
+        .fold(f64::INFINITY, f64::min);
+    eprintln!("λ = {:.3}, validation loss {:.5} → {:.5} (grid best {best:.5})", run.lambda[0], first.val_loss, last.val_loss);
+    assert!(last.val_loss - best < 0.05 * (first.val_loss - best), "validation loss {} → {} (best {best})", first.val_loss, last.val_loss);
 }

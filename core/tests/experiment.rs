@@ -60,6 +60,7 @@ fn corrupted_experiment() -> Experiment {
     Experiment {
         data,
         hyper_kind: HyperKind::SampleWeights { rho: 0.001 },
+        global: false,
         x_test: test.x_train,
         t_test: test.t_train,
         corrupted: Some(mask),

@@ -147,7 +147,7 @@ pub fn hyperclean_benchopt(mnist: &Mnist, setting: &BenchoptCleaning) -> Result<
     let corrupted = Some(corrupt_labels_uniform(&mut train.labels, 10, 0.5, seed.wrapping_add(17)));
     let (glm, hyper_kind) = ProblemKind::Hyperclean.from_svmlight(train, val, RegScale::Sum, rho)?;
     // No bias in the Benchopt setting: drop the column from_svmlight added (the test set has none).
-    Ok(Experiment { data: drop_bias(glm), hyper_kind, x_test: test.x, t_test: test.labels, corrupted, true_labels })
+    Ok(Experiment { data: drop_bias(glm), hyper_kind, global: false, x_test: test.x, t_test: test.labels, corrupted, true_labels })
 }
 
 /// MNIST hyper-cleaning in the paper's setting: the full 20,000 / 5,000 / 10,000 split with a
@@ -252,7 +252,7 @@ pub fn newsgroups_experiment(data: &DataArgs, seed: u64, scale: RegScale) -> Res
     let (train, val) = ng.paper_split(seed);
     let (glm, hyper_kind) = ProblemKind::Multilogreg.from_svmlight(train, val, scale, 0.0)?;
     let test = ng.test.with_cols(glm.x_train.shape().1);
-    Ok(Experiment { data: glm, hyper_kind, x_test: test.x, t_test: test.labels, corrupted: None, true_labels: None })
+    Ok(Experiment { data: glm, hyper_kind, global: false, x_test: test.x, t_test: test.labels, corrupted: None, true_labels: None })
 }
 
 #[derive(Args, Debug)]
@@ -283,7 +283,7 @@ pub fn ijcnn1_experiment(data: &DataArgs, seed: u64) -> Result<Experiment> {
     let (val, test) = (select_rows(&tst, &val_rows), select_rows(&tst, &test_rows));
     let t_test = test.labels.iter().map(|&y| (y > 0.0) as u8 as f64).collect();
     let (glm, hyper_kind) = ProblemKind::Logreg.from_svmlight(train, val, RegScale::Sum, 0.0)?;
-    Ok(Experiment { data: glm, hyper_kind, x_test: test.x, t_test, corrupted: None, true_labels: None })
+    Ok(Experiment { data: glm, hyper_kind, global: false, x_test: test.x, t_test, corrupted: None, true_labels: None })
 }
 
 /// ijcnn1 as the Benchopt bilevel benchmark reads it (`fetch_libsvm('ijcnn1')` and

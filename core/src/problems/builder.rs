@@ -68,13 +68,19 @@ pub struct Built {
 impl Built {
     /// The problem resident on `be`: the GLM, its per-feature hyperparameters tied into one
     /// when [`Built::global`].
-    pub fn problem<'b, B: GlmBackend + 'b>(&self, be: &B) -> Box<dyn Problem<B> + 'b> {
-        let glm = Glm::new(be, &self.data, self.hyper_kind);
-        if self.global {
-            Box::new(Tied::global(be, glm))
-        } else {
-            Box::new(glm)
-        }
+    pub fn problem<B: GlmBackend + 'static>(&self, be: &B) -> Box<dyn Problem<B>> {
+        resident(be, &self.data, self.hyper_kind, self.global)
+    }
+}
+
+/// The GLM of `data` resident on `be`, its per-feature hyperparameters tied into one when
+/// `global`: what [`Built::problem`] and [`Experiment::problem`] build.
+pub(crate) fn resident<B: GlmBackend + 'static>(be: &B, data: &GlmData, hyper_kind: HyperKind, global: bool) -> Box<dyn Problem<B>> {
+    let glm = Glm::new(be, data, hyper_kind);
+    if global {
+        Box::new(Tied::global(be, glm))
+    } else {
+        Box::new(glm)
     }
 }
 
@@ -154,25 +160,17 @@ impl GlmBuilder {
     }
 
     /// [`GlmBuilder::build`] with a test split, encoded with the training classes (a test
-    /// label the other splits never show is an error).
-    /// A test split's [`Run`](crate::experiment::Run) reads per-feature or per-sample
-    /// hyperparameters: for one global L2, solve [`Built::problem`] with
-    /// [`OuterLoop`](crate::outer::OuterLoop) instead.
+    /// label the other splits never show is an error): what a
+    /// [`Run`](crate::experiment::Run) solves and evaluates, for every hyperparameter kind.
     pub fn experiment(&self, train: Labeled, val: Labeled, test: Labeled) -> Result<Experiment> {
         let Built { data, hyper_kind, class_labels, global } = self.build(train, val)?;
-        if global {
-            return Err(Error::InvalidArgument(
-                "an experiment with a test split takes per-feature or per-sample hyperparameters; for one global L2 use Built::problem"
-                    .into(),
-            ));
-        }
         let d = data.x_train.shape().1 - self.bias as usize;
         if test.x.shape().1 > d {
             return Err(Error::InvalidArgument(format!("the test set has {} features but the training set only {d}", test.x.shape().1)));
         }
         let t_test = self.targets(&test.labels, &class_labels, "test")?;
         let x_test = self.features(test.with_cols(d).x);
-        Ok(Experiment { data, hyper_kind, x_test, t_test, corrupted: None, true_labels: None })
+        Ok(Experiment { data, hyper_kind, global, x_test, t_test, corrupted: None, true_labels: None })
     }
 
     /// The sorted distinct labels of a classification problem (empty for regression).
