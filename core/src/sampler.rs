@@ -31,6 +31,34 @@ struct Epoch {
     next: usize,
 }
 
+/// One of a set's fixed consecutive batches ([`Sampler::train_slice`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Slice {
+    /// Its number: rows `index·b ..`, the set cut into `⌈n / b⌉` batches of `b`.
+    pub index: usize,
+    /// Its rows.
+    pub rows: std::ops::Range<u32>,
+}
+
+impl Slice {
+    /// How many batches of `b` rows a set of `n` is cut into (a batch as large as the set is
+    /// the whole set).
+    pub fn count(n: usize, b: usize) -> usize {
+        n.div_ceil(b.clamp(1, n.max(1)))
+    }
+
+    /// Batch `index` of a set of `n` rows cut into batches of `b` (the last one may be short).
+    pub fn nth(index: usize, n: usize, b: usize) -> Slice {
+        let b = b.clamp(1, n.max(1));
+        Slice { index, rows: (index * b).min(n) as u32..((index + 1) * b).min(n) as u32 }
+    }
+
+    /// Its rows as indices.
+    pub fn indices(&self) -> Vec<u32> {
+        self.rows.clone().collect()
+    }
+}
+
 /// A seeded source of mini-batches and normal variates.
 pub struct Sampler {
     rng: ChaCha8Rng,
@@ -68,9 +96,24 @@ impl Sampler {
         if self.batching == Batching::Independent || b >= n {
             return self.batch(n, b);
         }
-        // Slices: batch k is rows k·b .. min((k+1)·b, n); the last one may be short, as in
-        // Benchopt (a mean over its rows is still an unbiased row average).
-        let b = b.max(1);
+        self.slice(set, n, b).indices()
+    }
+
+    /// The next of the training set's fixed consecutive batches ([`Batching::Slices`]'s, whatever
+    /// [`Batching`] is set), with its number: the memory slots of SAGA-type solvers (SABA).
+    pub fn train_slice(&mut self, n: usize, b: usize) -> Slice {
+        self.slice(0, n, b)
+    }
+
+    /// [`Sampler::train_slice`] for the validation set.
+    pub fn val_slice(&mut self, n: usize, b: usize) -> Slice {
+        self.slice(1, n, b)
+    }
+
+    fn slice(&mut self, set: usize, n: usize, b: usize) -> Slice {
+        // Batch k is rows k·b .. min((k+1)·b, n); the last one may be short, as in Benchopt (a
+        // mean over its rows is still an unbiased row average).
+        let b = b.clamp(1, n.max(1));
         let epoch = match &mut self.epochs[set] {
             Some(e) if e.n == n && e.b == b => e,
             slot => slot.insert(Epoch { n, b, order: (0..n.div_ceil(b) as u32).collect(), next: usize::MAX }),
@@ -80,9 +123,9 @@ impl Sampler {
             epoch.order.shuffle(&mut self.rng);
             epoch.next = 0;
         }
-        let start = epoch.order[epoch.next] as usize * b;
+        let index = epoch.order[epoch.next] as usize;
         epoch.next += 1;
-        (start as u32..(start + b).min(n) as u32).collect()
+        Slice::nth(index, n, b)
     }
 
     /// `b` distinct row indices out of `0..n` (all of them, in order, when `b >= n`): exactly

@@ -70,6 +70,20 @@ fn deterministic_counts_match_their_formulas() {
             (AlgKind::AidFp, per_iter(t, q, 1, 1, (t + q + 1) * N + M)),
             // SOBA: one inner gradient, one HVP and one J on B rows each, ∇_y f on B_v rows.
             (AlgKind::Soba, per_iter(1, 1, 1, 1, 3 * B + BV)),
+            // SABA: SOBA's calls each iteration, and first its memory's start: the three
+            // training terms on each of the n/B batches and ∇f on each of the m/B_v ones.
+            (AlgKind::Saba, {
+                let c = per_iter(1, 1, 1, 1, 3 * B + BV);
+                let (slots, val_slots) = (N / B, M / BV);
+                OracleCounts {
+                    inner_grads: c.inner_grads + slots,
+                    hvps: c.hvps + slots,
+                    jvps: c.jvps + slots,
+                    outer_grads: c.outer_grads + val_slots,
+                    samples: c.samples + 3 * N + M,
+                    ..c
+                }
+            }),
             // HOAG: T gated inner steps (each computes its gradient), K gated CG steps, one more
             // HVP for the warm start's residual from the second outer iteration on, one J. The
             // tolerance only gates the steps, so the count does not depend on the data.

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use bilevel_core::algorithms::{AlgKind, Hyper};
+use bilevel_core::algorithms::Hyper;
 use bilevel_core::outer::OuterOpt;
 use bilevel_core::toy::{ToyConfig, ToyRun};
 use bilevel_core::GlmBackend;
@@ -21,7 +21,7 @@ use crate::run::{describe_steps, start_steps};
 #[derive(Args, Debug)]
 #[command(rename_all = "snake_case", allow_negative_numbers = true)]
 pub struct ToyArgs {
-    /// Algorithm (case-insensitive): stocBiO, AID-CG, AID-FP, reverse, HOAG, BSA, TTSA, SOBA.
+    /// Algorithm (case-insensitive): stocBiO, AID-CG, AID-FP, reverse, HOAG, BSA, TTSA, SOBA, SABA.
     #[arg(long, default_value = "stocBiO")]
     alg: String,
     /// stocBiO's version: the paper's, or the reference code's (v1: its published figures).
@@ -56,21 +56,22 @@ pub struct ToyArgs {
     out: Option<PathBuf>,
 }
 
-/// How much smaller the toy's default outer step is for SOBA than for the double-loop methods.
-const SOBA_OUTER_SLOWDOWN: f64 = 25.0;
+/// How much smaller the toy's default outer step is for the joint methods (SOBA, SABA) than
+/// for the double-loop ones.
+const JOINT_OUTER_SLOWDOWN: f64 = 25.0;
 
-/// The toy's defaults: T = Q = 10, β = 50 (SOBA: 2), batches of 64; α and η are chosen from
+/// The toy's defaults: T = Q = 10, β = 50 (SOBA, SABA: 2), batches of 64; α and η are chosen from
 /// the data unless given (the α = η = 0.5 here only fill the settings until the first estimate).
 const DEFAULTS: Hyper = Hyper { t: 10, q: 10, eta: 0.5, alpha: 0.5, beta: 50.0, batch_size: 64, val_batch_size: 64 };
 
 pub fn run(args: ToyArgs) -> Result<()> {
     let alg = algorithm(&args.alg, args.compat)?;
     let mut hyper = args.hyper.hyper(DEFAULTS);
-    if args.hyper.outer_lr_auto() && alg == AlgKind::Soba {
-        // SOBA moves y, v and x together by one step each: x must move slowly enough for v
+    if args.hyper.outer_lr_auto() && alg.is_joint() {
+        // SOBA and SABA move y, v and x together by one step each: x must move slowly enough for v
         // to track −H⁻¹∇f. At the double-loop methods' β the joint iteration goes unstable
         // once the noise features' penalties e^λ make the inner problem ill-conditioned.
-        hyper.beta = DEFAULTS.beta / SOBA_OUTER_SLOWDOWN;
+        hyper.beta = DEFAULTS.beta / JOINT_OUTER_SLOWDOWN;
     }
     let auto = args.hyper.auto_steps(true, alg.is_stochastic().then_some(hyper.batch_size));
     let config = ToyConfig {

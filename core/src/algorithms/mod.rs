@@ -9,6 +9,7 @@ pub mod aid_fp;
 pub mod bsa;
 pub mod hoag;
 pub mod reverse;
+pub mod saba;
 pub mod soba;
 pub mod stocbio;
 pub mod ttsa;
@@ -160,16 +161,35 @@ pub enum AlgKind {
     /// SOBA (Dagréou et al. 2022): y, v and x moved together in a single loop.
     #[serde(rename = "SOBA")]
     Soba,
+    /// SABA (Dagréou et al. 2022): SOBA with its five stochastic terms variance-reduced by SAGA.
+    #[serde(rename = "SABA")]
+    Saba,
 }
 
 impl AlgKind {
     /// Every algorithm in its default (paper) form, in the order the CLI lists them.
-    pub const ALL: [AlgKind; 8] =
-        [AlgKind::StocBiO, AlgKind::AidCg, AlgKind::AidFp, AlgKind::Reverse, AlgKind::Hoag, AlgKind::Bsa, AlgKind::Ttsa, AlgKind::Soba];
+    pub const ALL: [AlgKind; 9] = [
+        AlgKind::StocBiO,
+        AlgKind::AidCg,
+        AlgKind::AidFp,
+        AlgKind::Reverse,
+        AlgKind::Hoag,
+        AlgKind::Bsa,
+        AlgKind::Ttsa,
+        AlgKind::Soba,
+        AlgKind::Saba,
+    ];
 
     /// Whether the estimator samples mini-batches (so repeated draws differ).
     pub fn is_stochastic(self) -> bool {
-        matches!(self, AlgKind::StocBiO | AlgKind::Bsa | AlgKind::Ttsa | AlgKind::Soba)
+        matches!(self, AlgKind::StocBiO | AlgKind::Bsa | AlgKind::Ttsa | AlgKind::Soba | AlgKind::Saba)
+    }
+
+    /// Whether the method moves y, the linear system's solution v and x together by one step
+    /// each (SOBA and its variance-reduced form): x must then move slowly enough for v to
+    /// track −H⁻¹∇f, so such methods take a smaller outer step than the double-loop ones.
+    pub fn is_joint(self) -> bool {
+        matches!(self, AlgKind::Soba | AlgKind::Saba)
     }
 
     /// The display name, as in the reference code ([`FromStr`] parses those of [`AlgKind::ALL`]).
@@ -185,6 +205,7 @@ impl AlgKind {
             AlgKind::Bsa => "BSA",
             AlgKind::Ttsa => "TTSA",
             AlgKind::Soba => "SOBA",
+            AlgKind::Saba => "SABA",
         }
     }
 
@@ -218,6 +239,7 @@ impl AlgKind {
             AlgKind::Bsa => Box::new(bsa::Bsa::new(be, p, h)),
             AlgKind::Ttsa => Box::new(ttsa::Ttsa::new(be, p, h)),
             AlgKind::Soba => Box::new(soba::Soba::new(be, p, h)),
+            AlgKind::Saba => Box::new(saba::Saba::new(be, p, h)),
         }
     }
 }

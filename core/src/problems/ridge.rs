@@ -74,7 +74,11 @@ impl RidgeData {
 
     /// The inner solution w*(λ), by Cholesky in f64.
     pub fn inner_solution(&self, lambda: &[f64]) -> Vec<f64> {
-        let h = self.hessian_cholesky(lambda);
+        self.inner_solution_with(&self.hessian_cholesky(lambda))
+    }
+
+    /// w*(λ) from the Cholesky factor of its Hessian.
+    fn inner_solution_with(&self, h: &[f64]) -> Vec<f64> {
         let mut rhs = vec![0.0; self.d];
         for i in 0..self.n {
             let xi = &self.x_train[i * self.d..(i + 1) * self.d];
@@ -82,13 +86,13 @@ impl RidgeData {
                 rhs[j] += xi[j] * self.y_train[i] / self.n as f64;
             }
         }
-        cholesky_solve(&h, self.d, &rhs)
+        cholesky_solve(h, self.d, &rhs)
     }
 
     /// The exact hypergradient ∇Φ(λ) = μ λ − J H⁻¹ ∇_w f at w*(λ), and Φ(λ) = f(w*(λ), λ).
     pub fn exact_hypergradient(&self, lambda: &[f64]) -> (Vec<f64>, f64) {
-        let w = self.inner_solution(lambda);
         let l = self.hessian_cholesky(lambda);
+        let w = self.inner_solution_with(&l);
         let (grad_f, loss) = self.outer_grad_loss(&w);
         let v = cholesky_solve(&l, self.d, &grad_f);
         let mu = self.outer_penalty;
