@@ -301,4 +301,23 @@ mod tests {
         // A batch as large as the set is the whole set, in order.
         assert_eq!(s.train_batch(10, 10), (0..10).collect::<Vec<u32>>());
     }
+
+    /// Slices with their numbers: batch i is `Slice::nth(i)`, each epoch visits every number
+    /// once, whatever the batching mode; `count` and `nth` agree on a short last batch.
+    #[test]
+    fn numbered_slices_cover_each_epoch_once() {
+        let (n, b) = (103, 10);
+        assert_eq!(Slice::count(n, b), 11);
+        assert_eq!(Slice::nth(10, n, b).rows, 100..103);
+        assert_eq!(Slice::count(5, 64), 1);
+        assert_eq!(Slice::nth(0, 5, 64).rows, 0..5);
+        let mut s = Sampler::new(3);
+        let mut seen = vec![false; 11];
+        for _ in 0..11 {
+            let slice = s.train_slice(n, b);
+            assert_eq!(slice, Slice::nth(slice.index, n, b));
+            assert!(!std::mem::replace(&mut seen[slice.index], true), "slice {} twice in an epoch", slice.index);
+        }
+        assert!(seen.iter().all(|&v| v));
+    }
 }
