@@ -173,13 +173,15 @@ fn soba_converges_to_the_closed_form_at_a_fixed_lambda() {
 }
 
 #[test]
-fn saba_converges_to_the_closed_form_at_a_fixed_lambda_on_mini_batches() {
+fn variance_reduced_solvers_converge_to_the_closed_form_at_a_fixed_lambda_on_mini_batches() {
     // Variance reduction: with batches of 15 of 150 rows (SOBA's estimate would keep its
-    // batch noise), SABA's D_x still converges to ∇Φ itself — at every seed.
+    // batch noise), SABA's and SRBA's D_x still converge to ∇Φ itself — at every seed.
     let c = case(150, 10, 17);
-    for seed in 0..3 {
-        let err = rel_error(&c, AlgKind::Saba, Hyper { alpha: 0.3, ..hyper(1, 1, 15) }, &[0.0; 10], 4000, seed);
-        assert!(err < 1e-6, "SABA at a fixed λ, seed {seed}: rel err {err:e}");
+    for alg in [AlgKind::Saba, AlgKind::Srba] {
+        for seed in 0..3 {
+            let err = rel_error(&c, alg, Hyper { alpha: 0.3, ..hyper(1, 1, 15) }, &[0.0; 10], 4000, seed);
+            assert!(err < 1e-6, "{alg} at a fixed λ, seed {seed}: rel err {err:e}");
+        }
     }
     let soba = rel_error(&c, AlgKind::Soba, Hyper { eta: 0.3, alpha: 0.3, ..hyper(1, 1, 15) }, &[0.0; 10], 4000, 0);
     assert!(soba > 1e-3, "SOBA on the same batches keeps its noise: rel err {soba:e}");

@@ -72,6 +72,20 @@ fn deterministic_counts_match_their_formulas() {
             (AlgKind::Soba, per_iter(1, 1, 1, 1, 3 * B + BV)),
             // SABA: SOBA's calls each iteration, and first its memory's start: the three
             // training terms on each of the n/B batches and ∇f on each of the m/B_v ones.
+            // SRBA, period q = ⌊(n + m)/(2B)⌋ = 4: every term on all rows at k = 0 and k = 4, the
+            // terms at the current and the previous point on B and B_v rows otherwise.
+            (AlgKind::Srba, {
+                let q = (N + M) / (2 * B);
+                let restarts = (0..ITERS).filter(|k| k % q == 0).count() as u64;
+                let recursive = ITERS - restarts;
+                total(
+                    restarts + 2 * recursive,
+                    restarts + 2 * recursive,
+                    restarts + 2 * recursive,
+                    restarts + 2 * recursive,
+                    restarts * (3 * N + M) + recursive * 2 * (3 * B + BV),
+                )
+            }),
             (AlgKind::Saba, {
                 let c = per_iter(1, 1, 1, 1, 3 * B + BV);
                 let (slots, val_slots) = (N / B, M / BV);

@@ -168,6 +168,7 @@ pub fn run(args: ReproduceArgs) -> Result<()> {
             AlgKind::Ttsa,
             AlgKind::Soba,
             AlgKind::Saba,
+            AlgKind::Srba,
         ] {
             let t = args.mnist_t.unwrap_or(if args.quick { 20 } else { HYPERCLEAN.t });
             let hyper = Hyper { t, batch_size: 50, val_batch_size: 50, ..HYPERCLEAN };

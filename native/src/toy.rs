@@ -21,7 +21,7 @@ use crate::run::{describe_steps, start_steps};
 #[derive(Args, Debug)]
 #[command(rename_all = "snake_case", allow_negative_numbers = true)]
 pub struct ToyArgs {
-    /// Algorithm (case-insensitive): stocBiO, AID-CG, AID-FP, reverse, HOAG, BSA, TTSA, SOBA, SABA.
+    /// Algorithm (case-insensitive): stocBiO, AID-CG, AID-FP, reverse, HOAG, BSA, TTSA, SOBA, SABA, SRBA.
     #[arg(long, default_value = "stocBiO")]
     alg: String,
     /// stocBiO's version: the paper's, or the reference code's (v1: its published figures).
@@ -56,11 +56,11 @@ pub struct ToyArgs {
     out: Option<PathBuf>,
 }
 
-/// How much smaller the toy's default outer step is for the joint methods (SOBA, SABA) than
+/// How much smaller the toy's default outer step is for the joint methods (SOBA, SABA, SRBA) than
 /// for the double-loop ones.
 const JOINT_OUTER_SLOWDOWN: f64 = 25.0;
 
-/// The toy's defaults: T = Q = 10, β = 50 (SOBA, SABA: 2), batches of 64; α and η are chosen from
+/// The toy's defaults: T = Q = 10, β = 50 (SOBA, SABA, SRBA: 2), batches of 64; α and η are chosen from
 /// the data unless given (the α = η = 0.5 here only fill the settings until the first estimate).
 const DEFAULTS: Hyper = Hyper { t: 10, q: 10, eta: 0.5, alpha: 0.5, beta: 50.0, batch_size: 64, val_batch_size: 64 };
 
@@ -68,7 +68,7 @@ pub fn run(args: ToyArgs) -> Result<()> {
     let alg = algorithm(&args.alg, args.compat)?;
     let mut hyper = args.hyper.hyper(DEFAULTS);
     if args.hyper.outer_lr_auto() && alg.is_joint() {
-        // SOBA and SABA move y, v and x together by one step each: x must move slowly enough for v
+        // The joint methods move y, v and x together by one step each: x must move slowly enough for v
         // to track −H⁻¹∇f. At the double-loop methods' β the joint iteration goes unstable
         // once the noise features' penalties e^λ make the inner problem ill-conditioned.
         hyper.beta = DEFAULTS.beta / JOINT_OUTER_SLOWDOWN;

@@ -11,6 +11,7 @@ pub mod hoag;
 pub mod reverse;
 pub mod saba;
 pub mod soba;
+pub mod srba;
 pub mod stocbio;
 pub mod ttsa;
 
@@ -164,11 +165,15 @@ pub enum AlgKind {
     /// SABA (Dagréou et al. 2022): SOBA with its five stochastic terms variance-reduced by SAGA.
     #[serde(rename = "SABA")]
     Saba,
+    /// SRBA (Dagréou et al. 2024): SOBA with SARAH-type recursive directions, restarted from
+    /// full batches periodically.
+    #[serde(rename = "SRBA")]
+    Srba,
 }
 
 impl AlgKind {
     /// Every algorithm in its default (paper) form, in the order the CLI lists them.
-    pub const ALL: [AlgKind; 9] = [
+    pub const ALL: [AlgKind; 10] = [
         AlgKind::StocBiO,
         AlgKind::AidCg,
         AlgKind::AidFp,
@@ -178,18 +183,19 @@ impl AlgKind {
         AlgKind::Ttsa,
         AlgKind::Soba,
         AlgKind::Saba,
+        AlgKind::Srba,
     ];
 
     /// Whether the estimator samples mini-batches (so repeated draws differ).
     pub fn is_stochastic(self) -> bool {
-        matches!(self, AlgKind::StocBiO | AlgKind::Bsa | AlgKind::Ttsa | AlgKind::Soba | AlgKind::Saba)
+        matches!(self, AlgKind::StocBiO | AlgKind::Bsa | AlgKind::Ttsa | AlgKind::Soba | AlgKind::Saba | AlgKind::Srba)
     }
 
     /// Whether the method moves y, the linear system's solution v and x together by one step
     /// each (SOBA and its variance-reduced form): x must then move slowly enough for v to
     /// track −H⁻¹∇f, so such methods take a smaller outer step than the double-loop ones.
     pub fn is_joint(self) -> bool {
-        matches!(self, AlgKind::Soba | AlgKind::Saba)
+        matches!(self, AlgKind::Soba | AlgKind::Saba | AlgKind::Srba)
     }
 
     /// The display name, as in the reference code ([`FromStr`] parses those of [`AlgKind::ALL`]).
@@ -206,6 +212,7 @@ impl AlgKind {
             AlgKind::Ttsa => "TTSA",
             AlgKind::Soba => "SOBA",
             AlgKind::Saba => "SABA",
+            AlgKind::Srba => "SRBA",
         }
     }
 
@@ -240,6 +247,7 @@ impl AlgKind {
             AlgKind::Ttsa => Box::new(ttsa::Ttsa::new(be, p, h)),
             AlgKind::Soba => Box::new(soba::Soba::new(be, p, h)),
             AlgKind::Saba => Box::new(saba::Saba::new(be, p, h)),
+            AlgKind::Srba => Box::new(srba::Srba::new(be, p, h)),
         }
     }
 }
@@ -335,6 +343,52 @@ pub fn implicit_hypergradient<B: Backend, P: Problem<B>>(
         be.scale(Coef::c(-adjoint.c), h);
     }
     p.add_outer_grad_x(be, x, y, rows_f, h);
+}
+
+/// The five stochastic terms of SOBA's directions at one point, each on one batch: what the
+/// SOBA family (SABA, SRBA) combines into `D_y = ∇_y g`, `D_v = Hv + ∇_y f` and
+/// `D_x = J v + ∇_x f`.
+pub struct Terms<B: Backend> {
+    /// `∇_y g` on the training batch.
+    pub grad_g: B::Vector,
+    /// `∇²_yy g · v` on the training batch.
+    pub hvp: B::Vector,
+    /// `∇²_xy g · v` on the training batch (x-sized).
+    pub cross: B::Vector,
+    /// `∇_y f` on the validation batch.
+    pub grad_f_y: B::Vector,
+    /// `∇_x f` on the validation batch (x-sized).
+    pub grad_f_x: B::Vector,
+}
+
+impl<B: Backend> Terms<B> {
+    /// Zeroed terms for `p`, labelled `label.*`.
+    pub fn zeros<P: Problem<B>>(be: &B, p: &P, label: &str) -> Self {
+        let (x, y) = (p.dim_x(), p.dim_y());
+        Terms {
+            grad_g: be.zeros(y, &format!("{label}.grad_g")),
+            hvp: be.zeros(y, &format!("{label}.hvp")),
+            cross: be.zeros(x, &format!("{label}.cross")),
+            grad_f_y: be.zeros(y, &format!("{label}.grad_f_y")),
+            grad_f_x: be.zeros(x, &format!("{label}.grad_f_x")),
+        }
+    }
+
+    /// The training-batch terms at (x, y, v).
+    pub fn eval_g<P: Problem<B>>(&mut self, be: &B, p: &P, at: [&B::Vector; 3], rows: Rows<'_, B::Indices>) {
+        let [x, y, v] = at;
+        p.inner_grad(be, x, y, rows, &mut self.grad_g);
+        p.inner_hvp(be, x, y, v, rows, &mut self.hvp);
+        p.mixed_jvp(be, x, y, v, rows, &mut self.cross);
+    }
+
+    /// The validation-batch terms at (x, y).
+    pub fn eval_f<P: Problem<B>>(&mut self, be: &B, p: &P, at: [&B::Vector; 2], rows: Rows<'_, B::Indices>) {
+        let [x, y] = at;
+        p.outer_grad_y(be, x, y, rows, &mut self.grad_f_y);
+        be.fill(Coef::c(0.0), &mut self.grad_f_x);
+        p.add_outer_grad_x(be, x, y, rows, &mut self.grad_f_x);
+    }
 }
 
 /// How [`Cg::solve`] runs: `iters` iterations from the `v` given (`warm`) or from 0, moving

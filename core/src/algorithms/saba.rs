@@ -20,7 +20,7 @@
 //! as the paper's, every batch's terms at the starting point (an epoch of oracle calls, made on
 //! the first step and counted); [`MemoryInit::Zero`] is Benchopt's cheaper default.
 
-use super::{Algorithm, Hyper, Step};
+use super::{Algorithm, Hyper, Step, Terms};
 use crate::backend::{Backend, Coef, Rows};
 use crate::problems::Problem;
 use crate::sampler::Slice;
@@ -35,50 +35,6 @@ pub enum MemoryInit {
     /// All zeros (the Benchopt benchmark's `mode_init_memory = "zero"`): no start-up epoch, but
     /// the directions are biased until every batch has been visited once.
     Zero,
-}
-
-/// The five stochastic terms of SOBA's directions, each at one batch.
-pub(super) struct Terms<B: Backend> {
-    /// `∇_y g` on the training batch.
-    pub grad_g: B::Vector,
-    /// `∇²_yy g · v` on the training batch.
-    pub hvp: B::Vector,
-    /// `∇²_xy g · v` on the training batch (x-sized).
-    pub cross: B::Vector,
-    /// `∇_y f` on the validation batch.
-    pub grad_f_y: B::Vector,
-    /// `∇_x f` on the validation batch (x-sized).
-    pub grad_f_x: B::Vector,
-}
-
-impl<B: Backend> Terms<B> {
-    /// Zeroed terms for `p`, labelled `label.*`.
-    pub fn zeros<P: Problem<B>>(be: &B, p: &P, label: &str) -> Self {
-        let (x, y) = (p.dim_x(), p.dim_y());
-        Terms {
-            grad_g: be.zeros(y, &format!("{label}.grad_g")),
-            hvp: be.zeros(y, &format!("{label}.hvp")),
-            cross: be.zeros(x, &format!("{label}.cross")),
-            grad_f_y: be.zeros(y, &format!("{label}.grad_f_y")),
-            grad_f_x: be.zeros(x, &format!("{label}.grad_f_x")),
-        }
-    }
-
-    /// The training-batch terms at (x, y, v).
-    pub fn eval_g<P: Problem<B>>(&mut self, be: &B, p: &P, at: [&B::Vector; 3], rows: Rows<'_, B::Indices>) {
-        let [x, y, v] = at;
-        p.inner_grad(be, x, y, rows, &mut self.grad_g);
-        p.inner_hvp(be, x, y, v, rows, &mut self.hvp);
-        p.mixed_jvp(be, x, y, v, rows, &mut self.cross);
-    }
-
-    /// The validation-batch terms at (x, y).
-    pub fn eval_f<P: Problem<B>>(&mut self, be: &B, p: &P, at: [&B::Vector; 2], rows: Rows<'_, B::Indices>) {
-        let [x, y] = at;
-        p.outer_grad_y(be, x, y, rows, &mut self.grad_f_y);
-        be.fill(Coef::c(0.0), &mut self.grad_f_x);
-        p.add_outer_grad_x(be, x, y, rows, &mut self.grad_f_x);
-    }
 }
 
 /// One term's SAGA memory: an entry per batch and their weighted mean m̄.
