@@ -312,7 +312,7 @@ mod tests {
         assert_eq!(Slice::count(5, 64), 1);
         assert_eq!(Slice::nth(0, 5, 64).rows, 0..5);
         let mut s = Sampler::new(3);
-        let mut seen = vec![false; 11];
+        let mut seen = [false; 11];
         for _ in 0..11 {
             let slice = s.train_slice(n, b);
             assert_eq!(slice, Slice::nth(slice.index, n, b));
