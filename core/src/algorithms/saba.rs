@@ -16,9 +16,10 @@
 //! consecutive batches ([`Sampler::train_slice`](crate::sampler::Sampler::train_slice)), as the
 //! Benchopt bilevel benchmark's SABA does, with `w_i = |batch i| / n`. It costs
 //! `⌈n/b⌉·(2·dim y + dim x) + ⌈m/b_v⌉·(dim y + dim x)` numbers ([`Saba::memory_len`]): on
-//! 20 Newsgroups at `bilevel l2reg`'s batches of 100, 57 batches of each set, 1.9 GB in f32. The memory starts
-//! as the paper's, every batch's terms at the starting point (an epoch of oracle calls, made on
-//! the first step and counted); [`MemoryInit::Zero`] is Benchopt's cheaper default.
+//! 20 Newsgroups at `bilevel l2reg`'s batches of 100, 57 batches of each set, 1.9 GB in f32.
+//! The memory starts as the paper's, every batch's terms at the starting point (an epoch of
+//! oracle calls, made on the first step and counted); [`MemoryInit::Zero`] is Benchopt's
+//! cheaper default.
 
 use super::{Algorithm, Hyper, Step, Terms};
 use crate::backend::{Backend, Coef, Rows};
