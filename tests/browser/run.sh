@@ -41,7 +41,7 @@ if [ -n "${E2E_SETTINGS:-}" ]; then
 fi
 ALGS=(stocBiO AID-CG)
 # The race panel's algorithms (their CPU references are written too).
-RACE_ALGS=(stocBiO AID-FP AID-CG reverse)
+RACE_ALGS=(stocBiO AID-FP AID-CG reverse SABA SRBA)
 # E2E_TESTS=landscape,clean,... runs a subset of e2e.mjs's tests.
 TESTS="${E2E_TESTS:-landscape,clean,race,toy,controls,errors,no-webgpu}"
 
