@@ -7,10 +7,14 @@
 pub mod aid_cg;
 pub mod aid_fp;
 pub mod bsa;
+pub mod double_momentum;
 pub mod hoag;
+pub mod ma_soba;
+pub mod mrbo;
 pub mod reverse;
 pub mod soba;
 pub mod stocbio;
+pub mod sustain;
 pub mod ttsa;
 
 use std::fmt;
@@ -31,7 +35,7 @@ pub struct Hyper {
     /// Q: Neumann terms (stocBiO, BSA, TTSA); K: CG, fixed-point or backpropagated steps
     /// (AID-CG, AID-FP, reverse, HOAG) — the reference code's `--hessian_q`.
     pub q: usize,
-    /// η: Neumann step size (and SOBA's step for v).
+    /// η: Neumann step size (and SOBA's and MA-SOBA's step for v).
     pub eta: f64,
     /// α: inner step size.
     pub alpha: f64,
@@ -160,16 +164,39 @@ pub enum AlgKind {
     /// SOBA (Dagréou et al. 2022): y, v and x moved together in a single loop.
     #[serde(rename = "SOBA")]
     Soba,
+    /// MA-SOBA (Chen, Xiao, Balasubramanian 2024): SOBA with x moved along a moving average of
+    /// its hypergradient direction.
+    #[serde(rename = "MA-SOBA")]
+    MaSoba,
+    /// SUSTAIN (Khanduri et al. 2021): single loop, STORM momentum on the inner gradient and on
+    /// a randomly truncated Neumann hypergradient.
+    #[serde(rename = "SUSTAIN")]
+    Sustain,
+    /// MRBO (Yang, Ji, Liang 2021): single loop, STORM momentum on the inner gradient and on
+    /// stocBiO's Neumann hypergradient.
+    #[serde(rename = "MRBO")]
+    Mrbo,
 }
 
 impl AlgKind {
     /// Every algorithm in its default (paper) form, in the order the CLI lists them.
-    pub const ALL: [AlgKind; 8] =
-        [AlgKind::StocBiO, AlgKind::AidCg, AlgKind::AidFp, AlgKind::Reverse, AlgKind::Hoag, AlgKind::Bsa, AlgKind::Ttsa, AlgKind::Soba];
+    pub const ALL: [AlgKind; 11] = [
+        AlgKind::StocBiO,
+        AlgKind::AidCg,
+        AlgKind::AidFp,
+        AlgKind::Reverse,
+        AlgKind::Hoag,
+        AlgKind::Bsa,
+        AlgKind::Ttsa,
+        AlgKind::Soba,
+        AlgKind::MaSoba,
+        AlgKind::Sustain,
+        AlgKind::Mrbo,
+    ];
 
     /// Whether the estimator samples mini-batches (so repeated draws differ).
     pub fn is_stochastic(self) -> bool {
-        matches!(self, AlgKind::StocBiO | AlgKind::Bsa | AlgKind::Ttsa | AlgKind::Soba)
+        matches!(self, AlgKind::StocBiO | AlgKind::Bsa | AlgKind::Ttsa | AlgKind::Soba | AlgKind::MaSoba | AlgKind::Sustain | AlgKind::Mrbo)
     }
 
     /// The display name, as in the reference code ([`FromStr`] parses those of [`AlgKind::ALL`]).
@@ -185,6 +212,9 @@ impl AlgKind {
             AlgKind::Bsa => "BSA",
             AlgKind::Ttsa => "TTSA",
             AlgKind::Soba => "SOBA",
+            AlgKind::MaSoba => "MA-SOBA",
+            AlgKind::Sustain => "SUSTAIN",
+            AlgKind::Mrbo => "MRBO",
         }
     }
 
@@ -218,6 +248,9 @@ impl AlgKind {
             AlgKind::Bsa => Box::new(bsa::Bsa::new(be, p, h)),
             AlgKind::Ttsa => Box::new(ttsa::Ttsa::new(be, p, h)),
             AlgKind::Soba => Box::new(soba::Soba::new(be, p, h)),
+            AlgKind::MaSoba => Box::new(ma_soba::MaSoba::new(be, p, h)),
+            AlgKind::Sustain => Box::new(sustain::Sustain::new(be, p, h)),
+            AlgKind::Mrbo => Box::new(mrbo::Mrbo::new(be, p, h)),
         }
     }
 }
