@@ -389,3 +389,30 @@ fn stochastic_algorithms_descend_to_the_penalised_optimum() {
         assert!(with < 0.2 * start && with < 0.5 * without, "{alg}: ‖∇Φ_μ‖ from {start:.3e} to {with:.3e} (plain run: {without:.3e})");
     }
 }
+
+#[test]
+fn ma_soba_and_mrbo_converge_to_the_closed_form_at_a_fixed_lambda() {
+    // At fixed λ and full batches the previous point's corrections cancel exactly, so MRBO's
+    // estimate is stocBiO's at its current y (→ w*), whose Q-term series converges for Q large;
+    // MA-SOBA's average of SOBA's D_x → ∇Φ as SOBA's does.
+    let c = case(150, 10, 17);
+    let err = rel_error(&c, AlgKind::MaSoba, Hyper { eta: 0.3, alpha: 0.3, ..hyper(1, 1, 150) }, &[0.0; 10], 3000, 0);
+    assert!(err < 1e-6, "MA-SOBA at a fixed λ: rel err {err:e}");
+    let err = rel_error(&c, AlgKind::Mrbo, Hyper { eta: 0.3, alpha: 0.3, ..hyper(1, 200, 150) }, &[0.0; 10], 3000, 0);
+    assert!(err < 1e-6, "MRBO at a fixed λ: rel err {err:e}");
+}
+
+#[test]
+fn sustain_averages_its_random_truncations_towards_the_closed_form() {
+    // At fixed λ and full batches SUSTAIN's hypergradient momentum is an exponential average
+    // (weights η_k = 0.5/(k+1)^{2/3}) of Ghadimi–Wang estimates, unbiased for the truncated
+    // series: its error falls as the average window grows, far below one estimate's.
+    let c = case(150, 10, 17);
+    let h = Hyper { eta: 0.3, alpha: 0.3, ..hyper(1, 60, 150) };
+    let single = mean_error(&c, AlgKind::Bsa, &h, 8);
+    let errors: Vec<f64> = [300, 3000].iter().map(|&k| rel_error(&c, AlgKind::Sustain, h.clone(), &[0.0; 10], k, 1)).collect();
+    assert!(
+        errors[1] < errors[0] && errors[1] < 0.2 * single && errors[1] < 0.1,
+        "SUSTAIN after 300, 3000 iterations: {errors:?} (one estimate: {single:.3})"
+    );
+}

@@ -51,6 +51,13 @@ fn per_iter(inner_grads: u64, hvps: u64, jvps: u64, outer_grads: u64, samples: u
     total(k * inner_grads, k * hvps, k * jvps, k * outer_grads, k * samples)
 }
 
+/// Counts of estimators evaluated at the current point every iteration and at the previous one
+/// from the second iteration on: 2k − 1 evaluations of the per-point calls.
+fn at_both_points(inner_grads: u64, hvps: u64, jvps: u64, outer_grads: u64, samples: u64) -> OracleCounts {
+    let e = 2 * ITERS - 1;
+    total(e * inner_grads, e * hvps, e * jvps, e * outer_grads, e * samples)
+}
+
 #[test]
 fn deterministic_counts_match_their_formulas() {
     for (t, q) in [(4usize, 3usize), (20, 20), (7, 30)] {
@@ -98,6 +105,12 @@ fn deterministic_counts_match_their_formulas() {
                     ..c
                 }
             }),
+            // MA-SOBA: SOBA's calls (the average costs none).
+            (AlgKind::MaSoba, per_iter(1, 1, 1, 1, 3 * B + BV)),
+            // MRBO: at the current point and, from the second iteration on, at the previous one
+            // on the same batches: one inner gradient (B rows), ∇_y f (B_v), Q Neumann HVPs and
+            // one J (B rows each), so k + (k − 1) evaluations of each.
+            (AlgKind::Mrbo, at_both_points(1, q, 1, 1, (q + 2) * B + BV)),
             // HOAG: T gated inner steps (each computes its gradient), K gated CG steps, one more
             // HVP for the warm start's residual from the second outer iteration on, one J. The
             // tolerance only gates the steps, so the count does not depend on the data.
@@ -118,9 +131,11 @@ fn deterministic_counts_match_their_formulas() {
             // steps; TTSA: one. Then ∇_y f on B_v rows and J on B rows.
             (AlgKind::Bsa, per_iter(t, 0, 1, 1, (t + 1) * B + BV)),
             (AlgKind::Ttsa, per_iter(1, 0, 1, 1, 2 * B + BV)),
+            // SUSTAIN with Q = 1: MRBO's calls with q = 0 HVPs.
+            (AlgKind::Sustain, at_both_points(1, 0, 1, 1, 2 * B + BV)),
         ];
         for (alg, want) in cases {
-            let h = if matches!(alg, AlgKind::Bsa | AlgKind::Ttsa) { Hyper { q: 1, ..h.clone() } } else { h.clone() };
+            let h = if matches!(alg, AlgKind::Bsa | AlgKind::Ttsa | AlgKind::Sustain) { Hyper { q: 1, ..h.clone() } } else { h.clone() };
             assert_eq!(counts(alg, &h), want, "{alg} with T = {t}, Q = {}", h.q);
         }
     }
@@ -140,4 +155,17 @@ fn randomly_truncated_neumann_counts_match_their_formulas() {
         let want = total(ITERS * inner_per_iter, c.hvps, ITERS, ITERS, ITERS * (inner_per_iter * B + BV + B) + c.hvps * B);
         assert_eq!(c, want, "{alg}");
     }
+}
+
+#[test]
+fn sustain_counts_match_their_formula() {
+    // SUSTAIN draws q_k ~ U{0, …, Q−1} per iteration and runs q_k HVPs at the current point and,
+    // from the second iteration on, q_k more at the previous one: 0 ≤ H ≤ (2k − 1)(Q − 1), and
+    // every other count follows (2k − 1 inner gradients, ∇_y f and J; H·B HVP rows).
+    let q = 6u64;
+    let c = counts(AlgKind::Sustain, &hyper(1, q as usize));
+    let e = 2 * ITERS - 1;
+    assert!(c.hvps <= e * (q - 1), "SUSTAIN: {} HVPs exceed (2k − 1)(Q − 1)", c.hvps);
+    assert!(c.hvps > 0, "SUSTAIN: five draws of q ~ U{{0..5}} all 0 (seeded: not expected)");
+    assert_eq!(c, total(e, c.hvps, e, e, e * (2 * B + BV) + c.hvps * B));
 }

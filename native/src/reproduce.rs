@@ -169,6 +169,9 @@ pub fn run(args: ReproduceArgs) -> Result<()> {
             AlgKind::Soba,
             AlgKind::Saba,
             AlgKind::Srba,
+            AlgKind::MaSoba,
+            AlgKind::Sustain,
+            AlgKind::Mrbo,
         ] {
             let t = args.mnist_t.unwrap_or(if args.quick { 20 } else { HYPERCLEAN.t });
             let hyper = Hyper { t, batch_size: 50, val_batch_size: 50, ..HYPERCLEAN };

@@ -7,12 +7,16 @@
 pub mod aid_cg;
 pub mod aid_fp;
 pub mod bsa;
+pub mod double_momentum;
 pub mod hoag;
+pub mod ma_soba;
+pub mod mrbo;
 pub mod reverse;
 pub mod saba;
 pub mod soba;
 pub mod srba;
 pub mod stocbio;
+pub mod sustain;
 pub mod ttsa;
 
 use std::fmt;
@@ -33,7 +37,7 @@ pub struct Hyper {
     /// Q: Neumann terms (stocBiO, BSA, TTSA); K: CG, fixed-point or backpropagated steps
     /// (AID-CG, AID-FP, reverse, HOAG) — the reference code's `--hessian_q`.
     pub q: usize,
-    /// η: Neumann step size (and SOBA's step for v).
+    /// η: Neumann step size (and SOBA's and MA-SOBA's step for v).
     pub eta: f64,
     /// α: inner step size.
     pub alpha: f64,
@@ -169,11 +173,23 @@ pub enum AlgKind {
     /// full batches periodically.
     #[serde(rename = "SRBA")]
     Srba,
+    /// MA-SOBA (Chen, Xiao, Balasubramanian 2024): SOBA with x moved along a moving average of
+    /// its hypergradient direction.
+    #[serde(rename = "MA-SOBA")]
+    MaSoba,
+    /// SUSTAIN (Khanduri et al. 2021): single loop, STORM momentum on the inner gradient and on
+    /// a randomly truncated Neumann hypergradient.
+    #[serde(rename = "SUSTAIN")]
+    Sustain,
+    /// MRBO (Yang, Ji, Liang 2021): single loop, STORM momentum on the inner gradient and on
+    /// stocBiO's Neumann hypergradient.
+    #[serde(rename = "MRBO")]
+    Mrbo,
 }
 
 impl AlgKind {
     /// Every algorithm in its default (paper) form, in the order the CLI lists them.
-    pub const ALL: [AlgKind; 10] = [
+    pub const ALL: [AlgKind; 13] = [
         AlgKind::StocBiO,
         AlgKind::AidCg,
         AlgKind::AidFp,
@@ -184,18 +200,32 @@ impl AlgKind {
         AlgKind::Soba,
         AlgKind::Saba,
         AlgKind::Srba,
+        AlgKind::MaSoba,
+        AlgKind::Sustain,
+        AlgKind::Mrbo,
     ];
 
     /// Whether the estimator samples mini-batches (so repeated draws differ).
     pub fn is_stochastic(self) -> bool {
-        matches!(self, AlgKind::StocBiO | AlgKind::Bsa | AlgKind::Ttsa | AlgKind::Soba | AlgKind::Saba | AlgKind::Srba)
+        matches!(
+            self,
+            AlgKind::StocBiO
+                | AlgKind::Bsa
+                | AlgKind::Ttsa
+                | AlgKind::Soba
+                | AlgKind::Saba
+                | AlgKind::Srba
+                | AlgKind::MaSoba
+                | AlgKind::Sustain
+                | AlgKind::Mrbo
+        )
     }
 
     /// Whether the method moves y, the linear system's solution v and x together by one step
-    /// each (SOBA and its variance-reduced form): x must then move slowly enough for v to
+    /// each (SOBA, its variance-reduced forms and MA-SOBA): x must then move slowly enough for v to
     /// track −H⁻¹∇f, so such methods take a smaller outer step than the double-loop ones.
     pub fn is_joint(self) -> bool {
-        matches!(self, AlgKind::Soba | AlgKind::Saba | AlgKind::Srba)
+        matches!(self, AlgKind::Soba | AlgKind::Saba | AlgKind::Srba | AlgKind::MaSoba)
     }
 
     /// The display name, as in the reference code ([`FromStr`] parses those of [`AlgKind::ALL`]).
@@ -213,6 +243,9 @@ impl AlgKind {
             AlgKind::Soba => "SOBA",
             AlgKind::Saba => "SABA",
             AlgKind::Srba => "SRBA",
+            AlgKind::MaSoba => "MA-SOBA",
+            AlgKind::Sustain => "SUSTAIN",
+            AlgKind::Mrbo => "MRBO",
         }
     }
 
@@ -248,6 +281,9 @@ impl AlgKind {
             AlgKind::Soba => Box::new(soba::Soba::new(be, p, h)),
             AlgKind::Saba => Box::new(saba::Saba::new(be, p, h)),
             AlgKind::Srba => Box::new(srba::Srba::new(be, p, h)),
+            AlgKind::MaSoba => Box::new(ma_soba::MaSoba::new(be, p, h)),
+            AlgKind::Sustain => Box::new(sustain::Sustain::new(be, p, h)),
+            AlgKind::Mrbo => Box::new(mrbo::Mrbo::new(be, p, h)),
         }
     }
 }
