@@ -11,7 +11,7 @@ use crate::backend::Coef;
 use crate::meta::head::{self, Adaptation, HeadBackward};
 use crate::meta::learner::{sum_tasks, HeadOnlyWork, Learner, TaskBatch};
 use crate::meta::model::{self, Activations};
-use crate::meta::ops::{MetaBackend, View};
+use crate::meta::ops::{MetaBackend, View, ViewMut};
 
 /// The choices that distinguish ITD-BiO, FO-ITD-BiO and ANIL.
 #[derive(Clone, Copy, Debug)]
@@ -67,7 +67,7 @@ pub(crate) fn head_only_meta_gradient<B: MetaBackend>(be: &B, l: &mut Learner<B>
     forward_and_adapt(be, l, batch, &mut w, how.random_init);
     head::hypergradient(be, w.act.features(), &w.ad, l.cfg.inner_lr, !how.through_adaptation, &mut w.hb, &mut l.fbar);
     be.copy(&l.fbar, w.act.features_grad());
-    model::backward(be, &l.cfg.net, &batch.images, View::shared(&l.theta), &mut w.act, &mut l.grad_theta, 0, 0);
+    model::backward(be, &l.cfg.net, &batch.images, View::shared(&l.theta), &mut w.act, ViewMut::shared(&mut l.grad_theta));
     if how.learn_init {
         sum_tasks(be, l.cfg.meta_batch, l.cfg.net.head_len(), &w.hb.head_bar, &mut l.grad_head);
     } else {

@@ -190,18 +190,17 @@ pub fn forward<B: MetaBackend>(be: &B, net: &Conv4, images: &B::Vector, theta: V
 }
 
 /// The backbone's backward from `act.features_grad()` (set by the caller): parameter gradients
-/// into `grad` (stride 0: summed over all tasks; per task otherwise), overwritten.
-#[allow(clippy::too_many_arguments)]
+/// into the parameter blocks of `grad` (stride 0: summed over all tasks; per task otherwise),
+/// overwritten.
 pub fn backward<B: MetaBackend>(
     be: &B,
     net: &Conv4,
     images: &B::Vector,
     theta: View<'_, B::Vector>,
     act: &mut Activations<B>,
-    grad: &mut B::Vector,
-    grad_offset: usize,
-    grad_stride: usize,
+    grad: ViewMut<'_, B::Vector>,
 ) {
+    let ViewMut { buf: grad, offset: grad_offset, stride: grad_stride } = grad;
     for l in (0..net.blocks).rev() {
         let b = net.block_input(l, act.tasks, act.per_task);
         let h = b.with_channels(net.hidden);
@@ -258,8 +257,7 @@ pub fn forward_tangent<B: MetaBackend>(
 
 /// The tangent of [`backward`] along `rtheta` (after [`backward`] and [`forward_tangent`], with
 /// the features-gradient tangent set by the caller): the parameter-gradient tangent, i.e. the
-/// Hessian-vector product's backbone part, into `rgrad` (overwritten).
-#[allow(clippy::too_many_arguments)]
+/// Hessian-vector product's backbone part, into the parameter blocks of `rgrad` (overwritten).
 pub fn backward_tangent<B: MetaBackend>(
     be: &B,
     net: &Conv4,
@@ -267,10 +265,9 @@ pub fn backward_tangent<B: MetaBackend>(
     theta: View<'_, B::Vector>,
     rtheta: View<'_, B::Vector>,
     act: &mut Activations<B>,
-    rgrad: &mut B::Vector,
-    grad_offset: usize,
-    grad_stride: usize,
+    rgrad: ViewMut<'_, B::Vector>,
 ) {
+    let ViewMut { buf: rgrad, offset: grad_offset, stride: grad_stride } = rgrad;
     let (tasks, per_task) = (act.tasks, act.per_task);
     let t = act.tangent.as_mut().expect("forward_tangent ran");
     for l in (0..net.blocks).rev() {
