@@ -5,7 +5,7 @@
 mod common;
 
 use bilevel_core::cpu::CpuBackend;
-use bilevel_core::meta::{Gemm, ImageBatch, MetaBackend, View, ViewMut};
+use bilevel_core::meta::{Gemm, ImageBatch, MetaBackend, SoftmaxCurvature, SoftmaxXent, SumRows, View, ViewMut};
 use bilevel_core::sampler::Sampler;
 use common::{randn, random_tasks, rel_err};
 
@@ -331,7 +331,7 @@ fn gemm_row_bias_and_row_sums_match_naive_loops_with_strides_and_transposes() {
     }
     let o0 = randn(&mut s, tasks * cols, 1.0);
     let mut o = o0.clone();
-    be.sum_rows(tasks, rows, cols, 2.0, View::per_task(&e, rows * cols), 0.5, ViewMut::per_task(&mut o, cols));
+    be.sum_rows(SumRows { tasks, rows, cols, alpha: 2.0, beta: 0.5 }, View::per_task(&e, rows * cols), ViewMut::per_task(&mut o, cols));
     for t in 0..tasks {
         for j in 0..cols {
             let sum: f64 = (0..rows).map(|i| e[t * rows * cols + i * cols + j]).sum();
@@ -351,7 +351,7 @@ fn softmax_xent_gradient_stats_and_curvature_match_finite_differences() {
     let scale = 0.37;
     let eval = |z: &[f64]| {
         let (mut p, mut g, mut st) = (vec![f64::NAN; n], vec![f64::NAN; n], vec![f64::NAN; 2 * tasks]);
-        be.softmax_xent(tasks, rows, classes, &z.to_vec(), &labels, scale, &mut p, Some(&mut g), &mut st);
+        be.softmax_xent(SoftmaxXent { tasks, rows, classes, scale }, &z.to_vec(), &labels, &mut p, Some(&mut g), &mut st);
         (p, g, st)
     };
     let (p, g, st) = eval(&z);
@@ -370,10 +370,10 @@ fn softmax_xent_gradient_stats_and_curvature_match_finite_differences() {
     }
     let u = randn(&mut s, n, 1.0);
     let mut m = vec![f64::NAN; n];
-    be.softmax_curvature(tasks * rows, classes, &p, &u, scale, &mut m, false);
+    be.softmax_curvature(SoftmaxCurvature { rows: tasks * rows, classes, scale, accumulate: false }, &p, &u, &mut m);
     assert!(rel_err(&m, &fd_dir(|z| eval(z).1, &z, &u)) < 1e-7);
     let mut m2 = m.clone();
-    be.softmax_curvature(tasks * rows, classes, &p, &u, scale, &mut m2, true);
+    be.softmax_curvature(SoftmaxCurvature { rows: tasks * rows, classes, scale, accumulate: true }, &p, &u, &mut m2);
     let doubled: Vec<f64> = m.iter().map(|v| 2.0 * v).collect();
     assert!(rel_err(&m2, &doubled) < 1e-14);
 }
@@ -617,19 +617,19 @@ fn meta_outputs<B: MetaBackend>(be: &B) -> Vec<(String, Vec<f64>)> {
     be.add_row_bias(tasks, m, n, View::per_task(&bb, n), ViewMut::per_task(&mut c, m * n));
     out.push(("add_row_bias".into(), read(&c)));
     let mut o = up(&randn(&mut s, tasks * n, 1.0));
-    be.sum_rows(tasks, m, n, 0.5, View::per_task(&c, m * n), -1.5, ViewMut::per_task(&mut o, n));
+    be.sum_rows(SumRows { tasks, rows: m, cols: n, alpha: 0.5, beta: -1.5 }, View::per_task(&c, m * n), ViewMut::per_task(&mut o, n));
     out.push(("sum_rows".into(), read(&o)));
     let (rows, classes) = (7, 5);
     let z = up(&randn(&mut s, tasks * rows * classes, 2.0));
     let labels = up(&(0..tasks * rows).map(|i| (i % classes) as f64).collect::<Vec<_>>());
     let (mut pr, mut gr, mut st) =
         (be.zeros(tasks * rows * classes, "p"), be.zeros(tasks * rows * classes, "g"), be.zeros(2 * tasks, "st"));
-    be.softmax_xent(tasks, rows, classes, &z, &labels, 0.3, &mut pr, Some(&mut gr), &mut st);
+    be.softmax_xent(SoftmaxXent { tasks, rows, classes, scale: 0.3 }, &z, &labels, &mut pr, Some(&mut gr), &mut st);
     out.push(("softmax_xent probs".into(), read(&pr)));
     out.push(("softmax_xent grad".into(), read(&gr)));
     out.push(("softmax_xent stats".into(), read(&st)));
     let u = up(&randn(&mut s, tasks * rows * classes, 1.0));
-    be.softmax_curvature(tasks * rows, classes, &pr, &u, 0.7, &mut gr, true);
+    be.softmax_curvature(SoftmaxCurvature { rows: tasks * rows, classes, scale: 0.7, accumulate: true }, &pr, &u, &mut gr);
     out.push(("softmax_curvature".into(), read(&gr)));
 
     for alg in [MetaAlg::ItdBio, MetaAlg::Anil, MetaAlg::Maml { first_order: false }, MetaAlg::Maml { first_order: true }] {

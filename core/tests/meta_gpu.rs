@@ -8,7 +8,7 @@
 mod common;
 
 use bilevel_core::cpu::CpuBackend;
-use bilevel_core::meta::{Gemm, ImageBatch, MetaBackend, View, ViewMut};
+use bilevel_core::meta::{Gemm, ImageBatch, MetaBackend, SoftmaxCurvature, SoftmaxXent, SumRows, View, ViewMut};
 use bilevel_core::sampler::Sampler;
 use common::{block, gpu, randn, random_tasks, rel_err};
 
@@ -158,7 +158,7 @@ fn per_task_workgroups_spill_past_65535() {
         let labels: Vec<f64> = (0..tasks).map(|t| (t % classes) as f64).collect();
         let labels = be.vector_from(&labels, "labels");
         let (mut probs, mut stats) = (nans(be, tasks * classes, "probs"), nans(be, 2 * tasks, "stats"));
-        be.softmax_xent(tasks, rows, classes, &z, &labels, 1.0, &mut probs, None, &mut stats);
+        be.softmax_xent(SoftmaxXent { tasks, rows, classes, scale: 1.0 }, &z, &labels, &mut probs, None, &mut stats);
         let mut out = Outputs::new();
         read(be, &mut out, "softmax_xent stats, 65,600 tasks".into(), &stats);
         out
@@ -249,12 +249,8 @@ fn head_outputs<B: MetaBackend>(be: &B, seed: u64) -> Outputs {
         let o0 = if beta == 0.0 { vec![f64::NAN; 4 + tasks * cols] } else { randn(&mut s, 4 + tasks * cols, 1.0) };
         let mut o = be.vector_from(&o0, "out");
         be.sum_rows(
-            tasks,
-            rows,
-            cols,
-            -0.8,
+            SumRows { tasks, rows, cols, alpha: -0.8, beta },
             View { buf: &e, offset: 3, stride: rows * cols },
-            beta,
             ViewMut { buf: &mut o, offset: 4, stride: cols },
         );
         let ov = block(be.read_vector(&o)).unwrap();
@@ -280,15 +276,15 @@ fn xent_outputs<B: MetaBackend>(be: &B, seed: u64) -> Outputs {
     let labels: Vec<f64> = (0..tasks * rows).map(|_| s.below(classes) as f64).collect();
     let labels = be.vector_from(&labels, "labels");
     let (mut probs, mut grad, mut stats) = (nans(be, n, "probs"), nans(be, n, "grad"), nans(be, 2 * tasks, "stats"));
-    be.softmax_xent(tasks, rows, classes, &z, &labels, 0.37, &mut probs, Some(&mut grad), &mut stats);
+    be.softmax_xent(SoftmaxXent { tasks, rows, classes, scale: 0.37 }, &z, &labels, &mut probs, Some(&mut grad), &mut stats);
     read(be, &mut out, "softmax_xent probs".into(), &probs);
     read(be, &mut out, "softmax_xent grad".into(), &grad);
     read(be, &mut out, "softmax_xent stats".into(), &stats);
     let u = be.vector_from(&randn(&mut s, n, 1.0), "u");
     let mut m = nans(be, n, "curvature");
-    be.softmax_curvature(tasks * rows, classes, &probs, &u, 0.6, &mut m, false);
+    be.softmax_curvature(SoftmaxCurvature { rows: tasks * rows, classes, scale: 0.6, accumulate: false }, &probs, &u, &mut m);
     read(be, &mut out, "softmax_curvature".into(), &m);
-    be.softmax_curvature(tasks * rows, classes, &probs, &u, -0.2, &mut m, true);
+    be.softmax_curvature(SoftmaxCurvature { rows: tasks * rows, classes, scale: -0.2, accumulate: true }, &probs, &u, &mut m);
     read(be, &mut out, "softmax_curvature accumulated".into(), &m);
     out
 }

@@ -4,7 +4,7 @@
 use super::kernels::batch_norm::{self, Fields, Mode};
 use super::kernels::{conv, gemm, pool, xent};
 use super::{GpuBackend, GpuVector};
-use crate::meta::{Gemm, ImageBatch, MetaBackend, View, ViewMut};
+use crate::meta::{Gemm, ImageBatch, MetaBackend, SoftmaxCurvature, SoftmaxXent, SumRows, View, ViewMut};
 
 impl MetaBackend for GpuBackend {
     fn conv3x3(
@@ -115,35 +115,23 @@ impl MetaBackend for GpuBackend {
         gemm::add_row_bias(self, tasks, rows, cols, bias, c)
     }
 
-    fn sum_rows(&self, tasks: usize, rows: usize, cols: usize, alpha: f64, e: View<'_, GpuVector>, beta: f64, out: ViewMut<'_, GpuVector>) {
-        gemm::sum_rows(self, tasks, rows, cols, alpha, e, beta, out)
+    fn sum_rows(&self, s: SumRows, e: View<'_, GpuVector>, out: ViewMut<'_, GpuVector>) {
+        gemm::sum_rows(self, s, e, out)
     }
 
     fn softmax_xent(
         &self,
-        tasks: usize,
-        rows: usize,
-        classes: usize,
+        x: SoftmaxXent,
         z: &GpuVector,
         labels: &GpuVector,
-        scale: f64,
         probs: &mut GpuVector,
         grad: Option<&mut GpuVector>,
         stats: &mut GpuVector,
     ) {
-        xent::softmax_xent(self, tasks, rows, classes, z, labels, scale, probs, grad, stats)
+        xent::softmax_xent(self, x, z, labels, probs, grad, stats)
     }
 
-    fn softmax_curvature(
-        &self,
-        rows: usize,
-        classes: usize,
-        p: &GpuVector,
-        u: &GpuVector,
-        scale: f64,
-        out: &mut GpuVector,
-        accumulate: bool,
-    ) {
-        xent::softmax_curvature(self, rows, classes, p, u, scale, out, accumulate)
+    fn softmax_curvature(&self, c: SoftmaxCurvature, p: &GpuVector, u: &GpuVector, out: &mut GpuVector) {
+        xent::softmax_curvature(self, c, p, u, out)
     }
 }

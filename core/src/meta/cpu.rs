@@ -7,7 +7,7 @@
 #[cfg(target_arch = "x86_64")]
 use crate::cpu::{as_f32, as_f32_mut, Fused};
 use crate::cpu::{axpy_slice, chunked, dot_shifted_kernel as dot_shifted, sum_kernel as sum, to_t, CpuBackend, MulAdd, Plain, Real};
-use crate::meta::ops::{Gemm, ImageBatch, MetaBackend, View, ViewMut, BN_EPS};
+use crate::meta::ops::{Gemm, ImageBatch, MetaBackend, SoftmaxCurvature, SoftmaxXent, SumRows, View, ViewMut, BN_EPS};
 
 /// `f(i)` for `i < n`, on the rayon pool when `work` is large (natively), collected in order.
 fn map_range<R: Send>(n: usize, work: usize, f: impl Fn(usize) -> R + Sync + Send) -> Vec<R> {
@@ -684,7 +684,8 @@ impl<T: Real> MetaBackend for CpuBackend<T> {
         }
     }
 
-    fn sum_rows(&self, tasks: usize, rows: usize, cols: usize, alpha: f64, e: View<'_, Vec<T>>, beta: f64, out: ViewMut<'_, Vec<T>>) {
+    fn sum_rows(&self, s: SumRows, e: View<'_, Vec<T>>, out: ViewMut<'_, Vec<T>>) {
+        let SumRows { tasks, rows, cols, alpha, beta } = s;
         let (al, be) = (to_t::<T>(alpha), to_t::<T>(beta));
         for t in 0..tasks {
             let et = block(&e, t, rows * cols);
@@ -699,16 +700,14 @@ impl<T: Real> MetaBackend for CpuBackend<T> {
 
     fn softmax_xent(
         &self,
-        tasks: usize,
-        rows: usize,
-        classes: usize,
+        x: SoftmaxXent,
         z: &Vec<T>,
         labels: &Vec<T>,
-        scale: f64,
         probs: &mut Vec<T>,
         mut grad: Option<&mut Vec<T>>,
         stats: &mut Vec<T>,
     ) {
+        let SoftmaxXent { tasks, rows, classes, scale } = x;
         let sc = to_t::<T>(scale);
         for t in 0..tasks {
             let (mut loss, mut correct) = (T::zero(), T::zero());
@@ -743,7 +742,8 @@ impl<T: Real> MetaBackend for CpuBackend<T> {
         }
     }
 
-    fn softmax_curvature(&self, rows: usize, classes: usize, p: &Vec<T>, u: &Vec<T>, scale: f64, out: &mut Vec<T>, accumulate: bool) {
+    fn softmax_curvature(&self, c: SoftmaxCurvature, p: &Vec<T>, u: &Vec<T>, out: &mut Vec<T>) {
+        let SoftmaxCurvature { rows, classes, scale, accumulate } = c;
         let sc = to_t::<T>(scale);
         for r in 0..rows {
             let (pr, ur) = (&p[r * classes..(r + 1) * classes], &u[r * classes..(r + 1) * classes]);

@@ -15,7 +15,7 @@ use crate::backend::Coef;
 use crate::meta::head::{self, HeadShape};
 use crate::meta::learner::{broadcast, sum_tasks, Learner, TaskBatch};
 use crate::meta::model::{self, Activations, Conv4};
-use crate::meta::ops::{Gemm, MetaBackend, View, ViewMut};
+use crate::meta::ops::{Gemm, MetaBackend, SoftmaxCurvature, SoftmaxXent, SumRows, View, ViewMut};
 
 /// Per-rows buffers of one forward/backward (support or query).
 struct Pass<B: MetaBackend> {
@@ -110,13 +110,24 @@ fn loss_grad<B: MetaBackend>(
     model::forward(be, net, images, th, &mut pass.act);
     let feats = View::per_task(pass.act.features(), rows * d);
     head::logits(be, &hs, feats, rows, th.shifted(bl), &mut pass.z);
-    be.softmax_xent(tasks, rows, ways, &pass.z, labels, scale, &mut pass.probs, Some(&mut pass.resid), &mut pass.stats);
+    be.softmax_xent(
+        SoftmaxXent { tasks, rows, classes: ways, scale },
+        &pass.z,
+        labels,
+        &mut pass.probs,
+        Some(&mut pass.resid),
+        &mut pass.stats,
+    );
     let Some(grad) = grad else { return };
     let resid = View::per_task(&pass.resid, rows * ways);
     // Head: dA = Eᵀ F, db = Eᵀ1; features: dF = E A.
     let g = Gemm { tasks, m: ways, n: d, k: rows, trans_a: true, trans_b: false, alpha: 1.0, beta: 0.0 };
     be.gemm(g, resid, View::per_task(pass.act.features(), rows * d), ViewMut { buf: &mut *grad, offset: bl, stride: p });
-    be.sum_rows(tasks, rows, ways, 1.0, resid, 0.0, ViewMut { buf: &mut *grad, offset: bl + ways * d, stride: p });
+    be.sum_rows(
+        SumRows { tasks, rows, cols: ways, alpha: 1.0, beta: 0.0 },
+        resid,
+        ViewMut { buf: &mut *grad, offset: bl + ways * d, stride: p },
+    );
     let g = Gemm { tasks, m: rows, n: d, k: ways, trans_a: false, trans_b: false, alpha: 1.0, beta: 0.0 };
     be.gemm(g, resid, th.shifted(bl), ViewMut::per_task(pass.act.features_grad(), rows * d));
     model::backward(be, net, images, th, &mut pass.act, ViewMut::per_task(grad, p));
@@ -146,7 +157,12 @@ fn hvp<B: MetaBackend>(
     let g = Gemm { tasks, m: rows, n: ways, k: d, trans_a: false, trans_b: true, alpha: 1.0, beta: 1.0 };
     be.gemm(g, View::per_task(pass.act.features_tangent(), rows * d), th.shifted(bl), ViewMut::per_task(&mut pass.rz, rows * ways));
     // RE = scale·(diag P − P Pᵀ) RZ row by row.
-    be.softmax_curvature(tasks * rows, ways, &pass.probs, &pass.rz, scale, &mut pass.rresid, false);
+    be.softmax_curvature(
+        SoftmaxCurvature { rows: tasks * rows, classes: ways, scale, accumulate: false },
+        &pass.probs,
+        &pass.rz,
+        &mut pass.rresid,
+    );
     let (e, re) = (View::per_task(&pass.resid, rows * ways), View::per_task(&pass.rresid, rows * ways));
     // R dA = REᵀ F + Eᵀ RF,  R db = REᵀ1.
     let g = Gemm { tasks, m: ways, n: d, k: rows, trans_a: true, trans_b: false, alpha: 1.0, beta: 0.0 };
@@ -157,7 +173,11 @@ fn hvp<B: MetaBackend>(
         View::per_task(pass.act.features_tangent(), rows * d),
         ViewMut { buf: &mut *hv, offset: bl, stride: p },
     );
-    be.sum_rows(tasks, rows, ways, 1.0, re, 0.0, ViewMut { buf: &mut *hv, offset: bl + ways * d, stride: p });
+    be.sum_rows(
+        SumRows { tasks, rows, cols: ways, alpha: 1.0, beta: 0.0 },
+        re,
+        ViewMut { buf: &mut *hv, offset: bl + ways * d, stride: p },
+    );
     // R dF = RE A + E RA.
     let g = Gemm { tasks, m: rows, n: d, k: ways, trans_a: false, trans_b: false, alpha: 1.0, beta: 0.0 };
     be.gemm(g, re, th.shifted(bl), ViewMut::per_task(pass.act.features_grad_tangent(), rows * d));

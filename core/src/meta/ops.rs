@@ -154,6 +154,50 @@ pub struct Gemm {
     pub beta: f64,
 }
 
+/// Column sums of a batch of matrices, [`MetaBackend::sum_rows`]: `out_t[j] = α·Σ_i E_t[i, j] +
+/// β·out_t[j]` for the `rows × cols` matrices E_t, `t < tasks`.
+#[derive(Clone, Copy, Debug)]
+pub struct SumRows {
+    /// Matrices in the batch (one per task).
+    pub tasks: usize,
+    /// Rows of each E_t: the summed dimension.
+    pub rows: usize,
+    /// Columns of each E_t: the entries of out_t.
+    pub cols: usize,
+    /// α: the factor on the sums.
+    pub alpha: f64,
+    /// β: the factor on the old out (0: out is not read).
+    pub beta: f64,
+}
+
+/// Row-wise softmax cross-entropy, [`MetaBackend::softmax_xent`]: `tasks × rows` rows of
+/// `classes` logits, the gradient of `scale·Σ_rows CE`.
+#[derive(Clone, Copy, Debug)]
+pub struct SoftmaxXent {
+    /// Tasks in the batch.
+    pub tasks: usize,
+    /// Rows per task.
+    pub rows: usize,
+    /// Logits per row.
+    pub classes: usize,
+    /// The factor of the loss the gradient is of.
+    pub scale: f64,
+}
+
+/// The softmax curvature, [`MetaBackend::softmax_curvature`]: `out (+)= scale·p∘(u − ⟨p, u⟩1)`
+/// on `rows` rows of `classes` entries.
+#[derive(Clone, Copy, Debug)]
+pub struct SoftmaxCurvature {
+    /// Rows (all tasks').
+    pub rows: usize,
+    /// Entries per row.
+    pub classes: usize,
+    /// The factor in front.
+    pub scale: f64,
+    /// `out +=` (true) or `out =` (false).
+    pub accumulate: bool,
+}
+
 /// The meta-learning primitives, enqueue-only like the rest of [`Backend`].
 pub trait MetaBackend: Backend {
     // ---- 3×3 convolution, padding 1, stride 1 (output has the input's height and width) ----
@@ -296,52 +340,29 @@ pub trait MetaBackend: Backend {
     /// `rows = tasks`-style use on a zeroed C it broadcasts a shared block to every task).
     fn add_row_bias(&self, tasks: usize, rows: usize, cols: usize, bias: View<'_, Self::Vector>, c: ViewMut<'_, Self::Vector>);
 
-    /// Column sums: `out_t[j] = α·Σ_i E_t[i, j] + β·out_t[j]` for `rows × cols` matrices E_t
-    /// (a head's bias gradient `Eᵀ1`; with `β = 0` the old `out` is not read).
-    #[allow(clippy::too_many_arguments)]
-    fn sum_rows(
-        &self,
-        tasks: usize,
-        rows: usize,
-        cols: usize,
-        alpha: f64,
-        e: View<'_, Self::Vector>,
-        beta: f64,
-        out: ViewMut<'_, Self::Vector>,
-    );
+    /// Column sums, see [`SumRows`]: `out_t[j] = α·Σ_i E_t[i, j] + β·out_t[j]` for `rows × cols`
+    /// matrices E_t (a head's bias gradient `Eᵀ1`; with `β = 0` the old `out` is not read).
+    fn sum_rows(&self, s: SumRows, e: View<'_, Self::Vector>, out: ViewMut<'_, Self::Vector>);
 
-    /// Row-wise softmax cross-entropy for `tasks × rows` rows of `classes` logits `z`
+    /// Row-wise softmax cross-entropy (shape and scale from `x`) for `tasks × rows` rows of `classes` logits `z`
     /// (`[tasks][rows][classes]`) with integer class labels stored as reals in `labels`
     /// (`[tasks][rows]`). Overwrites `probs` (softmax of each row, same layout as `z`), `grad`
     /// when given (`scale·(probs − onehot(label))`, the gradient of `scale·Σ_rows CE`), and
     /// `stats` (`2·tasks` entries: `stats[2t]` = task t's mean CE over its rows, `stats[2t+1]`
     /// = how many of its rows have the label as the argmax of z, first maximum winning).
-    #[allow(clippy::too_many_arguments)]
     fn softmax_xent(
         &self,
-        tasks: usize,
-        rows: usize,
-        classes: usize,
+        x: SoftmaxXent,
         z: &Self::Vector,
         labels: &Self::Vector,
-        scale: f64,
         probs: &mut Self::Vector,
         grad: Option<&mut Self::Vector>,
         stats: &mut Self::Vector,
     );
 
-    /// The softmax curvature on `rows` rows of `classes` entries: `out (+)= scale·p∘(u − ⟨p, u⟩1)`
-    /// row by row (`p` a row of probabilities). It is both the tangent of `softmax_xent`'s
-    /// gradient (`u = Rz`) and the `M = P∘(U − ((P∘U)1)1ᵀ)` of SPEC §6.4. Accumulated.
-    #[allow(clippy::too_many_arguments)]
-    fn softmax_curvature(
-        &self,
-        rows: usize,
-        classes: usize,
-        p: &Self::Vector,
-        u: &Self::Vector,
-        scale: f64,
-        out: &mut Self::Vector,
-        accumulate: bool,
-    );
+    /// The softmax curvature on `rows` rows of `classes` entries (see [`SoftmaxCurvature`]):
+    /// `out (+)= scale·p∘(u − ⟨p, u⟩1)` row by row (`p` a row of probabilities). It is both the
+    /// tangent of `softmax_xent`'s gradient (`u = Rz`) and the `M = P∘(U − ((P∘U)1)1ᵀ)` of SPEC
+    /// §6.4. Accumulated.
+    fn softmax_curvature(&self, c: SoftmaxCurvature, p: &Self::Vector, u: &Self::Vector, out: &mut Self::Vector);
 }
