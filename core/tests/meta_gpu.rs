@@ -8,7 +8,7 @@
 mod common;
 
 use bilevel_core::cpu::CpuBackend;
-use bilevel_core::meta::{Gemm, ImageBatch, MetaBackend, SoftmaxCurvature, SoftmaxXent, SumRows, View, ViewMut};
+use bilevel_core::meta::{BnLayer, Conv3x3, Dual, Gemm, ImageBatch, MetaBackend, SoftmaxCurvature, SoftmaxXent, SumRows, View, ViewMut};
 use bilevel_core::sampler::Sampler;
 use common::{block, gpu, randn, random_tasks, rel_err};
 
@@ -51,22 +51,22 @@ fn conv_outputs<B: MetaBackend>(be: &B, c_out: usize, seed: u64) -> Outputs {
         let view = View { buf: &params, offset, stride };
         let tag = format!("c_out {c_out}, stride {stride}");
         let mut y = nans(be, out_len, "y");
-        be.conv3x3(&x, batch, c_out, view, true, &mut y, false);
+        be.conv3x3(&x, Conv3x3 { batch, c_out, accumulate: false }, view, true, &mut y);
         read(be, &mut out, format!("conv forward ({tag})"), &y);
-        be.conv3x3(&x, batch, c_out, view, false, &mut y, true);
+        be.conv3x3(&x, Conv3x3 { batch, c_out, accumulate: true }, view, false, &mut y);
         read(be, &mut out, format!("conv forward accumulated, no bias ({tag})"), &y);
         let mut dx = nans(be, batch.len(), "dx");
-        be.conv3x3_input_grad(&dy, batch, c_out, view, &mut dx, false);
+        be.conv3x3_input_grad(&dy, Conv3x3 { batch, c_out, accumulate: false }, view, &mut dx);
         read(be, &mut out, format!("conv input grad ({tag})"), &dx);
-        be.conv3x3_input_grad(&dy, batch, c_out, view, &mut dx, true);
+        be.conv3x3_input_grad(&dy, Conv3x3 { batch, c_out, accumulate: true }, view, &mut dx);
         read(be, &mut out, format!("conv input grad accumulated ({tag})"), &dx);
         // The gradient lands at an offset, the entries around it untouched.
         let glen = offset + blocks * stride.max(plen);
         let mut g = be.vector_from(&vec![1.5; glen], "grad");
-        be.conv3x3_param_grad(&x, &dy, batch, c_out, ViewMut { buf: &mut g, offset, stride }, true);
+        be.conv3x3_param_grad(&x, &dy, Conv3x3 { batch, c_out, accumulate: true }, ViewMut { buf: &mut g, offset, stride });
         read(be, &mut out, format!("conv param grad accumulated ({tag})"), &g);
         let mut g = nans(be, glen, "grad");
-        be.conv3x3_param_grad(&x, &dy, batch, c_out, ViewMut { buf: &mut g, offset, stride }, false);
+        be.conv3x3_param_grad(&x, &dy, Conv3x3 { batch, c_out, accumulate: false }, ViewMut { buf: &mut g, offset, stride });
         let gv = block(be.read_vector(&g)).unwrap();
         // Only the gradient blocks are written: the NaNs before and between them stay.
         assert!(gv[..offset].iter().all(|v| v.is_nan()), "conv param grad wrote before its view");
@@ -119,16 +119,23 @@ fn batch_norm_outputs<B: MetaBackend>(be: &B, batch: ImageBatch, seed: u64) -> O
         read(be, &mut out, format!("bn stats ({tag})"), &stats);
         let glen = offset + blocks * stride.max(2 * c);
         let (mut dx, mut g) = (nans(be, n, "dx"), nans(be, glen, "grad"));
-        be.batch_norm_backward(&x, &dy, batch, view, &stats, &mut dx, ViewMut { buf: &mut g, offset, stride });
+        be.batch_norm_backward(&x, &dy, BnLayer { batch, params: view, stats: &stats }, &mut dx, ViewMut { buf: &mut g, offset, stride });
         read(be, &mut out, format!("bn backward dx ({tag})"), &dx);
         let gv = block(be.read_vector(&g)).unwrap();
         let grads: Vec<f64> = (0..blocks).flat_map(|b| gv[offset + b * stride..offset + b * stride + 2 * c].to_vec()).collect();
         out.push((format!("bn backward dγ dβ ({tag})"), grads));
         let mut ry = nans(be, n, "ry");
-        be.batch_norm_tangent(&x, &rx, batch, view, rview, &stats, &mut ry);
+        be.batch_norm_tangent(Dual { value: &x, tangent: &rx }, BnLayer { batch, params: view, stats: &stats }, rview, &mut ry);
         read(be, &mut out, format!("bn tangent ({tag})"), &ry);
         let (mut rdx, mut rg) = (nans(be, n, "rdx"), nans(be, glen, "rgrad"));
-        be.batch_norm_backward_tangent(&x, &rx, &dy, &rdy, batch, view, rview, &stats, &mut rdx, ViewMut { buf: &mut rg, offset, stride });
+        be.batch_norm_backward_tangent(
+            Dual { value: &x, tangent: &rx },
+            Dual { value: &dy, tangent: &rdy },
+            BnLayer { batch, params: view, stats: &stats },
+            rview,
+            &mut rdx,
+            ViewMut { buf: &mut rg, offset, stride },
+        );
         read(be, &mut out, format!("bn backward tangent Rdx ({tag})"), &rdx);
         let rv = block(be.read_vector(&rg)).unwrap();
         let rgrads: Vec<f64> = (0..blocks).flat_map(|b| rv[offset + b * stride..offset + b * stride + 2 * c].to_vec()).collect();

@@ -7,7 +7,9 @@
 #[cfg(target_arch = "x86_64")]
 use crate::cpu::{as_f32, as_f32_mut, Fused};
 use crate::cpu::{axpy_slice, chunked, dot_shifted_kernel as dot_shifted, sum_kernel as sum, to_t, CpuBackend, MulAdd, Plain, Real};
-use crate::meta::ops::{Gemm, ImageBatch, MetaBackend, SoftmaxCurvature, SoftmaxXent, SumRows, View, ViewMut, BN_EPS};
+use crate::meta::ops::{
+    BnLayer, Conv3x3, Dual, Gemm, ImageBatch, MetaBackend, SoftmaxCurvature, SoftmaxXent, SumRows, View, ViewMut, BN_EPS,
+};
 
 /// `f(i)` for `i < n`, on the rayon pool when `work` is large (natively), collected in order.
 fn map_range<R: Send>(n: usize, work: usize, f: impl Fn(usize) -> R + Sync + Send) -> Vec<R> {
@@ -370,16 +372,8 @@ fn pool_planes<T: Real>(batch: ImageBatch, y: &mut [T], f: impl Fn(usize, &mut [
 }
 
 impl<T: Real> MetaBackend for CpuBackend<T> {
-    fn conv3x3(
-        &self,
-        x: &Vec<T>,
-        batch: ImageBatch,
-        c_out: usize,
-        params: View<'_, Vec<T>>,
-        bias: bool,
-        out: &mut Vec<T>,
-        accumulate: bool,
-    ) {
+    fn conv3x3(&self, x: &Vec<T>, conv: Conv3x3, params: View<'_, Vec<T>>, bias: bool, out: &mut Vec<T>) {
+        let Conv3x3 { batch, c_out, accumulate } = conv;
         let (hw, k) = (batch.height * batch.width, batch.channels * 9);
         let out_len = c_out * hw;
         assert!(x.len() >= batch.len() && out.len() >= batch.images() * out_len, "conv3x3: shape mismatch");
@@ -410,15 +404,8 @@ impl<T: Real> MetaBackend for CpuBackend<T> {
         });
     }
 
-    fn conv3x3_input_grad(
-        &self,
-        dy: &Vec<T>,
-        batch: ImageBatch,
-        c_out: usize,
-        params: View<'_, Vec<T>>,
-        dx: &mut Vec<T>,
-        accumulate: bool,
-    ) {
+    fn conv3x3_input_grad(&self, dy: &Vec<T>, conv: Conv3x3, params: View<'_, Vec<T>>, dx: &mut Vec<T>) {
+        let Conv3x3 { batch, c_out, accumulate } = conv;
         let (hw, k) = (batch.height * batch.width, batch.channels * 9);
         let img = batch.image_len();
         assert!(dy.len() >= batch.images() * c_out * hw && dx.len() >= batch.len(), "conv3x3_input_grad: shape mismatch");
@@ -442,7 +429,8 @@ impl<T: Real> MetaBackend for CpuBackend<T> {
         });
     }
 
-    fn conv3x3_param_grad(&self, x: &Vec<T>, dy: &Vec<T>, batch: ImageBatch, c_out: usize, grad: ViewMut<'_, Vec<T>>, accumulate: bool) {
+    fn conv3x3_param_grad(&self, x: &Vec<T>, dy: &Vec<T>, conv: Conv3x3, grad: ViewMut<'_, Vec<T>>) {
+        let Conv3x3 { batch, c_out, accumulate } = conv;
         let (hw, k) = (batch.height * batch.width, batch.channels * 9);
         let img = batch.image_len();
         assert!(dy.len() >= batch.images() * c_out * hw && x.len() >= batch.len(), "conv3x3_param_grad: shape mismatch");
@@ -489,16 +477,8 @@ impl<T: Real> MetaBackend for CpuBackend<T> {
         });
     }
 
-    fn batch_norm_backward(
-        &self,
-        x: &Vec<T>,
-        dy: &Vec<T>,
-        batch: ImageBatch,
-        params: View<'_, Vec<T>>,
-        stats: &Vec<T>,
-        dx: &mut Vec<T>,
-        grad: ViewMut<'_, Vec<T>>,
-    ) {
+    fn batch_norm_backward(&self, x: &Vec<T>, dy: &Vec<T>, layer: BnLayer<'_, Vec<T>>, dx: &mut Vec<T>, grad: ViewMut<'_, Vec<T>>) {
+        let BnLayer { batch, params, stats } = layer;
         let c = batch.channels;
         let m = to_t::<T>((batch.per_task * batch.height * batch.width) as f64);
         let sum_dy = group_reduce(batch, |r, _| sum(&dy[r]));
@@ -522,16 +502,8 @@ impl<T: Real> MetaBackend for CpuBackend<T> {
         write_bn_grad(batch, &sum_dy_xhat, &sum_dy, grad);
     }
 
-    fn batch_norm_tangent(
-        &self,
-        x: &Vec<T>,
-        rx: &Vec<T>,
-        batch: ImageBatch,
-        params: View<'_, Vec<T>>,
-        rparams: View<'_, Vec<T>>,
-        stats: &Vec<T>,
-        ry: &mut Vec<T>,
-    ) {
+    fn batch_norm_tangent(&self, x: Dual<'_, Vec<T>>, layer: BnLayer<'_, Vec<T>>, rparams: View<'_, Vec<T>>, ry: &mut Vec<T>) {
+        let (Dual { value: x, tangent: rx }, BnLayer { batch, params, stats }) = (x, layer);
         let c = batch.channels;
         let m = to_t::<T>((batch.per_task * batch.height * batch.width) as f64);
         let sum_rx = group_reduce(batch, |r, _| sum(&rx[r]));
@@ -553,17 +525,15 @@ impl<T: Real> MetaBackend for CpuBackend<T> {
 
     fn batch_norm_backward_tangent(
         &self,
-        x: &Vec<T>,
-        rx: &Vec<T>,
-        dy: &Vec<T>,
-        rdy: &Vec<T>,
-        batch: ImageBatch,
-        params: View<'_, Vec<T>>,
+        x: Dual<'_, Vec<T>>,
+        dy: Dual<'_, Vec<T>>,
+        layer: BnLayer<'_, Vec<T>>,
         rparams: View<'_, Vec<T>>,
-        stats: &Vec<T>,
         rdx: &mut Vec<T>,
         rgrad: ViewMut<'_, Vec<T>>,
     ) {
+        let (Dual { value: x, tangent: rx }, Dual { value: dy, tangent: rdy }) = (x, dy);
+        let BnLayer { batch, params, stats } = layer;
         let c = batch.channels;
         let m = to_t::<T>((batch.per_task * batch.height * batch.width) as f64);
         // Group sums (x_c = x − μ; x̂ = s·x_c).
