@@ -130,37 +130,43 @@ fn gemm_acc<T: Real>(a: &PackedA<T>, n: usize, b: &[T], b_transposed: bool, c: &
         if a.mr == 8 {
             if let (Some(ap), Some(b), Some(c)) = (as_f32(&a.panels), as_f32(b), as_f32_mut(c)) {
                 // SAFETY: `PackedA` chose 8-row panels only where the CPU has AVX-512F.
-                gemm_tiles::<f32, 8, 32>(m, n, k, ap, b, b_transposed, c, |ap, bp| unsafe { avx512::tile_8x32(ap, bp) });
+                gemm_tiles::<f32, 8, 32>(GemmShape { m, n, k }, ap, b, b_transposed, c, |ap, bp| unsafe { avx512::tile_8x32(ap, bp) });
                 return;
             }
         }
         if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
             // SAFETY: the CPU has AVX2 and FMA (checked just above).
-            unsafe { gemm_acc_avx2(m, n, k, &a.panels, b, b_transposed, c) };
+            unsafe { gemm_acc_avx2(GemmShape { m, n, k }, &a.panels, b, b_transposed, c) };
             return;
         }
     }
-    gemm_tiles::<T, 4, 16>(m, n, k, &a.panels, b, b_transposed, c, tile::<T, Plain, 4, 16>);
+    gemm_tiles::<T, 4, 16>(GemmShape { m, n, k }, &a.panels, b, b_transposed, c, tile::<T, Plain, 4, 16>);
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn gemm_acc_avx2<T: Real>(m: usize, n: usize, k: usize, ap: &[T], b: &[T], b_transposed: bool, c: &mut [T]) {
-    gemm_tiles::<T, 4, 16>(m, n, k, ap, b, b_transposed, c, tile::<T, Fused, 4, 16>);
+unsafe fn gemm_acc_avx2<T: Real>(shape: GemmShape, ap: &[T], b: &[T], b_transposed: bool, c: &mut [T]) {
+    gemm_tiles::<T, 4, 16>(shape, ap, b, b_transposed, c, tile::<T, Fused, 4, 16>);
 }
 
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn gemm_tiles<T: Real, const MR: usize, const NR: usize>(
+/// The dimensions of one `C (m × n) += A (m × k) · B (k × n)` of [`gemm_acc`].
+#[derive(Clone, Copy)]
+struct GemmShape {
     m: usize,
     n: usize,
     k: usize,
+}
+
+#[inline(always)]
+fn gemm_tiles<T: Real, const MR: usize, const NR: usize>(
+    shape: GemmShape,
     ap: &[T],
     b: &[T],
     b_transposed: bool,
     c: &mut [T],
     tile: impl Fn(&[T], &[T]) -> [[T; NR]; MR],
 ) {
+    let GemmShape { m, n, k } = shape;
     // Pack each NR-column panel of B (`[k][NR]`) so the kernel reads it contiguously; partial
     // tiles need no special case (a last panel's columns past n hold stale values, but their
     // accumulators are never written to C).
