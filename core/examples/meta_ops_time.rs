@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use bilevel_core::cpu::CpuBackend;
 use bilevel_core::gpu::{GpuBackend, GpuOptions};
-use bilevel_core::meta::{ImageBatch, MetaBackend, View, ViewMut};
+use bilevel_core::meta::{BnLayer, Conv3x3, ImageBatch, MetaBackend, View, ViewMut};
 use bilevel_core::Backend;
 
 fn time<B: MetaBackend>(be: &B, b: ImageBatch, c_out: usize, iters: usize) {
@@ -35,11 +35,13 @@ fn time<B: MetaBackend>(be: &B, b: ImageBatch, c_out: usize, iters: usize) {
         sync(&sentinel);
         println!("{name:>22}: {:.4} s", t0.elapsed().as_secs_f64() / iters as f64);
     };
-    run("conv forward", &mut || be.conv3x3(&x, b, c_out, View::shared(&p), true, &mut y, false));
-    run("conv input grad", &mut || be.conv3x3_input_grad(&dy, b, c_out, View::shared(&p), &mut dx, false));
-    run("conv param grad", &mut || be.conv3x3_param_grad(&x, &dy, b, c_out, ViewMut::shared(&mut g), false));
+    run("conv forward", &mut || be.conv3x3(&x, Conv3x3 { batch: b, c_out, accumulate: false }, View::shared(&p), true, &mut y));
+    run("conv input grad", &mut || be.conv3x3_input_grad(&dy, Conv3x3 { batch: b, c_out, accumulate: false }, View::shared(&p), &mut dx));
+    run("conv param grad", &mut || be.conv3x3_param_grad(&x, &dy, Conv3x3 { batch: b, c_out, accumulate: false }, ViewMut::shared(&mut g)));
     run("bn forward", &mut || be.batch_norm(&dy, o, View::shared(&bnp), &mut y, &mut stats));
-    run("bn backward", &mut || be.batch_norm_backward(&dy, &y, o, View::shared(&bnp), &stats, &mut dx, ViewMut::shared(&mut bg)));
+    run("bn backward", &mut || {
+        be.batch_norm_backward(&dy, &y, BnLayer { batch: o, params: View::shared(&bnp), stats: &stats }, &mut dx, ViewMut::shared(&mut bg))
+    });
     run("relu_maxpool", &mut || be.relu_maxpool(&y, o, &mut pooled));
 }
 

@@ -31,7 +31,7 @@ use std::fmt;
 use serde::{Serialize, Serializer};
 
 use crate::backend::{Backend, Rows};
-use crate::problems::Problem;
+use crate::problems::{NeumannStep, Problem};
 use crate::sampler::Sampler;
 use crate::{Coef, Error, Result};
 
@@ -585,7 +585,7 @@ impl<'a, B: Backend, P: Problem<B> + ?Sized> Checker<'a, B, P> {
         let eta = step_size(&r_host, &hr);
         let (mut r_step, _) = self.upload(&r_host).await?;
         let mut scratch = self.nan(dim_y);
-        self.p.neumann_step(self.be, &self.xv, &self.yv, &mut r_step, eta, train, &mut scratch);
+        self.p.neumann_step(self.be, &self.xv, &self.yv, &mut r_step, NeumannStep { eta, rows: train }, &mut scratch);
         let taken = sub(&self.be.read_vector(&r_step).await?, &r_host);
         let unfused: Vec<f64> = hr.iter().map(|e| -eta * e).collect();
         push(Oracle::NeumannStep, vector_error(&taken, &unfused, "neumann_step result", "inner_hvp"));

@@ -11,7 +11,7 @@ use bilevel_core::cpu::CpuBackend;
 use bilevel_core::problems::glm::{Glm, GlmData, HyperKind};
 use bilevel_core::problems::ridge::RidgeData;
 use bilevel_core::problems::synthetic::SyntheticSpec;
-use bilevel_core::problems::Problem;
+use bilevel_core::problems::{NeumannStep, Problem};
 use bilevel_core::sampler::Sampler;
 use bilevel_core::{check_oracles, check_oracles_with, Backend, Error, GlmBackend, Rows};
 use common::{block, gpu, randn};
@@ -253,11 +253,10 @@ impl Problem<Cpu> for Faulty<'_> {
         x: &Vec<f64>,
         y: &Vec<f64>,
         r: &mut Vec<f64>,
-        eta: f64,
-        rows: Rows<'_, Vec<u32>>,
+        step: NeumannStep<'_, Vec<u32>>,
         scratch: &mut Vec<f64>,
     ) {
-        self.p.neumann_step(be, x, y, r, eta, rows, scratch);
+        self.p.neumann_step(be, x, y, r, step, scratch);
         if self.fault == Fault::NeumannStep {
             r[0] += 1e-3;
         }

@@ -9,26 +9,24 @@ mod common;
 
 use std::sync::OnceLock;
 
-use bilevel_core::backend::{HostMatrix, LossKind, Reg};
+use bilevel_core::backend::{HostMatrix, LossKind, Reg, TmatmulOut};
 use bilevel_core::cpu::{CpuBackend, Real, ThreadedPath};
 use bilevel_core::problems::synthetic::SyntheticSpec;
 use bilevel_core::sampler::Sampler;
 use bilevel_core::{Backend, Coef, Rows};
 use common::{randn, rel_err};
 
-/// Naive `Z = X_B W` and `scale·X_Bᵀ E + coef·e^λ∘V` on the host matrix.
-#[allow(clippy::too_many_arguments)]
-fn naive(
-    x: &HostMatrix,
-    rows: &[usize],
-    w: &[f64],
-    e: &[f64],
-    c: usize,
-    scale: f64,
-    lam: &[f64],
-    v: &[f64],
+/// The penalty term `coef·e^λ∘V` that [`naive`] adds to `scale·X_Bᵀ E` (the host form of
+/// [`Reg::ExpLambda`]).
+struct ExpLambda<'a> {
+    lam: &'a [f64],
+    v: &'a [f64],
     coef: f64,
-) -> (Vec<f64>, Vec<f64>) {
+}
+
+/// Naive `Z = X_B W` and `scale·X_Bᵀ E + coef·e^λ∘V` on the host matrix.
+fn naive(x: &HostMatrix, rows: &[usize], w: &[f64], e: &[f64], c: usize, scale: f64, reg: ExpLambda<'_>) -> (Vec<f64>, Vec<f64>) {
+    let ExpLambda { lam, v, coef } = reg;
     let d = x.shape().1;
     let mut z = vec![0.0; rows.len() * c];
     let mut out: Vec<f64> = (0..d * c).map(|t| coef * lam[t / c].exp() * v[t]).collect();
@@ -104,7 +102,7 @@ fn check_products_here<T: Real>(be: &CpuBackend<T>, x: &HostMatrix, batch: Optio
     let rows: Vec<usize> = batch.map_or((0..n).collect(), |b| b.iter().map(|&r| r as usize).collect());
     let (w, lam, v) = (spread(1, d * c, 1.0), spread(2, d, 0.3), spread(3, d * c, 1.0));
     let e = spread(4, rows.len() * c, 1.0);
-    let (z_ref, out_ref) = naive(x, &rows, &w, &e, c, 0.7, &lam, &v, 0.2);
+    let (z_ref, out_ref) = naive(x, &rows, &w, &e, c, 0.7, ExpLambda { lam: &lam, v: &v, coef: 0.2 });
     let xm = be.matrix_from(x, "X");
     let idx = batch.map(|b| be.indices(b));
     let sel = match &idx {
@@ -118,15 +116,22 @@ fn check_products_here<T: Real>(be: &CpuBackend<T>, x: &HostMatrix, batch: Optio
     assert!(rel_err(&read(&z), &z_ref) < tol, "{what}: gather_matmul");
     let mut out = be.zeros(d * c, "out");
     assert_paths(be, paths.tmatmul, 1, &format!("{what}: gather_tmatmul"), || {
-        be.gather_tmatmul(&xm, sel, &ev, c, 0.7, Reg::ExpLambda { lambda: &lv, v: &vv, coef: 0.2 }, &mut out)
+        be.gather_tmatmul(&xm, sel, &ev, c, TmatmulOut { scale: 0.7, reg: Reg::ExpLambda { lambda: &lv, v: &vv, coef: 0.2 } }, &mut out)
     });
     assert!(rel_err(&read(&out), &out_ref) < tol, "{what}: gather_tmatmul");
     // The in-place form: out ← (1 + 0.2 e^λ)·v + 0.7 X_Bᵀ E.
     let mut inplace = be.vector_from(&v, "V");
     assert_paths(be, paths.tmatmul, 1, &format!("{what}: in-place gather_tmatmul"), || {
-        be.gather_tmatmul(&xm, sel, &ev, c, 0.7, Reg::Decay { lambda: Some(&lv), exp_coef: 0.2, const_coef: 1.0 }, &mut inplace)
+        be.gather_tmatmul(
+            &xm,
+            sel,
+            &ev,
+            c,
+            TmatmulOut { scale: 0.7, reg: Reg::Decay { lambda: Some(&lv), exp_coef: 0.2, const_coef: 1.0 } },
+            &mut inplace,
+        )
     });
-    let (_, scattered) = naive(x, &rows, &w, &e, c, 0.7, &lam, &vec![0.0; d * c], 0.0);
+    let (_, scattered) = naive(x, &rows, &w, &e, c, 0.7, ExpLambda { lam: &lam, v: &vec![0.0; d * c], coef: 0.0 });
     let want: Vec<f64> = (0..d * c).map(|t| (1.0 + 0.2 * lam[t / c].exp()) * v[t] + scattered[t]).collect();
     assert!(rel_err(&read(&inplace), &want) < tol, "{what}: in-place gather_tmatmul");
 }

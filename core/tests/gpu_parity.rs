@@ -5,7 +5,7 @@
 mod common;
 
 use bilevel_core::algorithms::{AlgKind, Hyper};
-use bilevel_core::backend::{HostMatrix, LossKind, LossRows, Reg};
+use bilevel_core::backend::{HostMatrix, LossKind, LossRows, Reg, TmatmulOut};
 use bilevel_core::cpu::CpuBackend;
 use bilevel_core::optim::AdamStep;
 use bilevel_core::outer::{OuterLoop, OuterOpt};
@@ -96,15 +96,29 @@ fn kernel_outputs<B: GlmBackend>(be: &B, n: usize, rows: usize, seed: u64) -> Ve
         for (label, sel) in [("all", Rows::All), ("batch", Rows::Batch(&batch))] {
             be.gather_matmul(&mat, sel, &w, c, &mut z);
             read(&mut out, &format!("{kind} gather_matmul {label}"), &z);
-            be.gather_tmatmul(&mat, sel, &e, c, 0.3, Reg::None, &mut g);
+            be.gather_tmatmul(&mat, sel, &e, c, TmatmulOut { scale: 0.3, reg: Reg::None }, &mut g);
             read(&mut out, &format!("{kind} gather_tmatmul {label}"), &g);
-            be.gather_tmatmul(&mat, sel, &e, c, 0.3, Reg::ExpLambda { lambda: &lam, v: &w, coef: 0.7 }, &mut g);
+            be.gather_tmatmul(&mat, sel, &e, c, TmatmulOut { scale: 0.3, reg: Reg::ExpLambda { lambda: &lam, v: &w, coef: 0.7 } }, &mut g);
             read(&mut out, &format!("{kind} gather_tmatmul {label} exp-lambda reg"), &g);
-            be.gather_tmatmul(&mat, sel, &e, c, 0.3, Reg::Scaled { v: &w, coef: 0.2 }, &mut g);
+            be.gather_tmatmul(&mat, sel, &e, c, TmatmulOut { scale: 0.3, reg: Reg::Scaled { v: &w, coef: 0.2 } }, &mut g);
             read(&mut out, &format!("{kind} gather_tmatmul {label} scaled reg"), &g);
-            be.gather_tmatmul(&mat, sel, &e, c, -0.4, Reg::Decay { lambda: Some(&lam), exp_coef: -0.1, const_coef: 1.0 }, &mut g);
+            be.gather_tmatmul(
+                &mat,
+                sel,
+                &e,
+                c,
+                TmatmulOut { scale: -0.4, reg: Reg::Decay { lambda: Some(&lam), exp_coef: -0.1, const_coef: 1.0 } },
+                &mut g,
+            );
             read(&mut out, &format!("{kind} gather_tmatmul {label} in place, exp decay"), &g);
-            be.gather_tmatmul(&mat, sel, &e, c, 0.5, Reg::Decay { lambda: None, exp_coef: 0.0, const_coef: 0.9 }, &mut g);
+            be.gather_tmatmul(
+                &mat,
+                sel,
+                &e,
+                c,
+                TmatmulOut { scale: 0.5, reg: Reg::Decay { lambda: None, exp_coef: 0.0, const_coef: 0.9 } },
+                &mut g,
+            );
             read(&mut out, &format!("{kind} gather_tmatmul {label} in place, constant decay"), &g);
         }
     }

@@ -5,7 +5,7 @@
 mod common;
 
 use bilevel_core::cpu::CpuBackend;
-use bilevel_core::meta::{Gemm, ImageBatch, MetaBackend, View, ViewMut};
+use bilevel_core::meta::{BnLayer, Conv3x3, Dual, Gemm, ImageBatch, MetaBackend, SoftmaxCurvature, SoftmaxXent, SumRows, View, ViewMut};
 use bilevel_core::sampler::Sampler;
 use common::{randn, random_tasks, rel_err};
 
@@ -89,14 +89,20 @@ fn conv3x3_forward_matches_direct_convolution_and_its_gradients_match_finite_dif
         let r = randn(&mut s, out_len, 1.0);
         let forward = |x: &[f64], p: &[f64]| {
             let mut out = vec![f64::NAN; out_len];
-            be.conv3x3(&x.to_vec(), BATCH, C_OUT, View { buf: &p.to_vec(), offset: 0, stride }, true, &mut out, false);
+            be.conv3x3(
+                &x.to_vec(),
+                Conv3x3 { batch: BATCH, c_out: C_OUT, accumulate: false },
+                View { buf: &p.to_vec(), offset: 0, stride },
+                true,
+                &mut out,
+            );
             out
         };
         let out = forward(&x, &p);
         assert!(rel_err(&out, &naive_conv(&x, BATCH, C_OUT, &p, stride)) < 1e-14, "conv forward");
         // Accumulate adds, bias = false leaves the bias out.
         let mut acc = out.clone();
-        be.conv3x3(&x, BATCH, C_OUT, View { buf: &p, offset: 0, stride }, false, &mut acc, true);
+        be.conv3x3(&x, Conv3x3 { batch: BATCH, c_out: C_OUT, accumulate: true }, View { buf: &p, offset: 0, stride }, false, &mut acc);
         let mut nobias = p.clone();
         for blk in 0..blocks {
             nobias[blk * plen + C_OUT * BATCH.channels * 9..(blk + 1) * plen].fill(0.0);
@@ -106,20 +112,25 @@ fn conv3x3_forward_matches_direct_convolution_and_its_gradients_match_finite_dif
 
         let loss = |x: &[f64], p: &[f64]| dotv(&r, &forward(x, p));
         let mut dx = vec![f64::NAN; BATCH.len()];
-        be.conv3x3_input_grad(&r, BATCH, C_OUT, View { buf: &p, offset: 0, stride }, &mut dx, false);
+        be.conv3x3_input_grad(&r, Conv3x3 { batch: BATCH, c_out: C_OUT, accumulate: false }, View { buf: &p, offset: 0, stride }, &mut dx);
         assert!(rel_err(&dx, &fd_grad(|x| loss(x, &p), &x)) < 1e-8, "conv input grad (per_task {per_task})");
         // The parameter gradient lands at an offset, leaving the rest of the buffer alone.
         let mut g = vec![7.0; 5 + blocks * plen];
-        be.conv3x3_param_grad(&x, &r, BATCH, C_OUT, ViewMut { buf: &mut g, offset: 5, stride }, false);
+        be.conv3x3_param_grad(
+            &x,
+            &r,
+            Conv3x3 { batch: BATCH, c_out: C_OUT, accumulate: false },
+            ViewMut { buf: &mut g, offset: 5, stride },
+        );
         assert_eq!(&g[..5], &[7.0; 5]);
         assert!(rel_err(&g[5..], &fd_grad(|p| loss(&x, p), &p)) < 1e-8, "conv param grad (per_task {per_task})");
         // Accumulating doubles.
         let once = g.clone();
-        be.conv3x3_param_grad(&x, &r, BATCH, C_OUT, ViewMut { buf: &mut g, offset: 5, stride }, true);
+        be.conv3x3_param_grad(&x, &r, Conv3x3 { batch: BATCH, c_out: C_OUT, accumulate: true }, ViewMut { buf: &mut g, offset: 5, stride });
         let doubled: Vec<f64> = once[5..].iter().map(|v| 2.0 * v).collect();
         assert!(rel_err(&g[5..], &doubled) < 1e-14);
         let mut dx2 = dx.clone();
-        be.conv3x3_input_grad(&r, BATCH, C_OUT, View { buf: &p, offset: 0, stride }, &mut dx2, true);
+        be.conv3x3_input_grad(&r, Conv3x3 { batch: BATCH, c_out: C_OUT, accumulate: true }, View { buf: &p, offset: 0, stride }, &mut dx2);
         let doubled: Vec<f64> = dx.iter().map(|v| 2.0 * v).collect();
         assert!(rel_err(&dx2, &doubled) < 1e-14);
     }
@@ -177,9 +188,7 @@ fn batch_norm_forward_statistics_and_backward_match_definitions_and_finite_diffe
         be.batch_norm_backward(
             &x,
             &r,
-            BATCH,
-            View { buf: &p, offset: 0, stride },
-            &stats,
+            BnLayer { batch: BATCH, params: View { buf: &p, offset: 0, stride }, stats: &stats },
             &mut dx,
             ViewMut { buf: &mut g, offset: 3, stride },
         );
@@ -189,7 +198,12 @@ fn batch_norm_forward_statistics_and_backward_match_definitions_and_finite_diffe
         // Tangents: directional derivatives of the forward and of the backward.
         let (rx, rp, rr) = (randn(&mut s, BATCH.len(), 1.0), randn(&mut s, p.len(), 1.0), randn(&mut s, BATCH.len(), 1.0));
         let mut ry = vec![f64::NAN; BATCH.len()];
-        be.batch_norm_tangent(&x, &rx, BATCH, View { buf: &p, offset: 0, stride }, View { buf: &rp, offset: 0, stride }, &stats, &mut ry);
+        be.batch_norm_tangent(
+            Dual { value: &x, tangent: &rx },
+            BnLayer { batch: BATCH, params: View { buf: &p, offset: 0, stride }, stats: &stats },
+            View { buf: &rp, offset: 0, stride },
+            &mut ry,
+        );
         let (nx, np) = (x.len(), p.len());
         let joint: Vec<f64> = x.iter().chain(&p).chain(&r).copied().collect();
         let dir: Vec<f64> = rx.iter().chain(&rp).chain(&rr).copied().collect();
@@ -203,9 +217,7 @@ fn batch_norm_forward_statistics_and_backward_match_definitions_and_finite_diffe
             be.batch_norm_backward(
                 &xz,
                 &dyz,
-                BATCH,
-                View { buf: &pz, offset: 0, stride },
-                &st,
+                BnLayer { batch: BATCH, params: View { buf: &pz, offset: 0, stride }, stats: &st },
                 &mut dx,
                 ViewMut { buf: &mut g, offset: 0, stride },
             );
@@ -214,14 +226,10 @@ fn batch_norm_forward_statistics_and_backward_match_definitions_and_finite_diffe
         let mut rdx = vec![f64::NAN; nx];
         let mut rg = vec![f64::NAN; np];
         be.batch_norm_backward_tangent(
-            &x,
-            &rx,
-            &r,
-            &rr,
-            BATCH,
-            View { buf: &p, offset: 0, stride },
+            Dual { value: &x, tangent: &rx },
+            Dual { value: &r, tangent: &rr },
+            BnLayer { batch: BATCH, params: View { buf: &p, offset: 0, stride }, stats: &stats },
             View { buf: &rp, offset: 0, stride },
-            &stats,
             &mut rdx,
             ViewMut { buf: &mut rg, offset: 0, stride },
         );
@@ -331,7 +339,7 @@ fn gemm_row_bias_and_row_sums_match_naive_loops_with_strides_and_transposes() {
     }
     let o0 = randn(&mut s, tasks * cols, 1.0);
     let mut o = o0.clone();
-    be.sum_rows(tasks, rows, cols, 2.0, View::per_task(&e, rows * cols), 0.5, ViewMut::per_task(&mut o, cols));
+    be.sum_rows(SumRows { tasks, rows, cols, alpha: 2.0, beta: 0.5 }, View::per_task(&e, rows * cols), ViewMut::per_task(&mut o, cols));
     for t in 0..tasks {
         for j in 0..cols {
             let sum: f64 = (0..rows).map(|i| e[t * rows * cols + i * cols + j]).sum();
@@ -351,7 +359,7 @@ fn softmax_xent_gradient_stats_and_curvature_match_finite_differences() {
     let scale = 0.37;
     let eval = |z: &[f64]| {
         let (mut p, mut g, mut st) = (vec![f64::NAN; n], vec![f64::NAN; n], vec![f64::NAN; 2 * tasks]);
-        be.softmax_xent(tasks, rows, classes, &z.to_vec(), &labels, scale, &mut p, Some(&mut g), &mut st);
+        be.softmax_xent(SoftmaxXent { tasks, rows, classes, scale }, &z.to_vec(), &labels, &mut p, Some(&mut g), &mut st);
         (p, g, st)
     };
     let (p, g, st) = eval(&z);
@@ -370,10 +378,10 @@ fn softmax_xent_gradient_stats_and_curvature_match_finite_differences() {
     }
     let u = randn(&mut s, n, 1.0);
     let mut m = vec![f64::NAN; n];
-    be.softmax_curvature(tasks * rows, classes, &p, &u, scale, &mut m, false);
+    be.softmax_curvature(SoftmaxCurvature { rows: tasks * rows, classes, scale, accumulate: false }, &p, &u, &mut m);
     assert!(rel_err(&m, &fd_dir(|z| eval(z).1, &z, &u)) < 1e-7);
     let mut m2 = m.clone();
-    be.softmax_curvature(tasks * rows, classes, &p, &u, scale, &mut m2, true);
+    be.softmax_curvature(SoftmaxCurvature { rows: tasks * rows, classes, scale, accumulate: true }, &p, &u, &mut m2);
     let doubled: Vec<f64> = m.iter().map(|v| 2.0 * v).collect();
     assert!(rel_err(&m2, &doubled) < 1e-14);
 }
@@ -553,13 +561,13 @@ fn meta_outputs<B: MetaBackend>(be: &B) -> Vec<(String, Vec<f64>)> {
         let p = up(&randn(&mut s, blocks * plen, 0.3));
         let dy = up(&randn(&mut s, h.len(), 1.0));
         let mut y = be.zeros(h.len(), "y");
-        be.conv3x3(&x, b, c_out, View { buf: &p, offset: 0, stride }, true, &mut y, false);
+        be.conv3x3(&x, Conv3x3 { batch: b, c_out, accumulate: false }, View { buf: &p, offset: 0, stride }, true, &mut y);
         out.push((format!("conv3x3 per_task {per_task}"), read(&y)));
         let mut dx = be.zeros(b.len(), "dx");
-        be.conv3x3_input_grad(&dy, b, c_out, View { buf: &p, offset: 0, stride }, &mut dx, false);
+        be.conv3x3_input_grad(&dy, Conv3x3 { batch: b, c_out, accumulate: false }, View { buf: &p, offset: 0, stride }, &mut dx);
         out.push((format!("conv3x3_input_grad per_task {per_task}"), read(&dx)));
         let mut g = be.zeros(blocks * plen, "g");
-        be.conv3x3_param_grad(&x, &dy, b, c_out, ViewMut { buf: &mut g, offset: 0, stride }, false);
+        be.conv3x3_param_grad(&x, &dy, Conv3x3 { batch: b, c_out, accumulate: false }, ViewMut { buf: &mut g, offset: 0, stride });
         out.push((format!("conv3x3_param_grad per_task {per_task}"), read(&g)));
 
         let bstride = if per_task { 2 * c_out } else { 0 };
@@ -573,21 +581,23 @@ fn meta_outputs<B: MetaBackend>(be: &B) -> Vec<(String, Vec<f64>)> {
         let (mut bdx, mut bg) = (be.zeros(h.len(), "bn dx"), be.zeros(blocks * 2 * c_out, "bn g"));
         let bv = View { buf: &bnp, offset: 0, stride: bstride };
         let rbv = View { buf: &rbnp, offset: 0, stride: bstride };
-        be.batch_norm_backward(&y, &dy, h, bv, &stats, &mut bdx, ViewMut { buf: &mut bg, offset: 0, stride: bstride });
+        be.batch_norm_backward(
+            &y,
+            &dy,
+            BnLayer { batch: h, params: bv, stats: &stats },
+            &mut bdx,
+            ViewMut { buf: &mut bg, offset: 0, stride: bstride },
+        );
         out.push((format!("batch_norm_backward dx per_task {per_task}"), read(&bdx)));
         out.push((format!("batch_norm_backward dparams per_task {per_task}"), read(&bg)));
         let mut ry = be.zeros(h.len(), "bn ry");
-        be.batch_norm_tangent(&y, &rx, h, bv, rbv, &stats, &mut ry);
+        be.batch_norm_tangent(Dual { value: &y, tangent: &rx }, BnLayer { batch: h, params: bv, stats: &stats }, rbv, &mut ry);
         out.push((format!("batch_norm_tangent per_task {per_task}"), read(&ry)));
         be.batch_norm_backward_tangent(
-            &y,
-            &rx,
-            &dy,
-            &rdy,
-            h,
-            bv,
+            Dual { value: &y, tangent: &rx },
+            Dual { value: &dy, tangent: &rdy },
+            BnLayer { batch: h, params: bv, stats: &stats },
             rbv,
-            &stats,
             &mut bdx,
             ViewMut { buf: &mut bg, offset: 0, stride: bstride },
         );
@@ -617,19 +627,19 @@ fn meta_outputs<B: MetaBackend>(be: &B) -> Vec<(String, Vec<f64>)> {
     be.add_row_bias(tasks, m, n, View::per_task(&bb, n), ViewMut::per_task(&mut c, m * n));
     out.push(("add_row_bias".into(), read(&c)));
     let mut o = up(&randn(&mut s, tasks * n, 1.0));
-    be.sum_rows(tasks, m, n, 0.5, View::per_task(&c, m * n), -1.5, ViewMut::per_task(&mut o, n));
+    be.sum_rows(SumRows { tasks, rows: m, cols: n, alpha: 0.5, beta: -1.5 }, View::per_task(&c, m * n), ViewMut::per_task(&mut o, n));
     out.push(("sum_rows".into(), read(&o)));
     let (rows, classes) = (7, 5);
     let z = up(&randn(&mut s, tasks * rows * classes, 2.0));
     let labels = up(&(0..tasks * rows).map(|i| (i % classes) as f64).collect::<Vec<_>>());
     let (mut pr, mut gr, mut st) =
         (be.zeros(tasks * rows * classes, "p"), be.zeros(tasks * rows * classes, "g"), be.zeros(2 * tasks, "st"));
-    be.softmax_xent(tasks, rows, classes, &z, &labels, 0.3, &mut pr, Some(&mut gr), &mut st);
+    be.softmax_xent(SoftmaxXent { tasks, rows, classes, scale: 0.3 }, &z, &labels, &mut pr, Some(&mut gr), &mut st);
     out.push(("softmax_xent probs".into(), read(&pr)));
     out.push(("softmax_xent grad".into(), read(&gr)));
     out.push(("softmax_xent stats".into(), read(&st)));
     let u = up(&randn(&mut s, tasks * rows * classes, 1.0));
-    be.softmax_curvature(tasks * rows, classes, &pr, &u, 0.7, &mut gr, true);
+    be.softmax_curvature(SoftmaxCurvature { rows: tasks * rows, classes, scale: 0.7, accumulate: true }, &pr, &u, &mut gr);
     out.push(("softmax_curvature".into(), read(&gr)));
 
     for alg in [MetaAlg::ItdBio, MetaAlg::Anil, MetaAlg::Maml { first_order: false }, MetaAlg::Maml { first_order: true }] {

@@ -8,7 +8,7 @@
 mod common;
 
 use bilevel_core::cpu::CpuBackend;
-use bilevel_core::meta::{Gemm, ImageBatch, MetaBackend, View, ViewMut};
+use bilevel_core::meta::{BnLayer, Conv3x3, Dual, Gemm, ImageBatch, MetaBackend, SoftmaxCurvature, SoftmaxXent, SumRows, View, ViewMut};
 use bilevel_core::sampler::Sampler;
 use common::{block, gpu, randn, random_tasks, rel_err};
 
@@ -51,22 +51,22 @@ fn conv_outputs<B: MetaBackend>(be: &B, c_out: usize, seed: u64) -> Outputs {
         let view = View { buf: &params, offset, stride };
         let tag = format!("c_out {c_out}, stride {stride}");
         let mut y = nans(be, out_len, "y");
-        be.conv3x3(&x, batch, c_out, view, true, &mut y, false);
+        be.conv3x3(&x, Conv3x3 { batch, c_out, accumulate: false }, view, true, &mut y);
         read(be, &mut out, format!("conv forward ({tag})"), &y);
-        be.conv3x3(&x, batch, c_out, view, false, &mut y, true);
+        be.conv3x3(&x, Conv3x3 { batch, c_out, accumulate: true }, view, false, &mut y);
         read(be, &mut out, format!("conv forward accumulated, no bias ({tag})"), &y);
         let mut dx = nans(be, batch.len(), "dx");
-        be.conv3x3_input_grad(&dy, batch, c_out, view, &mut dx, false);
+        be.conv3x3_input_grad(&dy, Conv3x3 { batch, c_out, accumulate: false }, view, &mut dx);
         read(be, &mut out, format!("conv input grad ({tag})"), &dx);
-        be.conv3x3_input_grad(&dy, batch, c_out, view, &mut dx, true);
+        be.conv3x3_input_grad(&dy, Conv3x3 { batch, c_out, accumulate: true }, view, &mut dx);
         read(be, &mut out, format!("conv input grad accumulated ({tag})"), &dx);
         // The gradient lands at an offset, the entries around it untouched.
         let glen = offset + blocks * stride.max(plen);
         let mut g = be.vector_from(&vec![1.5; glen], "grad");
-        be.conv3x3_param_grad(&x, &dy, batch, c_out, ViewMut { buf: &mut g, offset, stride }, true);
+        be.conv3x3_param_grad(&x, &dy, Conv3x3 { batch, c_out, accumulate: true }, ViewMut { buf: &mut g, offset, stride });
         read(be, &mut out, format!("conv param grad accumulated ({tag})"), &g);
         let mut g = nans(be, glen, "grad");
-        be.conv3x3_param_grad(&x, &dy, batch, c_out, ViewMut { buf: &mut g, offset, stride }, false);
+        be.conv3x3_param_grad(&x, &dy, Conv3x3 { batch, c_out, accumulate: false }, ViewMut { buf: &mut g, offset, stride });
         let gv = block(be.read_vector(&g)).unwrap();
         // Only the gradient blocks are written: the NaNs before and between them stay.
         assert!(gv[..offset].iter().all(|v| v.is_nan()), "conv param grad wrote before its view");
@@ -119,16 +119,23 @@ fn batch_norm_outputs<B: MetaBackend>(be: &B, batch: ImageBatch, seed: u64) -> O
         read(be, &mut out, format!("bn stats ({tag})"), &stats);
         let glen = offset + blocks * stride.max(2 * c);
         let (mut dx, mut g) = (nans(be, n, "dx"), nans(be, glen, "grad"));
-        be.batch_norm_backward(&x, &dy, batch, view, &stats, &mut dx, ViewMut { buf: &mut g, offset, stride });
+        be.batch_norm_backward(&x, &dy, BnLayer { batch, params: view, stats: &stats }, &mut dx, ViewMut { buf: &mut g, offset, stride });
         read(be, &mut out, format!("bn backward dx ({tag})"), &dx);
         let gv = block(be.read_vector(&g)).unwrap();
         let grads: Vec<f64> = (0..blocks).flat_map(|b| gv[offset + b * stride..offset + b * stride + 2 * c].to_vec()).collect();
         out.push((format!("bn backward dγ dβ ({tag})"), grads));
         let mut ry = nans(be, n, "ry");
-        be.batch_norm_tangent(&x, &rx, batch, view, rview, &stats, &mut ry);
+        be.batch_norm_tangent(Dual { value: &x, tangent: &rx }, BnLayer { batch, params: view, stats: &stats }, rview, &mut ry);
         read(be, &mut out, format!("bn tangent ({tag})"), &ry);
         let (mut rdx, mut rg) = (nans(be, n, "rdx"), nans(be, glen, "rgrad"));
-        be.batch_norm_backward_tangent(&x, &rx, &dy, &rdy, batch, view, rview, &stats, &mut rdx, ViewMut { buf: &mut rg, offset, stride });
+        be.batch_norm_backward_tangent(
+            Dual { value: &x, tangent: &rx },
+            Dual { value: &dy, tangent: &rdy },
+            BnLayer { batch, params: view, stats: &stats },
+            rview,
+            &mut rdx,
+            ViewMut { buf: &mut rg, offset, stride },
+        );
         read(be, &mut out, format!("bn backward tangent Rdx ({tag})"), &rdx);
         let rv = block(be.read_vector(&rg)).unwrap();
         let rgrads: Vec<f64> = (0..blocks).flat_map(|b| rv[offset + b * stride..offset + b * stride + 2 * c].to_vec()).collect();
@@ -158,7 +165,7 @@ fn per_task_workgroups_spill_past_65535() {
         let labels: Vec<f64> = (0..tasks).map(|t| (t % classes) as f64).collect();
         let labels = be.vector_from(&labels, "labels");
         let (mut probs, mut stats) = (nans(be, tasks * classes, "probs"), nans(be, 2 * tasks, "stats"));
-        be.softmax_xent(tasks, rows, classes, &z, &labels, 1.0, &mut probs, None, &mut stats);
+        be.softmax_xent(SoftmaxXent { tasks, rows, classes, scale: 1.0 }, &z, &labels, &mut probs, None, &mut stats);
         let mut out = Outputs::new();
         read(be, &mut out, "softmax_xent stats, 65,600 tasks".into(), &stats);
         out
@@ -249,12 +256,8 @@ fn head_outputs<B: MetaBackend>(be: &B, seed: u64) -> Outputs {
         let o0 = if beta == 0.0 { vec![f64::NAN; 4 + tasks * cols] } else { randn(&mut s, 4 + tasks * cols, 1.0) };
         let mut o = be.vector_from(&o0, "out");
         be.sum_rows(
-            tasks,
-            rows,
-            cols,
-            -0.8,
+            SumRows { tasks, rows, cols, alpha: -0.8, beta },
             View { buf: &e, offset: 3, stride: rows * cols },
-            beta,
             ViewMut { buf: &mut o, offset: 4, stride: cols },
         );
         let ov = block(be.read_vector(&o)).unwrap();
@@ -280,15 +283,15 @@ fn xent_outputs<B: MetaBackend>(be: &B, seed: u64) -> Outputs {
     let labels: Vec<f64> = (0..tasks * rows).map(|_| s.below(classes) as f64).collect();
     let labels = be.vector_from(&labels, "labels");
     let (mut probs, mut grad, mut stats) = (nans(be, n, "probs"), nans(be, n, "grad"), nans(be, 2 * tasks, "stats"));
-    be.softmax_xent(tasks, rows, classes, &z, &labels, 0.37, &mut probs, Some(&mut grad), &mut stats);
+    be.softmax_xent(SoftmaxXent { tasks, rows, classes, scale: 0.37 }, &z, &labels, &mut probs, Some(&mut grad), &mut stats);
     read(be, &mut out, "softmax_xent probs".into(), &probs);
     read(be, &mut out, "softmax_xent grad".into(), &grad);
     read(be, &mut out, "softmax_xent stats".into(), &stats);
     let u = be.vector_from(&randn(&mut s, n, 1.0), "u");
     let mut m = nans(be, n, "curvature");
-    be.softmax_curvature(tasks * rows, classes, &probs, &u, 0.6, &mut m, false);
+    be.softmax_curvature(SoftmaxCurvature { rows: tasks * rows, classes, scale: 0.6, accumulate: false }, &probs, &u, &mut m);
     read(be, &mut out, "softmax_curvature".into(), &m);
-    be.softmax_curvature(tasks * rows, classes, &probs, &u, -0.2, &mut m, true);
+    be.softmax_curvature(SoftmaxCurvature { rows: tasks * rows, classes, scale: -0.2, accumulate: true }, &probs, &u, &mut m);
     read(be, &mut out, "softmax_curvature accumulated".into(), &m);
     out
 }

@@ -10,7 +10,7 @@
 
 use super::{implicit_hypergradient, inner_descent, Adjoint, Algorithm, Hyper, InnerSteps, Schedule, Step};
 use crate::backend::{Backend, Rows};
-use crate::problems::Problem;
+use crate::problems::{NeumannStep, Problem};
 
 /// BSA's workspaces (the inner gradient and the random-length Neumann estimator) and settings.
 pub struct Bsa<B: Backend> {
@@ -72,7 +72,7 @@ impl<B: Backend> RandomNeumann<B> {
         for _ in 0..q {
             // r ← (I − η H_{B_j}) r on a fresh training batch B_j.
             let b_j = be.indices(&rng.train_batch(p.n_train(), hyper.batch_size));
-            p.neumann_step(be, x, y, &mut self.r, hyper.eta, Rows::Batch(&b_j), &mut self.hr);
+            p.neumann_step(be, x, y, &mut self.r, NeumannStep { eta: hyper.eta, rows: Rows::Batch(&b_j) }, &mut self.hr);
         }
         let d_g = be.indices(&rng.train_batch(p.n_train(), hyper.batch_size));
         let c = hyper.q as f64 * hyper.eta;

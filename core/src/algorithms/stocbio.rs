@@ -23,7 +23,7 @@ use serde::Serialize;
 
 use super::{implicit_hypergradient, inner_descent, Adjoint, Algorithm, Hyper, InnerSteps, Step};
 use crate::backend::{Backend, Coef, Rows};
-use crate::problems::Problem;
+use crate::problems::{NeumannStep, Problem};
 use crate::sampler::Sampler;
 
 /// A version of the reference code's stocBiO (the paper's algorithm is the plain [`StocBiO`]).
@@ -96,7 +96,7 @@ impl<B: Backend> StocBiO<B> {
         // Truncated Neumann series for H⁻¹ v_0, a fresh training batch B_j per HVP.
         for _ in 0..big_q {
             let b_j = be.indices(&rng.train_batch(p.n_train(), batch_size));
-            p.neumann_step(be, x, y, &mut self.r, eta, Rows::Batch(&b_j), &mut self.hr);
+            p.neumann_step(be, x, y, &mut self.r, NeumannStep { eta, rows: Rows::Batch(&b_j) }, &mut self.hr);
             be.axpy(Coef::c(1.0), &self.r, &mut self.sum);
         }
 
@@ -141,7 +141,7 @@ impl<B: Backend> StocBiO<B> {
             Reference::V1 => be.axpby(Coef::c(eta), &self.r, Coef::c(0.0), &mut self.sum),
         }
         for _ in 0..big_q {
-            val.neumann_step(be, x, y, &mut self.r, eta, Rows::Batch(hvp_batch), &mut self.hr);
+            val.neumann_step(be, x, y, &mut self.r, NeumannStep { eta, rows: Rows::Batch(hvp_batch) }, &mut self.hr);
             be.axpy(Coef::c(1.0), &self.r, &mut self.sum);
         }
         if version == Reference::Head {

@@ -4,7 +4,7 @@
 //! ([`GlmBackend::glm_batch`]). A problem that needs them says so with a `B: GlmBackend` bound;
 //! one that does not (a user's own problem) runs on any [`Backend`].
 
-use super::{Backend, Reg, Rows};
+use super::{Backend, Reg, Rows, TmatmulOut};
 
 /// The loss of a generalised linear model, row by row (`z` a row of predictions, `t` its target).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -143,7 +143,7 @@ pub fn glm_batch_unfused<B: GlmBackend + ?Sized>(
             be.loss_curvature(data.losses(), z, u, scales.row, e);
         }
     }
-    be.gather_tmatmul(x, rows, e, c, scales.out, reg, out);
+    be.gather_tmatmul(x, rows, e, c, TmatmulOut { scale: scales.out, reg }, out);
 }
 
 /// The GLM operations every shipped backend implements on top of [`Backend`].

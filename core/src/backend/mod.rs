@@ -119,6 +119,15 @@ pub enum Reg<'a, B: Backend + ?Sized> {
     },
 }
 
+/// What [`Backend::gather_tmatmul`] writes to `out`: the product `X_Bᵀ E` times `scale`, plus
+/// the regulariser term `reg`.
+pub struct TmatmulOut<'a, B: Backend + ?Sized> {
+    /// The factor of the product `X_Bᵀ E`.
+    pub scale: f64,
+    /// The penalty term added (or, [`Reg::Decay`], the in-place decay of `out`).
+    pub reg: Reg<'a, B>,
+}
+
 /// The largest fraction of non-zero entries at which [`HostMatrix::by_density`] stores a matrix
 /// as CSR: a sparse product costs about twice a dense one per stored entry (an index per value,
 /// W's rows read out of order), so CSR pays below about half; a third leaves a margin.
@@ -314,17 +323,16 @@ pub trait Backend {
     /// `Z[k, :] = X[row_k, :] · W` for the batch's rows, with `W` a `d × c` row-major matrix
     /// (feature-major: row j holds the c class weights of feature j) and `Z` a `b × c` one.
     fn gather_matmul(&self, x: &Self::Matrix, rows: Rows<'_, Self::Indices>, w: &Self::Vector, c: usize, z: &mut Self::Vector);
-    /// `out = scale · X_Bᵀ E + reg`, with `E` a `b × c` matrix of the batch's rows and `out` `d × c`
-    /// (with [`Reg::Decay`], `out` is also read: an in-place update).
-    #[allow(clippy::too_many_arguments)]
+    /// `out = scale · X_Bᵀ E + reg` (`scale` and `reg` from `terms`), with `E` a `b × c` matrix
+    /// of the batch's rows and `out` `d × c` (with [`Reg::Decay`], `out` is also read: an
+    /// in-place update).
     fn gather_tmatmul(
         &self,
         x: &Self::Matrix,
         rows: Rows<'_, Self::Indices>,
         e: &Self::Vector,
         c: usize,
-        scale: f64,
-        reg: Reg<'_, Self>,
+        terms: TmatmulOut<'_, Self>,
         out: &mut Self::Vector,
     );
 

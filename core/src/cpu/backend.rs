@@ -5,7 +5,9 @@ use std::cell::Cell;
 use std::future::{ready, Future};
 
 use super::*;
-use crate::backend::{glm_batch_unfused, Backend, Coef, GlmBackend, GlmRows, GlmScales, HostMatrix, LossRows, Reg, RowTerm, Rows};
+use crate::backend::{
+    glm_batch_unfused, Backend, Coef, GlmBackend, GlmRows, GlmScales, HostMatrix, LossRows, Reg, RowTerm, Rows, TmatmulOut,
+};
 use crate::optim::AdamStep;
 use crate::Result;
 
@@ -172,10 +174,10 @@ impl<T: Real> Backend for CpuBackend<T> {
         rows: Rows<'_, Vec<u32>>,
         e: &Vec<T>,
         c: usize,
-        scale: f64,
-        reg: Reg<'_, Self>,
+        terms: TmatmulOut<'_, Self>,
         out: &mut Vec<T>,
     ) {
+        let TmatmulOut { scale, reg } = terms;
         let x = x.for_rows(rows);
         let b = x.batch_len(rows);
         let d = x.cols();

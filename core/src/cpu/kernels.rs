@@ -389,6 +389,7 @@ multiversion! {
 
 /// [`csr_scatter`] for `C` classes, the next batch row fetched while this one is added.
 #[inline(always)]
+// csr_scatter's argument list passed through: raw CSR slices, as every CPU kernel takes them.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn csr_scatter_rows<T: Real, M: MulAdd, const C: usize>(
     indptr: &[u32],

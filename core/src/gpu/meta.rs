@@ -4,95 +4,55 @@
 use super::kernels::batch_norm::{self, Fields, Mode};
 use super::kernels::{conv, gemm, pool, xent};
 use super::{GpuBackend, GpuVector};
-use crate::meta::{Gemm, ImageBatch, MetaBackend, View, ViewMut};
+use crate::meta::{BnLayer, Conv3x3, Dual, Gemm, ImageBatch, MetaBackend, SoftmaxCurvature, SoftmaxXent, SumRows, View, ViewMut};
 
 impl MetaBackend for GpuBackend {
-    fn conv3x3(
-        &self,
-        x: &GpuVector,
-        batch: ImageBatch,
-        c_out: usize,
-        params: View<'_, GpuVector>,
-        bias: bool,
-        out: &mut GpuVector,
-        accumulate: bool,
-    ) {
-        conv::forward(self, x, batch, c_out, params, bias, out, accumulate)
+    fn conv3x3(&self, x: &GpuVector, conv: Conv3x3, params: View<'_, GpuVector>, bias: bool, out: &mut GpuVector) {
+        conv::forward(self, x, conv, params, bias, out)
     }
 
-    fn conv3x3_input_grad(
-        &self,
-        dy: &GpuVector,
-        batch: ImageBatch,
-        c_out: usize,
-        params: View<'_, GpuVector>,
-        dx: &mut GpuVector,
-        accumulate: bool,
-    ) {
-        conv::input_grad(self, dy, batch, c_out, params, dx, accumulate)
+    fn conv3x3_input_grad(&self, dy: &GpuVector, conv: Conv3x3, params: View<'_, GpuVector>, dx: &mut GpuVector) {
+        conv::input_grad(self, dy, conv, params, dx)
     }
 
-    fn conv3x3_param_grad(
-        &self,
-        x: &GpuVector,
-        dy: &GpuVector,
-        batch: ImageBatch,
-        c_out: usize,
-        grad: ViewMut<'_, GpuVector>,
-        accumulate: bool,
-    ) {
-        conv::param_grad(self, x, dy, batch, c_out, grad, accumulate)
+    fn conv3x3_param_grad(&self, x: &GpuVector, dy: &GpuVector, conv: Conv3x3, grad: ViewMut<'_, GpuVector>) {
+        conv::param_grad(self, x, dy, conv, grad)
     }
 
     fn batch_norm(&self, x: &GpuVector, batch: ImageBatch, params: View<'_, GpuVector>, y: &mut GpuVector, stats: &mut GpuVector) {
         batch_norm::stats(self, x, batch, stats);
-        let f = Fields { x, rx: None, dy: None, rdy: None, stats };
-        batch_norm::apply(self, Mode::Forward, batch, f, params, None, y, None)
+        let f = Fields { x, rx: None, dy: None, rdy: None };
+        batch_norm::apply(self, Mode::Forward, BnLayer { batch, params, stats }, f, None, y, None)
     }
 
     fn batch_norm_backward(
         &self,
         x: &GpuVector,
         dy: &GpuVector,
-        batch: ImageBatch,
-        params: View<'_, GpuVector>,
-        stats: &GpuVector,
+        layer: BnLayer<'_, GpuVector>,
         dx: &mut GpuVector,
         grad: ViewMut<'_, GpuVector>,
     ) {
-        let f = Fields { x, rx: None, dy: Some(dy), rdy: None, stats };
-        batch_norm::apply(self, Mode::Backward, batch, f, params, None, dx, Some(grad))
+        let f = Fields { x, rx: None, dy: Some(dy), rdy: None };
+        batch_norm::apply(self, Mode::Backward, layer, f, None, dx, Some(grad))
     }
 
-    fn batch_norm_tangent(
-        &self,
-        x: &GpuVector,
-        rx: &GpuVector,
-        batch: ImageBatch,
-        params: View<'_, GpuVector>,
-        rparams: View<'_, GpuVector>,
-        stats: &GpuVector,
-        ry: &mut GpuVector,
-    ) {
-        let f = Fields { x, rx: Some(rx), dy: None, rdy: None, stats };
-        batch_norm::apply(self, Mode::Tangent, batch, f, params, Some(rparams), ry, None)
+    fn batch_norm_tangent(&self, x: Dual<'_, GpuVector>, layer: BnLayer<'_, GpuVector>, rparams: View<'_, GpuVector>, ry: &mut GpuVector) {
+        let f = Fields { x: x.value, rx: Some(x.tangent), dy: None, rdy: None };
+        batch_norm::apply(self, Mode::Tangent, layer, f, Some(rparams), ry, None)
     }
 
     fn batch_norm_backward_tangent(
         &self,
-        x: &GpuVector,
-        rx: &GpuVector,
-        dy: &GpuVector,
-        rdy: &GpuVector,
-        batch: ImageBatch,
-        params: View<'_, GpuVector>,
+        x: Dual<'_, GpuVector>,
+        dy: Dual<'_, GpuVector>,
+        layer: BnLayer<'_, GpuVector>,
         rparams: View<'_, GpuVector>,
-        stats: &GpuVector,
         rdx: &mut GpuVector,
         rgrad: ViewMut<'_, GpuVector>,
     ) {
-        let f = Fields { x, rx: Some(rx), dy: Some(dy), rdy: Some(rdy), stats };
-        batch_norm::apply(self, Mode::BackwardTangent, batch, f, params, Some(rparams), rdx, Some(rgrad))
+        let f = Fields { x: x.value, rx: Some(x.tangent), dy: Some(dy.value), rdy: Some(dy.tangent) };
+        batch_norm::apply(self, Mode::BackwardTangent, layer, f, Some(rparams), rdx, Some(rgrad))
     }
 
     fn relu_maxpool(&self, x: &GpuVector, batch: ImageBatch, y: &mut GpuVector) {
@@ -115,35 +75,23 @@ impl MetaBackend for GpuBackend {
         gemm::add_row_bias(self, tasks, rows, cols, bias, c)
     }
 
-    fn sum_rows(&self, tasks: usize, rows: usize, cols: usize, alpha: f64, e: View<'_, GpuVector>, beta: f64, out: ViewMut<'_, GpuVector>) {
-        gemm::sum_rows(self, tasks, rows, cols, alpha, e, beta, out)
+    fn sum_rows(&self, s: SumRows, e: View<'_, GpuVector>, out: ViewMut<'_, GpuVector>) {
+        gemm::sum_rows(self, s, e, out)
     }
 
     fn softmax_xent(
         &self,
-        tasks: usize,
-        rows: usize,
-        classes: usize,
+        x: SoftmaxXent,
         z: &GpuVector,
         labels: &GpuVector,
-        scale: f64,
         probs: &mut GpuVector,
         grad: Option<&mut GpuVector>,
         stats: &mut GpuVector,
     ) {
-        xent::softmax_xent(self, tasks, rows, classes, z, labels, scale, probs, grad, stats)
+        xent::softmax_xent(self, x, z, labels, probs, grad, stats)
     }
 
-    fn softmax_curvature(
-        &self,
-        rows: usize,
-        classes: usize,
-        p: &GpuVector,
-        u: &GpuVector,
-        scale: f64,
-        out: &mut GpuVector,
-        accumulate: bool,
-    ) {
-        xent::softmax_curvature(self, rows, classes, p, u, scale, out, accumulate)
+    fn softmax_curvature(&self, c: SoftmaxCurvature, p: &GpuVector, u: &GpuVector, out: &mut GpuVector) {
+        xent::softmax_curvature(self, c, p, u, out)
     }
 }

@@ -30,7 +30,7 @@ use std::future::Future;
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 
-use crate::backend::{Backend, Coef, GlmBackend, HostMatrix, LossRows, Reg, Rows};
+use crate::backend::{Backend, Coef, GlmBackend, HostMatrix, LossRows, Rows, TmatmulOut};
 use crate::{Error, Result};
 pub use bilevel_shaders::WORKGROUP_SIZE;
 /// For [`kernel_params!`](crate::kernel_params), so a user crate needs no bytemuck of its own.
@@ -775,13 +775,12 @@ impl Backend for GpuBackend {
         rows: Rows<'_, GpuIndices>,
         e: &GpuVector,
         c: usize,
-        scale: f64,
-        reg: Reg<'_, Self>,
+        terms: TmatmulOut<'_, Self>,
         out: &mut GpuVector,
     ) {
         match x {
-            GpuMatrix::Dense { .. } => kernels::dense::gather_tmatmul(self, x, rows, e, c, scale, reg, out),
-            GpuMatrix::Sparse { .. } => kernels::sparse::gather_tmatmul(self, x, rows, e, c, scale, reg, out),
+            GpuMatrix::Dense { .. } => kernels::dense::gather_tmatmul(self, x, rows, e, c, terms, out),
+            GpuMatrix::Sparse { .. } => kernels::sparse::gather_tmatmul(self, x, rows, e, c, terms, out),
         }
     }
 }

@@ -7,7 +7,9 @@
 #[cfg(target_arch = "x86_64")]
 use crate::cpu::{as_f32, as_f32_mut, Fused};
 use crate::cpu::{axpy_slice, chunked, dot_shifted_kernel as dot_shifted, sum_kernel as sum, to_t, CpuBackend, MulAdd, Plain, Real};
-use crate::meta::ops::{Gemm, ImageBatch, MetaBackend, View, ViewMut, BN_EPS};
+use crate::meta::ops::{
+    BnLayer, Conv3x3, Dual, Gemm, ImageBatch, MetaBackend, SoftmaxCurvature, SoftmaxXent, SumRows, View, ViewMut, BN_EPS,
+};
 
 /// `f(i)` for `i < n`, on the rayon pool when `work` is large (natively), collected in order.
 fn map_range<R: Send>(n: usize, work: usize, f: impl Fn(usize) -> R + Sync + Send) -> Vec<R> {
@@ -128,37 +130,43 @@ fn gemm_acc<T: Real>(a: &PackedA<T>, n: usize, b: &[T], b_transposed: bool, c: &
         if a.mr == 8 {
             if let (Some(ap), Some(b), Some(c)) = (as_f32(&a.panels), as_f32(b), as_f32_mut(c)) {
                 // SAFETY: `PackedA` chose 8-row panels only where the CPU has AVX-512F.
-                gemm_tiles::<f32, 8, 32>(m, n, k, ap, b, b_transposed, c, |ap, bp| unsafe { avx512::tile_8x32(ap, bp) });
+                gemm_tiles::<f32, 8, 32>(GemmShape { m, n, k }, ap, b, b_transposed, c, |ap, bp| unsafe { avx512::tile_8x32(ap, bp) });
                 return;
             }
         }
         if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
             // SAFETY: the CPU has AVX2 and FMA (checked just above).
-            unsafe { gemm_acc_avx2(m, n, k, &a.panels, b, b_transposed, c) };
+            unsafe { gemm_acc_avx2(GemmShape { m, n, k }, &a.panels, b, b_transposed, c) };
             return;
         }
     }
-    gemm_tiles::<T, 4, 16>(m, n, k, &a.panels, b, b_transposed, c, tile::<T, Plain, 4, 16>);
+    gemm_tiles::<T, 4, 16>(GemmShape { m, n, k }, &a.panels, b, b_transposed, c, tile::<T, Plain, 4, 16>);
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn gemm_acc_avx2<T: Real>(m: usize, n: usize, k: usize, ap: &[T], b: &[T], b_transposed: bool, c: &mut [T]) {
-    gemm_tiles::<T, 4, 16>(m, n, k, ap, b, b_transposed, c, tile::<T, Fused, 4, 16>);
+unsafe fn gemm_acc_avx2<T: Real>(shape: GemmShape, ap: &[T], b: &[T], b_transposed: bool, c: &mut [T]) {
+    gemm_tiles::<T, 4, 16>(shape, ap, b, b_transposed, c, tile::<T, Fused, 4, 16>);
 }
 
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn gemm_tiles<T: Real, const MR: usize, const NR: usize>(
+/// The dimensions of one `C (m × n) += A (m × k) · B (k × n)` of [`gemm_acc`].
+#[derive(Clone, Copy)]
+struct GemmShape {
     m: usize,
     n: usize,
     k: usize,
+}
+
+#[inline(always)]
+fn gemm_tiles<T: Real, const MR: usize, const NR: usize>(
+    shape: GemmShape,
     ap: &[T],
     b: &[T],
     b_transposed: bool,
     c: &mut [T],
     tile: impl Fn(&[T], &[T]) -> [[T; NR]; MR],
 ) {
+    let GemmShape { m, n, k } = shape;
     // Pack each NR-column panel of B (`[k][NR]`) so the kernel reads it contiguously; partial
     // tiles need no special case (a last panel's columns past n hold stale values, but their
     // accumulators are never written to C).
@@ -370,16 +378,8 @@ fn pool_planes<T: Real>(batch: ImageBatch, y: &mut [T], f: impl Fn(usize, &mut [
 }
 
 impl<T: Real> MetaBackend for CpuBackend<T> {
-    fn conv3x3(
-        &self,
-        x: &Vec<T>,
-        batch: ImageBatch,
-        c_out: usize,
-        params: View<'_, Vec<T>>,
-        bias: bool,
-        out: &mut Vec<T>,
-        accumulate: bool,
-    ) {
+    fn conv3x3(&self, x: &Vec<T>, conv: Conv3x3, params: View<'_, Vec<T>>, bias: bool, out: &mut Vec<T>) {
+        let Conv3x3 { batch, c_out, accumulate } = conv;
         let (hw, k) = (batch.height * batch.width, batch.channels * 9);
         let out_len = c_out * hw;
         assert!(x.len() >= batch.len() && out.len() >= batch.images() * out_len, "conv3x3: shape mismatch");
@@ -410,15 +410,8 @@ impl<T: Real> MetaBackend for CpuBackend<T> {
         });
     }
 
-    fn conv3x3_input_grad(
-        &self,
-        dy: &Vec<T>,
-        batch: ImageBatch,
-        c_out: usize,
-        params: View<'_, Vec<T>>,
-        dx: &mut Vec<T>,
-        accumulate: bool,
-    ) {
+    fn conv3x3_input_grad(&self, dy: &Vec<T>, conv: Conv3x3, params: View<'_, Vec<T>>, dx: &mut Vec<T>) {
+        let Conv3x3 { batch, c_out, accumulate } = conv;
         let (hw, k) = (batch.height * batch.width, batch.channels * 9);
         let img = batch.image_len();
         assert!(dy.len() >= batch.images() * c_out * hw && dx.len() >= batch.len(), "conv3x3_input_grad: shape mismatch");
@@ -442,7 +435,8 @@ impl<T: Real> MetaBackend for CpuBackend<T> {
         });
     }
 
-    fn conv3x3_param_grad(&self, x: &Vec<T>, dy: &Vec<T>, batch: ImageBatch, c_out: usize, grad: ViewMut<'_, Vec<T>>, accumulate: bool) {
+    fn conv3x3_param_grad(&self, x: &Vec<T>, dy: &Vec<T>, conv: Conv3x3, grad: ViewMut<'_, Vec<T>>) {
+        let Conv3x3 { batch, c_out, accumulate } = conv;
         let (hw, k) = (batch.height * batch.width, batch.channels * 9);
         let img = batch.image_len();
         assert!(dy.len() >= batch.images() * c_out * hw && x.len() >= batch.len(), "conv3x3_param_grad: shape mismatch");
@@ -489,16 +483,8 @@ impl<T: Real> MetaBackend for CpuBackend<T> {
         });
     }
 
-    fn batch_norm_backward(
-        &self,
-        x: &Vec<T>,
-        dy: &Vec<T>,
-        batch: ImageBatch,
-        params: View<'_, Vec<T>>,
-        stats: &Vec<T>,
-        dx: &mut Vec<T>,
-        grad: ViewMut<'_, Vec<T>>,
-    ) {
+    fn batch_norm_backward(&self, x: &Vec<T>, dy: &Vec<T>, layer: BnLayer<'_, Vec<T>>, dx: &mut Vec<T>, grad: ViewMut<'_, Vec<T>>) {
+        let BnLayer { batch, params, stats } = layer;
         let c = batch.channels;
         let m = to_t::<T>((batch.per_task * batch.height * batch.width) as f64);
         let sum_dy = group_reduce(batch, |r, _| sum(&dy[r]));
@@ -522,16 +508,8 @@ impl<T: Real> MetaBackend for CpuBackend<T> {
         write_bn_grad(batch, &sum_dy_xhat, &sum_dy, grad);
     }
 
-    fn batch_norm_tangent(
-        &self,
-        x: &Vec<T>,
-        rx: &Vec<T>,
-        batch: ImageBatch,
-        params: View<'_, Vec<T>>,
-        rparams: View<'_, Vec<T>>,
-        stats: &Vec<T>,
-        ry: &mut Vec<T>,
-    ) {
+    fn batch_norm_tangent(&self, x: Dual<'_, Vec<T>>, layer: BnLayer<'_, Vec<T>>, rparams: View<'_, Vec<T>>, ry: &mut Vec<T>) {
+        let (Dual { value: x, tangent: rx }, BnLayer { batch, params, stats }) = (x, layer);
         let c = batch.channels;
         let m = to_t::<T>((batch.per_task * batch.height * batch.width) as f64);
         let sum_rx = group_reduce(batch, |r, _| sum(&rx[r]));
@@ -553,17 +531,15 @@ impl<T: Real> MetaBackend for CpuBackend<T> {
 
     fn batch_norm_backward_tangent(
         &self,
-        x: &Vec<T>,
-        rx: &Vec<T>,
-        dy: &Vec<T>,
-        rdy: &Vec<T>,
-        batch: ImageBatch,
-        params: View<'_, Vec<T>>,
+        x: Dual<'_, Vec<T>>,
+        dy: Dual<'_, Vec<T>>,
+        layer: BnLayer<'_, Vec<T>>,
         rparams: View<'_, Vec<T>>,
-        stats: &Vec<T>,
         rdx: &mut Vec<T>,
         rgrad: ViewMut<'_, Vec<T>>,
     ) {
+        let (Dual { value: x, tangent: rx }, Dual { value: dy, tangent: rdy }) = (x, dy);
+        let BnLayer { batch, params, stats } = layer;
         let c = batch.channels;
         let m = to_t::<T>((batch.per_task * batch.height * batch.width) as f64);
         // Group sums (x_c = x − μ; x̂ = s·x_c).
@@ -684,7 +660,8 @@ impl<T: Real> MetaBackend for CpuBackend<T> {
         }
     }
 
-    fn sum_rows(&self, tasks: usize, rows: usize, cols: usize, alpha: f64, e: View<'_, Vec<T>>, beta: f64, out: ViewMut<'_, Vec<T>>) {
+    fn sum_rows(&self, s: SumRows, e: View<'_, Vec<T>>, out: ViewMut<'_, Vec<T>>) {
+        let SumRows { tasks, rows, cols, alpha, beta } = s;
         let (al, be) = (to_t::<T>(alpha), to_t::<T>(beta));
         for t in 0..tasks {
             let et = block(&e, t, rows * cols);
@@ -699,16 +676,14 @@ impl<T: Real> MetaBackend for CpuBackend<T> {
 
     fn softmax_xent(
         &self,
-        tasks: usize,
-        rows: usize,
-        classes: usize,
+        x: SoftmaxXent,
         z: &Vec<T>,
         labels: &Vec<T>,
-        scale: f64,
         probs: &mut Vec<T>,
         mut grad: Option<&mut Vec<T>>,
         stats: &mut Vec<T>,
     ) {
+        let SoftmaxXent { tasks, rows, classes, scale } = x;
         let sc = to_t::<T>(scale);
         for t in 0..tasks {
             let (mut loss, mut correct) = (T::zero(), T::zero());
@@ -743,7 +718,8 @@ impl<T: Real> MetaBackend for CpuBackend<T> {
         }
     }
 
-    fn softmax_curvature(&self, rows: usize, classes: usize, p: &Vec<T>, u: &Vec<T>, scale: f64, out: &mut Vec<T>, accumulate: bool) {
+    fn softmax_curvature(&self, c: SoftmaxCurvature, p: &Vec<T>, u: &Vec<T>, out: &mut Vec<T>) {
+        let SoftmaxCurvature { rows, classes, scale, accumulate } = c;
         let sc = to_t::<T>(scale);
         for r in 0..rows {
             let (pr, ur) = (&p[r * classes..(r + 1) * classes], &u[r * classes..(r + 1) * classes]);

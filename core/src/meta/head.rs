@@ -7,7 +7,7 @@
 //! the mean cross-entropy over the support rows.
 
 use crate::backend::Coef;
-use crate::meta::ops::{Gemm, MetaBackend, View, ViewMut};
+use crate::meta::ops::{Gemm, MetaBackend, SoftmaxCurvature, SoftmaxXent, SumRows, View, ViewMut};
 
 /// Sizes of one meta-batch at the head.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,7 +54,15 @@ fn head_step<B: MetaBackend>(be: &B, s: &HeadShape, alpha: f64, e: &B::Vector, r
     let g = Gemm { tasks: s.tasks, m: s.ways, n: s.d, k: rows, trans_a: true, trans_b: false, alpha: -alpha, beta: 1.0 };
     be.gemm(g, View::per_task(e, rows * s.ways), x, ViewMut::per_task(&mut *head, s.head_len()));
     let out = ViewMut { buf: head, offset: s.ways * s.d, stride: s.head_len() };
-    be.sum_rows(s.tasks, rows, s.ways, -alpha, View::per_task(e, rows * s.ways), 1.0, out);
+    be.sum_rows(SumRows { tasks: s.tasks, rows, cols: s.ways, alpha: -alpha, beta: 1.0 }, View::per_task(e, rows * s.ways), out);
+}
+
+/// The class labels (stored as reals, task-major) of every task's support and query rows.
+pub struct SetLabels<'a, V> {
+    /// One label per support row.
+    pub support: &'a V,
+    /// One label per query row.
+    pub query: &'a V,
 }
 
 /// The inner adaptation's record: the heads `A_k` (k = 0..N), the support probabilities `P_k`
@@ -102,17 +110,16 @@ impl<B: MetaBackend> Adaptation<B> {
 /// Inner loop: `A_0 = init` (shared, stride 0, or per task), then for k < N
 /// `A_{k+1} = A_k − α E_kᵀ S`, `b_{k+1} = b_k − α E_kᵀ1`; finally the query's probabilities,
 /// residual `scale_q·(P_q − Y_q)` and statistics at `A_N`.
-#[allow(clippy::too_many_arguments)]
 pub fn adapt<B: MetaBackend>(
     be: &B,
     feats: &B::Vector,
     init: View<'_, B::Vector>,
-    labels_s: &B::Vector,
-    labels_q: &B::Vector,
+    labels: SetLabels<'_, B::Vector>,
     alpha: f64,
     scale_q: f64,
     ad: &mut Adaptation<B>,
 ) {
+    let SetLabels { support: labels_s, query: labels_q } = labels;
     let s = ad.shape;
     be.fill(Coef::c(0.0), &mut ad.heads[0]);
     be.add_row_bias(s.tasks, 1, s.head_len(), init, ViewMut::per_task(&mut ad.heads[0], s.head_len()));
@@ -120,12 +127,9 @@ pub fn adapt<B: MetaBackend>(
         let (done, next) = ad.heads.split_at_mut(k + 1);
         logits(be, &s, s.support(feats), s.ns, View::per_task(&done[k], s.head_len()), &mut ad.z_s);
         be.softmax_xent(
-            s.tasks,
-            s.ns,
-            s.ways,
+            SoftmaxXent { tasks: s.tasks, rows: s.ns, classes: s.ways, scale: 1.0 / s.ns as f64 },
             &ad.z_s,
             labels_s,
-            1.0 / s.ns as f64,
             &mut ad.probs[k],
             Some(&mut ad.resid[k]),
             &mut ad.stats_s,
@@ -135,7 +139,14 @@ pub fn adapt<B: MetaBackend>(
     }
     let last = &ad.heads[ad.steps()];
     logits(be, &s, s.query(feats), s.nq, View::per_task(last, s.head_len()), &mut ad.z_q);
-    be.softmax_xent(s.tasks, s.nq, s.ways, &ad.z_q, labels_q, scale_q, &mut ad.probs_q, Some(&mut ad.resid_q), &mut ad.stats_q);
+    be.softmax_xent(
+        SoftmaxXent { tasks: s.tasks, rows: s.nq, classes: s.ways, scale: scale_q },
+        &ad.z_q,
+        labels_q,
+        &mut ad.probs_q,
+        Some(&mut ad.resid_q),
+        &mut ad.stats_q,
+    );
 }
 
 /// Scratch for [`hypergradient`].
@@ -196,7 +207,12 @@ pub fn hypergradient<B: MetaBackend>(
     for k in (0..ad.steps()).rev() {
         // U = S Āᵀ + 1 b̄ᵀ, M = softmax curvature of P_k on U, over ns.
         logits(be, &s, s.support(feats), s.ns, View::per_task(&hb.head_bar, hl), &mut hb.u);
-        be.softmax_curvature(s.tasks * s.ns, s.ways, &ad.probs[k], &hb.u, 1.0 / s.ns as f64, &mut hb.m, false);
+        be.softmax_curvature(
+            SoftmaxCurvature { rows: s.tasks * s.ns, classes: s.ways, scale: 1.0 / s.ns as f64, accumulate: false },
+            &ad.probs[k],
+            &hb.u,
+            &mut hb.m,
+        );
         // S̄ += −α (E_k Ā + M A_k).
         let g = Gemm { tasks: s.tasks, m: s.ns, n: s.d, k: s.ways, trans_a: false, trans_b: false, alpha: -alpha, beta: 1.0 };
         be.gemm(

@@ -8,10 +8,10 @@
 //! their own files and call `head_only_meta_gradient`.
 
 use crate::backend::Coef;
-use crate::meta::head::{self, Adaptation, HeadBackward};
+use crate::meta::head::{self, Adaptation, HeadBackward, SetLabels};
 use crate::meta::learner::{sum_tasks, HeadOnlyWork, Learner, TaskBatch};
 use crate::meta::model::{self, Activations};
-use crate::meta::ops::{MetaBackend, View};
+use crate::meta::ops::{MetaBackend, View, ViewMut};
 
 /// The choices that distinguish ITD-BiO, FO-ITD-BiO and ANIL.
 #[derive(Clone, Copy, Debug)]
@@ -49,7 +49,8 @@ fn forward_and_adapt<B: MetaBackend>(be: &B, l: &mut Learner<B>, batch: &TaskBat
     let init = if random_init { View::per_task(&l.random_heads, s.head_len()) } else { View::shared(&l.head) };
     // The outer loss is the mean over tasks of each task's mean query cross-entropy.
     let scale_q = 1.0 / (s.nq * s.tasks) as f64;
-    head::adapt(be, w.act.features(), init, &batch.labels_s, &batch.labels_q, alpha, scale_q, &mut w.ad);
+    let labels = SetLabels { support: &batch.labels_s, query: &batch.labels_q };
+    head::adapt(be, w.act.features(), init, labels, alpha, scale_q, &mut w.ad);
 }
 
 /// The meta-step shared by ITD-BiO, FO-ITD-BiO and ANIL:
@@ -67,7 +68,7 @@ pub(crate) fn head_only_meta_gradient<B: MetaBackend>(be: &B, l: &mut Learner<B>
     forward_and_adapt(be, l, batch, &mut w, how.random_init);
     head::hypergradient(be, w.act.features(), &w.ad, l.cfg.inner_lr, !how.through_adaptation, &mut w.hb, &mut l.fbar);
     be.copy(&l.fbar, w.act.features_grad());
-    model::backward(be, &l.cfg.net, &batch.images, View::shared(&l.theta), &mut w.act, &mut l.grad_theta, 0, 0);
+    model::backward(be, &l.cfg.net, &batch.images, View::shared(&l.theta), &mut w.act, ViewMut::shared(&mut l.grad_theta));
     if how.learn_init {
         sum_tasks(be, l.cfg.meta_batch, l.cfg.net.head_len(), &w.hb.head_bar, &mut l.grad_head);
     } else {

@@ -6,7 +6,7 @@ use crate::backend::Coef;
 use crate::meta::head::{Adaptation, HeadBackward, HeadShape};
 use crate::meta::maml::MamlWork;
 use crate::meta::model::{Activations, Conv4};
-use crate::meta::ops::{MetaBackend, View};
+use crate::meta::ops::{MetaBackend, SumRows, View};
 use crate::meta::{anil, fo_itd_bio, itd_bio, maml};
 use crate::optim::{Adam, AdamSettings};
 use crate::sampler::Sampler;
@@ -336,7 +336,7 @@ impl<B: MetaBackend> Learner<B> {
 /// `out ← Σ_t x_t` for `tasks` blocks of `len` entries (a shared variable's gradient from
 /// per-task ones).
 pub(crate) fn sum_tasks<B: MetaBackend>(be: &B, tasks: usize, len: usize, x: &B::Vector, out: &mut B::Vector) {
-    be.sum_rows(1, tasks, len, 1.0, View::shared(x), 0.0, crate::meta::ViewMut::shared(out));
+    be.sum_rows(SumRows { tasks: 1, rows: tasks, cols: len, alpha: 1.0, beta: 0.0 }, View::shared(x), crate::meta::ViewMut::shared(out));
 }
 
 /// `out_t ← x` for every task (a shared variable broadcast into per-task blocks).

@@ -15,7 +15,7 @@ use crate::backend::Coef;
 use crate::meta::head::{self, HeadShape};
 use crate::meta::learner::{broadcast, sum_tasks, Learner, TaskBatch};
 use crate::meta::model::{self, Activations, Conv4};
-use crate::meta::ops::{Gemm, MetaBackend, View, ViewMut};
+use crate::meta::ops::{Gemm, MetaBackend, SoftmaxCurvature, SoftmaxXent, SumRows, View, ViewMut};
 
 /// Per-rows buffers of one forward/backward (support or query).
 struct Pass<B: MetaBackend> {
@@ -74,57 +74,82 @@ fn take_work<B: MetaBackend>(be: &B, l: &mut Learner<B>) -> MamlWork<B> {
     })
 }
 
-/// The loss `scale·Σ_rows CE` of every task at its own θ (per-task blocks of `net.total_len()`),
-/// and, when `grad` is given, its gradient w.r.t. θ per task.
-#[allow(clippy::too_many_arguments)]
+/// The loss `scale·Σ_rows CE` on one set (support or query) of every task's images.
+struct SetLoss<'a, B: MetaBackend> {
+    /// Tasks in the meta-batch.
+    tasks: usize,
+    /// The set's images, task-major.
+    images: &'a B::Vector,
+    /// One class label per image.
+    labels: &'a B::Vector,
+    /// The factor on the summed cross-entropy.
+    scale: f64,
+}
+
+/// Where and along what [`hvp`] takes its Hessian-vector products: per-task parameters θ and
+/// per-task directions v (blocks of `net.total_len()` each).
+struct HvpAt<'a, V> {
+    theta: &'a V,
+    v: &'a V,
+}
+
+/// The loss of every task at its own θ (per-task blocks of `net.total_len()`), and, when `grad`
+/// is given, its gradient w.r.t. θ per task.
 fn loss_grad<B: MetaBackend>(
     be: &B,
     net: &Conv4,
-    tasks: usize,
-    images: &B::Vector,
-    labels: &B::Vector,
+    loss: &SetLoss<'_, B>,
     theta: &B::Vector,
-    scale: f64,
     pass: &mut Pass<B>,
     grad: Option<&mut B::Vector>,
 ) {
+    let SetLoss { tasks, images, labels, scale } = *loss;
     let (p, bl, d, ways, rows) = (net.total_len(), net.backbone_len(), net.features(), net.ways, pass.rows);
     let hs = HeadShape { tasks, ns: rows, nq: 0, d, ways };
     let th = View::per_task(theta, p);
     model::forward(be, net, images, th, &mut pass.act);
     let feats = View::per_task(pass.act.features(), rows * d);
     head::logits(be, &hs, feats, rows, th.shifted(bl), &mut pass.z);
-    be.softmax_xent(tasks, rows, ways, &pass.z, labels, scale, &mut pass.probs, Some(&mut pass.resid), &mut pass.stats);
+    be.softmax_xent(
+        SoftmaxXent { tasks, rows, classes: ways, scale },
+        &pass.z,
+        labels,
+        &mut pass.probs,
+        Some(&mut pass.resid),
+        &mut pass.stats,
+    );
     let Some(grad) = grad else { return };
     let resid = View::per_task(&pass.resid, rows * ways);
     // Head: dA = Eᵀ F, db = Eᵀ1; features: dF = E A.
     let g = Gemm { tasks, m: ways, n: d, k: rows, trans_a: true, trans_b: false, alpha: 1.0, beta: 0.0 };
     be.gemm(g, resid, View::per_task(pass.act.features(), rows * d), ViewMut { buf: &mut *grad, offset: bl, stride: p });
-    be.sum_rows(tasks, rows, ways, 1.0, resid, 0.0, ViewMut { buf: &mut *grad, offset: bl + ways * d, stride: p });
+    be.sum_rows(
+        SumRows { tasks, rows, cols: ways, alpha: 1.0, beta: 0.0 },
+        resid,
+        ViewMut { buf: &mut *grad, offset: bl + ways * d, stride: p },
+    );
     let g = Gemm { tasks, m: rows, n: d, k: ways, trans_a: false, trans_b: false, alpha: 1.0, beta: 0.0 };
     be.gemm(g, resid, th.shifted(bl), ViewMut::per_task(pass.act.features_grad(), rows * d));
-    model::backward(be, net, images, th, &mut pass.act, grad, 0, p);
+    model::backward(be, net, images, th, &mut pass.act, ViewMut::per_task(grad, p));
 }
 
 /// `hv_t = H_t(θ_t) v_t`, the Hessian of `scale·Σ_rows CE` at each task's θ applied to its `v`,
-/// exactly: the forward and backward at θ, then their tangents along v.
-#[allow(clippy::too_many_arguments)]
+/// exactly: the forward and backward at θ (the gradient into `scratch`), then their tangents
+/// along v.
 fn hvp<B: MetaBackend>(
     be: &B,
     net: &Conv4,
-    tasks: usize,
-    images: &B::Vector,
-    labels: &B::Vector,
-    theta: &B::Vector,
-    v: &B::Vector,
-    scale: f64,
+    loss: &SetLoss<'_, B>,
+    at: HvpAt<'_, B::Vector>,
     pass: &mut Pass<B>,
     scratch: &mut B::Vector,
     hv: &mut B::Vector,
 ) {
+    let SetLoss { tasks, images, scale, .. } = *loss;
+    let HvpAt { theta, v } = at;
     let (p, bl, d, ways, rows) = (net.total_len(), net.backbone_len(), net.features(), net.ways, pass.rows);
     let hs = HeadShape { tasks, ns: rows, nq: 0, d, ways };
-    loss_grad(be, net, tasks, images, labels, theta, scale, pass, Some(scratch));
+    loss_grad(be, net, loss, theta, pass, Some(scratch));
     let (th, rv) = (View::per_task(theta, p), View::per_task(v, p));
     model::forward_tangent(be, net, images, th, rv, &mut pass.act);
     // RZ = F RAᵀ + 1 Rbᵀ + RF Aᵀ.
@@ -132,7 +157,12 @@ fn hvp<B: MetaBackend>(
     let g = Gemm { tasks, m: rows, n: ways, k: d, trans_a: false, trans_b: true, alpha: 1.0, beta: 1.0 };
     be.gemm(g, View::per_task(pass.act.features_tangent(), rows * d), th.shifted(bl), ViewMut::per_task(&mut pass.rz, rows * ways));
     // RE = scale·(diag P − P Pᵀ) RZ row by row.
-    be.softmax_curvature(tasks * rows, ways, &pass.probs, &pass.rz, scale, &mut pass.rresid, false);
+    be.softmax_curvature(
+        SoftmaxCurvature { rows: tasks * rows, classes: ways, scale, accumulate: false },
+        &pass.probs,
+        &pass.rz,
+        &mut pass.rresid,
+    );
     let (e, re) = (View::per_task(&pass.resid, rows * ways), View::per_task(&pass.rresid, rows * ways));
     // R dA = REᵀ F + Eᵀ RF,  R db = REᵀ1.
     let g = Gemm { tasks, m: ways, n: d, k: rows, trans_a: true, trans_b: false, alpha: 1.0, beta: 0.0 };
@@ -143,22 +173,26 @@ fn hvp<B: MetaBackend>(
         View::per_task(pass.act.features_tangent(), rows * d),
         ViewMut { buf: &mut *hv, offset: bl, stride: p },
     );
-    be.sum_rows(tasks, rows, ways, 1.0, re, 0.0, ViewMut { buf: &mut *hv, offset: bl + ways * d, stride: p });
+    be.sum_rows(
+        SumRows { tasks, rows, cols: ways, alpha: 1.0, beta: 0.0 },
+        re,
+        ViewMut { buf: &mut *hv, offset: bl + ways * d, stride: p },
+    );
     // R dF = RE A + E RA.
     let g = Gemm { tasks, m: rows, n: d, k: ways, trans_a: false, trans_b: false, alpha: 1.0, beta: 0.0 };
     be.gemm(g, re, th.shifted(bl), ViewMut::per_task(pass.act.features_grad_tangent(), rows * d));
     be.gemm(Gemm { beta: 1.0, ..g }, e, rv.shifted(bl), ViewMut::per_task(pass.act.features_grad_tangent(), rows * d));
-    model::backward_tangent(be, net, images, th, rv, &mut pass.act, hv, 0, p);
+    model::backward_tangent(be, net, images, th, rv, &mut pass.act, ViewMut::per_task(hv, p));
 }
 
 /// θ_{t,0} = θ, then N inner steps on each task's support: `θ_{t,k+1} = θ_{t,k} − α ∇L_S(θ_{t,k})`.
 fn adapt<B: MetaBackend>(be: &B, l: &Learner<B>, batch: &TaskBatch<B>, w: &mut MamlWork<B>) {
     let (net, t, alpha) = (l.cfg.net, l.cfg.meta_batch, l.cfg.inner_lr);
     broadcast(be, t, net.total_len(), &l.theta, &mut w.thetas[0]);
-    let scale_s = 1.0 / l.cfg.support_rows() as f64;
+    let support = SetLoss { tasks: t, images: &batch.support, labels: &batch.labels_s, scale: 1.0 / l.cfg.support_rows() as f64 };
     for k in 0..l.cfg.inner_steps {
         let (done, next) = w.thetas.split_at_mut(k + 1);
-        loss_grad(be, &net, t, &batch.support, &batch.labels_s, &done[k], scale_s, &mut w.support, Some(&mut w.scratch));
+        loss_grad(be, &net, &support, &done[k], &mut w.support, Some(&mut w.scratch));
         be.copy(&done[k], &mut next[0]);
         be.axpy(Coef::c(-alpha), &w.scratch, &mut next[0]);
     }
@@ -170,13 +204,13 @@ pub(crate) fn meta_gradient<B: MetaBackend>(be: &B, l: &mut Learner<B>, batch: &
     let (net, t, alpha, n) = (l.cfg.net, l.cfg.meta_batch, l.cfg.inner_lr, l.cfg.inner_steps);
     adapt(be, l, batch, &mut w);
     // g_N = ∇ of the mean over tasks of each task's mean query CE, at θ_{t,N}.
-    let scale_q = 1.0 / (l.cfg.query_rows() * t) as f64;
-    loss_grad(be, &net, t, &batch.query, &batch.labels_q, &w.thetas[n], scale_q, &mut w.query, Some(&mut w.g));
+    let query = SetLoss { tasks: t, images: &batch.query, labels: &batch.labels_q, scale: 1.0 / (l.cfg.query_rows() * t) as f64 };
+    loss_grad(be, &net, &query, &w.thetas[n], &mut w.query, Some(&mut w.g));
     be.copy(&w.query.stats, &mut w.stats_q);
     if !first_order {
-        let scale_s = 1.0 / l.cfg.support_rows() as f64;
+        let support = SetLoss { tasks: t, images: &batch.support, labels: &batch.labels_s, scale: 1.0 / l.cfg.support_rows() as f64 };
         for k in (0..n).rev() {
-            hvp(be, &net, t, &batch.support, &batch.labels_s, &w.thetas[k], &w.g, scale_s, &mut w.support, &mut w.scratch, &mut w.hv);
+            hvp(be, &net, &support, HvpAt { theta: &w.thetas[k], v: &w.g }, &mut w.support, &mut w.scratch, &mut w.hv);
             be.axpy(Coef::c(-alpha), &w.hv, &mut w.g);
         }
     }
@@ -189,8 +223,8 @@ pub(crate) fn adapt_and_query<B: MetaBackend>(be: &B, l: &mut Learner<B>, batch:
     let mut w = take_work(be, l);
     let (net, t, n) = (l.cfg.net, l.cfg.meta_batch, l.cfg.inner_steps);
     adapt(be, l, batch, &mut w);
-    let scale_q = 1.0 / (l.cfg.query_rows() * t) as f64;
-    loss_grad(be, &net, t, &batch.query, &batch.labels_q, &w.thetas[n], scale_q, &mut w.query, None);
+    let query = SetLoss { tasks: t, images: &batch.query, labels: &batch.labels_q, scale: 1.0 / (l.cfg.query_rows() * t) as f64 };
+    loss_grad(be, &net, &query, &w.thetas[n], &mut w.query, None);
     be.copy(&w.query.stats, &mut w.stats_q);
     l.maml = Some(w);
 }

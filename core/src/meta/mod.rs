@@ -21,5 +21,5 @@ pub mod ops;
 
 pub use learner::{HostTasks, Learner, MetaAlg, MetaConfig, TaskBatch};
 pub use model::Conv4;
-pub use ops::{Gemm, ImageBatch, MetaBackend, View, ViewMut};
+pub use ops::{BnLayer, Conv3x3, Dual, Gemm, ImageBatch, MetaBackend, SoftmaxCurvature, SoftmaxXent, SumRows, View, ViewMut};
 pub mod train;

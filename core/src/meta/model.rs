@@ -8,7 +8,7 @@
 //! `[hidden]`). The head (weight `[ways][D]`, bias `[ways]`) is a separate block; MAML keeps
 //! `θ = [backbone | head]` in one vector.
 
-use crate::meta::ops::{ImageBatch, MetaBackend, View, ViewMut};
+use crate::meta::ops::{BnLayer, Conv3x3, Dual, ImageBatch, MetaBackend, View, ViewMut};
 use crate::sampler::Sampler;
 
 /// The network's shape.
@@ -180,9 +180,10 @@ fn bn_view<'a, V>(net: &Conv4, theta: View<'a, V>, l: usize) -> View<'a, V> {
 pub fn forward<B: MetaBackend>(be: &B, net: &Conv4, images: &B::Vector, theta: View<'_, B::Vector>, act: &mut Activations<B>) {
     for l in 0..net.blocks {
         let b = net.block_input(l, act.tasks, act.per_task);
+        let conv = Conv3x3 { batch: b, c_out: net.hidden, accumulate: false };
         let (before, after) = act.pooled.split_at_mut(l);
         let x = if l == 0 { images } else { &before[l - 1] };
-        be.conv3x3(x, b, net.hidden, conv_view(net, theta, l), true, &mut act.conv[l], false);
+        be.conv3x3(x, conv, conv_view(net, theta, l), true, &mut act.conv[l]);
         let h = b.with_channels(net.hidden);
         be.batch_norm(&act.conv[l], h, bn_view(net, theta, l), &mut act.bn[l], &mut act.stats[l]);
         be.relu_maxpool(&act.bn[l], h, &mut after[0]);
@@ -190,29 +191,35 @@ pub fn forward<B: MetaBackend>(be: &B, net: &Conv4, images: &B::Vector, theta: V
 }
 
 /// The backbone's backward from `act.features_grad()` (set by the caller): parameter gradients
-/// into `grad` (stride 0: summed over all tasks; per task otherwise), overwritten.
-#[allow(clippy::too_many_arguments)]
+/// into the parameter blocks of `grad` (stride 0: summed over all tasks; per task otherwise),
+/// overwritten.
 pub fn backward<B: MetaBackend>(
     be: &B,
     net: &Conv4,
     images: &B::Vector,
     theta: View<'_, B::Vector>,
     act: &mut Activations<B>,
-    grad: &mut B::Vector,
-    grad_offset: usize,
-    grad_stride: usize,
+    grad: ViewMut<'_, B::Vector>,
 ) {
+    let ViewMut { buf: grad, offset: grad_offset, stride: grad_stride } = grad;
     for l in (0..net.blocks).rev() {
         let b = net.block_input(l, act.tasks, act.per_task);
+        let conv = Conv3x3 { batch: b, c_out: net.hidden, accumulate: false };
         let h = b.with_channels(net.hidden);
         be.relu_maxpool_backward(&act.bn[l], &act.d_out[l], h, &mut act.d_bn[l]);
         let g = ViewMut { buf: &mut *grad, offset: grad_offset + net.bn_offset(l), stride: grad_stride };
-        be.batch_norm_backward(&act.conv[l], &act.d_bn[l], h, bn_view(net, theta, l), &act.stats[l], &mut act.d_conv[l], g);
+        be.batch_norm_backward(
+            &act.conv[l],
+            &act.d_bn[l],
+            BnLayer { batch: h, params: bn_view(net, theta, l), stats: &act.stats[l] },
+            &mut act.d_conv[l],
+            g,
+        );
         let x = if l == 0 { images } else { &act.pooled[l - 1] };
         let g = ViewMut { buf: &mut *grad, offset: grad_offset + net.conv_offset(l), stride: grad_stride };
-        be.conv3x3_param_grad(x, &act.d_conv[l], b, net.hidden, g, false);
+        be.conv3x3_param_grad(x, &act.d_conv[l], conv, g);
         if l > 0 {
-            be.conv3x3_input_grad(&act.d_conv[l], b, net.hidden, conv_view(net, theta, l), &mut act.d_out[l - 1], false);
+            be.conv3x3_input_grad(&act.d_conv[l], conv, conv_view(net, theta, l), &mut act.d_out[l - 1]);
         }
     }
 }
@@ -243,23 +250,28 @@ pub fn forward_tangent<B: MetaBackend>(
     let t = act.tangent.as_mut().expect("allocated");
     for l in 0..net.blocks {
         let b = net.block_input(l, tasks, per_task);
+        let conv = Conv3x3 { batch: b, c_out: net.hidden, accumulate: false };
         let h = b.with_channels(net.hidden);
         let x = if l == 0 { images } else { &act.pooled[l - 1] };
         // R(conv(x, w)) = conv(x, Rw) (with Rb) + conv(Rx, w) (no bias).
-        be.conv3x3(x, b, net.hidden, conv_view(net, rtheta, l), true, &mut t.conv[l], false);
+        be.conv3x3(x, conv, conv_view(net, rtheta, l), true, &mut t.conv[l]);
         if l > 0 {
             let (before, _) = t.pooled.split_at_mut(l);
-            be.conv3x3(&before[l - 1], b, net.hidden, conv_view(net, theta, l), false, &mut t.conv[l], true);
+            be.conv3x3(&before[l - 1], Conv3x3 { accumulate: true, ..conv }, conv_view(net, theta, l), false, &mut t.conv[l]);
         }
-        be.batch_norm_tangent(&act.conv[l], &t.conv[l], h, bn_view(net, theta, l), bn_view(net, rtheta, l), &act.stats[l], &mut t.bn[l]);
+        be.batch_norm_tangent(
+            Dual { value: &act.conv[l], tangent: &t.conv[l] },
+            BnLayer { batch: h, params: bn_view(net, theta, l), stats: &act.stats[l] },
+            bn_view(net, rtheta, l),
+            &mut t.bn[l],
+        );
         be.relu_maxpool_tangent(&act.bn[l], &t.bn[l], h, &mut t.pooled[l]);
     }
 }
 
 /// The tangent of [`backward`] along `rtheta` (after [`backward`] and [`forward_tangent`], with
 /// the features-gradient tangent set by the caller): the parameter-gradient tangent, i.e. the
-/// Hessian-vector product's backbone part, into `rgrad` (overwritten).
-#[allow(clippy::too_many_arguments)]
+/// Hessian-vector product's backbone part, into the parameter blocks of `rgrad` (overwritten).
 pub fn backward_tangent<B: MetaBackend>(
     be: &B,
     net: &Conv4,
@@ -267,38 +279,34 @@ pub fn backward_tangent<B: MetaBackend>(
     theta: View<'_, B::Vector>,
     rtheta: View<'_, B::Vector>,
     act: &mut Activations<B>,
-    rgrad: &mut B::Vector,
-    grad_offset: usize,
-    grad_stride: usize,
+    rgrad: ViewMut<'_, B::Vector>,
 ) {
+    let ViewMut { buf: rgrad, offset: grad_offset, stride: grad_stride } = rgrad;
     let (tasks, per_task) = (act.tasks, act.per_task);
     let t = act.tangent.as_mut().expect("forward_tangent ran");
     for l in (0..net.blocks).rev() {
         let b = net.block_input(l, tasks, per_task);
+        let conv = Conv3x3 { batch: b, c_out: net.hidden, accumulate: false };
         let h = b.with_channels(net.hidden);
         be.relu_maxpool_backward(&act.bn[l], &t.d_out[l], h, &mut t.d_bn[l]);
         let g = ViewMut { buf: &mut *rgrad, offset: grad_offset + net.bn_offset(l), stride: grad_stride };
         be.batch_norm_backward_tangent(
-            &act.conv[l],
-            &t.conv[l],
-            &act.d_bn[l],
-            &t.d_bn[l],
-            h,
-            bn_view(net, theta, l),
+            Dual { value: &act.conv[l], tangent: &t.conv[l] },
+            Dual { value: &act.d_bn[l], tangent: &t.d_bn[l] },
+            BnLayer { batch: h, params: bn_view(net, theta, l), stats: &act.stats[l] },
             bn_view(net, rtheta, l),
-            &act.stats[l],
             &mut t.d_conv[l],
             g,
         );
         let x = if l == 0 { images } else { &act.pooled[l - 1] };
         let g = ViewMut { buf: &mut *rgrad, offset: grad_offset + net.conv_offset(l), stride: grad_stride };
-        be.conv3x3_param_grad(x, &t.d_conv[l], b, net.hidden, g, false);
+        be.conv3x3_param_grad(x, &t.d_conv[l], conv, g);
         if l > 0 {
             let g = ViewMut { buf: &mut *rgrad, offset: grad_offset + net.conv_offset(l), stride: grad_stride };
-            be.conv3x3_param_grad(&t.pooled[l - 1], &act.d_conv[l], b, net.hidden, g, true);
+            be.conv3x3_param_grad(&t.pooled[l - 1], &act.d_conv[l], Conv3x3 { accumulate: true, ..conv }, g);
             let (before, _) = t.d_out.split_at_mut(l);
-            be.conv3x3_input_grad(&t.d_conv[l], b, net.hidden, conv_view(net, theta, l), &mut before[l - 1], false);
-            be.conv3x3_input_grad(&act.d_conv[l], b, net.hidden, conv_view(net, rtheta, l), &mut before[l - 1], true);
+            be.conv3x3_input_grad(&t.d_conv[l], conv, conv_view(net, theta, l), &mut before[l - 1]);
+            be.conv3x3_input_grad(&act.d_conv[l], Conv3x3 { accumulate: true, ..conv }, conv_view(net, rtheta, l), &mut before[l - 1]);
         }
     }
 }

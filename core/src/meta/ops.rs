@@ -71,6 +71,38 @@ impl ImageBatch {
     }
 }
 
+/// A 3×3 convolution (padding 1, stride 1) over a meta-batch: the input's shape, the output
+/// channels, and whether the operation accumulates into its output (`+=`) or overwrites it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Conv3x3 {
+    /// The input's shape (the output has `batch.with_channels(c_out)`).
+    pub batch: ImageBatch,
+    /// Output channels.
+    pub c_out: usize,
+    /// `+=` into the output (true) or overwrite it (false).
+    pub accumulate: bool,
+}
+
+/// A batch-norm layer as its forward pass left it: the shape, the layer's (γ, β) view, and the
+/// statistics [`MetaBackend::batch_norm`] saved (per group μ and s).
+pub struct BnLayer<'a, V> {
+    /// The shape of the layer's input and output.
+    pub batch: ImageBatch,
+    /// The BN block (γ then β, `channels` each) per task or shared.
+    pub params: View<'a, V>,
+    /// `tasks·channels·2` entries: μ and s per (task, channel) group.
+    pub stats: &'a V,
+}
+
+/// A value with its tangent (its directional derivative `R·` along the current direction), for
+/// the forward-mode (`*_tangent`) methods.
+pub struct Dual<'a, V> {
+    /// The primal value.
+    pub value: &'a V,
+    /// Its tangent, the same shape.
+    pub tangent: &'a V,
+}
+
 /// A read-only block of per-task (or shared) data inside a buffer: task t's block starts at
 /// `offset + t·stride` (`stride = 0`: one block shared by all tasks).
 pub struct View<'a, V> {
@@ -154,54 +186,72 @@ pub struct Gemm {
     pub beta: f64,
 }
 
+/// Column sums of a batch of matrices, [`MetaBackend::sum_rows`]: `out_t[j] = α·Σ_i E_t[i, j] +
+/// β·out_t[j]` for the `rows × cols` matrices E_t, `t < tasks`.
+#[derive(Clone, Copy, Debug)]
+pub struct SumRows {
+    /// Matrices in the batch (one per task).
+    pub tasks: usize,
+    /// Rows of each E_t: the summed dimension.
+    pub rows: usize,
+    /// Columns of each E_t: the entries of out_t.
+    pub cols: usize,
+    /// α: the factor on the sums.
+    pub alpha: f64,
+    /// β: the factor on the old out (0: out is not read).
+    pub beta: f64,
+}
+
+/// Row-wise softmax cross-entropy, [`MetaBackend::softmax_xent`]: `tasks × rows` rows of
+/// `classes` logits, the gradient of `scale·Σ_rows CE`.
+#[derive(Clone, Copy, Debug)]
+pub struct SoftmaxXent {
+    /// Tasks in the batch.
+    pub tasks: usize,
+    /// Rows per task.
+    pub rows: usize,
+    /// Logits per row.
+    pub classes: usize,
+    /// The factor of the loss the gradient is of.
+    pub scale: f64,
+}
+
+/// The softmax curvature, [`MetaBackend::softmax_curvature`]: `out (+)= scale·p∘(u − ⟨p, u⟩1)`
+/// on `rows` rows of `classes` entries.
+#[derive(Clone, Copy, Debug)]
+pub struct SoftmaxCurvature {
+    /// Rows (all tasks').
+    pub rows: usize,
+    /// Entries per row.
+    pub classes: usize,
+    /// The factor in front.
+    pub scale: f64,
+    /// `out +=` (true) or `out =` (false).
+    pub accumulate: bool,
+}
+
 /// The meta-learning primitives, enqueue-only like the rest of [`Backend`].
 pub trait MetaBackend: Backend {
     // ---- 3×3 convolution, padding 1, stride 1 (output has the input's height and width) ----
 
     /// `out[i, co] (+)= Σ_{ci,ky,kx} w_t[co, ci, ky, kx]·x[i, ci, y+ky−1, x+kx−1] + bias_t[co]`
-    /// for every image i (of task t), zero padding outside the image. `x` has shape `batch`;
-    /// `out` has shape `batch.with_channels(c_out)`. `params` points at the conv block
-    /// (weight `c_out·c_in·9`, then bias `c_out`); with `bias = false` the bias is not added
-    /// (the tangent `conv(Rx, w)` term). `out` is accumulated.
-    #[allow(clippy::too_many_arguments)]
-    fn conv3x3(
-        &self,
-        x: &Self::Vector,
-        batch: ImageBatch,
-        c_out: usize,
-        params: View<'_, Self::Vector>,
-        bias: bool,
-        out: &mut Self::Vector,
-        accumulate: bool,
-    );
+    /// for every image i (of task t), zero padding outside the image. `x` has shape
+    /// `conv.batch`; `out` has shape `conv.batch.with_channels(conv.c_out)`. `params` points at
+    /// the conv block (weight `c_out·c_in·9`, then bias `c_out`); with `bias = false` the bias
+    /// is not added (the tangent `conv(Rx, w)` term). `out` is accumulated.
+    fn conv3x3(&self, x: &Self::Vector, conv: Conv3x3, params: View<'_, Self::Vector>, bias: bool, out: &mut Self::Vector);
 
     /// The input gradient: `dx (+)= convᵀ(dy, w_t)`, i.e.
     /// `dx[i, ci, y, x] = Σ_{co,ky,kx} w_t[co, ci, ky, kx]·dy[i, co, y−ky+1, x−kx+1]` (zero outside).
-    /// `batch` is the *input's* shape (`dx`), `dy` has `batch.with_channels(c_out)`. `dx` is
-    /// accumulated.
-    fn conv3x3_input_grad(
-        &self,
-        dy: &Self::Vector,
-        batch: ImageBatch,
-        c_out: usize,
-        params: View<'_, Self::Vector>,
-        dx: &mut Self::Vector,
-        accumulate: bool,
-    );
+    /// `conv.batch` is the *input's* shape (`dx`), `dy` has `batch.with_channels(c_out)`. `dx`
+    /// is accumulated.
+    fn conv3x3_input_grad(&self, dy: &Self::Vector, conv: Conv3x3, params: View<'_, Self::Vector>, dx: &mut Self::Vector);
 
     /// The parameter gradient: `dw[co, ci, ky, kx] (+)= Σ_i Σ_{y,x} dy[i, co, y, x]·x[i, ci, y+ky−1, x+kx−1]`
     /// and `db[co] (+)= Σ_i Σ_{y,x} dy[i, co, y, x]`, written to the conv block of `grad` (weight
     /// then bias). With `grad.stride = 0` the sums run over all images of all tasks; otherwise
-    /// task t's images go to task t's block. `batch` is the input's shape. Accumulated.
-    fn conv3x3_param_grad(
-        &self,
-        x: &Self::Vector,
-        dy: &Self::Vector,
-        batch: ImageBatch,
-        c_out: usize,
-        grad: ViewMut<'_, Self::Vector>,
-        accumulate: bool,
-    );
+    /// task t's images go to task t's block. `conv.batch` is the input's shape. Accumulated.
+    fn conv3x3_param_grad(&self, x: &Self::Vector, dy: &Self::Vector, conv: Conv3x3, grad: ViewMut<'_, Self::Vector>);
 
     // ---- batch norm with per-task batch statistics (training mode, always) ----
 
@@ -219,52 +269,42 @@ pub trait MetaBackend: Backend {
         stats: &mut Self::Vector,
     );
 
-    /// Backward of [`MetaBackend::batch_norm`] given its input `x` and saved `stats`: with
+    /// Backward of [`MetaBackend::batch_norm`] given its input `x` and the `layer` it left: with
     /// `x̂ = (x−μ)s` and `g = γ·dy`, per group `dx = s·(g − mean(g) − x̂·mean(g·x̂))`;
     /// `dγ = Σ dy·x̂`, `dβ = Σ dy` (summed over all tasks when `grad.stride = 0`). Overwrites
     /// `dx` and the BN block of `grad`.
-    #[allow(clippy::too_many_arguments)]
     fn batch_norm_backward(
         &self,
         x: &Self::Vector,
         dy: &Self::Vector,
-        batch: ImageBatch,
-        params: View<'_, Self::Vector>,
-        stats: &Self::Vector,
+        layer: BnLayer<'_, Self::Vector>,
         dx: &mut Self::Vector,
         grad: ViewMut<'_, Self::Vector>,
     );
 
-    /// Forward tangent: `Ry = Rγ·x̂ + γ·Rx̂ + Rβ` with `Rx̂ = s·(Rx − mean(Rx) − x̂·mean(x̂·Rx))`
-    /// per group. `rparams` is the direction's BN block. Overwrites `ry`.
-    #[allow(clippy::too_many_arguments)]
+    /// Forward tangent along `x.tangent` (Rx) and `rparams`, the direction's BN block:
+    /// `Ry = Rγ·x̂ + γ·Rx̂ + Rβ` with `Rx̂ = s·(Rx − mean(Rx) − x̂·mean(x̂·Rx))` per group.
+    /// Overwrites `ry`.
     fn batch_norm_tangent(
         &self,
-        x: &Self::Vector,
-        rx: &Self::Vector,
-        batch: ImageBatch,
-        params: View<'_, Self::Vector>,
+        x: Dual<'_, Self::Vector>,
+        layer: BnLayer<'_, Self::Vector>,
         rparams: View<'_, Self::Vector>,
-        stats: &Self::Vector,
         ry: &mut Self::Vector,
     );
 
-    /// Tangent of [`MetaBackend::batch_norm_backward`] along (`rx`, `rdy`, `rparams`): the
+    /// Tangent of [`MetaBackend::batch_norm_backward`] along (`x.tangent` = Rx,
+    /// `dy.tangent` = Rdy, `rparams`): the
     /// directional derivative of (dx, dγ, dβ). With `g = γ·dy`, `Rg = Rγ·dy + γ·Rdy`,
     /// `Rs = −s²·mean(x̂·Rx)`:
     /// `Rdx = (Rs/s)·dx + s·(Rg − mean(Rg) − Rx̂·mean(g·x̂) − x̂·mean(Rg·x̂ + g·Rx̂))`,
     /// `Rdγ = Σ (Rdy·x̂ + dy·Rx̂)`, `Rdβ = Σ Rdy`. Overwrites `rdx` and `rgrad`'s BN block.
-    #[allow(clippy::too_many_arguments)]
     fn batch_norm_backward_tangent(
         &self,
-        x: &Self::Vector,
-        rx: &Self::Vector,
-        dy: &Self::Vector,
-        rdy: &Self::Vector,
-        batch: ImageBatch,
-        params: View<'_, Self::Vector>,
+        x: Dual<'_, Self::Vector>,
+        dy: Dual<'_, Self::Vector>,
+        layer: BnLayer<'_, Self::Vector>,
         rparams: View<'_, Self::Vector>,
-        stats: &Self::Vector,
         rdx: &mut Self::Vector,
         rgrad: ViewMut<'_, Self::Vector>,
     );
@@ -296,52 +336,29 @@ pub trait MetaBackend: Backend {
     /// `rows = tasks`-style use on a zeroed C it broadcasts a shared block to every task).
     fn add_row_bias(&self, tasks: usize, rows: usize, cols: usize, bias: View<'_, Self::Vector>, c: ViewMut<'_, Self::Vector>);
 
-    /// Column sums: `out_t[j] = α·Σ_i E_t[i, j] + β·out_t[j]` for `rows × cols` matrices E_t
-    /// (a head's bias gradient `Eᵀ1`; with `β = 0` the old `out` is not read).
-    #[allow(clippy::too_many_arguments)]
-    fn sum_rows(
-        &self,
-        tasks: usize,
-        rows: usize,
-        cols: usize,
-        alpha: f64,
-        e: View<'_, Self::Vector>,
-        beta: f64,
-        out: ViewMut<'_, Self::Vector>,
-    );
+    /// Column sums, see [`SumRows`]: `out_t[j] = α·Σ_i E_t[i, j] + β·out_t[j]` for `rows × cols`
+    /// matrices E_t (a head's bias gradient `Eᵀ1`; with `β = 0` the old `out` is not read).
+    fn sum_rows(&self, s: SumRows, e: View<'_, Self::Vector>, out: ViewMut<'_, Self::Vector>);
 
-    /// Row-wise softmax cross-entropy for `tasks × rows` rows of `classes` logits `z`
+    /// Row-wise softmax cross-entropy (shape and scale from `x`) for `tasks × rows` rows of `classes` logits `z`
     /// (`[tasks][rows][classes]`) with integer class labels stored as reals in `labels`
     /// (`[tasks][rows]`). Overwrites `probs` (softmax of each row, same layout as `z`), `grad`
     /// when given (`scale·(probs − onehot(label))`, the gradient of `scale·Σ_rows CE`), and
     /// `stats` (`2·tasks` entries: `stats[2t]` = task t's mean CE over its rows, `stats[2t+1]`
     /// = how many of its rows have the label as the argmax of z, first maximum winning).
-    #[allow(clippy::too_many_arguments)]
     fn softmax_xent(
         &self,
-        tasks: usize,
-        rows: usize,
-        classes: usize,
+        x: SoftmaxXent,
         z: &Self::Vector,
         labels: &Self::Vector,
-        scale: f64,
         probs: &mut Self::Vector,
         grad: Option<&mut Self::Vector>,
         stats: &mut Self::Vector,
     );
 
-    /// The softmax curvature on `rows` rows of `classes` entries: `out (+)= scale·p∘(u − ⟨p, u⟩1)`
-    /// row by row (`p` a row of probabilities). It is both the tangent of `softmax_xent`'s
-    /// gradient (`u = Rz`) and the `M = P∘(U − ((P∘U)1)1ᵀ)` of SPEC §6.4. Accumulated.
-    #[allow(clippy::too_many_arguments)]
-    fn softmax_curvature(
-        &self,
-        rows: usize,
-        classes: usize,
-        p: &Self::Vector,
-        u: &Self::Vector,
-        scale: f64,
-        out: &mut Self::Vector,
-        accumulate: bool,
-    );
+    /// The softmax curvature on `rows` rows of `classes` entries (see [`SoftmaxCurvature`]):
+    /// `out (+)= scale·p∘(u − ⟨p, u⟩1)` row by row (`p` a row of probabilities). It is both the
+    /// tangent of `softmax_xent`'s gradient (`u = Rz`) and the `M = P∘(U − ((P∘U)1)1ᵀ)` of SPEC
+    /// §6.4. Accumulated.
+    fn softmax_curvature(&self, c: SoftmaxCurvature, p: &Self::Vector, u: &Self::Vector, out: &mut Self::Vector);
 }

@@ -6,7 +6,7 @@ use std::cell::Cell;
 
 use serde::Serialize;
 
-use super::Problem;
+use super::{NeumannStep, Problem};
 use crate::backend::{Backend, Rows};
 
 /// Oracle calls so far, and the data rows they read. `outer_grads` counts evaluations of f's
@@ -129,12 +129,11 @@ impl<B: Backend, P: Problem<B>, C: Borrow<Cell<OracleCounts>>> Problem<B> for Co
         x: &B::Vector,
         y: &B::Vector,
         r: &mut B::Vector,
-        eta: f64,
-        rows: Rows<'_, B::Indices>,
+        step: NeumannStep<'_, B::Indices>,
         scratch: &mut B::Vector,
     ) {
-        self.add(be, rows, self.n_train(), |c| c.hvps += 1);
-        self.inner.neumann_step(be, x, y, r, eta, rows, scratch)
+        self.add(be, step.rows, self.n_train(), |c| c.hvps += 1);
+        self.inner.neumann_step(be, x, y, r, step, scratch)
     }
     fn val_as_train<'s>(&'s self) -> Option<Box<dyn Problem<B> + 's>>
     where

@@ -17,8 +17,8 @@
 
 use std::cell::RefCell;
 
-use super::Problem;
-use crate::backend::{Coef, GlmBackend, GlmRows, GlmScales, HostMatrix, LossKind, LossRows, Reg, RowTerm, Rows};
+use super::{NeumannStep, Problem};
+use crate::backend::{Coef, GlmBackend, GlmRows, GlmScales, HostMatrix, LossKind, LossRows, Reg, RowTerm, Rows, TmatmulOut};
 use crate::sampler::Sampler;
 
 /// The hyperparameters and the inner problem's regulariser.
@@ -100,6 +100,12 @@ enum Split {
     Val,
 }
 
+/// The rows an oracle reads: a split, and all or a batch of its rows.
+struct SplitRows<'a, I> {
+    split: Split,
+    rows: Rows<'a, I>,
+}
+
 impl<B: GlmBackend> Glm<B> {
     /// The resident validation features and targets.
     pub(crate) fn validation(&self) -> (&B::Matrix, &B::Vector) {
@@ -178,19 +184,18 @@ impl<B: GlmBackend> Glm<B> {
         self.scratch.borrow_mut().push((len, v));
     }
 
-    /// One [`GlmBackend::glm_batch`] on a split's rows: `out = scale·X_Bᵀ diag(s) E / b + reg`.
-    #[allow(clippy::too_many_arguments)]
+    /// One [`GlmBackend::glm_batch`] on a split's rows: `out = scale·X_Bᵀ diag(s) E / b + reg`
+    /// (`scale` and `reg` from `terms`).
     fn batch_op(
         &self,
         be: &B,
-        split: Split,
+        on: SplitRows<'_, B::Indices>,
         x: &B::Vector,
-        rows: Rows<'_, B::Indices>,
         term: RowTerm<'_, B::Vector>,
-        scale: f64,
-        reg: Reg<'_, B>,
+        terms: TmatmulOut<'_, B>,
         out: &mut B::Vector,
     ) {
+        let (SplitRows { split, rows }, TmatmulOut { scale, reg }) = (on, terms);
         let (xm, t, n) = self.data(split);
         let b = Self::batch_len(be, n, rows);
         let bc = b * self.c;
@@ -234,18 +239,8 @@ impl<B: GlmBackend> Glm<B> {
 
     /// `out ← X_Bᵀ (weighted residual)/b + reg`: the inner gradient (reg on) and the outer
     /// gradient (reg off, validation split).
-    #[allow(clippy::too_many_arguments)]
-    fn gradient(
-        &self,
-        be: &B,
-        split: Split,
-        x: &B::Vector,
-        w: &B::Vector,
-        rows: Rows<'_, B::Indices>,
-        reg: Reg<'_, B>,
-        out: &mut B::Vector,
-    ) {
-        self.batch_op(be, split, x, rows, RowTerm::Gradient { y: Some(w) }, 1.0, reg, out);
+    fn gradient(&self, be: &B, on: SplitRows<'_, B::Indices>, x: &B::Vector, w: &B::Vector, reg: Reg<'_, B>, out: &mut B::Vector) {
+        self.batch_op(be, on, x, RowTerm::Gradient { y: Some(w) }, TmatmulOut { scale: 1.0, reg }, out);
     }
 
     /// The in-place form of `v ← v − step·∇Reg(v)`, for the fused steps.
@@ -324,11 +319,10 @@ impl<B: GlmBackend> Problem<B> for Glm<B> {
         x: &B::Vector,
         y: &B::Vector,
         r: &mut B::Vector,
-        eta: f64,
-        rows: Rows<'_, B::Indices>,
+        step: NeumannStep<'_, B::Indices>,
         scratch: &mut B::Vector,
     ) {
-        self.view().neumann_step(be, x, y, r, eta, rows, scratch)
+        self.view().neumann_step(be, x, y, r, step, scratch)
     }
     fn inner_loss(&self, be: &B, x: &B::Vector, y: &B::Vector, rows: Rows<'_, B::Indices>, out: &B::Scalar) {
         self.view().inner_loss(be, x, y, rows, out)
@@ -366,16 +360,18 @@ impl<B: GlmBackend> Problem<B> for GlmView<'_, B> {
     }
 
     fn inner_grad(&self, be: &B, x: &B::Vector, w: &B::Vector, rows: Rows<'_, B::Indices>, out: &mut B::Vector) {
-        self.g.gradient(be, self.inner, x, w, rows, self.g.reg(x, w), out);
+        self.g.gradient(be, SplitRows { split: self.inner, rows }, x, w, self.g.reg(x, w), out);
     }
 
     fn inner_hvp(&self, be: &B, x: &B::Vector, w: &B::Vector, v: &B::Vector, rows: Rows<'_, B::Indices>, out: &mut B::Vector) {
-        self.g.batch_op(be, self.inner, x, rows, RowTerm::Curvature { y: w, v: Some(v) }, 1.0, self.g.reg(x, v), out);
+        let terms = TmatmulOut { scale: 1.0, reg: self.g.reg(x, v) };
+        self.g.batch_op(be, SplitRows { split: self.inner, rows }, x, RowTerm::Curvature { y: w, v: Some(v) }, terms, out);
     }
 
     fn inner_step(&self, be: &B, x: &B::Vector, w: &mut B::Vector, alpha: f64, rows: Rows<'_, B::Indices>, _scratch: &mut B::Vector) {
         // W ← (1 − α ∇Reg) W − α X_Bᵀ diag(s) R / b, one pass over W.
-        self.g.batch_op(be, self.inner, x, rows, RowTerm::Gradient { y: None }, -alpha, self.g.decay(x, alpha), w);
+        let terms = TmatmulOut { scale: -alpha, reg: self.g.decay(x, alpha) };
+        self.g.batch_op(be, SplitRows { split: self.inner, rows }, x, RowTerm::Gradient { y: None }, terms, w);
     }
 
     fn neumann_step(
@@ -384,12 +380,13 @@ impl<B: GlmBackend> Problem<B> for GlmView<'_, B> {
         x: &B::Vector,
         w: &B::Vector,
         v: &mut B::Vector,
-        eta: f64,
-        rows: Rows<'_, B::Indices>,
+        step: NeumannStep<'_, B::Indices>,
         _scratch: &mut B::Vector,
     ) {
+        let NeumannStep { eta, rows } = step;
         // V ← (1 − η ∇²Reg) V − η X_Bᵀ diag(s) M / b, one pass over V.
-        self.g.batch_op(be, self.inner, x, rows, RowTerm::Curvature { y: w, v: None }, -eta, self.g.decay(x, eta), v);
+        let terms = TmatmulOut { scale: -eta, reg: self.g.decay(x, eta) };
+        self.g.batch_op(be, SplitRows { split: self.inner, rows }, x, RowTerm::Curvature { y: w, v: None }, terms, v);
     }
 
     fn mixed_jvp(&self, be: &B, x: &B::Vector, w: &B::Vector, v: &B::Vector, rows: Rows<'_, B::Indices>, out: &mut B::Vector) {
@@ -415,7 +412,7 @@ impl<B: GlmBackend> Problem<B> for GlmView<'_, B> {
     }
 
     fn outer_grad_y(&self, be: &B, x: &B::Vector, w: &B::Vector, rows: Rows<'_, B::Indices>, out: &mut B::Vector) {
-        self.g.gradient(be, self.outer, x, w, rows, Reg::None, out);
+        self.g.gradient(be, SplitRows { split: self.outer, rows }, x, w, Reg::None, out);
     }
 
     /// `out += μ x`, once per call whatever `rows` are: the penalty is not a sum over rows, so a

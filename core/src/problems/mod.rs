@@ -11,6 +11,22 @@ pub mod tied;
 
 use crate::backend::{Backend, Coef, Rows};
 
+/// One step `r ← r − η ∇²_yy g(x, y; rows) r` of the truncated Neumann series for `H⁻¹ v`
+/// ([`Problem::neumann_step`]): the step size and the batch it draws its Hessian on.
+pub struct NeumannStep<'a, I> {
+    /// The step size η.
+    pub eta: f64,
+    /// The rows of g's Hessian (a fresh batch `B_j` per step in the stochastic algorithms).
+    pub rows: Rows<'a, I>,
+}
+
+impl<I> Clone for NeumannStep<'_, I> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<I> Copy for NeumannStep<'_, I> {}
+
 /// The oracles the hypergradient algorithms use. `rows` index the training set for `g` and the
 /// validation set for `f`.
 pub trait Problem<B: Backend> {
@@ -40,19 +56,19 @@ pub trait Problem<B: Backend> {
         self.inner_grad(be, x, y, rows, scratch);
         be.axpy(Coef::c(-alpha), scratch, y);
     }
-    /// One Neumann step `r ← r − η ∇²_yy g(x, y; rows) r`; `scratch` is free to use. The
-    /// default is the HVP and an axpy; problems fuse it into one pass over r.
-    #[allow(clippy::too_many_arguments)]
+    /// One Neumann step `r ← r − η ∇²_yy g(x, y; rows) r` (η and the rows from `step`);
+    /// `scratch` is free to use. The default is the HVP and an axpy; problems fuse it into one
+    /// pass over r.
     fn neumann_step(
         &self,
         be: &B,
         x: &B::Vector,
         y: &B::Vector,
         r: &mut B::Vector,
-        eta: f64,
-        rows: Rows<'_, B::Indices>,
+        step: NeumannStep<'_, B::Indices>,
         scratch: &mut B::Vector,
     ) {
+        let NeumannStep { eta, rows } = step;
         self.inner_hvp(be, x, y, r, rows, scratch);
         be.axpy(Coef::c(-eta), scratch, r);
     }
@@ -111,11 +127,10 @@ impl<B: Backend, T: Problem<B> + ?Sized> Problem<B> for Box<T> {
         x: &B::Vector,
         y: &B::Vector,
         r: &mut B::Vector,
-        eta: f64,
-        rows: Rows<'_, B::Indices>,
+        step: NeumannStep<'_, B::Indices>,
         scratch: &mut B::Vector,
     ) {
-        (**self).neumann_step(be, x, y, r, eta, rows, scratch)
+        (**self).neumann_step(be, x, y, r, step, scratch)
     }
     fn val_as_train<'s>(&'s self) -> Option<Box<dyn Problem<B> + 's>>
     where

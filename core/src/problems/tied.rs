@@ -21,8 +21,8 @@
 
 use std::cell::RefCell;
 
-use super::Problem;
-use crate::backend::{Backend, HostMatrix, Reg, Rows};
+use super::{NeumannStep, Problem};
+use crate::backend::{Backend, HostMatrix, Reg, Rows, TmatmulOut};
 use crate::{Error, Result};
 
 /// `P` with its hyperparameters tied into groups (see the module docs).
@@ -86,7 +86,7 @@ impl<B: Backend, P: Problem<B>> Tied<B, P> {
     /// `out ← Tᵀ·full_dx` (or `out += …` when `accumulate`).
     fn sum_groups(&self, be: &B, full_dx: &B::Vector, accumulate: bool, out: &mut B::Vector) {
         let reg = if accumulate { Reg::Decay { lambda: None, exp_coef: 0.0, const_coef: 1.0 } } else { Reg::None };
-        be.gather_tmatmul(&self.tie, Rows::All, full_dx, 1, 1.0, reg, out);
+        be.gather_tmatmul(&self.tie, Rows::All, full_dx, 1, TmatmulOut { scale: 1.0, reg }, out);
     }
 }
 
@@ -132,11 +132,10 @@ impl<B: Backend, P: Problem<B>> Problem<B> for Tied<B, P> {
         x: &B::Vector,
         y: &B::Vector,
         r: &mut B::Vector,
-        eta: f64,
-        rows: Rows<'_, B::Indices>,
+        step: NeumannStep<'_, B::Indices>,
         scratch: &mut B::Vector,
     ) {
-        self.at_full(be, x, |x| self.inner.neumann_step(be, x, y, r, eta, rows, scratch))
+        self.at_full(be, x, |x| self.inner.neumann_step(be, x, y, r, step, scratch))
     }
     fn inner_loss(&self, be: &B, x: &B::Vector, y: &B::Vector, rows: Rows<'_, B::Indices>, out: &B::Scalar) {
         self.at_full(be, x, |x| self.inner.inner_loss(be, x, y, rows, out))

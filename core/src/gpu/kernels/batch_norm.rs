@@ -6,7 +6,7 @@ use super::{groups_2d, u32_of, Kernel, DIV_LIMIT};
 use crate::gpu::Access::{self, Read, ReadWrite};
 use crate::gpu::{Binding, GpuBackend, GpuVector};
 use crate::meta::ops::BN_EPS;
-use crate::meta::{ImageBatch, View, ViewMut};
+use crate::meta::{BnLayer, ImageBatch, View, ViewMut};
 
 crate::kernel_params! {
     struct Params {
@@ -61,7 +61,6 @@ pub(crate) struct Fields<'a> {
     pub rx: Option<&'a GpuVector>,
     pub dy: Option<&'a GpuVector>,
     pub rdy: Option<&'a GpuVector>,
-    pub stats: &'a GpuVector,
 }
 
 fn opt<'a>(gpu: &'a GpuBackend, v: Option<&'a GpuVector>) -> Binding<'a> {
@@ -103,22 +102,22 @@ pub(crate) fn stats(gpu: &GpuBackend, x: &GpuVector, batch: ImageBatch, stats: &
     gpu.dispatch_groups(&STATS, &p, &[x.binding(), stats.binding()], groups_2d(groups));
 }
 
-/// `out` ← the operation `mode` of the fields, with the layer's (γ, β) view and, for tangents,
-/// the direction's; `grad` receives the (γ, β) gradient block of the backward modes.
-#[allow(clippy::too_many_arguments)]
+/// `out` ← the operation `mode` of the fields, with the layer's (γ, β) view and statistics and,
+/// for tangents, the direction's (γ, β); `grad` receives the (γ, β) gradient block of the
+/// backward modes.
 pub(crate) fn apply(
     gpu: &GpuBackend,
     mode: Mode,
-    batch: ImageBatch,
+    layer: BnLayer<'_, GpuVector>,
     f: Fields<'_>,
-    params_view: View<'_, GpuVector>,
     rparams: Option<View<'_, GpuVector>>,
     out: &mut GpuVector,
     grad: Option<ViewMut<'_, GpuVector>>,
 ) {
+    let BnLayer { batch, params: params_view, stats } = layer;
     let groups = batch.tasks * batch.channels;
     let n = batch.len();
-    assert!(f.x.len() >= n && out.len() >= n && f.stats.len() >= 2 * groups, "batch norm: shape mismatch");
+    assert!(f.x.len() >= n && out.len() >= n && stats.len() >= 2 * groups, "batch norm: shape mismatch");
     assert!([f.rx, f.dy, f.rdy].iter().all(|v| v.is_none_or(|v| v.len() >= n)), "batch norm: an input is too short");
     check_view(params_view.buf.len(), params_view.offset, params_view.stride, batch, "parameter");
     let mut p = Params {
@@ -134,12 +133,12 @@ pub(crate) fn apply(
     let scratch = gpu.scratch(groups * SCRATCH, "batch_norm.scratch");
     let (rx, dy, rdy) = (opt(gpu, f.rx), opt(gpu, f.dy), opt(gpu, f.rdy));
     if mode != Mode::Forward {
-        let bound = [f.x.binding(), rx, dy, rdy, f.stats.binding(), scratch.binding()];
+        let bound = [f.x.binding(), rx, dy, rdy, stats.binding(), scratch.binding()];
         gpu.dispatch_groups(&SUMS, &p, &bound, groups_2d(groups));
     }
     let rp = rparams.map_or(gpu.unused_binding(), |r| r.buf.binding());
-    gpu.dispatch(&COEFFICIENTS, &p, &[f.stats.binding(), params_view.buf.binding(), rp, scratch.binding()], u32_of(groups, "BN groups"));
-    gpu.dispatch(&APPLY, &p, &[f.x.binding(), rx, dy, rdy, f.stats.binding(), scratch.binding(), out.binding()], u32_of(n, "BN entries"));
+    gpu.dispatch(&COEFFICIENTS, &p, &[stats.binding(), params_view.buf.binding(), rp, scratch.binding()], u32_of(groups, "BN groups"));
+    gpu.dispatch(&APPLY, &p, &[f.x.binding(), rx, dy, rdy, stats.binding(), scratch.binding(), out.binding()], u32_of(n, "BN entries"));
     if let Some(g) = grad {
         let blocks = if g.stride == 0 { 1 } else { batch.tasks };
         check_view(g.buf.len(), g.offset, g.stride, batch, "gradient");
@@ -148,7 +147,7 @@ pub(crate) fn apply(
         gpu.dispatch(
             &PARAM_GRAD,
             &p,
-            &[f.stats.binding(), scratch.binding(), g.buf.binding()],
+            &[stats.binding(), scratch.binding(), g.buf.binding()],
             u32_of(blocks * batch.channels, "BN gradient entries"),
         );
     }

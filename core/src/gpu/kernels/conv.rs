@@ -4,7 +4,7 @@
 use super::{groups_2d, tiles, u32_of, Kernel, DIV_LIMIT, TILE_K};
 use crate::gpu::Access::{Read, ReadWrite};
 use crate::gpu::{GpuBackend, GpuVector};
-use crate::meta::{ImageBatch, View, ViewMut};
+use crate::meta::{Conv3x3, ImageBatch, View, ViewMut};
 
 crate::kernel_params! {
     struct Params {
@@ -68,18 +68,8 @@ fn base(batch: ImageBatch, c_out: usize, mode: u32) -> Params {
 
 /// `out (+)= conv(x, W_t) (+ b_t)` (mode 0) or `dx (+)= convᵀ(dy, W_t)` (mode 1): the product's
 /// rows are output channels, its columns the pixels of one task's images.
-#[allow(clippy::too_many_arguments)]
-fn product(
-    gpu: &GpuBackend,
-    mode: u32,
-    src: &GpuVector,
-    batch: ImageBatch,
-    c_out: usize,
-    params: View<'_, GpuVector>,
-    bias: bool,
-    dst: &mut GpuVector,
-    accumulate: bool,
-) {
+fn product(gpu: &GpuBackend, mode: u32, src: &GpuVector, conv: Conv3x3, params: View<'_, GpuVector>, bias: bool, dst: &mut GpuVector) {
+    let Conv3x3 { batch, c_out, accumulate } = conv;
     let hw = batch.height * batch.width;
     let (m, k) = if mode == FORWARD { (c_out, batch.channels * 9) } else { (batch.channels, c_out * 9) };
     let n = batch.per_task * hw;
@@ -101,56 +91,33 @@ fn product(
     gpu.dispatch_groups(&PRODUCT, &p, &[src.binding(), params.buf.binding(), dst.binding()], groups_2d(groups));
 }
 
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn forward(
-    gpu: &GpuBackend,
-    x: &GpuVector,
-    batch: ImageBatch,
-    c_out: usize,
-    params: View<'_, GpuVector>,
-    bias: bool,
-    out: &mut GpuVector,
-    accumulate: bool,
-) {
+pub(crate) fn forward(gpu: &GpuBackend, x: &GpuVector, conv: Conv3x3, params: View<'_, GpuVector>, bias: bool, out: &mut GpuVector) {
+    let Conv3x3 { batch, c_out, .. } = conv;
     let plen = c_out * batch.channels * 9 + c_out;
     assert!(x.len() >= batch.len() && out.len() >= batch.with_channels(c_out).len(), "conv3x3: shape mismatch");
     assert!(
         params.buf.len() >= params.offset + batch.tasks.saturating_sub(1) * params.stride + plen,
         "conv3x3: parameter view out of range"
     );
-    product(gpu, FORWARD, x, batch, c_out, params, bias, out, accumulate)
+    product(gpu, FORWARD, x, conv, params, bias, out)
 }
 
-pub(crate) fn input_grad(
-    gpu: &GpuBackend,
-    dy: &GpuVector,
-    batch: ImageBatch,
-    c_out: usize,
-    params: View<'_, GpuVector>,
-    dx: &mut GpuVector,
-    accumulate: bool,
-) {
+pub(crate) fn input_grad(gpu: &GpuBackend, dy: &GpuVector, conv: Conv3x3, params: View<'_, GpuVector>, dx: &mut GpuVector) {
+    let Conv3x3 { batch, c_out, .. } = conv;
     let wlen = c_out * batch.channels * 9;
     assert!(dy.len() >= batch.with_channels(c_out).len() && dx.len() >= batch.len(), "conv3x3_input_grad: shape mismatch");
     assert!(
         params.buf.len() >= params.offset + batch.tasks.saturating_sub(1) * params.stride + wlen,
         "conv3x3_input_grad: parameter view out of range"
     );
-    product(gpu, INPUT_GRAD, dy, batch, c_out, params, false, dx, accumulate)
+    product(gpu, INPUT_GRAD, dy, conv, params, false, dx)
 }
 
 /// `dW_b, db_b (+)= Σ dy ⊗ im2col(x)` per block b (each task, or all images when shared): the
 /// pixels of a block are split into K chunks, each chunk's tile products go to a scratch
 /// buffer, and a second pass adds the chunks in order into the gradient view.
-pub(crate) fn param_grad(
-    gpu: &GpuBackend,
-    x: &GpuVector,
-    dy: &GpuVector,
-    batch: ImageBatch,
-    c_out: usize,
-    grad: ViewMut<'_, GpuVector>,
-    accumulate: bool,
-) {
+pub(crate) fn param_grad(gpu: &GpuBackend, x: &GpuVector, dy: &GpuVector, conv: Conv3x3, grad: ViewMut<'_, GpuVector>) {
+    let Conv3x3 { batch, c_out, accumulate } = conv;
     let hw = batch.height * batch.width;
     let (m, n) = (c_out, batch.channels * 9 + 1);
     assert!(x.len() >= batch.len() && dy.len() >= batch.with_channels(c_out).len(), "conv3x3_param_grad: shape mismatch");

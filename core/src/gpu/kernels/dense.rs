@@ -1,7 +1,7 @@
 //! `shaders/dense.wgsl`: `Z = X_B W` and `out = scale·X_Bᵀ E + reg` for dense row-major X.
 
 use super::{batch, reg_parts, Kernel, REG_CONSTANTS};
-use crate::backend::{Reg, Rows};
+use crate::backend::{Rows, TmatmulOut};
 use crate::gpu::Access::{Read, ReadWrite};
 use crate::gpu::{GpuBackend, GpuIndices, GpuMatrix, GpuVector};
 
@@ -41,17 +41,16 @@ pub(crate) fn gather_matmul(gpu: &GpuBackend, x: &GpuMatrix, rows: Rows<'_, GpuI
     gpu.dispatch(&GATHER_MATMUL, &p, &bound, b * c as u32);
 }
 
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn gather_tmatmul(
     gpu: &GpuBackend,
     x: &GpuMatrix,
     rows: Rows<'_, GpuIndices>,
     e: &GpuVector,
     c: usize,
-    scale: f64,
-    reg: Reg<'_, GpuBackend>,
+    terms: TmatmulOut<'_, GpuBackend>,
     out: &mut GpuVector,
 ) {
+    let TmatmulOut { scale, reg } = terms;
     let (xd, n, d) = data(x);
     let (b, use_idx, idx) = batch(gpu, n, rows);
     assert!(e.len() >= b as usize * c && out.len() == d * c, "gather_tmatmul: shape mismatch");

@@ -3,7 +3,7 @@
 use super::{groups_2d, tiles, u32_of, Kernel};
 use crate::gpu::Access::{self, Read, ReadWrite};
 use crate::gpu::{GpuBackend, GpuVector};
-use crate::meta::{Gemm, View, ViewMut};
+use crate::meta::{Gemm, SumRows, View, ViewMut};
 
 crate::kernel_params! {
     struct Params {
@@ -89,17 +89,8 @@ pub(crate) fn add_row_bias(gpu: &GpuBackend, tasks: usize, rows: usize, cols: us
     gpu.dispatch(&ADD_ROW_BIAS, &p, &[bias.buf.binding(), c.buf.binding()], u32_of(tasks * rows * cols, "add_row_bias entries"));
 }
 
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn sum_rows(
-    gpu: &GpuBackend,
-    tasks: usize,
-    rows: usize,
-    cols: usize,
-    alpha: f64,
-    e: View<'_, GpuVector>,
-    beta: f64,
-    out: ViewMut<'_, GpuVector>,
-) {
+pub(crate) fn sum_rows(gpu: &GpuBackend, s: SumRows, e: View<'_, GpuVector>, out: ViewMut<'_, GpuVector>) {
+    let SumRows { tasks, rows, cols, alpha, beta } = s;
     fits(e.buf.len(), e.offset, e.stride, tasks, rows * cols, "sum_rows E");
     fits(out.buf.len(), out.offset, out.stride, tasks, cols, "sum_rows out");
     let p = Params { alpha: alpha as f32, beta: beta as f32, ..rows_params(tasks, rows, cols, &e, &out) };

@@ -2,7 +2,7 @@
 //! columns with a per-row batch position (rebuilt by two small kernels for each batch).
 
 use super::{batch, reg_parts, Kernel, REG_CONSTANTS};
-use crate::backend::{Reg, Rows};
+use crate::backend::{Rows, TmatmulOut};
 use crate::gpu::Access::{self, Read, ReadWrite};
 use crate::gpu::{GpuBackend, GpuIndices, GpuMatrix, GpuVector};
 
@@ -38,17 +38,16 @@ pub(crate) fn gather_matmul(gpu: &GpuBackend, x: &GpuMatrix, rows: Rows<'_, GpuI
     gpu.dispatch(&CSR_MATMUL, &p, &bound, b * c as u32);
 }
 
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn gather_tmatmul(
     gpu: &GpuBackend,
     x: &GpuMatrix,
     rows: Rows<'_, GpuIndices>,
     e: &GpuVector,
     c: usize,
-    scale: f64,
-    reg: Reg<'_, GpuBackend>,
+    terms: TmatmulOut<'_, GpuBackend>,
     out: &mut GpuVector,
 ) {
+    let TmatmulOut { scale, reg } = terms;
     let GpuMatrix::Sparse { csc, pos, rows: n, cols: d, .. } = x else { unreachable!("sparse kernel on a dense matrix") };
     let (b, use_idx, idx) = batch(gpu, *n, rows);
     assert!(e.len() >= b as usize * c && out.len() == d * c, "gather_tmatmul: shape mismatch");

@@ -4,6 +4,7 @@
 use super::{groups_2d, u32_of, Kernel};
 use crate::gpu::Access::{Read, ReadWrite};
 use crate::gpu::{GpuBackend, GpuVector};
+use crate::meta::{SoftmaxCurvature, SoftmaxXent};
 
 crate::kernel_params! {
     struct Params {
@@ -24,19 +25,16 @@ const XENT: Kernel = Kernel::new(
 );
 const CURVATURE: Kernel = Kernel::new("xent.wgsl", bilevel_shaders::XENT, "softmax_curvature", &[(1, Read), (2, Read), (3, ReadWrite)]);
 
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn softmax_xent(
     gpu: &GpuBackend,
-    tasks: usize,
-    rows: usize,
-    classes: usize,
+    x: SoftmaxXent,
     z: &GpuVector,
     labels: &GpuVector,
-    scale: f64,
     probs: &mut GpuVector,
     grad: Option<&mut GpuVector>,
     stats: &mut GpuVector,
 ) {
+    let SoftmaxXent { tasks, rows, classes, scale } = x;
     let n = tasks * rows;
     assert!(classes > 0, "softmax_xent: no classes");
     assert!(z.len() >= n * classes && probs.len() >= n * classes && labels.len() >= n, "softmax_xent: shape mismatch");
@@ -55,17 +53,8 @@ pub(crate) fn softmax_xent(
     gpu.dispatch_groups(&XENT, &p, &[z.binding(), labels.binding(), probs.binding(), grad, stats.binding()], groups_2d(tasks));
 }
 
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn softmax_curvature(
-    gpu: &GpuBackend,
-    rows: usize,
-    classes: usize,
-    probs: &GpuVector,
-    u: &GpuVector,
-    scale: f64,
-    out: &mut GpuVector,
-    accumulate: bool,
-) {
+pub(crate) fn softmax_curvature(gpu: &GpuBackend, c: SoftmaxCurvature, probs: &GpuVector, u: &GpuVector, out: &mut GpuVector) {
+    let SoftmaxCurvature { rows, classes, scale, accumulate } = c;
     let n = rows * classes;
     assert!(probs.len() >= n && u.len() >= n && out.len() >= n, "softmax_curvature: shape mismatch");
     let p = Params {
