@@ -14,7 +14,7 @@
 
 use super::{implicit_hypergradient, Adjoint, Hyper, Point, Schedule, Step};
 use crate::backend::{Backend, Coef, Rows};
-use crate::problems::Problem;
+use crate::problems::{NeumannStep, Problem};
 
 /// Which Neumann-series estimate of the hypergradient ĥ the loop corrects.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -101,14 +101,14 @@ impl<B: Backend> DoubleMomentum<B> {
             Neumann::Summed => {
                 be.copy(&self.r, &mut self.sum);
                 for b_j in &batches.hvp {
-                    p.neumann_step(be, x, y, &mut self.r, eta, Rows::Batch(b_j), &mut self.hr);
+                    p.neumann_step(be, x, y, &mut self.r, NeumannStep { eta, rows: Rows::Batch(b_j) }, &mut self.hr);
                     be.axpy(Coef::c(1.0), &self.r, &mut self.sum);
                 }
                 (&self.sum, eta)
             }
             Neumann::RandomTruncation => {
                 for b_j in &batches.hvp {
-                    p.neumann_step(be, x, y, &mut self.r, eta, Rows::Batch(b_j), &mut self.hr);
+                    p.neumann_step(be, x, y, &mut self.r, NeumannStep { eta, rows: Rows::Batch(b_j) }, &mut self.hr);
                 }
                 (&self.r, self.hyper.q as f64 * eta)
             }
