@@ -158,21 +158,7 @@ pub fn run(args: ReproduceArgs) -> Result<()> {
     for noise in [0.1, 0.4] {
         let exp = hyperclean_experiment(&args.data, noise, args.seed, args.mnist_training_size)?;
         let mut files = Vec::new();
-        for alg in [
-            AlgKind::StocBiO,
-            AlgKind::AidFp,
-            AlgKind::AidCg,
-            AlgKind::Reverse,
-            AlgKind::Hoag,
-            AlgKind::Bsa,
-            AlgKind::Ttsa,
-            AlgKind::Soba,
-            AlgKind::Saba,
-            AlgKind::Srba,
-            AlgKind::MaSoba,
-            AlgKind::Sustain,
-            AlgKind::Mrbo,
-        ] {
+        for alg in AlgKind::ALL {
             let t = args.mnist_t.unwrap_or(if args.quick { 20 } else { HYPERCLEAN.t });
             let hyper = Hyper { t, batch_size: 50, val_batch_size: 50, ..HYPERCLEAN };
             let path = run(format!("mnist_noise{noise}_{}", alg.name()), exp.clone(), alg, hyper, mnist_epochs, None)?;

@@ -9,7 +9,7 @@
 //! α_k = α/(k+1)^{1/3},  β_k = β/(k+1)^{1/3},  η_k = c/(k+1)^{2/3}
 //! ```
 //! (d_0 and u_0 are the plain estimates), and differ only in the Neumann estimate ĥ of the
-//! hypergradient ([`Neumann`]). The schedules are the papers' (α_k ∝ (w+k)^{−1/3}, η_k ∝ α_k²)
+//! hypergradient (`Neumann`). The schedules are the papers' (α_k ∝ (w+k)^{−1/3}, η_k ∝ α_k²)
 //! with w = 1, as the Benchopt benchmark runs them.
 
 use super::{implicit_hypergradient, Adjoint, Hyper, Point, Schedule, Step};
