@@ -8,9 +8,11 @@
 //! ĥ = ∇_x f − ∇_x∇_y g(x, y; D_G) v;      β_k = β / √(k+1)
 //! ```
 
-use super::{implicit_hypergradient, inner_descent, Adjoint, Algorithm, Hyper, InnerSteps, Schedule, Step};
-use crate::backend::{Backend, Rows};
-use crate::problems::{NeumannStep, Problem};
+use super::{
+    inner_descent, neumann_hypergradient, Algorithm, Hyper, InnerSteps, NeumannBatches, NeumannSeries, NeumannWork, Point, Schedule, Step,
+};
+use crate::backend::Backend;
+use crate::problems::Problem;
 
 /// BSA's workspaces (the inner gradient and the random-length Neumann estimator) and settings.
 pub struct Bsa<B: Backend> {
@@ -66,23 +68,21 @@ impl<B: Backend> RandomNeumann<B> {
     /// The estimate for a given truncation length q.
     pub(crate) fn truncated<P: Problem<B>>(&mut self, be: &B, p: &P, hyper: &Hyper, q: usize, at: Step<'_, B>) {
         let Step { x, y, h, rng, .. } = at;
-        let y = &*y;
         let d_f = be.indices(&rng.val_batch(p.n_val(), hyper.val_batch_size));
-        p.outer_grad_y(be, x, y, Rows::Batch(&d_f), &mut self.r);
-        for _ in 0..q {
-            // r ← (I − η H_{B_j}) r on a fresh training batch B_j.
-            let b_j = be.indices(&rng.train_batch(p.n_train(), hyper.batch_size));
-            p.neumann_step(be, x, y, &mut self.r, NeumannStep { eta: hyper.eta, rows: Rows::Batch(&b_j) }, &mut self.hr);
-        }
+        // r ← (I − η H_{B_j}) r on a fresh training batch B_j, q times.
+        let hvp = (0..q).map(|_| be.indices(&rng.train_batch(p.n_train(), hyper.batch_size))).collect();
         let d_g = be.indices(&rng.train_batch(p.n_train(), hyper.batch_size));
-        let c = hyper.q as f64 * hyper.eta;
-        implicit_hypergradient(be, p, x, y, Adjoint { v: &self.r, c, rows: Rows::Batch(&d_g) }, Rows::Batch(&d_f), h);
+        let batches = NeumannBatches { d_f, hvp, d_g };
+        let series = NeumannSeries { batches: &batches, eta: hyper.eta, c: hyper.q as f64 * hyper.eta };
+        let work = NeumannWork { r: &mut self.r, hr: &mut self.hr, sum: None };
+        neumann_hypergradient(be, p, Point { x, y: &*y }, series, work, h);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::Rows;
     use crate::cpu::CpuBackend;
     use crate::problems::ridge::{Ridge, RidgeData};
     use crate::sampler::Sampler;

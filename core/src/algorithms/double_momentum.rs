@@ -12,9 +12,9 @@
 //! hypergradient (`Neumann`). The schedules are the papers' (α_k ∝ (w+k)^{−1/3}, η_k ∝ α_k²)
 //! with w = 1, as the Benchopt benchmark runs them.
 
-use super::{implicit_hypergradient, Adjoint, Hyper, Point, Schedule, Step};
+use super::{neumann_hypergradient, Hyper, NeumannBatches, NeumannSeries, NeumannWork, Point, Schedule, Step};
 use crate::backend::{Backend, Coef, Rows};
-use crate::problems::{NeumannStep, Problem};
+use crate::problems::Problem;
 
 /// Which Neumann-series estimate of the hypergradient ĥ the loop corrects.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,14 +47,6 @@ impl Momentum {
 
 /// The exponent of the inner and outer step schedules, α_k = α/(k+1)^{1/3}.
 pub(crate) const STEP_SCHEDULE: Schedule = Schedule::Power(1.0 / 3.0);
-
-/// The mini-batches one iteration's estimates read, drawn once and used at both points.
-struct Batches<B: Backend> {
-    inner: B::Indices,
-    d_f: B::Indices,
-    d_g: B::Indices,
-    hvp: Vec<B::Indices>,
-}
 
 /// The loop's state: the previous point, the two momentum estimates, and workspaces.
 pub(crate) struct DoubleMomentum<B: Backend> {
@@ -93,27 +85,14 @@ impl<B: Backend> DoubleMomentum<B> {
     }
 
     /// ĥ at `at` on `batches` into `self.hyp`.
-    fn hypergradient<P: Problem<B>>(&mut self, be: &B, p: &P, at: Point<'_, B>, batches: &Batches<B>) {
-        let Point { x, y } = at;
+    fn hypergradient<P: Problem<B>>(&mut self, be: &B, p: &P, at: Point<'_, B>, batches: &NeumannBatches<B>) {
         let eta = self.hyper.eta;
-        p.outer_grad_y(be, x, y, Rows::Batch(&batches.d_f), &mut self.r);
-        let (v, c) = match self.neumann {
-            Neumann::Summed => {
-                be.copy(&self.r, &mut self.sum);
-                for b_j in &batches.hvp {
-                    p.neumann_step(be, x, y, &mut self.r, NeumannStep { eta, rows: Rows::Batch(b_j) }, &mut self.hr);
-                    be.axpy(Coef::c(1.0), &self.r, &mut self.sum);
-                }
-                (&self.sum, eta)
-            }
-            Neumann::RandomTruncation => {
-                for b_j in &batches.hvp {
-                    p.neumann_step(be, x, y, &mut self.r, NeumannStep { eta, rows: Rows::Batch(b_j) }, &mut self.hr);
-                }
-                (&self.r, self.hyper.q as f64 * eta)
-            }
+        let (c, sum) = match self.neumann {
+            Neumann::Summed => (eta, Some(&mut self.sum)),
+            Neumann::RandomTruncation => (self.hyper.q as f64 * eta, None),
         };
-        implicit_hypergradient(be, p, x, y, Adjoint { v, c, rows: Rows::Batch(&batches.d_g) }, Rows::Batch(&batches.d_f), &mut self.hyp);
+        let work = NeumannWork { r: &mut self.r, hr: &mut self.hr, sum };
+        neumann_hypergradient(be, p, at, NeumannSeries { batches, eta, c }, work, &mut self.hyp);
     }
 
     /// One iteration: the two estimates at (x_k, y_k) corrected at (x_{k−1}, y_{k−1}), the
@@ -125,25 +104,25 @@ impl<B: Backend> DoubleMomentum<B> {
             Neumann::Summed => q,
             Neumann::RandomTruncation => rng.below(q),
         };
-        let batches = Batches {
-            inner: be.indices(&rng.train_batch(p.n_train(), batch_size)),
-            d_f: be.indices(&rng.val_batch(p.n_val(), val_batch_size)),
-            d_g: be.indices(&rng.train_batch(p.n_train(), batch_size)),
-            hvp: (0..hvp_count).map(|_| be.indices(&rng.train_batch(p.n_train(), batch_size))).collect(),
-        };
+        // The mini-batches of this iteration, drawn once and used at both points.
+        let inner = be.indices(&rng.train_batch(p.n_train(), batch_size));
+        let d_f = be.indices(&rng.val_batch(p.n_val(), val_batch_size));
+        let d_g = be.indices(&rng.train_batch(p.n_train(), batch_size));
+        let hvp = (0..hvp_count).map(|_| be.indices(&rng.train_batch(p.n_train(), batch_size))).collect();
+        let batches = NeumannBatches { d_f, hvp, d_g };
         let keep = 1.0 - self.momentum.at(k);
 
         // The previous point's terms first: d ← (1 − η)(d − ∇g_prev), u ← (1 − η)(u − ĥ_prev).
         let prev = self.prev.take();
         if let Some((x_prev, y_prev)) = &prev {
-            p.inner_grad(be, x_prev, y_prev, Rows::Batch(&batches.inner), &mut self.grad);
+            p.inner_grad(be, x_prev, y_prev, Rows::Batch(&inner), &mut self.grad);
             be.axpby(Coef::c(-keep), &self.grad, Coef::c(keep), &mut self.d);
             self.hypergradient(be, p, Point { x: x_prev, y: y_prev }, &batches);
             be.axpby(Coef::c(-keep), &self.hyp, Coef::c(keep), &mut self.u);
         }
         // Then the current point's: d += ∇g, u += ĥ (d_0, u_0: the plain estimates).
         let y_now = &*y;
-        p.inner_grad(be, x, y_now, Rows::Batch(&batches.inner), &mut self.grad);
+        p.inner_grad(be, x, y_now, Rows::Batch(&inner), &mut self.grad);
         self.hypergradient(be, p, Point { x, y: y_now }, &batches);
         let first = if prev.is_some() { 1.0 } else { 0.0 };
         be.axpby(Coef::c(1.0), &self.grad, Coef::c(first), &mut self.d);

@@ -25,7 +25,7 @@ use std::str::FromStr;
 use serde::Serialize;
 
 use crate::backend::{Backend, Coef, Rows};
-use crate::problems::Problem;
+use crate::problems::{NeumannStep, Problem};
 use crate::sampler::Sampler;
 use crate::{Error, Result};
 
@@ -425,6 +425,71 @@ impl<B: Backend> Terms<B> {
         be.fill(Coef::c(0.0), &mut self.grad_f_x);
         p.add_outer_grad_x(be, x, y, rows, &mut self.grad_f_x);
     }
+}
+
+/// The mini-batches of one Neumann-series hypergradient ([`neumann_hypergradient`]), drawn by
+/// the caller (so that an estimate can be repeated on the same batches at another point).
+pub struct NeumannBatches<B: Backend> {
+    /// D_F: the validation rows of ∇_y f and ∇ₓf.
+    pub d_f: B::Indices,
+    /// B_1..B_q: one training batch per Hessian-vector product.
+    pub hvp: Vec<B::Indices>,
+    /// D_G: the training rows of the mixed product J.
+    pub d_g: B::Indices,
+}
+
+/// Which Neumann series [`neumann_hypergradient`] runs: its batches, its step η, and the factor
+/// c on J's output.
+pub struct NeumannSeries<'a, B: Backend> {
+    /// The batches, drawn by the caller.
+    pub batches: &'a NeumannBatches<B>,
+    /// η: the Neumann step.
+    pub eta: f64,
+    /// c: η for the summed series, Qη for BSA's randomly truncated one.
+    pub c: f64,
+}
+
+/// The y-sized workspaces of [`neumann_hypergradient`]: the current term r, the HVP's scratch,
+/// and (for a summed series) Σ r_j.
+pub struct NeumannWork<'a, B: Backend> {
+    /// r_j.
+    pub r: &'a mut B::Vector,
+    /// The Neumann step's scratch.
+    pub hr: &'a mut B::Vector,
+    /// `Some`: v = Σ_{j=0..q} r_j (stocBiO, MRBO); `None`: v = r_q (BSA, SUSTAIN).
+    pub sum: Option<&'a mut B::Vector>,
+}
+
+/// `h ← ∇ₓf(D_F) − c·J_{D_G}[v]` with v built from the Neumann terms of ∇_y f on the series'
+/// batches:
+/// `r_0 = ∇_y f(x, y; D_F)`, `r_j = (I − η H_{B_j}) r_{j−1}`, and v their sum or the last one
+/// as `work` says — the series stocBiO, BSA, TTSA, SUSTAIN and MRBO share (`c` folds η, or
+/// BSA's Qη, into J's output).
+pub fn neumann_hypergradient<B: Backend, P: Problem<B>>(
+    be: &B,
+    p: &P,
+    at: Point<'_, B>,
+    series: NeumannSeries<'_, B>,
+    work: NeumannWork<'_, B>,
+    h: &mut B::Vector,
+) {
+    let (Point { x, y }, NeumannSeries { batches, eta, c }) = (at, series);
+    let NeumannWork { r, hr, mut sum } = work;
+    p.outer_grad_y(be, x, y, Rows::Batch(&batches.d_f), r);
+    if let Some(sum) = sum.as_deref_mut() {
+        be.copy(r, sum);
+    }
+    for b_j in &batches.hvp {
+        p.neumann_step(be, x, y, r, NeumannStep { eta, rows: Rows::Batch(b_j) }, hr);
+        if let Some(sum) = sum.as_deref_mut() {
+            be.axpy(Coef::c(1.0), r, sum);
+        }
+    }
+    let v = match sum {
+        Some(sum) => &*sum,
+        None => &*r,
+    };
+    implicit_hypergradient(be, p, x, y, Adjoint { v, c, rows: Rows::Batch(&batches.d_g) }, Rows::Batch(&batches.d_f), h);
 }
 
 /// How [`Cg::solve`] runs: `iters` iterations from the `v` given (`warm`) or from 0, moving

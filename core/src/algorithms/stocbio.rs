@@ -21,7 +21,7 @@
 
 use serde::Serialize;
 
-use super::{implicit_hypergradient, inner_descent, Adjoint, Algorithm, Hyper, InnerSteps, Step};
+use super::{inner_descent, neumann_hypergradient, Algorithm, Hyper, InnerSteps, NeumannBatches, NeumannSeries, NeumannWork, Point, Step};
 use crate::backend::{Backend, Coef, Rows};
 use crate::problems::{NeumannStep, Problem};
 use crate::sampler::Sampler;
@@ -88,21 +88,15 @@ impl<B: Backend> StocBiO<B> {
         // Inner SGD from the warm start, a fresh training batch S_t per step.
         inner_descent(be, p, x, y, &mut self.grad, InnerSteps { steps: big_t, alpha, batch: Some(batch_size) }, rng);
 
-        // v_0 = ∇_y f(x, y; D_F)
+        // v_0 = ∇_y f(x, y; D_F), the truncated Neumann series for H⁻¹ v_0 with a fresh training
+        // batch B_j per HVP, and ĥ = ∇_x f − J_{D_G}[v_Q], v_Q = η Σ_q r_q (η folded into J's
+        // scale). The batches in that order: D_F, B_1..B_Q, D_G.
         let d_f = be.indices(&rng.val_batch(p.n_val(), val_batch_size));
-        p.outer_grad_y(be, x, y, Rows::Batch(&d_f), &mut self.r);
-        be.copy(&self.r, &mut self.sum);
-
-        // Truncated Neumann series for H⁻¹ v_0, a fresh training batch B_j per HVP.
-        for _ in 0..big_q {
-            let b_j = be.indices(&rng.train_batch(p.n_train(), batch_size));
-            p.neumann_step(be, x, y, &mut self.r, NeumannStep { eta, rows: Rows::Batch(&b_j) }, &mut self.hr);
-            be.axpy(Coef::c(1.0), &self.r, &mut self.sum);
-        }
-
-        // ĥ = ∇_x f − J_{D_G}[v_Q],  v_Q = η·sum  (η folded into the scale of J's output).
+        let hvp = (0..big_q).map(|_| be.indices(&rng.train_batch(p.n_train(), batch_size))).collect();
         let d_g = be.indices(&rng.train_batch(p.n_train(), batch_size));
-        implicit_hypergradient(be, p, x, y, Adjoint { v: &self.sum, c: eta, rows: Rows::Batch(&d_g) }, Rows::Batch(&d_f), h);
+        let batches = NeumannBatches { d_f, hvp, d_g };
+        let work = NeumannWork { r: &mut self.r, hr: &mut self.hr, sum: Some(&mut self.sum) };
+        neumann_hypergradient(be, p, Point { x, y }, NeumannSeries { batches: &batches, eta, c: eta }, work, h);
     }
 
     /// The reference code's version `version` (see the module docs).
