@@ -34,6 +34,8 @@ use super::{
 use avx2::Part;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
+#[cfg(target_arch = "x86_64")]
+mod lanes;
 
 /// The largest `d × c` result the fused path accumulates privately (a 256 KiB f32 buffer,
 /// inside L2); larger ones (20 Newsgroups) keep the unfused, feature-parallel path.
