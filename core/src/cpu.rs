@@ -222,21 +222,16 @@ impl MulAdd for Plain {
 
 /// Defines `fn $name<T: Real>(...)` running `$body` compiled for AVX2 + FMA where the CPU has
 /// them (checked at run time: the binary stays portable, no `-C target-cpu` needed) and for the
-/// baseline target otherwise. In the body, `M` is the [`MulAdd`] to use. The three functions it
-/// defines take the kernel's own argument list, whatever its length (raw slices and shapes, as
-/// the hot loops use them), hence their `allow(too_many_arguments)`.
+/// baseline target otherwise. In the body, `M` is the [`MulAdd`] to use.
 macro_rules! multiversion {
     ($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
         $(#[$meta])*
-        #[allow(clippy::too_many_arguments)]
         $vis fn $name<T: Real>($($arg: $ty),*) $(-> $ret)? {
             #[inline(always)]
-            #[allow(clippy::too_many_arguments)]
             fn imp<T: Real, M: MulAdd>($($arg: $ty),*) $(-> $ret)? $body
             #[cfg(target_arch = "x86_64")]
             {
                 #[target_feature(enable = "avx2,fma")]
-                #[allow(clippy::too_many_arguments)]
                 unsafe fn wide<T: Real>($($arg: $ty),*) $(-> $ret)? {
                     imp::<T, $crate::cpu::Fused>($($arg),*)
                 }

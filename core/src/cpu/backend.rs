@@ -125,10 +125,10 @@ impl<T: Real> Backend for CpuBackend<T> {
                     if let (Some(data), Some(wt), true) = (as_f32(data), as_f32(wt), avx2::available()) {
                         let zc = as_f32_mut(zc).expect("T is f32");
                         // SAFETY: the CPU has AVX2 and FMA; the shapes are dense_dots's.
-                        unsafe { avx2::dense_dots(data, *cols, rows, start / c, wt, c, zc) };
+                        unsafe { avx2::dense_dots(data, *cols, BatchRows { rows, first: start / c }, wt, c, zc) };
                         return;
                     }
-                    dense_dots(data, *cols, rows, start / c, wt, c, zc)
+                    dense_dots(data, *cols, BatchRows { rows, first: start / c }, wt, c, zc)
                 });
                 self.give(transposed);
             }
@@ -142,7 +142,7 @@ impl<T: Real> Backend for CpuBackend<T> {
                 split_chunks(&mut acc, b * c, parallel, |start, zp| {
                     let first = start / (b * c) * per;
                     zp.fill(T::zero());
-                    csc_matmul(&csc.colptr, &csc.rowidx, &csc.values, first, (first + per).min(*d), w, c, zp);
+                    csc_matmul(csc.lines(), first..(first + per).min(*d), w, c, zp);
                 });
                 let (first, others) = acc.split_at(b * c);
                 z[..b * c].copy_from_slice(first);
@@ -155,14 +155,14 @@ impl<T: Real> Backend for CpuBackend<T> {
             Layout::Csr { indptr, indices, values, .. } => {
                 let parallel = self.parallel(ThreadedPath::MatmulRows, work);
                 split_chunks(&mut z[..b * c], rows_per_piece(parallel) * c, parallel, |start, zc| {
-                    csr_matmul(indptr, indices, values, rows, start / c, w, c, zc);
+                    csr_matmul(Compressed { ptr: indptr, idx: indices, values }, BatchRows { rows, first: start / c }, w, c, zc);
                 })
             }
         }
         // X = S + 1sᵀ:  Z += 1 (sᵀW).
         if let Layout::Csr { shift: Some(s), .. } = x {
             let mut stw = self.take(c);
-            csr_matmul(&s.indptr, &s.indices, &s.values, Rows::All, 0, w, c, &mut stw);
+            csr_matmul(s.lines(), BatchRows { rows: Rows::All, first: 0 }, w, c, &mut stw);
             z[..b * c].chunks_exact_mut(c).for_each(|zk| axpy_slice(T::one(), &stw, zk));
             self.give(stw);
         }
@@ -199,7 +199,7 @@ impl<T: Real> Backend for CpuBackend<T> {
                     let last = (first + per).min(b);
                     acc_p.fill(T::zero());
                     if first < last {
-                        dense_scatter(data, d, rows, first, &e[first * c..last * c], c, scale, acc_p);
+                        dense_scatter(data, d, BatchRows { rows, first }, &e[first * c..last * c], c, scale, acc_p);
                     }
                 });
                 apply_reg(&reg, 0, c, out);
@@ -215,7 +215,7 @@ impl<T: Real> Backend for CpuBackend<T> {
                 let per = d.div_ceil(if parallel { pieces() } else { 1 });
                 split_chunks(out, per * c, parallel, |start, oc| {
                     apply_reg(&reg, start / c, c, oc);
-                    csc_tmatmul(&csc.colptr, &csc.rowidx, &csc.values, start / c, e, c, scale, oc);
+                    csc_tmatmul(csc.lines(), start / c, e, c, scale, oc);
                 });
             }
             // A sparse batch over few features: private d × c buffers per thread, as for dense.
@@ -228,7 +228,15 @@ impl<T: Real> Backend for CpuBackend<T> {
                     let first = (start / (d * c)) * per;
                     acc_p.fill(T::zero());
                     let last = (first + per).min(b);
-                    csr_scatter(indptr, indices, values, rows, first, &e[first * c..last * c], c, scale, 0, d, acc_p);
+                    csr_scatter(
+                        Compressed { ptr: indptr, idx: indices, values },
+                        BatchRows { rows, first },
+                        &e[first * c..last * c],
+                        c,
+                        scale,
+                        0..d,
+                        acc_p,
+                    );
                 });
                 apply_reg(&reg, 0, c, out);
                 for acc_p in acc.chunks_exact(d * c) {
@@ -245,7 +253,15 @@ impl<T: Real> Backend for CpuBackend<T> {
                 split_chunks(out, per * c, parallel, |start, oc| {
                     let (j0, j1) = (start / c, start / c + oc.len() / c);
                     apply_reg(&reg, j0, c, oc);
-                    csr_scatter(indptr, indices, values, rows, 0, &e[..b * c], c, scale, j0, j1, oc);
+                    csr_scatter(
+                        Compressed { ptr: indptr, idx: indices, values },
+                        BatchRows { rows, first: 0 },
+                        &e[..b * c],
+                        c,
+                        scale,
+                        j0..j1,
+                        oc,
+                    );
                 });
             }
         }
@@ -254,7 +270,7 @@ impl<T: Real> Backend for CpuBackend<T> {
             let mut e_sum = self.take(c);
             e_sum.fill(T::zero());
             e[..b * c].chunks_exact(c).for_each(|ek| axpy_slice(T::one(), ek, &mut e_sum));
-            csr_scatter(&s.indptr, &s.indices, &s.values, Rows::All, 0, &e_sum, c, scale, 0, d, out);
+            csr_scatter(s.lines(), BatchRows { rows: Rows::All, first: 0 }, &e_sum, c, scale, 0..d, out);
             self.give(e_sum);
         }
     }

@@ -20,7 +20,7 @@
 //! The AVX2 CSR kernel's two passes split over two threads where that pays (see
 //! `two_thread_split` and `pair.rs`): the first by batch rows, the second by G's rows.
 
-use super::{apply_reg, axpy_slice, residual_and_loss, row_curvature, sigmoid, to_t, CpuBackend, Layout, MulAdd, Real, Shift};
+use super::{apply_reg, axpy_slice, residual_and_loss, row_curvature, sigmoid, to_t, Compressed, CpuBackend, Layout, MulAdd, Real};
 use crate::backend::{GlmRows, GlmScales, LossKind, Reg, RowTerm, Rows};
 
 #[cfg(target_arch = "x86_64")]
@@ -110,6 +110,39 @@ pub(super) fn simd<T: Real>(be: &CpuBackend<T>, data: &GlmRows<'_, CpuBackend<T>
     {
         let _ = (be.wide, data);
         None
+    }
+}
+
+/// A sparse batch matrix as the fused kernels read it: `X = S + 1sᵀ`, `s` (sparse: its columns
+/// and values) only for a shifted CSR.
+#[derive(Clone, Copy)]
+struct ShiftedCsr<'a, T> {
+    s: Compressed<'a, T>,
+    shift: Option<(&'a [u32], &'a [T])>,
+}
+
+impl<'a, T: Real> ShiftedCsr<'a, T> {
+    /// The view of a CSR layout (`None` for dense rows).
+    fn of(x: &'a Layout<T>) -> Option<Self> {
+        match x {
+            Layout::Csr { indptr, indices, values, shift, .. } => Some(ShiftedCsr {
+                s: Compressed { ptr: indptr, idx: indices, values },
+                shift: shift.as_ref().map(|s| (&s.indices[..], &s.values[..])),
+            }),
+            Layout::Dense { .. } => None,
+        }
+    }
+
+    /// The same matrix in f32 when `T` is f32 (for the intrinsics kernels).
+    #[cfg(target_arch = "x86_64")]
+    fn as_f32(self) -> Option<ShiftedCsr<'a, f32>> {
+        use super::as_f32;
+        let s = Compressed { ptr: self.s.ptr, idx: self.s.idx, values: as_f32(self.s.values)? };
+        let shift = match self.shift {
+            Some((cols, vals)) => Some((cols, as_f32(vals)?)),
+            None => None,
+        };
+        Some(ShiftedCsr { s, shift })
     }
 }
 
@@ -206,9 +239,8 @@ pub(super) fn glm_batch<T: Real>(
                 apply_reg(&reg, 0, c, out);
                 avx2::dense_scatter(idx, data, d, e32, super::as_f32_mut(out).expect("f32"));
             },
-            Layout::Csr { indptr, indices, values, shift, .. } => {
-                let shift = shift.as_ref().map(|s| (&s.indices[..], super::as_f32(&s.values).expect("f32")));
-                let values = super::as_f32(values).expect("f32");
+            Layout::Csr { .. } => {
+                let sx = ShiftedCsr::of(x).and_then(ShiftedCsr::as_f32).expect("a CSR in f32");
                 let u32s = super::as_f32_mut(u).expect("f32");
                 // Whether two threads beat one is timed as the run goes (see `pair.rs`); the
                 // results are the same either way.
@@ -225,20 +257,9 @@ pub(super) fn glm_batch<T: Real>(
                 // when it was built), and a split column comes with ascending rows.
                 match halves.filter(|_| choice.as_ref().is_none_or(Choice::split)) {
                     None => unsafe {
-                        let e_sum = avx2::csr_terms(call, indptr, indices, values, shift, c, e32, u32s);
+                        let e_sum = avx2::csr_terms(call, sx, c, e32, u32s);
                         apply_reg(&reg, 0, c, out);
-                        avx2::csr_scatter(
-                            idx,
-                            indptr,
-                            indices,
-                            values,
-                            shift,
-                            c,
-                            e32,
-                            &e_sum,
-                            Part::All,
-                            super::as_f32_mut(out).expect("f32"),
-                        );
+                        avx2::csr_scatter(idx, sx, c, e32, &e_sum, Part::All, super::as_f32_mut(out).expect("f32"));
                     },
                     // Two threads: the first pass split by batch rows (each its half of e),
                     // the second by G's rows (each the columns on its side of the split), so
@@ -250,11 +271,11 @@ pub(super) fn glm_batch<T: Real>(
                         let (u_a, u_b) = u32s.split_at_mut(h * c);
                         let (call_a, call_b) = (Call { rows: &idx[..h], ..*call }, Call { rows: &idx[h..], ..*call });
                         pair.join(
-                            || unsafe { avx2::csr_terms(&call_a, indptr, indices, values, shift, c, e_a, u_a) },
+                            || unsafe { avx2::csr_terms(&call_a, sx, c, e_a, u_a) },
                             || unsafe {
                                 // MXCSR is per thread.
                                 let _flush = FlushSubnormals::new();
-                                avx2::csr_terms(&call_b, indptr, indices, values, shift, c, e_b, u_b)
+                                avx2::csr_terms(&call_b, sx, c, e_b, u_b)
                             },
                         );
                         // Σ_k e_k in the order the one-thread kernel sums it.
@@ -268,13 +289,13 @@ pub(super) fn glm_batch<T: Real>(
                             || unsafe {
                                 apply_reg(reg, 0, c, g_a);
                                 let g_a = super::as_f32_mut(g_a).expect("f32");
-                                avx2::csr_scatter(idx, indptr, indices, values, shift, c, e32, &e_sum, Part::Below(s), g_a)
+                                avx2::csr_scatter(idx, sx, c, e32, &e_sum, Part::Below(s), g_a)
                             },
                             || unsafe {
                                 let _flush = FlushSubnormals::new();
                                 apply_reg(reg, s_col, c, g_b);
                                 let g_b = super::as_f32_mut(g_b).expect("f32");
-                                avx2::csr_scatter(idx, indptr, indices, values, shift, c, e32, &e_sum, Part::From(s), g_b)
+                                avx2::csr_scatter(idx, sx, c, e32, &e_sum, Part::From(s), g_b)
                             },
                         );
                     }
@@ -310,7 +331,7 @@ pub(super) fn glm_batch<T: Real>(
                 let (z, u) = (super::as_f32_mut(z).expect("f32"), super::as_f32_mut(u).expect("f32"));
                 avx512::dense_rows(&f32call, super::as_f32(data).expect("f32"), d, g32, z, u)
             },
-            Layout::Csr { indptr, indices, values, shift, .. } => {
+            Layout::Csr { .. } => {
                 let (mut y_buf, mut v_buf) = (be.take_at_least(aligned_len::<T>(d, PADDED)), be.take_at_least(aligned_len::<T>(d, PADDED)));
                 let padded = if stride == PADDED {
                     let y = padded_rows(&mut y_buf, f32call.y, d, c);
@@ -318,14 +339,11 @@ pub(super) fn glm_batch<T: Real>(
                 } else {
                     f32call
                 };
-                let shift = shift.as_ref().map(|s| (&s.indices[..], super::as_f32(&s.values).expect("f32")));
-                let values = super::as_f32(values).expect("f32");
-                // SAFETY: as above; Y, V and G have d rows `stride` apart.
-                let run =
-                    |call: &Call<'_, f32>, g: &mut [f32]| unsafe { avx512::csr_rows(call, indptr, indices, values, shift, c, stride, g) };
+                let sx = ShiftedCsr::of(x).and_then(ShiftedCsr::as_f32).expect("a CSR in f32");
                 // One thread: where a call can be split over two, the AVX2 kernel takes it (see
                 // `two_thread_split`).
-                run(&padded, g32);
+                // SAFETY: as above; Y, V and G have d rows `stride` apart.
+                unsafe { avx512::csr_rows(&padded, sx, c, stride, g32) };
                 be.give(y_buf);
                 be.give(v_buf);
             }
@@ -438,7 +456,7 @@ fn padded_rows<'b, T: Real>(buf: &'b mut Vec<T>, m: &[f32], d: usize, c: usize) 
 fn portable<T: Real>(f: &Call<'_, T>, x: &Layout<T>, d: usize, c: usize, g: &mut [T], e: &mut [T]) {
     match x {
         Layout::Dense { data, .. } => dense_rows(f, data, d, g),
-        Layout::Csr { indptr, indices, values, shift, .. } => csr_rows(f, indptr, indices, values, shift.as_ref(), c, g, e),
+        Layout::Csr { .. } => csr_rows(f, ShiftedCsr::of(x).expect("a CSR"), c, g, e),
     }
 }
 
@@ -507,11 +525,11 @@ multiversion! {
 
 multiversion! {
     /// CSR rows (plain or shifted), c ∈ {1, 10, 20}: the class count compiled in.
-    fn csr_rows(f: &Call<'_, T>, indptr: &[u32], indices: &[u32], values: &[T], shift: Option<&Shift<T>>, c: usize, g: &mut [T], e: &mut [T]) {
+    fn csr_rows(f: &Call<'_, T>, x: ShiftedCsr<'_, T>, c: usize, g: &mut [T], e: &mut [T]) {
         match c {
-            1 => csr_rows_c::<T, M, 1>(f, indptr, indices, values, shift, g, e),
-            10 => csr_rows_c::<T, M, 10>(f, indptr, indices, values, shift, g, e),
-            20 => csr_rows_c::<T, M, 20>(f, indptr, indices, values, shift, g, e),
+            1 => csr_rows_c::<T, M, 1>(f, x, g, e),
+            10 => csr_rows_c::<T, M, 10>(f, x, g, e),
+            20 => csr_rows_c::<T, M, 20>(f, x, g, e),
             _ => unreachable!("applies() admits the compiled class counts only"),
         }
     }
@@ -519,27 +537,18 @@ multiversion! {
 
 /// [`csr_rows`] for `C` classes.
 #[inline(always)]
-fn csr_rows_c<T: Real, M: MulAdd, const C: usize>(
-    f: &Call<'_, T>,
-    indptr: &[u32],
-    indices: &[u32],
-    values: &[T],
-    shift: Option<&Shift<T>>,
-    g: &mut [T],
-    e: &mut [T],
-) {
-    let span = |row: usize| indptr[row] as usize..indptr[row + 1] as usize;
+fn csr_rows_c<T: Real, M: MulAdd, const C: usize>(f: &Call<'_, T>, x: ShiftedCsr<'_, T>, g: &mut [T], e: &mut [T]) {
     // The shift's products sᵀy (and sᵀv), the same for every row.
-    let (zs, us) = match shift {
-        Some(s) => row_dots::<T, M, C>(&s.indices, &s.values, f.y, f.v),
+    let (zs, us) = match x.shift {
+        Some((cols, vals)) => row_dots::<T, M, C>(cols, vals, f.y, f.v),
         None => ([T::zero(); C], [T::zero(); C]),
     };
     for (k, &row) in f.rows.iter().enumerate() {
         if let Some(&next) = f.rows.get(k + 1) {
-            super::prefetch_csr_row(indptr, indices, values, next as usize);
+            x.s.prefetch(next as usize);
         }
         let row = row as usize;
-        let (cols, vals) = (&indices[span(row)], &values[span(row)]);
+        let (cols, vals) = x.s.line(row);
         let (mut z, mut u) = row_dots::<T, M, C>(cols, vals, f.y, f.v);
         for l in 0..C {
             z[l] = z[l] + zs[l];
@@ -555,14 +564,14 @@ fn csr_rows_c<T: Real, M: MulAdd, const C: usize>(
         }
     }
     // X = S + 1sᵀ:  G += s ⊗ Σ_k e_k.
-    if let Some(s) = shift {
+    if let Some((cols, vals)) = x.shift {
         let mut sum = [T::zero(); C];
         for ek in e.chunks_exact(C) {
             for l in 0..C {
                 sum[l] = sum[l] + ek[l];
             }
         }
-        for (&j, &sv) in s.indices.iter().zip(&s.values) {
+        for (&j, &sv) in cols.iter().zip(vals) {
             let gj = &mut g[j as usize * C..][..C];
             for l in 0..C {
                 gj[l] = M::madd(sv, sum[l], gj[l]);

@@ -3,6 +3,8 @@
 //! row and column kernels with their prefetches. Each is compiled for the baseline target and
 //! for AVX2 + FMA ([`multiversion!`]), picked at run time.
 
+use std::ops::Range;
+
 use super::*;
 
 multiversion! {
@@ -65,7 +67,7 @@ pub(crate) fn as_f32_mut<T: Real>(x: &mut [T]) -> Option<&mut [f32]> {
 pub(super) mod avx2 {
     use std::arch::x86_64::*;
 
-    use super::{row_of, Rows};
+    use super::BatchRows;
 
     /// Whether this CPU has AVX2 and FMA (detected once, then cached by std).
     pub fn available() -> bool {
@@ -122,13 +124,13 @@ pub(super) mod avx2 {
         out
     }
 
-    /// `Z[i, k] = X[row_{first+i}, :] · Wᵀ[k, :]` for the rows of `z` (`b' × c`), dense X (`· × d`).
+    /// `Z[i, k] = X[rows.row(i), :] · Wᵀ[k, :]` for the rows of `z` (`b' × c`), dense X (`· × d`).
     ///
     /// Safety: the CPU has AVX2 and FMA.
     #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn dense_dots(data: &[f32], d: usize, rows: Rows<'_, Vec<u32>>, first: usize, wt: &[f32], c: usize, z: &mut [f32]) {
+    pub unsafe fn dense_dots(data: &[f32], d: usize, rows: BatchRows<'_>, wt: &[f32], c: usize, z: &mut [f32]) {
         let x = |i: usize| {
-            let r = row_of(rows, first + i);
+            let r = rows.row(i);
             &data[r * d..(r + 1) * d]
         };
         let w = |k: usize| &wt[k * d..(k + 1) * d];
@@ -137,7 +139,7 @@ pub(super) mod avx2 {
             // Batch rows are scattered through X: fetch the pair after next while this one is
             // computed (the hardware prefetcher cannot guess them).
             for ahead in (i + 4..n).take(2) {
-                let r = row_of(rows, first + ahead);
+                let r = rows.row(ahead);
                 super::prefetch(&data[r * d..(r + 1) * d]);
             }
             // An odd last row is paired with itself (its second result is dropped).
@@ -232,12 +234,12 @@ pub(super) fn axpy_lanes<T: Real, M: MulAdd>(a: T, x: &[T], y: &mut [T]) {
 }
 
 multiversion! {
-    /// `Z[i, :] += Σ_j X[i, j] W[j, :]` over the features `j0..j1`, from the CSC (all rows).
-    pub(super) fn csc_matmul(colptr: &[u32], rowidx: &[u32], values: &[T], j0: usize, j1: usize, w: &[T], c: usize, z: &mut [T]) {
-        for j in j0..j1 {
+    /// `Z[i, :] += Σ_j X[i, j] W[j, :]` over the features `cols`, from the CSC (all rows).
+    pub(super) fn csc_matmul(x: Compressed<'_, T>, cols: Range<usize>, w: &[T], c: usize, z: &mut [T]) {
+        for j in cols {
             let wj = &w[j * c..(j + 1) * c];
-            let span = colptr[j] as usize..colptr[j + 1] as usize;
-            for (&i, &xv) in rowidx[span.clone()].iter().zip(&values[span]) {
+            let (rowidx, values) = x.line(j);
+            for (&i, &xv) in rowidx.iter().zip(values) {
                 let i = i as usize;
                 axpy_lanes::<T, M>(xv, wj, &mut z[i * c..(i + 1) * c]);
             }
@@ -248,10 +250,10 @@ multiversion! {
 multiversion! {
     /// `out[j, :] += scale · Σ_i X[i, j] E[i, :]` for the feature rows `j0..` that `out` holds,
     /// from the CSC (all rows).
-    pub(super) fn csc_tmatmul(colptr: &[u32], rowidx: &[u32], values: &[T], j0: usize, e: &[T], c: usize, scale: T, out: &mut [T]) {
+    pub(super) fn csc_tmatmul(x: Compressed<'_, T>, j0: usize, e: &[T], c: usize, scale: T, out: &mut [T]) {
         for (jj, oj) in out.chunks_exact_mut(c).enumerate() {
-            let span = colptr[j0 + jj] as usize..colptr[j0 + jj + 1] as usize;
-            for (&i, &xv) in rowidx[span.clone()].iter().zip(&values[span]) {
+            let (rowidx, values) = x.line(j0 + jj);
+            for (&i, &xv) in rowidx.iter().zip(values) {
                 let i = i as usize;
                 axpy_lanes::<T, M>(scale * xv, &e[i * c..(i + 1) * c], oj);
             }
@@ -260,24 +262,23 @@ multiversion! {
 }
 
 multiversion! {
-    /// `Z[k, :] = X[row_{first+k}, :] · W` for the rows of `z`, from the CSR.
-    pub(super) fn csr_matmul(indptr: &[u32], indices: &[u32], values: &[T], rows: Rows<'_, Vec<u32>>, first: usize, w: &[T], c: usize, z: &mut [T]) {
+    /// `Z[k, :] = X[rows.row(k), :] · W` for the rows of `z`, from the CSR.
+    pub(super) fn csr_matmul(x: Compressed<'_, T>, rows: BatchRows<'_>, w: &[T], c: usize, z: &mut [T]) {
         // The class counts of the real problems get a copy with c known at compile time, which
         // keeps a row's sums in registers (through memory, each entry would wait on the last).
         // W's rows are fetched ahead only when W is too large to stay in cache (20 Newsgroups).
         let far = std::mem::size_of_val(w) > FAR_BYTES;
         match (c, far) {
-            (1, _) => csr_rows::<T, M, 1, false>(indptr, indices, values, rows, first, w, z),
-            (10, false) => csr_rows::<T, M, 10, false>(indptr, indices, values, rows, first, w, z),
-            (10, true) => csr_rows::<T, M, 10, true>(indptr, indices, values, rows, first, w, z),
-            (20, false) => csr_rows::<T, M, 20, false>(indptr, indices, values, rows, first, w, z),
-            (20, true) => csr_rows::<T, M, 20, true>(indptr, indices, values, rows, first, w, z),
+            (1, _) => csr_rows::<T, M, 1, false>(x, rows, w, z),
+            (10, false) => csr_rows::<T, M, 10, false>(x, rows, w, z),
+            (10, true) => csr_rows::<T, M, 10, true>(x, rows, w, z),
+            (20, false) => csr_rows::<T, M, 20, false>(x, rows, w, z),
+            (20, true) => csr_rows::<T, M, 20, true>(x, rows, w, z),
             _ => {
                 for (k, zk) in z.chunks_exact_mut(c).enumerate() {
-                    let row = row_of(rows, first + k);
-                    let span = indptr[row] as usize..indptr[row + 1] as usize;
+                    let (cols, vals) = x.line(rows.row(k));
                     zk.fill(T::zero());
-                    for (&j, &xv) in indices[span.clone()].iter().zip(&values[span]) {
+                    for (&j, &xv) in cols.iter().zip(vals) {
                         let j = j as usize;
                         axpy_lanes::<T, M>(xv, &w[j * c..(j + 1) * c], zk);
                     }
@@ -290,13 +291,54 @@ multiversion! {
 /// Above this size a W is assumed to miss cache when its rows are read at random.
 pub(super) const FAR_BYTES: usize = 1 << 18;
 
-/// Fetches the start of a CSR row (its column indices and values): a mini-batch's rows are read
-/// at random, so the hardware cannot guess them, and each would otherwise start with a miss.
-#[inline(always)]
-pub(super) fn prefetch_csr_row<T>(indptr: &[u32], indices: &[u32], values: &[T], row: usize) {
-    let span = indptr[row] as usize..indptr[row + 1] as usize;
-    prefetch(&indices[span.clone()]);
-    prefetch(&values[span]);
+/// A compressed sparse matrix's arrays, borrowed: line `i`'s entries (a row of a CSR, a column
+/// of a CSC) are `idx[ptr[i]..ptr[i + 1]]` (the other coordinate) with the same range of
+/// `values`. The kernels take one of these instead of three slices.
+#[derive(Clone, Copy)]
+pub(super) struct Compressed<'a, T> {
+    pub(super) ptr: &'a [u32],
+    pub(super) idx: &'a [u32],
+    pub(super) values: &'a [T],
+}
+
+impl<'a, T> Compressed<'a, T> {
+    /// Line `i`'s range in `idx` and `values`.
+    #[inline(always)]
+    pub(super) fn span(&self, i: usize) -> Range<usize> {
+        self.ptr[i] as usize..self.ptr[i + 1] as usize
+    }
+
+    /// Line `i`'s indices and values.
+    #[inline(always)]
+    pub(super) fn line(&self, i: usize) -> (&'a [u32], &'a [T]) {
+        let span = self.span(i);
+        (&self.idx[span.clone()], &self.values[span])
+    }
+
+    /// Fetches the start of line `i` (its indices and values): a mini-batch's rows are read at
+    /// random, so the hardware cannot guess them, and each would otherwise start with a miss.
+    #[inline(always)]
+    pub(super) fn prefetch(&self, i: usize) {
+        let (idx, values) = self.line(i);
+        prefetch(idx);
+        prefetch(values);
+    }
+}
+
+/// The batch rows a kernel call covers: its `k`-th is the draw's row `first + k`, that is X's
+/// row [`BatchRows::row`]`(k)` (a thread's share of a batch starts at its `first`).
+#[derive(Clone, Copy)]
+pub(super) struct BatchRows<'a> {
+    pub(super) rows: Rows<'a, Vec<u32>>,
+    pub(super) first: usize,
+}
+
+impl BatchRows<'_> {
+    /// The call's `k`-th row of X.
+    #[inline(always)]
+    pub(super) fn row(&self, k: usize) -> usize {
+        row_of(self.rows, self.first + k)
+    }
 }
 
 /// [`csr_matmul`] for `C` classes: two sets of `C` accumulators (alternate entries), so that
@@ -304,11 +346,8 @@ pub(super) fn prefetch_csr_row<T>(indptr: &[u32], indices: &[u32], values: &[T],
 /// random order, fetched a few entries ahead.
 #[inline(always)]
 pub(super) fn csr_rows<T: Real, M: MulAdd, const C: usize, const FETCH_W: bool>(
-    indptr: &[u32],
-    indices: &[u32],
-    values: &[T],
-    rows: Rows<'_, Vec<u32>>,
-    first: usize,
+    x: Compressed<'_, T>,
+    rows: BatchRows<'_>,
     w: &[T],
     z: &mut [T],
 ) {
@@ -316,11 +355,9 @@ pub(super) fn csr_rows<T: Real, M: MulAdd, const C: usize, const FETCH_W: bool>(
     let batch = z.len() / C;
     for (k, zk) in z.chunks_exact_mut(C).enumerate() {
         if k + 1 < batch {
-            prefetch_csr_row(indptr, indices, values, row_of(rows, first + k + 1));
+            x.prefetch(rows.row(k + 1));
         }
-        let row = row_of(rows, first + k);
-        let span = indptr[row] as usize..indptr[row + 1] as usize;
-        let (cols, vals) = (&indices[span.clone()], &values[span]);
+        let (cols, vals) = x.line(rows.row(k));
         let (mut a0, mut a1) = ([T::zero(); C], [T::zero(); C]);
         let w_row = |j: u32| -> &[T; C] { w[j as usize * C..][..C].try_into().expect("C entries") };
         let mut p = 0;
@@ -349,35 +386,22 @@ pub(super) fn csr_rows<T: Real, M: MulAdd, const C: usize, const FETCH_W: bool>(
 }
 
 multiversion! {
-    /// `out[j − j0, :] += scale · X[row_{first+k}, j] · E[k, :]` for the rows of `e` and the
-    /// features `j0..j1` (those `out` holds), from the CSR.
-    pub(super) fn csr_scatter(
-        indptr: &[u32],
-        indices: &[u32],
-        values: &[T],
-        rows: Rows<'_, Vec<u32>>,
-        first: usize,
-        e: &[T],
-        c: usize,
-        scale: T,
-        j0: usize,
-        j1: usize,
-        out: &mut [T],
-    ) {
+    /// `out[j − cols.start, :] += scale · X[rows.row(k), j] · E[k, :]` for the rows of `e` and
+    /// the features `cols` (those `out` holds), from the CSR.
+    pub(super) fn csr_scatter(x: Compressed<'_, T>, rows: BatchRows<'_>, e: &[T], c: usize, scale: T, cols: Range<usize>, out: &mut [T]) {
         // As in csr_matmul, the real problems' class counts get a copy with c known at compile
         // time (E's row then stays in registers across the row's entries).
         match c {
-            1 => csr_scatter_rows::<T, M, 1>(indptr, indices, values, rows, first, e, scale, j0, j1, out),
-            10 => csr_scatter_rows::<T, M, 10>(indptr, indices, values, rows, first, e, scale, j0, j1, out),
-            20 => csr_scatter_rows::<T, M, 20>(indptr, indices, values, rows, first, e, scale, j0, j1, out),
+            1 => csr_scatter_rows::<T, M, 1>(x, rows, e, scale, cols, out),
+            10 => csr_scatter_rows::<T, M, 10>(x, rows, e, scale, cols, out),
+            20 => csr_scatter_rows::<T, M, 20>(x, rows, e, scale, cols, out),
             _ => {
                 for (k, ek) in e.chunks_exact(c).enumerate() {
-                    let row = row_of(rows, first + k);
-                    let span = indptr[row] as usize..indptr[row + 1] as usize;
-                    for (&j, &xv) in indices[span.clone()].iter().zip(&values[span]) {
+                    let (idx, vals) = x.line(rows.row(k));
+                    for (&j, &xv) in idx.iter().zip(vals) {
                         let j = j as usize;
-                        if (j0..j1).contains(&j) {
-                            let o = (j - j0) * c;
+                        if cols.contains(&j) {
+                            let o = (j - cols.start) * c;
                             axpy_lanes::<T, M>(scale * xv, ek, &mut out[o..o + c]);
                         }
                     }
@@ -389,32 +413,25 @@ multiversion! {
 
 /// [`csr_scatter`] for `C` classes, the next batch row fetched while this one is added.
 #[inline(always)]
-// csr_scatter's argument list passed through: raw CSR slices, as every CPU kernel takes them.
-#[allow(clippy::too_many_arguments)]
 pub(super) fn csr_scatter_rows<T: Real, M: MulAdd, const C: usize>(
-    indptr: &[u32],
-    indices: &[u32],
-    values: &[T],
-    rows: Rows<'_, Vec<u32>>,
-    first: usize,
+    x: Compressed<'_, T>,
+    rows: BatchRows<'_>,
     e: &[T],
     scale: T,
-    j0: usize,
-    j1: usize,
+    cols: Range<usize>,
     out: &mut [T],
 ) {
     let batch = e.len() / C;
     for (k, ek) in e.chunks_exact(C).enumerate() {
         if k + 1 < batch {
-            prefetch_csr_row(indptr, indices, values, row_of(rows, first + k + 1));
+            x.prefetch(rows.row(k + 1));
         }
         let ek: [T; C] = std::array::from_fn(|l| scale * ek[l]);
-        let row = row_of(rows, first + k);
-        let span = indptr[row] as usize..indptr[row + 1] as usize;
-        for (&j, &xv) in indices[span.clone()].iter().zip(&values[span]) {
+        let (idx, vals) = x.line(rows.row(k));
+        for (&j, &xv) in idx.iter().zip(vals) {
             let j = j as usize;
-            if (j0..j1).contains(&j) {
-                let o: &mut [T; C] = (&mut out[(j - j0) * C..][..C]).try_into().expect("C entries");
+            if cols.contains(&j) {
+                let o: &mut [T; C] = (&mut out[(j - cols.start) * C..][..C]).try_into().expect("C entries");
                 for l in 0..C {
                     o[l] = M::madd(xv, ek[l], o[l]);
                 }
@@ -506,10 +523,10 @@ pub(super) fn axpys<T: Real, M: MulAdd, const R: usize>(a: [T; R], xs: [&[T]; R]
 }
 
 multiversion! {
-    /// `Z[i, k] = X[row_{first+i}, :] · Wᵀ[k, :]` for the rows of `z` (`b' × c`), dense X (`· × d`).
-    pub(super) fn dense_dots(data: &[T], d: usize, rows: Rows<'_, Vec<u32>>, first: usize, wt: &[T], c: usize, z: &mut [T]) {
+    /// `Z[i, k] = X[rows.row(i), :] · Wᵀ[k, :]` for the rows of `z` (`b' × c`), dense X (`· × d`).
+    pub(super) fn dense_dots(data: &[T], d: usize, rows: BatchRows<'_>, wt: &[T], c: usize, z: &mut [T]) {
         let x = |i: usize| {
-            let r = row_of(rows, first + i);
+            let r = rows.row(i);
             &data[r * d..(r + 1) * d]
         };
         let w = |k: usize| &wt[k * d..(k + 1) * d];
@@ -533,11 +550,11 @@ multiversion! {
 }
 
 multiversion! {
-    /// `acc[k, :] += scale · Σ_i e[i, k] · X[row_{first+i}, :]` for the rows of `e` (`b' × c`):
+    /// `acc[k, :] += scale · Σ_i e[i, k] · X[rows.row(i), :]` for the rows of `e` (`b' × c`):
     /// `(scale · X_Bᵀ E)ᵀ` accumulated into a `c × d` buffer.
-    pub(super) fn dense_scatter(data: &[T], d: usize, rows: Rows<'_, Vec<u32>>, first: usize, e: &[T], c: usize, scale: T, acc: &mut [T]) {
+    pub(super) fn dense_scatter(data: &[T], d: usize, rows: BatchRows<'_>, e: &[T], c: usize, scale: T, acc: &mut [T]) {
         let x = |i: usize| {
-            let r = row_of(rows, first + i);
+            let r = rows.row(i);
             &data[r * d..(r + 1) * d]
         };
         let n = e.len() / c;

@@ -77,11 +77,25 @@ pub struct Shift<T> {
     pub(super) values: Vec<T>,
 }
 
+impl<T> Shift<T> {
+    /// The one-row CSR's arrays, for the kernels.
+    pub(super) fn lines(&self) -> Compressed<'_, T> {
+        Compressed { ptr: &self.indptr, idx: &self.indices, values: &self.values }
+    }
+}
+
 /// Compressed sparse columns: column j's entries are `rowidx[colptr[j]..colptr[j + 1]]`.
 pub struct Csc<T> {
     pub(super) colptr: Vec<u32>,
     pub(super) rowidx: Vec<u32>,
     pub(super) values: Vec<T>,
+}
+
+impl<T> Csc<T> {
+    /// The columns' arrays, for the kernels.
+    pub(super) fn lines(&self) -> Compressed<'_, T> {
+        Compressed { ptr: &self.colptr, idx: &self.rowidx, values: &self.values }
+    }
 }
 
 impl<T: Real> Layout<T> {

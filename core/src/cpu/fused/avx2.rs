@@ -11,7 +11,7 @@ use std::arch::x86_64::*;
 use super::super::prefetch_bytes;
 use super::super::Split;
 use super::lanes::{pointwise_term, row_coefs, softmax_term, Avx2, Isa, Pair, Two, MAX_LANES};
-use super::Call;
+use super::{Call, ShiftedCsr};
 use crate::backend::LossKind;
 
 /// Whether this CPU has AVX2 and FMA (detected once, cached by std).
@@ -101,36 +101,18 @@ unsafe fn store_row<const C: usize>(m: *mut f32, k: usize, r: Row) {
 /// `d × c` entries, `e` and `u` at least `b × c` (the caller checked the shapes; the indices come from a
 /// validated CSR).
 #[target_feature(enable = "avx2,fma")]
-#[allow(clippy::too_many_arguments)]
-pub(super) unsafe fn csr_terms(
-    f: &Call<'_, f32>,
-    indptr: &[u32],
-    indices: &[u32],
-    values: &[f32],
-    shift: Option<(&[u32], &[f32])>,
-    c: usize,
-    e: &mut [f32],
-    u: &mut [f32],
-) -> [f32; 16] {
+pub(super) unsafe fn csr_terms(f: &Call<'_, f32>, x: ShiftedCsr<'_, f32>, c: usize, e: &mut [f32], u: &mut [f32]) -> [f32; 16] {
     // SAFETY (both): this function's contract.
     match c {
-        1 => unsafe { csr_terms_c::<1>(f, indptr, indices, values, shift, e, u) },
-        10 => unsafe { csr_terms_c::<10>(f, indptr, indices, values, shift, e, u) },
+        1 => unsafe { csr_terms_c::<1>(f, x, e, u) },
+        10 => unsafe { csr_terms_c::<10>(f, x, e, u) },
         _ => panic!("avx2::csr_terms: {c} classes (1 or 10 are compiled)"),
     }
 }
 
 #[target_feature(enable = "avx2,fma")]
 #[inline]
-unsafe fn csr_terms_c<const C: usize>(
-    f: &Call<'_, f32>,
-    indptr: &[u32],
-    indices: &[u32],
-    values: &[f32],
-    shift: Option<(&[u32], &[f32])>,
-    e: &mut [f32],
-    u: &mut [f32],
-) -> [f32; 16] {
+unsafe fn csr_terms_c<const C: usize>(f: &Call<'_, f32>, x: ShiftedCsr<'_, f32>, e: &mut [f32], u: &mut [f32]) -> [f32; 16] {
     let mask = lanes(C);
     let (y, v) = (f.y.as_ptr(), f.v.map_or(std::ptr::null(), |v| v.as_ptr()));
     // SAFETY (both): the column indices are below d (this function's contract).
@@ -141,11 +123,10 @@ unsafe fn csr_terms_c<const C: usize>(
         }
     };
     let zero = Row { lo: _mm256_setzero_ps(), hi: _mm256_setzero_ps() };
-    let (zs, us) = match shift {
+    let (zs, us) = match x.shift {
         Some((cols, vals)) => dots(cols, vals),
         None => (zero, zero),
     };
-    let span = |row: usize| indptr[row] as usize..indptr[row + 1] as usize;
     assert!(e.len() >= f.rows.len() * C && u.len() >= f.rows.len() * C, "avx2::csr_terms: e or u too short");
     // All the rows' products first (z in e, u in `u`), the row terms after, so that the
     // softmax's reductions and exp of successive rows overlap instead of each holding up the
@@ -153,12 +134,12 @@ unsafe fn csr_terms_c<const C: usize>(
     for (k, &row) in f.rows.iter().enumerate() {
         // The whole of a later row, two rows ahead (see `avx512.rs`).
         if let Some(&ahead) = f.rows.get(k + 2) {
-            let r = span(ahead as usize);
-            prefetch_bytes(&indices[r.clone()], usize::MAX);
-            prefetch_bytes(&values[r], usize::MAX);
+            let (cols, vals) = x.s.line(ahead as usize);
+            prefetch_bytes(cols, usize::MAX);
+            prefetch_bytes(vals, usize::MAX);
         }
-        let row = row as usize;
-        let (z, uk) = dots(&indices[span(row)], &values[span(row)]);
+        let (cols, vals) = x.s.line(row as usize);
+        let (z, uk) = dots(cols, vals);
         // SAFETY: row k of e and u lies inside them (asserted above).
         unsafe {
             store_row::<C>(e.as_mut_ptr(), k, Row { lo: _mm256_add_ps(z.lo, zs.lo), hi: _mm256_add_ps(z.hi, zs.hi) });
@@ -209,13 +190,9 @@ unsafe fn csr_terms_c<const C: usize>(
 /// of the `d × c` G, `e` holds `b × c` terms from [`csr_terms`], `c` is 1 or 10; a split
 /// belongs to this matrix (its rows' and the shift's column indices ascend).
 #[target_feature(enable = "avx2,fma")]
-#[allow(clippy::too_many_arguments)]
 pub(super) unsafe fn csr_scatter(
     rows: &[u32],
-    indptr: &[u32],
-    indices: &[u32],
-    values: &[f32],
-    shift: Option<(&[u32], &[f32])>,
+    x: ShiftedCsr<'_, f32>,
     c: usize,
     e: &[f32],
     e_sum: &[f32; 16],
@@ -224,41 +201,29 @@ pub(super) unsafe fn csr_scatter(
 ) {
     // SAFETY (both): this function's contract.
     match c {
-        1 => unsafe { csr_scatter_c::<1>(rows, indptr, indices, values, shift, e, e_sum, part, g) },
-        10 => unsafe { csr_scatter_c::<10>(rows, indptr, indices, values, shift, e, e_sum, part, g) },
+        1 => unsafe { csr_scatter_c::<1>(rows, x, e, e_sum, part, g) },
+        10 => unsafe { csr_scatter_c::<10>(rows, x, e, e_sum, part, g) },
         _ => panic!("avx2::csr_scatter: {c} classes (1 or 10 are compiled)"),
     }
 }
 
 #[target_feature(enable = "avx2,fma")]
 #[inline]
-#[allow(clippy::too_many_arguments)]
-unsafe fn csr_scatter_c<const C: usize>(
-    rows: &[u32],
-    indptr: &[u32],
-    indices: &[u32],
-    values: &[f32],
-    shift: Option<(&[u32], &[f32])>,
-    e: &[f32],
-    e_sum: &[f32; 16],
-    part: Part<'_>,
-    g: &mut [f32],
-) {
-    let span = |row: usize| indptr[row] as usize..indptr[row + 1] as usize;
+unsafe fn csr_scatter_c<const C: usize>(rows: &[u32], x: ShiftedCsr<'_, f32>, e: &[f32], e_sum: &[f32; 16], part: Part<'_>, g: &mut [f32]) {
     assert!(e.len() >= rows.len() * C, "avx2::csr_scatter: e too short");
     let first = part.first();
     for (k, &row) in rows.iter().enumerate() {
         let row = row as usize;
-        let entries = part.cut(span(row), |split| split.at[row] as usize);
+        let entries = part.cut(x.s.span(row), |split| split.at[row] as usize);
         // SAFETY: row k of e lies inside e (asserted above); the part's entries have columns
         // in its rows (this function's contract).
         unsafe {
             let ek = load_row::<C>(e.as_ptr(), k);
-            scatter::<C>(&indices[entries.clone()], &values[entries], ek, first, g)
+            scatter::<C>(&x.s.idx[entries.clone()], &x.s.values[entries], ek, first, g)
         };
     }
     // X = S + 1sᵀ:  G += s ⊗ Σ_k e_k.
-    if let Some((cols, vals)) = shift {
+    if let Some((cols, vals)) = x.shift {
         let entries = part.cut(0..cols.len(), |split| cols.partition_point(|&j| j < split.col));
         // SAFETY: e_sum holds 16 lanes; as above.
         unsafe {

@@ -9,7 +9,7 @@ use std::arch::x86_64::*;
 
 use super::super::prefetch_bytes;
 use super::lanes::{pointwise_term, row_coefs, row_term, Avx512, Isa, MAX_LANES};
-use super::{Call, PADDED};
+use super::{Call, ShiftedCsr, PADDED};
 
 /// `dst[j, :] = m[j, :]` for a `d × c` matrix `m` into rows of [`PADDED`] lanes (zeros past c).
 ///
@@ -42,17 +42,7 @@ fn lanes(c: usize) -> __mmask16 {
 /// `d` rows of [`PADDED`] entries (one entry when c = 1) (the caller checked the shapes; the
 /// indices come from a validated CSR).
 #[target_feature(enable = "avx512f")]
-#[allow(clippy::too_many_arguments)]
-pub(super) unsafe fn csr_rows(
-    f: &Call<'_, f32>,
-    indptr: &[u32],
-    indices: &[u32],
-    values: &[f32],
-    shift: Option<(&[u32], &[f32])>,
-    c: usize,
-    stride: usize,
-    g: &mut [f32],
-) {
+pub(super) unsafe fn csr_rows(f: &Call<'_, f32>, x: ShiftedCsr<'_, f32>, c: usize, stride: usize, g: &mut [f32]) {
     let mask = lanes(c);
     // Y's and V's rows are `stride` apart: padded to 16 lanes on 64-byte boundaries when c > 1
     // (see `fused.rs`), so that no load straddles two cache lines.
@@ -66,11 +56,10 @@ pub(super) unsafe fn csr_rows(
             None => dots::<false, false>(cols, vals, y, v, stride, mask),
         }
     };
-    let (zs, us) = match shift {
+    let (zs, us) = match x.shift {
         Some((cols, vals)) => dots(cols, vals),
         None => (_mm512_setzero_ps(), _mm512_setzero_ps()),
     };
-    let span = |row: usize| indptr[row] as usize..indptr[row + 1] as usize;
     // Two passes over the batch: first every row's terms e_k (the dot products read Y and
     // V), then G += x_k ⊗ e_k (reading and writing G only), so that each pass's matrices
     // share L1 with fewer others.
@@ -87,12 +76,12 @@ pub(super) unsafe fn csr_rows(
         // The whole of a later row (its entries sit in memory, not cache: a batch row is read
         // at random, once per step), two rows ahead so that it arrives in time.
         if let Some(&ahead) = f.rows.get(k + 2) {
-            let r = span(ahead as usize);
-            prefetch_bytes(&indices[r.clone()], usize::MAX);
-            prefetch_bytes(&values[r], usize::MAX);
+            let (cols, vals) = x.s.line(ahead as usize);
+            prefetch_bytes(cols, usize::MAX);
+            prefetch_bytes(vals, usize::MAX);
         }
         let row = row as usize;
-        let (cols, vals) = (&indices[span(row)], &values[span(row)]);
+        let (cols, vals) = x.s.line(row);
         let (z, u) = dots(cols, vals);
         let (z, u) = (_mm512_add_ps(z, zs), _mm512_add_ps(u, us));
         let e = row_term(s, f.loss, z, mask, f.targets[row], f.v.map(|_| u));
@@ -103,10 +92,11 @@ pub(super) unsafe fn csr_rows(
     for (&row, &e) in f.rows.iter().zip(&es) {
         let row = row as usize;
         // SAFETY: this function's contract.
-        unsafe { scatter(&indices[span(row)], &values[span(row)], e, c, g) };
+        let (cols, vals) = x.s.line(row);
+        unsafe { scatter(cols, vals, e, c, g) };
     }
     // X = S + 1sᵀ:  G += s ⊗ Σ_k e_k.
-    if let Some((cols, vals)) = shift {
+    if let Some((cols, vals)) = x.shift {
         // SAFETY: as above.
         unsafe { scatter(cols, vals, e_sum, c, g) };
     }
