@@ -105,6 +105,9 @@ fn deterministic_counts_match_their_formulas() {
                     ..c
                 }
             }),
+            // AmIGO: stocBiO's calls: T inner steps, Q v steps (one HVP each) and J on B rows,
+            // ∇f on B_v rows.
+            (AlgKind::Amigo, per_iter(t, q, 1, 1, (t + q + 1) * B + BV)),
             // MA-SOBA: SOBA's calls (the average costs none).
             (AlgKind::MaSoba, per_iter(1, 1, 1, 1, 3 * B + BV)),
             // MRBO: at the current point and, from the second iteration on, at the previous one

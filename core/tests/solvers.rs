@@ -1,4 +1,4 @@
-//! The single-loop solvers (SABA, SRBA, MA-SOBA, SUSTAIN, MRBO) on the toy ridge problem:
+//! The newer solvers (SABA, SRBA, MA-SOBA, SUSTAIN, MRBO, AmIGO) on the toy ridge problem:
 //! each closes 90 % of the gap between the starting outer objective Φ(λ₀) and its optimum Φ*
 //! within a stated number of outer iterations, at three seeds. Φ is exact (closed form); Φ*
 //! comes from exact gradient descent on Φ with Armijo backtracking.
@@ -117,4 +117,13 @@ fn the_momentum_solvers_close_ninety_percent_of_the_gap() {
         eprintln!("{alg}: gap left {left:?}");
         assert!(left.iter().all(|&g| g < 0.1), "{alg} after 1000 outer iterations: gap left {left:?}");
     }
+}
+
+#[test]
+fn amigo_closes_ninety_percent_of_the_gap() {
+    // `bilevel toy`'s double-loop settings: T = Q = 10, α = η = 0.45, β = 50, batches of 64.
+    let settings = Hyper { t: 10, q: 10, eta: 0.45, alpha: 0.45, beta: 50.0, batch_size: 64, val_batch_size: 64 };
+    let left = gaps_left(AlgKind::Amigo, &settings, 300, TOY);
+    eprintln!("AmIGO: gap left {left:?}");
+    assert!(left.iter().all(|&g| g < 0.1), "AmIGO after 300 outer iterations: gap left {left:?}");
 }

@@ -35,7 +35,7 @@ pub enum OptArg {
 #[derive(Args, Debug, Clone)]
 #[command(rename_all = "snake_case")]
 pub struct RunArgs {
-    /// stocBiO, AID-FP, AID-CG, reverse, HOAG, BSA, TTSA, SOBA, SABA, SRBA, MA-SOBA, SUSTAIN, MRBO (case-insensitive).
+    /// stocBiO, AID-FP, AID-CG, reverse, HOAG, BSA, TTSA, SOBA, SABA, SRBA, MA-SOBA, SUSTAIN, MRBO, AmIGO (case-insensitive).
     #[arg(long, default_value = "stocBiO")]
     pub alg: String,
     /// stocBiO's version: the paper's, or the reference code's (v1: its published figures).

@@ -21,7 +21,7 @@ use crate::run::{describe_steps, start_steps};
 #[derive(Args, Debug)]
 #[command(rename_all = "snake_case", allow_negative_numbers = true)]
 pub struct ToyArgs {
-    /// Algorithm (case-insensitive): stocBiO, AID-CG, AID-FP, reverse, HOAG, BSA, TTSA, SOBA, SABA, SRBA, MA-SOBA, SUSTAIN, MRBO.
+    /// Algorithm (case-insensitive): stocBiO, AID-CG, AID-FP, reverse, HOAG, BSA, TTSA, SOBA, SABA, SRBA, MA-SOBA, SUSTAIN, MRBO, AmIGO.
     #[arg(long, default_value = "stocBiO")]
     alg: String,
     /// stocBiO's version: the paper's, or the reference code's (v1: its published figures).

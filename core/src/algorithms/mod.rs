@@ -6,6 +6,7 @@
 
 pub mod aid_cg;
 pub mod aid_fp;
+pub mod amigo;
 pub mod bsa;
 pub mod double_momentum;
 pub mod hoag;
@@ -185,11 +186,15 @@ pub enum AlgKind {
     /// stocBiO's Neumann hypergradient.
     #[serde(rename = "MRBO")]
     Mrbo,
+    /// AmIGO (Arbel & Mairal 2022): stochastic inner steps, then stochastic steps on the linear
+    /// system, both warm-started across outer steps.
+    #[serde(rename = "AmIGO")]
+    Amigo,
 }
 
 impl AlgKind {
     /// Every algorithm in its default (paper) form, in the order the CLI lists them.
-    pub const ALL: [AlgKind; 13] = [
+    pub const ALL: [AlgKind; 14] = [
         AlgKind::StocBiO,
         AlgKind::AidCg,
         AlgKind::AidFp,
@@ -203,6 +208,7 @@ impl AlgKind {
         AlgKind::MaSoba,
         AlgKind::Sustain,
         AlgKind::Mrbo,
+        AlgKind::Amigo,
     ];
 
     /// Whether the estimator samples mini-batches (so repeated draws differ).
@@ -218,6 +224,7 @@ impl AlgKind {
                 | AlgKind::MaSoba
                 | AlgKind::Sustain
                 | AlgKind::Mrbo
+                | AlgKind::Amigo
         )
     }
 
@@ -246,6 +253,7 @@ impl AlgKind {
             AlgKind::MaSoba => "MA-SOBA",
             AlgKind::Sustain => "SUSTAIN",
             AlgKind::Mrbo => "MRBO",
+            AlgKind::Amigo => "AmIGO",
         }
     }
 
@@ -284,6 +292,7 @@ impl AlgKind {
             AlgKind::MaSoba => Box::new(ma_soba::MaSoba::new(be, p, h)),
             AlgKind::Sustain => Box::new(sustain::Sustain::new(be, p, h)),
             AlgKind::Mrbo => Box::new(mrbo::Mrbo::new(be, p, h)),
+            AlgKind::Amigo => Box::new(amigo::Amigo::new(be, p, h)),
         }
     }
 }
