@@ -38,7 +38,7 @@ pub struct Hyper {
     /// Q: Neumann terms (stocBiO, BSA, TTSA); K: CG, fixed-point or backpropagated steps
     /// (AID-CG, AID-FP, reverse, HOAG) — the reference code's `--hessian_q`.
     pub q: usize,
-    /// η: Neumann step size (and SOBA's and MA-SOBA's step for v).
+    /// η: Neumann step size (and SOBA's, MA-SOBA's and AmIGO's step for v).
     pub eta: f64,
     /// α: inner step size.
     pub alpha: f64,

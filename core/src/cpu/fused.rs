@@ -224,6 +224,9 @@ pub(super) fn glm_batch<T: Real>(
     // f32 on a CPU with AVX-512 (a row of c ≤ 16 classes is one register) or AVX2 (two).
     #[cfg(target_arch = "x86_64")]
     let f32call = simd(be, &data).and_then(|simd| Some((simd, f.as_f32()?)));
+    // The sparse matrix in f32, for both intrinsics kernels (`None` for dense rows).
+    #[cfg(target_arch = "x86_64")]
+    let sparse32 = f32call.as_ref().and_then(|_| ShiftedCsr::of(x)?.as_f32());
     // AVX2: the row terms first (reading Y and V in place; either may be `out`), then `out`
     // becomes the regulariser's part and the second pass adds G into it: no G buffer to zero
     // and fold, no padded copies of Y and V (see `avx2.rs`).
@@ -240,7 +243,7 @@ pub(super) fn glm_batch<T: Real>(
                 avx2::dense_scatter(idx, data, d, e32, super::as_f32_mut(out).expect("f32"));
             },
             Layout::Csr { .. } => {
-                let sx = ShiftedCsr::of(x).and_then(ShiftedCsr::as_f32).expect("a CSR in f32");
+                let sx = sparse32.expect("a CSR in f32");
                 let u32s = super::as_f32_mut(u).expect("f32");
                 // Whether two threads beat one is timed as the run goes (see `pair.rs`); the
                 // results are the same either way.
@@ -339,7 +342,7 @@ pub(super) fn glm_batch<T: Real>(
                 } else {
                     f32call
                 };
-                let sx = ShiftedCsr::of(x).and_then(ShiftedCsr::as_f32).expect("a CSR in f32");
+                let sx = sparse32.expect("a CSR in f32");
                 // One thread: where a call can be split over two, the AVX2 kernel takes it (see
                 // `two_thread_split`).
                 // SAFETY: as above; Y, V and G have d rows `stride` apart.

@@ -149,7 +149,8 @@ unsafe fn csr_terms_c<const C: usize>(f: &Call<'_, f32>, x: ShiftedCsr<'_, f32>,
         }
     }
     // SAFETY: this function's contract.
-    let (s, s2) = unsafe { (Avx2::assume(), Pair(Avx2::assume())) };
+    let s = unsafe { Avx2::assume() };
+    let s2 = Pair(s);
     let mut e_sum = zero;
     let mut coefs = [0.0; MAX_LANES];
     for (k, &row) in f.rows.iter().enumerate() {
